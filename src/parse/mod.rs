@@ -1,27 +1,271 @@
-//! Pure parsers: bytes in, model types out. The only place nom appears.
+//! Pure parsers: bytes in, model types out, and the only place nom appears.
+//! `keyval` reads job, test and host keyval files; `iteration` reads
+//! `results/keyval`; `line` reads one status-log line; `v0` and `v1` are the
+//! two status-log state machines. None of them touches the file system: the
+//! caller (`ingest`) reads files and hands over bytes plus the few facts a
+//! state machine needs about the job (`JobContext`). Where Autotest's parser
+//! raises and loses the job, these parsers skip what they cannot read and
+//! report a [`Problem`] with its line instead.
 
-/// Python's `float(text)`: optional surrounding whitespace, optional sign,
-/// decimal or exponent notation, `nan`, `inf`, `infinity` (any case).
-pub fn python_float(text: &str) -> Option<f64> {
-    let t = text.trim_matches(|c: char| c.is_ascii_whitespace());
-    let (sign, body) = match t.as_bytes().first() {
-        Some(b'-') => (-1.0, &t[1..]),
-        Some(b'+') => (1.0, &t[1..]),
-        _ => (1.0, t),
-    };
-    let lower = body.to_ascii_lowercase();
-    match lower.as_str() {
-        "nan" => return Some(f64::NAN),
-        "inf" | "infinity" => return Some(sign * f64::INFINITY),
-        _ => {}
+pub mod iteration;
+pub mod keyval;
+pub mod line;
+pub mod v0;
+pub mod v1;
+
+use crate::model::{Kernel, Severity, Status, Timestamp, Value};
+
+/// Something a parser could not read, or that Autotest warns about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Error: Autotest's parser would have raised here (and lost the job).
+    /// Warning: Autotest logs it and goes on.
+    pub severity: Severity,
+    /// 1-based line in the file, when there is one.
+    pub line: Option<u32>,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl Problem {
+    /// An error at a line.
+    pub fn error(line: Option<u32>, message: impl Into<String>) -> Problem {
+        Problem {
+            severity: Severity::Error,
+            line,
+            message: message.into(),
+        }
     }
-    let ok = !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
-        && body.bytes().any(|b| b.is_ascii_digit());
-    if !ok {
+
+    /// A warning at a line.
+    pub fn warning(line: Option<u32>, message: impl Into<String>) -> Problem {
+        Problem {
+            severity: Severity::Warning,
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+/// One result as a status-log state machine emits it, before the test's
+/// keyval files are attached (that needs file reads; see `tree`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestResult {
+    /// Subdir (`None` for `----`, `"----"` for SERVER_JOB).
+    pub subdir: Option<String>,
+    /// Test name.
+    pub testname: String,
+    /// Status (RUNNING for partial results).
+    pub status: Status,
+    /// Reason.
+    pub reason: Option<String>,
+    /// Kernel at completion.
+    pub kernel: Kernel,
+    /// Start time.
+    pub started_time: Option<Timestamp>,
+    /// Finish time.
+    pub finished_time: Option<Timestamp>,
+    /// True once Autotest's `parse_test` built it (it then gets attributes
+    /// and iterations); false for a RUNNING partial result.
+    pub finalized: bool,
+}
+
+/// Splits input into lines the way Python's file iteration does: on `\n`
+/// only, each line keeping its `\n`, numbered from 1.
+pub fn lines_with_numbers(input: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
+    input
+        .split_inclusive(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, l)| (u32::try_from(i + 1).unwrap_or(u32::MAX), l))
+}
+
+/// Python 2's `str.isspace` for one character (ASCII whitespace incl. `\v`).
+pub fn is_py_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
+}
+
+/// Python's `float(text)`: surrounding whitespace, optional sign, decimal or
+/// exponent notation, `nan`, `inf`, `infinity` (any case).
+pub fn python_float(text: &str) -> Option<f64> {
+    let t = text.trim_matches(is_py_space);
+    let (negative, body) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let value = match body.to_ascii_lowercase().as_str() {
+        "nan" => f64::NAN,
+        "inf" | "infinity" => f64::INFINITY,
+        _ => {
+            if !is_decimal_literal(body) {
+                return None;
+            }
+            body.parse::<f64>().ok()?
+        }
+    };
+    Some(if negative { -value } else { value })
+}
+
+/// `(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?`, the unsigned literal `float()` takes.
+fn is_decimal_literal(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |mut i: usize| {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        (i, i - start)
+    };
+    let (mut i, int_digits) = digits(0);
+    let mut frac_digits = 0;
+    if i < b.len() && b[i] == b'.' {
+        let (j, n) = digits(i + 1);
+        i = j;
+        frac_digits = n;
+    }
+    if int_digits + frac_digits == 0 {
+        return false;
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        let mut j = i + 1;
+        if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
+            j += 1;
+        }
+        let (k, n) = digits(j);
+        if n == 0 {
+            return false;
+        }
+        i = k;
+    }
+    i == b.len()
+}
+
+/// Python's `int(text)` for a string: surrounding whitespace, optional sign,
+/// decimal digits only.
+pub fn python_int(text: &str) -> Option<i64> {
+    let t = text.trim_matches(is_py_space);
+    let body = t.strip_prefix(['+', '-']).unwrap_or(t);
+    if body.is_empty() || !body.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    body.parse::<f64>().ok().map(|f| sign * f)
+    t.strip_prefix('+').unwrap_or(t).parse().ok()
+}
+
+/// Largest timestamp Python's `datetime.fromtimestamp` accepts (year 9999).
+const MAX_TIMESTAMP: i64 = 253_402_300_799;
+
+/// Autotest's `get_timestamp`: `int(value)` seconds since the epoch. Floats
+/// are truncated; anything else is an error (Autotest raises).
+pub fn timestamp_of_value(v: &Value) -> Result<Timestamp, String> {
+    let ts = match v {
+        Value::Int(i) => i64::try_from(*i).ok(),
+        Value::Float(f) if f.is_finite() => Some(f.trunc() as i64),
+        Value::Str(s) => python_int(s),
+        _ => None,
+    };
+    timestamp_in_range(ts, v)
+}
+
+/// `get_timestamp` of a status-line `timestamp=` field (always a string).
+pub fn timestamp_of_field(raw: &str) -> Result<Timestamp, String> {
+    timestamp_in_range(python_int(raw), &Value::Str(raw.to_string()))
+}
+
+fn timestamp_in_range(ts: Option<i64>, v: &Value) -> Result<Timestamp, String> {
+    match ts {
+        Some(t) if (0..=MAX_TIMESTAMP).contains(&t) => Ok(t),
+        Some(_) => Err(format!("timestamp {} is out of range", show(v))),
+        None => Err(format!("timestamp {} is not an integer", show(v))),
+    }
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Str(s) => format!("{s:?}"),
+        other => other.to_db_text().unwrap_or_else(|| "None".into()),
+    }
+}
+
+/// Python 2's `str(value)` of a keyval value (`%.12g` for floats).
+pub fn python2_str(v: &Value) -> Option<String> {
+    match v {
+        Value::Float(f) if f.is_finite() => {
+            let s = format_g(*f, 12);
+            Some(if s.contains(['.', 'e', 'n']) {
+                s
+            } else {
+                s + ".0"
+            })
+        }
+        other => other.to_db_text(),
+    }
+}
+
+/// C's `%.{prec}g`.
+fn format_g(f: f64, prec: usize) -> String {
+    if f == 0.0 {
+        return "0".into();
+    }
+    let exp = format!("{:.*e}", prec - 1, f);
+    let (mantissa, e) = exp.split_once('e').expect("{:e} always has an exponent");
+    let e: i32 = e.parse().expect("exponent is an integer");
+    if e < -4 || e >= prec as i32 {
+        let m = trim_zeros(mantissa);
+        format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
+    } else {
+        let decimals = (prec as i32 - 1 - e).max(0) as usize;
+        trim_zeros(&format!("{f:.decimals$}")).to_string()
+    }
+}
+
+fn trim_zeros(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_float_accepts_what_python_accepts() {
+        for (s, v) in [
+            ("1", 1.0),
+            (" 217 ", 217.0),
+            ("+1.5", 1.5),
+            ("1e5", 1e5),
+            (".5", 0.5),
+            ("5.", 5.0),
+        ] {
+            assert_eq!(python_float(s), Some(v), "{s}");
+        }
+        assert!(python_float("nan").is_some_and(f64::is_nan));
+        assert_eq!(python_float("-inf"), Some(f64::NEG_INFINITY));
+        for s in ["", "12abc", "FooBar", "+-1", "1e", ".", "0x10", "1_0"] {
+            assert_eq!(python_float(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn python_int_and_timestamps() {
+        assert_eq!(python_int(" -5 "), Some(-5));
+        assert_eq!(python_int("1.5"), None);
+        assert_eq!(timestamp_of_field("1300000001"), Ok(1_300_000_001));
+        assert!(timestamp_of_field("1300000001.5").is_err());
+        assert_eq!(timestamp_of_value(&Value::Float(12.9)), Ok(12));
+    }
+
+    #[test]
+    fn python2_str_of_floats() {
+        assert_eq!(python2_str(&Value::Float(2.1)).as_deref(), Some("2.1"));
+        assert_eq!(python2_str(&Value::Float(1.0)).as_deref(), Some("1.0"));
+        assert_eq!(
+            python2_str(&Value::Float(0.1 + 0.2)).as_deref(),
+            Some("0.3")
+        );
+        assert_eq!(python2_str(&Value::Int(7)).as_deref(), Some("7"));
+    }
 }

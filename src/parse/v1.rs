@@ -1,0 +1,639 @@
+//! The status-log version 1 state machine (Autotest's
+//! `tko/parsers/version_1.py`, HEAD semantics): nested START/END groups,
+//! worst status wins, reason merging, CLIENT_JOB.N and SERVER_JOB rows,
+//! RUNNING partial results, reboot/kernel tracking, INFO lines, indentation
+//! repair and implicit aborts at end of input. It is fed lines (whole file or
+//! incrementally, as Autotest's continuous parser is) and keeps Autotest's
+//! object identity: a RUNNING result emitted early is the same row that later
+//! becomes final. Where Autotest raises and loses the job, this machine
+//! reports a [`Problem`] and carries on with the most faithful reading.
+
+use super::line::{status_line, LineKind, StatusLine};
+use super::{timestamp_of_field, Problem, TestResult};
+use crate::model::{short_datetime, Kernel, Patch, Status, Timestamp};
+use std::collections::{BTreeSet, VecDeque};
+
+/// What the state machine needs to know about the job (from its keyvals and
+/// `.autoserv_execute`, read by the caller).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobContext {
+    /// Keyval `job_started`.
+    pub started_time: Option<Timestamp>,
+    /// Keyval `job_finished`.
+    pub finished_time: Option<Timestamp>,
+    /// Keyval `aborted_by`.
+    pub aborted_by: Option<String>,
+    /// Keyval `aborted_on`.
+    pub aborted_on: Option<Timestamp>,
+    /// SERVER_JOB status from `.autoserv_execute` (`job.exit_status()`).
+    pub exit_status: Option<Status>,
+}
+
+/// Autotest's `status_stack`: one accumulated status per open group.
+#[derive(Debug, Clone)]
+struct StatusStack(Vec<Status>);
+
+impl StatusStack {
+    fn new() -> StatusStack {
+        StatusStack(vec![Status::NoStatus])
+    }
+    fn start(&mut self) {
+        self.0.push(Status::NoStatus);
+    }
+    fn current(&self) -> Status {
+        *self.0.last().expect("the stack is never empty")
+    }
+    fn update(&mut self, s: Status) {
+        if s.is_worse_than(self.current()) {
+            *self.0.last_mut().expect("the stack is never empty") = s;
+        }
+    }
+    fn end(&mut self) -> Status {
+        let top = self.0.pop().expect("the stack is never empty");
+        if self.0.is_empty() {
+            self.0.push(Status::NoStatus);
+        }
+        top
+    }
+    fn size(&self) -> usize {
+        self.0.len() - 1
+    }
+}
+
+/// A queued line: its 1-based number in the file (None for lines the
+/// machine synthesised) and its text.
+type Queued = (Option<u32>, String);
+
+/// The version-1 parser state. Feed it with [`V1::process`], finish with
+/// [`V1::end`].
+#[derive(Debug)]
+pub struct V1 {
+    ctx: JobContext,
+    buffer: VecDeque<Queued>,
+    stack: StatusStack,
+    min_stack_size: usize,
+    subdir_stack: Vec<Option<String>>,
+    started_time_stack: Vec<Option<Timestamp>>,
+    current_status: Status,
+    current_reason: Option<String>,
+    running_test: Option<usize>,
+    running_reasons: BTreeSet<String>,
+    running_client: Option<usize>,
+    running_job: usize,
+    current_kernel: Kernel,
+    job_count: u32,
+    boot_count: u32,
+    /// Last line read, if it was a status line (Autotest's `line`).
+    line: Option<StatusLine>,
+    /// Timestamp field of the last status line read, kept for the tolerant
+    /// end-of-input path where Autotest would crash.
+    last_status_timestamp: Option<String>,
+    tests: Vec<TestResult>,
+    emitted: Vec<usize>,
+    problems: Vec<Problem>,
+}
+
+/// What the machine produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// Results in first-emission order, each in its latest state.
+    pub tests: Vec<TestResult>,
+    /// What could not be read as Autotest reads it.
+    pub problems: Vec<Problem>,
+}
+
+impl V1 {
+    /// Starts a job: emits the RUNNING SERVER_JOB row.
+    pub fn new(ctx: JobContext) -> V1 {
+        let mut v = V1 {
+            buffer: VecDeque::new(),
+            stack: StatusStack::new(),
+            min_stack_size: 0,
+            subdir_stack: vec![None],
+            started_time_stack: vec![None],
+            current_status: Status::NoStatus,
+            current_reason: None,
+            running_test: None,
+            running_reasons: BTreeSet::new(),
+            running_client: None,
+            running_job: 0,
+            current_kernel: Kernel::unknown(),
+            job_count: 0,
+            boot_count: 0,
+            line: None,
+            last_status_timestamp: None,
+            tests: Vec::new(),
+            emitted: Vec::new(),
+            problems: Vec::new(),
+            ctx,
+        };
+        let started = v.ctx.started_time;
+        v.running_job = v.partial(
+            Some("----".into()),
+            "SERVER_JOB".into(),
+            Some(String::new()),
+            started,
+        );
+        v
+    }
+
+    /// Feeds raw lines (each with its `\n`, numbered from 1) and processes
+    /// everything that can be processed before the end of input.
+    pub fn process<'a>(&mut self, lines: impl IntoIterator<Item = (u32, &'a str)>) {
+        self.buffer
+            .extend(lines.into_iter().map(|(n, l)| (Some(n), l.to_string())));
+        while let Some((number, raw)) = self.buffer.pop_front() {
+            self.step(number, raw);
+        }
+    }
+
+    /// The results so far, in emission order (RUNNING rows included), as a
+    /// live view of a job that is still being written.
+    pub fn snapshot(&self) -> Vec<TestResult> {
+        self.dedup()
+    }
+
+    /// Ends the input: closes open groups with implicit aborts, finalises
+    /// SERVER_JOB and returns everything.
+    pub fn end(mut self) -> Output {
+        let mut last_size = usize::MAX;
+        while self.stack.size() > 0 {
+            if self.stack.size() >= last_size {
+                // Cannot happen with well-formed synthetic lines; never loop.
+                self.problems.push(Problem::error(
+                    None,
+                    "internal: implicit aborts did not close the open groups",
+                ));
+                break;
+            }
+            last_size = self.stack.size();
+            self.queue_implicit_aborts();
+            while let Some((number, raw)) = self.buffer.pop_front() {
+                self.step(number, raw);
+            }
+        }
+        let status = self.ctx.exit_status.unwrap_or(Status::Abort);
+        let reason = self.tests[self.running_job].reason.clone();
+        let (started, finished) = (self.ctx.started_time, self.ctx.finished_time);
+        let id = self.running_job;
+        self.finalize(
+            Some(id),
+            Some("----".into()),
+            "SERVER_JOB".into(),
+            status,
+            reason,
+            started,
+            finished,
+        );
+        Output {
+            tests: self.dedup(),
+            problems: self.problems,
+        }
+    }
+
+    fn dedup(&self) -> Vec<TestResult> {
+        let mut seen = vec![false; self.tests.len()];
+        let mut out = Vec::with_capacity(self.tests.len());
+        for &id in &self.emitted {
+            if !std::mem::replace(&mut seen[id], true) {
+                out.push(self.tests[id].clone());
+            }
+        }
+        out
+    }
+
+    /// `parse_partial_test` + emit.
+    fn partial(
+        &mut self,
+        subdir: Option<String>,
+        testname: String,
+        reason: Option<String>,
+        started: Option<Timestamp>,
+    ) -> usize {
+        self.tests.push(TestResult {
+            subdir,
+            testname,
+            status: Status::Running,
+            reason,
+            kernel: self.current_kernel.clone(),
+            started_time: started,
+            finished_time: None,
+            finalized: false,
+        });
+        let id = self.tests.len() - 1;
+        self.emitted.push(id);
+        id
+    }
+
+    /// `parse_test(..., existing_instance)` + emit.
+    #[allow(clippy::too_many_arguments)] // mirrors Autotest's parse_test
+    fn finalize(
+        &mut self,
+        existing: Option<usize>,
+        subdir: Option<String>,
+        testname: String,
+        status: Status,
+        reason: Option<String>,
+        started: Option<Timestamp>,
+        finished: Option<Timestamp>,
+    ) -> usize {
+        let t = TestResult {
+            subdir,
+            testname,
+            status,
+            reason,
+            kernel: self.current_kernel.clone(),
+            started_time: started,
+            finished_time: finished,
+            finalized: true,
+        };
+        let id = match existing {
+            Some(id) => {
+                self.tests[id] = t;
+                id
+            }
+            None => {
+                self.tests.push(t);
+                self.tests.len() - 1
+            }
+        };
+        self.emitted.push(id);
+        id
+    }
+
+    /// Queues END ABORT lines for every open group (end of input).
+    fn queue_implicit_aborts(&mut self) {
+        let reason = match (&self.ctx.aborted_by, self.ctx.aborted_on) {
+            (Some(by), Some(on)) => format!("Job aborted by {by} at {}", short_datetime(on)),
+            (Some(by), None) => {
+                self.problems.push(Problem::error(
+                    None,
+                    "job keyval has aborted_by but no aborted_on (Autotest's parser loses the job here)",
+                ));
+                format!("Job aborted by {by}")
+            }
+            (None, _) => "Job aborted unexpectedly".to_string(),
+        };
+        let timestamp = match &self.line {
+            Some(l) => l.fields.get("timestamp").cloned(),
+            None => {
+                self.problems.push(Problem::error(
+                    None,
+                    "status log ends with a non-status line while groups are open \
+                     (Autotest's parser loses the job here); closing them with the last \
+                     status line's timestamp",
+                ));
+                self.last_status_timestamp.clone()
+            }
+        };
+        let mut subdirs = self.subdir_stack.clone();
+        for indent in (0..self.stack.size()).rev() {
+            let subdir = subdirs.pop().flatten();
+            let abort = dummy_abort(indent, subdir.as_deref(), timestamp.as_deref(), &reason);
+            self.buffer.push_back((None, abort));
+        }
+    }
+
+    fn timestamp(&mut self, number: Option<u32>, line: &StatusLine) -> Option<Timestamp> {
+        let raw = line.fields.get("timestamp")?;
+        match timestamp_of_field(raw) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.problems.push(Problem::error(number, e));
+                None
+            }
+        }
+    }
+
+    /// `status_line.get_kernel()`: `kernel=` (minus `-autotest`) and
+    /// consecutive `patchN=spec reference hash` fields.
+    fn kernel_of(&mut self, number: Option<u32>, line: &StatusLine) -> Kernel {
+        let base = line.fields.get("kernel").map(String::as_str).unwrap_or("");
+        let base = base.strip_suffix("-autotest").unwrap_or(base);
+        if base.is_empty() {
+            return Kernel::unknown();
+        }
+        let mut patches = Vec::new();
+        for n in 0.. {
+            let Some(value) = line.fields.get(&format!("patch{n}")) else {
+                break;
+            };
+            let words: Vec<&str> = value.split_ascii_whitespace().collect();
+            match words[..] {
+                [spec, reference, hash] => patches.push(Patch {
+                    spec: spec.into(),
+                    reference: reference.into(),
+                    hash: hash.into(),
+                }),
+                _ => self.problems.push(Problem::error(
+                    number,
+                    format!(
+                        "patch{n}={value:?} is not 'spec reference hash' \
+                         (Autotest's parser loses the job here); patch ignored"
+                    ),
+                )),
+            }
+        }
+        Kernel::new(base.to_string(), patches)
+    }
+
+    /// One iteration of Autotest's main loop, for one queued line.
+    fn step(&mut self, number: Option<u32>, raw: String) {
+        let raw = if raw.contains("\r\0") {
+            raw.replace("\r\0", "")
+        } else {
+            raw
+        };
+        let mut line = match status_line(&raw, 1) {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                self.line = None;
+                return;
+            }
+            Err(bad) => {
+                self.problems.push(Problem::error(
+                    number,
+                    format!(
+                        "unknown status {:?} (Autotest's parser loses the job here); line ignored",
+                        bad.word
+                    ),
+                ));
+                return;
+            }
+        };
+        self.line = Some(line.clone());
+        self.last_status_timestamp = line.fields.get("timestamp").cloned();
+
+        let size = self.stack.size();
+        let expected = size as isize - isize::from(line.kind == LineKind::End);
+        let indent = line.indent as isize;
+        if indent < expected {
+            let reason = line.reason.clone().unwrap_or_else(|| "None".into());
+            let subdir = self.subdir_stack.last().cloned().flatten();
+            let abort = dummy_abort(
+                size - 1,
+                subdir.as_deref(),
+                line.fields.get("timestamp").map(String::as_str),
+                &reason,
+            );
+            self.buffer.push_front((number, raw));
+            self.buffer.push_front((None, abort));
+            return;
+        }
+        if indent > expected {
+            return;
+        }
+
+        let started;
+        let finished;
+        match line.kind {
+            LineKind::Start => {
+                self.stack.start();
+                let started = self.timestamp(number, &line);
+                if line.subdir.is_none() && line.testname.is_none() && self.running_test.is_none() {
+                    self.min_stack_size = self.stack.size();
+                    let name = format!("CLIENT_JOB.{}", self.job_count);
+                    self.running_client =
+                        Some(self.partial(None, name, Some(String::new()), started));
+                } else if self.stack.size() == self.min_stack_size + 1
+                    && self.running_test.is_none()
+                {
+                    self.running_reasons = line
+                        .reason
+                        .iter()
+                        .filter(|r| !r.is_empty())
+                        .cloned()
+                        .collect();
+                    let id = self.partial(
+                        line.subdir.clone(),
+                        line.testname.clone().unwrap_or_default(),
+                        line.reason.clone(),
+                        started,
+                    );
+                    // A START with a subdir but no test name: Autotest's
+                    // partial test has testname None; keep the subdir.
+                    if line.testname.is_none() {
+                        self.tests[id].testname = line.subdir.clone().unwrap_or_default();
+                    }
+                    self.running_test = Some(id);
+                }
+                self.started_time_stack.push(started);
+                self.subdir_stack.push(line.subdir.clone());
+                return;
+            }
+            LineKind::Info => {
+                if line.fields.contains_key("kernel") {
+                    self.current_kernel = self.kernel_of(number, &line);
+                }
+                if let Some(reason) = line.fields.get("job_abort_reason") {
+                    self.tests[self.running_job].reason = Some(reason.clone());
+                    self.emitted.push(self.running_job);
+                }
+                return;
+            }
+            LineKind::Status => {
+                let status = line.status.expect("status lines have a status");
+                if line.subdir.as_deref().is_some_and(|s| !s.is_empty())
+                    && self.stack.size() > self.min_stack_size
+                {
+                    *self.subdir_stack.last_mut().expect("never empty") = line.subdir.clone();
+                }
+                self.stack.update(status);
+                if status <= self.current_status {
+                    if let Some(reason) = line.reason.as_ref().filter(|r| !r.is_empty()) {
+                        if let Some(id) = self.running_test {
+                            self.running_reasons.insert(reason.clone());
+                            drop_redundant_messages(&mut self.running_reasons);
+                            let joined = self
+                                .running_reasons
+                                .iter()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ");
+                            self.tests[id].reason = Some(joined.clone());
+                            self.current_reason = Some(joined);
+                            self.emitted.push(id);
+                        } else {
+                            self.current_reason = Some(reason.clone());
+                        }
+                    }
+                    self.current_status = self.stack.current();
+                }
+                started = None;
+                finished = self.timestamp(number, &line);
+                if line.testname.is_none() && line.subdir.is_none() {
+                    return;
+                }
+            }
+            LineKind::End => {
+                let status = line.status.expect("END lines have a status");
+                if line.subdir.is_none() && line.testname.is_none() && self.running_test.is_none() {
+                    self.min_stack_size = self.stack.size().saturating_sub(1);
+                    self.subdir_stack.pop();
+                } else {
+                    line.subdir = self.subdir_stack.pop().flatten();
+                    let parent_empty = self
+                        .subdir_stack
+                        .last()
+                        .is_none_or(|s| s.as_deref().is_none_or(str::is_empty));
+                    if parent_empty && self.stack.size() > self.min_stack_size {
+                        if let Some(last) = self.subdir_stack.last_mut() {
+                            *last = line.subdir.clone();
+                        }
+                    }
+                }
+                self.stack.update(status);
+                self.current_status = self.stack.end();
+                if self.stack.size() > self.min_stack_size {
+                    self.stack.update(self.current_status);
+                    self.current_status = self.stack.current();
+                }
+                started = self.started_time_stack.pop().flatten();
+                finished = self.timestamp(number, &line);
+                if line.testname.as_deref() == Some("reboot") && self.current_status > Status::Fail
+                {
+                    self.current_kernel = self.kernel_of(number, &line);
+                }
+                if line.testname.as_deref() == Some("reboot") && line.subdir.is_none() {
+                    line.testname = Some(format!("boot.{}", self.boot_count));
+                }
+            }
+        }
+
+        if self.stack.size() <= self.min_stack_size {
+            let mut testname = line.testname.clone().or_else(|| line.subdir.clone());
+            if testname.is_none() {
+                testname = Some(format!("CLIENT_JOB.{}", self.job_count));
+                self.running_test = match self.running_client {
+                    Some(id) => Some(id),
+                    None => {
+                        self.problems.push(Problem::error(
+                            number,
+                            "a group closed by an unnamed END before any client job started \
+                             (Autotest's parser loses the job here)",
+                        ));
+                        None
+                    }
+                };
+                self.job_count += 1;
+                if self.current_status > Status::Abort {
+                    self.current_status = Status::Good;
+                }
+            }
+            if self.current_reason.as_deref().is_none_or(str::is_empty) {
+                self.current_reason = line.reason.clone();
+            }
+            let testname = testname.expect("set above");
+            let is_boot = testname == format!("boot.{}", self.boot_count);
+            let reason = self.current_reason.take();
+            let existing = self.running_test.take();
+            self.finalize(
+                existing,
+                line.subdir.clone(),
+                testname,
+                self.current_status,
+                reason,
+                started,
+                finished,
+            );
+            self.current_status = Status::NoStatus;
+            if is_boot {
+                self.boot_count += 1;
+            }
+        }
+    }
+}
+
+/// `make_dummy_abort`: the END ABORT line Autotest synthesises.
+fn dummy_abort(
+    indent: usize,
+    subdir: Option<&str>,
+    timestamp: Option<&str>,
+    reason: &str,
+) -> String {
+    let name = subdir.filter(|s| !s.is_empty()).unwrap_or("----");
+    let ts = timestamp
+        .filter(|t| !t.is_empty())
+        .map(|t| format!("\ttimestamp={t}"))
+        .unwrap_or_default();
+    format!(
+        "{}END ABORT\t{name}\t{name}{ts}\t{reason}",
+        "\t".repeat(indent)
+    )
+}
+
+/// `drop_redundant_messages`: drops every message contained in another one.
+fn drop_redundant_messages(messages: &mut BTreeSet<String>) {
+    let all: Vec<String> = messages.iter().cloned().collect();
+    messages.retain(|m| {
+        !all.iter()
+            .any(|other| other != m && other.contains(m.as_str()))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(log: &str, ctx: JobContext) -> Output {
+        let mut v = V1::new(ctx);
+        v.process(log.split_inclusive('\n').zip(1..).map(|(l, n)| (n, l)));
+        v.end()
+    }
+
+    #[test]
+    fn empty_log_gives_only_server_job() {
+        let out = run("", JobContext::default());
+        assert_eq!(out.tests.len(), 1);
+        assert_eq!(out.tests[0].testname, "SERVER_JOB");
+        assert_eq!(out.tests[0].status, Status::Abort);
+    }
+
+    #[test]
+    fn worst_status_wins_and_end_word_counts() {
+        let log = "START\t----\t----\ttimestamp=1\t\n\
+                   \tSTART\tt\tt\ttimestamp=2\t\n\
+                   \t\tWARN\tt\tt\ttimestamp=3\tslow\n\
+                   \tEND GOOD\tt\tt\ttimestamp=4\t\n\
+                   END GOOD\t----\t----\ttimestamp=5\t\n";
+        let out = run(
+            log,
+            JobContext {
+                exit_status: Some(Status::Good),
+                ..Default::default()
+            },
+        );
+        let names: Vec<_> = out
+            .tests
+            .iter()
+            .map(|t| (t.testname.as_str(), t.status))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("SERVER_JOB", Status::Good),
+                ("CLIENT_JOB.0", Status::Good),
+                ("t", Status::Warn)
+            ]
+        );
+        assert_eq!(out.tests[2].reason.as_deref(), Some("slow"));
+        assert_eq!(out.tests[2].started_time, Some(2));
+        assert!(out.problems.is_empty());
+    }
+
+    #[test]
+    fn dummy_abort_renders_like_autotest() {
+        assert_eq!(
+            dummy_abort(3, None, Some("1"), "r"),
+            "\t\t\tEND ABORT\t----\t----\ttimestamp=1\tr"
+        );
+        assert_eq!(dummy_abort(0, Some("x"), None, "r"), "END ABORT\tx\tx\tr");
+    }
+
+    #[test]
+    fn redundant_messages_are_dropped() {
+        let mut s: BTreeSet<String> = ["a", "ab", "c"].into_iter().map(String::from).collect();
+        drop_redundant_messages(&mut s);
+        assert_eq!(s.into_iter().collect::<Vec<_>>(), vec!["ab", "c"]);
+    }
+}
