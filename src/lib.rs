@@ -13,3 +13,5 @@
 
 pub mod model;
 pub mod parse;
+pub mod discover;
+pub mod ingest;

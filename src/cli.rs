@@ -1,0 +1,55 @@
+//! Command-line flags (clap derive). Only the binary uses this module; the
+//! library never sees clap. Each subcommand's flags are turned into library
+//! calls in `main.rs`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// tko: Autotest results directories into a TKO-compatible results warehouse.
+///
+/// Exit status: 0 when everything parsed cleanly, 1 when some job has an
+/// error diagnostic (a file or line Autotest's parser would have lost the job
+/// on; the rest of the job is still parsed), 2 on fatal errors (bad
+/// arguments, unreadable paths, unreachable database).
+#[derive(Debug, Parser)]
+#[command(name = "tko", version, about, long_about)]
+pub(crate) struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Parse job directories or results roots and print what was found
+    /// (no database).
+    Parse(ParseArgs),
+}
+
+/// Flags shared by everything that finds jobs.
+#[derive(Debug, Args)]
+pub(crate) struct JobsArgs {
+    /// Path components in the job tag (`autotest-tko-parse -l`); the
+    /// scheduler uses 2 (`123-alice/host1`).
+    #[arg(short, long, default_value_t = 1)]
+    pub(crate) level: usize,
+    /// Worker threads for parsing (0 = one per core).
+    #[arg(short = 'j', long, default_value_t = 0)]
+    pub(crate) threads: usize,
+    /// Job directories (parsed as `autotest-tko-parse -o` would) or results
+    /// roots holding many jobs (walked to find them).
+    #[arg(required = true)]
+    pub(crate) paths: Vec<PathBuf>,
+}
+
+/// `tko parse`.
+#[derive(Debug, Args)]
+pub(crate) struct ParseArgs {
+    /// Print one JSON object per job (JSON Lines) instead of a summary.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Jobs to parse.
+    #[command(flatten)]
+    pub(crate) jobs: JobsArgs,
+}

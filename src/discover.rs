@@ -1,0 +1,259 @@
+//! Finds job directories under the paths given on the command line, the way
+//! `autotest-tko-parse` walks them (spec §1.5): `.machines` and
+//! all-directories multi-machine dirs recurse with `level + 1`, the top of a
+//! synchronous multi-machine job is a job too when it has `status.log`.
+//! A path that is not itself a job is a results root: it is walked with
+//! walkdir (sorted, no symlinks followed) down to the first directories that
+//! look like jobs. Reads directory listings and `.machines`, never contents
+//! of results files (see `ingest`).
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use walkdir::WalkDir;
+
+/// One job directory to parse, with the tag level that applies to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobDir {
+    /// Absolute, lexically normalised path of the job directory.
+    pub path: PathBuf,
+    /// How many trailing path components form the job tag.
+    pub level: usize,
+    /// The TKO job tag.
+    pub tag: String,
+}
+
+/// A problem met while walking (unreadable directory, bad `.machines`).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The path given does not exist or cannot be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// A `.machines` entry or nesting that would make Autotest recurse
+    /// forever.
+    #[error("{path}: {message}")]
+    Layout {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Files whose presence makes a directory a job (or the top of one).
+const JOB_MARKERS: [&str; 4] = ["status.log", "status", "keyval", ".autoserv_execute"];
+
+/// Deepest multi-machine nesting followed below one job directory.
+const MAX_NESTING: usize = 8;
+
+/// `os.path.abspath`: absolute and lexically normalised (no symlink
+/// resolution).
+pub fn absolute(path: &Path) -> io::Result<PathBuf> {
+    let abs = std::path::absolute(path)?;
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    Ok(out)
+}
+
+/// The job tag: the last `level` components of the absolute path joined by
+/// `/` (`level` 0: the whole path).
+pub fn job_tag(path: &Path, level: usize) -> String {
+    let text = path.to_string_lossy();
+    let parts: Vec<&str> = text.split('/').collect();
+    let start = if level == 0 {
+        0
+    } else {
+        parts.len().saturating_sub(level)
+    };
+    parts[start..].join("/")
+}
+
+/// `get_afe_job_id`: the leading digits of a `<digits>-<x>/<y>` tag.
+pub fn afe_job_id(tag: &str) -> Option<u64> {
+    let (digits, rest) = tag.split_once('-')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (owner, sub) = rest.split_once('/')?;
+    if owner.is_empty() || sub.is_empty() {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn is_job_like(dir: &Path) -> bool {
+    JOB_MARKERS.iter().any(|m| dir.join(m).exists())
+}
+
+/// `_get_job_subdirs`: the sub-jobs of a multi-machine directory, or `None`
+/// for a plain job directory.
+fn job_subdirs(dir: &Path) -> Result<Option<Vec<String>>, Error> {
+    let io_err = |source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let machines = dir.join(".machines");
+    if machines.is_file() {
+        let text = std::fs::read(&machines).map_err(io_err)?;
+        let mut names: Vec<String> = String::from_utf8_lossy(&text)
+            .lines()
+            .map(|l| l.trim().to_string())
+            // Autotest recurses forever on "" (and would on "." or ".."):
+            // only plain names count.
+            .filter(|n| !n.is_empty() && n != "." && n != ".." && !n.contains('/'))
+            .filter(|n| dir.join(n).exists())
+            .collect();
+        names.sort();
+        names.dedup();
+        if !names.is_empty() {
+            return Ok(Some(names));
+        }
+    }
+    let mut dirs = Vec::new();
+    let mut any = false;
+    let mut all_dirs = true;
+    for entry in std::fs::read_dir(dir).map_err(io_err)? {
+        let entry = entry.map_err(io_err)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == ".parse.lock" {
+            continue;
+        }
+        any = true;
+        if entry.path().is_dir() {
+            dirs.push(name);
+        } else {
+            all_dirs = false;
+        }
+    }
+    dirs.sort();
+    Ok((any && all_dirs).then_some(dirs))
+}
+
+/// `parse_path`: the job directories at and below one job path.
+fn parse_path(
+    path: &Path,
+    level: usize,
+    depth: usize,
+    out: &mut Vec<JobDir>,
+    errors: &mut Vec<Error>,
+) {
+    if depth > MAX_NESTING {
+        errors.push(Error::Layout {
+            path: path.to_path_buf(),
+            message: format!("multi-machine nesting deeper than {MAX_NESTING} levels; not followed"),
+        });
+        return;
+    }
+    let leaf = |out: &mut Vec<JobDir>| {
+        out.push(JobDir {
+            path: path.to_path_buf(),
+            level,
+            tag: job_tag(path, level),
+        })
+    };
+    match job_subdirs(path) {
+        Err(e) => errors.push(e),
+        Ok(None) => leaf(out),
+        Ok(Some(subdirs)) => {
+            if path.join("status.log").exists() {
+                leaf(out);
+            }
+            for s in subdirs {
+                parse_path(&path.join(s), level + 1, depth + 1, out, errors);
+            }
+        }
+    }
+}
+
+/// Finds every job under `paths`. Each path is either a job directory (it
+/// has a status log, keyval, `.autoserv_execute` or `.machines`: parsed as
+/// `autotest-tko-parse -o` would) or a results root, walked down to the
+/// first job-like directories. Output is sorted by tag, then path.
+pub fn find_jobs(paths: &[PathBuf], level: usize) -> (Vec<JobDir>, Vec<Error>) {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for given in paths {
+        let path = match absolute(given) {
+            Ok(p) => p,
+            Err(source) => {
+                errors.push(Error::Io {
+                    path: given.clone(),
+                    source,
+                });
+                continue;
+            }
+        };
+        if let Err(source) = std::fs::metadata(&path) {
+            errors.push(Error::Io { path, source });
+            continue;
+        }
+        if !path.is_dir() {
+            errors.push(Error::Layout {
+                path,
+                message: "not a directory (give a job directory or a results root)".into(),
+            });
+            continue;
+        }
+        if is_job_like(&path) || path.join(".machines").is_file() {
+            parse_path(&path, level, 0, &mut out, &mut errors);
+            continue;
+        }
+        let mut walker = WalkDir::new(&path)
+            .min_depth(1)
+            .sort_by_file_name()
+            .into_iter();
+        while let Some(entry) = walker.next() {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    let p = e.path().unwrap_or(&path).to_path_buf();
+                    errors.push(Error::Io {
+                        path: p,
+                        source: e.into(),
+                    });
+                    continue;
+                }
+            };
+            if !entry.file_type().is_dir() {
+                continue;
+            }
+            if is_job_like(entry.path()) {
+                walker.skip_current_dir();
+                parse_path(entry.path(), level, 0, &mut out, &mut errors);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.tag.cmp(&b.tag).then_with(|| a.path.cmp(&b.path)));
+    out.dedup_by(|a, b| a.path == b.path);
+    (out, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_and_afe_ids() {
+        let p = Path::new("/r/123-alice/host1");
+        assert_eq!(job_tag(p, 1), "host1");
+        assert_eq!(job_tag(p, 2), "123-alice/host1");
+        assert_eq!(job_tag(p, 0), "/r/123-alice/host1");
+        assert_eq!(job_tag(p, 9), "/r/123-alice/host1");
+        assert_eq!(afe_job_id("123-alice/host1"), Some(123));
+        assert_eq!(afe_job_id("123-alice"), None);
+        assert_eq!(afe_job_id("x-alice/h"), None);
+    }
+}

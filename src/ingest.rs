@@ -1,0 +1,392 @@
+//! Reads one job directory's files and runs the parsers on them, building a
+//! [`Job`] tree as `autotest-tko-parse` would (spec §1.6–§1.7, §4): keyval
+//! merging up to the top-level job dir, host keyvals, machine name and
+//! group, status version, `.autoserv_execute`, test keyvals and iteration
+//! keyvals. This is the only module that reads results files and the only
+//! place rayon runs; every problem becomes a diagnostic on the job, never a
+//! panic or a lost job.
+
+use crate::discover::{afe_job_id, JobDir};
+use crate::model::{Diagnostic, Job, Severity, Status, Test, Value};
+use crate::parse::{self, keyval::Keyval, v0, v1, Problem, TestResult};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Parses many job directories in parallel; output order is input order.
+pub fn parse_jobs(dirs: &[JobDir]) -> Vec<Job> {
+    dirs.par_iter().map(parse_job).collect()
+}
+
+/// Collects diagnostics for one job, naming files relative to its directory.
+struct Diags<'a> {
+    dir: &'a Path,
+    list: Vec<Diagnostic>,
+}
+
+impl Diags<'_> {
+    fn name(&self, path: &Path) -> String {
+        match path.strip_prefix(self.dir) {
+            Ok(rel) if !rel.as_os_str().is_empty() => rel.to_string_lossy().into_owned(),
+            _ => path.to_string_lossy().into_owned(),
+        }
+    }
+    fn push(&mut self, path: &Path, severity: Severity, line: Option<u32>, message: String) {
+        let file = self.name(path);
+        self.list.push(Diagnostic {
+            severity,
+            file,
+            line,
+            message,
+        });
+    }
+    fn problems(&mut self, path: &Path, problems: impl IntoIterator<Item = Problem>) {
+        for p in problems {
+            self.push(path, p.severity, p.line, p.message);
+        }
+    }
+}
+
+/// Reads a file that may be absent. Unreadable files become diagnostics;
+/// invalid UTF-8 gets a warning naming its first line (the bytes are then
+/// read with U+FFFD replacement).
+fn read_optional(path: &Path, diags: &mut Diags<'_>) -> Option<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            if let Err(e) = std::str::from_utf8(&bytes) {
+                let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+                diags.push(
+                    path,
+                    Severity::Warning,
+                    u32::try_from(line).ok(),
+                    "invalid UTF-8; undecodable bytes replaced with U+FFFD".into(),
+                );
+            }
+            Some(bytes)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => None,
+        Err(e) => {
+            diags.push(path, Severity::Error, None, format!("cannot read: {e}"));
+            None
+        }
+    }
+}
+
+/// `read_keyval(path)` with problems reported.
+fn read_keyval(path: &Path, diags: &mut Diags<'_>) -> BTreeMap<String, Value> {
+    match read_optional(path, diags) {
+        Some(bytes) => {
+            let Keyval { map, problems } = parse::keyval::keyval(&bytes);
+            diags.problems(path, problems);
+            map
+        }
+        None => BTreeMap::new(),
+    }
+}
+
+/// `find_toplevel_job_dir`: the nearest directory at or above `dir` holding
+/// `.autoserv_execute`.
+fn toplevel_job_dir(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find(|d| d.join(".autoserv_execute").exists())
+        .map(Path::to_path_buf)
+}
+
+/// `job.read_keyval(dir)`: merges `keyval` files from `dir` up to `top`,
+/// upper files overriding lower ones except for `hostname`.
+fn merged_keyval(dir: &Path, top: &Path, diags: &mut Diags<'_>) -> BTreeMap<String, Value> {
+    let mut merged: BTreeMap<String, Value> = BTreeMap::new();
+    for d in dir.ancestors() {
+        let mut upper = read_keyval(&d.join("keyval"), diags);
+        if merged.contains_key("hostname") {
+            upper.remove("hostname");
+        }
+        merged.extend(upper);
+        if d == top {
+            break;
+        }
+    }
+    merged
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::to_db_text)
+}
+
+/// A first line of a file, without its line break.
+fn first_line(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    s.split('\n').next().unwrap_or("").to_string()
+}
+
+/// Host keyval names must stay inside `host_keyvals/`.
+fn safe_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/')
+}
+
+/// A test subdir from a status log must stay inside the job directory.
+fn safe_subdir(subdir: &str) -> bool {
+    let p = Path::new(subdir);
+    !p.is_absolute() && p.components().all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
+/// Reads `<top>/host_keyvals/<host>` (typed) if a top-level dir exists.
+fn host_keyval(top: Option<&Path>, host: &str, diags: &mut Diags<'_>) -> BTreeMap<String, Value> {
+    let Some(top) = top else {
+        return BTreeMap::new();
+    };
+    if !safe_name(host) {
+        return BTreeMap::new();
+    }
+    let path = top.join("host_keyvals").join(host);
+    if !path.is_file() {
+        return BTreeMap::new();
+    }
+    read_keyval(&path, diags)
+}
+
+/// `determine_hostname`.
+fn machine_name(keyval: &BTreeMap<String, Value>, dir: &Path, diags: &mut Diags<'_>) -> String {
+    let group = text(keyval.get("host_group_name")).filter(|g| !g.is_empty());
+    let machine = text(keyval.get("hostname")).unwrap_or_default();
+    let multi = machine.contains(',');
+    if let Some(g) = group {
+        if multi || machine.is_empty() {
+            return g;
+        }
+        return machine;
+    }
+    if multi {
+        if let Some(b) = read_optional(&dir.join("sysinfo/hostname"), diags) {
+            return first_line(&b).trim_end_matches(parse::is_py_space).to_string();
+        }
+        if let Some(b) = read_optional(&dir.join("sysinfo/uname_-a"), diags) {
+            if let Some(host) = first_line(&b).split_ascii_whitespace().nth(1) {
+                return host.to_string();
+            }
+        }
+    }
+    machine
+}
+
+/// `job.exit_status()` from `<top>/.autoserv_execute`.
+fn exit_status(top: Option<&Path>, diags: &mut Diags<'_>) -> Status {
+    let Some(bytes) = top.and_then(|t| read_optional(&t.join(".autoserv_execute"), diags)) else {
+        return Status::Abort;
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let Some(code) = text.split_inclusive('\n').nth(1).and_then(parse::python_int) else {
+        return Status::Abort;
+    };
+    let signal = code & 0x7f;
+    if signal != 0 {
+        Status::Abort
+    } else if (code >> 8) & 0xff != 0 {
+        Status::Fail
+    } else {
+        Status::Good
+    }
+}
+
+fn timestamp(
+    keyval: &BTreeMap<String, Value>,
+    key: &str,
+    dir: &Path,
+    diags: &mut Diags<'_>,
+) -> Option<i64> {
+    let v = keyval.get(key)?;
+    match parse::timestamp_of_value(v) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            diags.push(&dir.join("keyval"), Severity::Error, None, format!("{key}: {e}"));
+            None
+        }
+    }
+}
+
+/// Reads the kernel files version 0 consults.
+fn v0_kernel_files(dir: &Path, diags: &mut Diags<'_>) -> v0::KernelFiles {
+    let mut build_log = None;
+    let mut build_dir = dir.join("build");
+    let mut i = 1;
+    while build_dir.exists() {
+        let log = build_dir.join("debug/build_log");
+        if let Some(bytes) = read_optional(&log, diags) {
+            build_log = Some((diags.name(&log), bytes));
+            break;
+        }
+        i += 1;
+        build_dir = dir.join(format!("build.{i}"));
+    }
+    let uname = ["sysinfo/reboot1/uname_-a", "sysinfo/uname_-a"]
+        .iter()
+        .find_map(|p| read_optional(&dir.join(p), diags))
+        .map(|b| first_line(&b));
+    v0::KernelFiles { build_log, uname }
+}
+
+/// Parses one job directory into a job tree. Never fails: every problem is
+/// a diagnostic on the returned job.
+pub fn parse_job(jd: &JobDir) -> Job {
+    let dir = jd.path.as_path();
+    let mut diags = Diags {
+        dir,
+        list: Vec::new(),
+    };
+    let top = toplevel_job_dir(dir);
+    let keyval = merged_keyval(dir, top.as_deref().unwrap_or(dir), &mut diags);
+    let status_version = match keyval.get("status_version") {
+        None => 0,
+        Some(Value::Int(1)) => 1,
+        Some(Value::Int(0)) => 0,
+        Some(Value::Float(f)) if *f == 1.0 || *f == 0.0 => *f as u32,
+        Some(other) => {
+            let shown = other.to_db_text().unwrap_or_default();
+            diags.push(
+                &dir.join("keyval"),
+                Severity::Error,
+                None,
+                format!("status_version {shown:?} is not 0 or 1 (Autotest's parser loses the job here); read as version 1"),
+            );
+            1
+        }
+    };
+    let machine = machine_name(&keyval, dir, &mut diags);
+    let mut groups: Vec<String> = machine
+        .split(',')
+        .filter_map(|h| text(host_keyval(top.as_deref(), h, &mut diags).get("platform")))
+        .collect();
+    groups.sort();
+    groups.dedup();
+    let mut job = Job {
+        tag: jd.tag.clone(),
+        afe_job_id: afe_job_id(&jd.tag),
+        status_version,
+        label: text(keyval.get("label")),
+        user: text(keyval.get("user")),
+        machine_group: groups.join(","),
+        machine_owner: text(keyval.get("owner")),
+        queued_time: timestamp(&keyval, "job_queued", dir, &mut diags),
+        started_time: timestamp(&keyval, "job_started", dir, &mut diags),
+        finished_time: timestamp(&keyval, "job_finished", dir, &mut diags),
+        aborted_by: text(keyval.get("aborted_by")),
+        aborted_on: timestamp(&keyval, "aborted_on", dir, &mut diags),
+        machine,
+        keyval: BTreeMap::new(),
+        tests: Vec::new(),
+        diagnostics: Vec::new(),
+    };
+
+    let status_path = ["status.log", "status"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file());
+    let results = match status_path {
+        None => {
+            diags.push(
+                &dir.join("status.log"),
+                Severity::Error,
+                None,
+                "no status file (neither status.log nor status): no tests".into(),
+            );
+            Vec::new()
+        }
+        Some(path) => {
+            let bytes = read_optional(&path, &mut diags).unwrap_or_default();
+            let (results, problems) = if status_version == 0 {
+                let mut kproblems = Vec::new();
+                let files = v0_kernel_files(dir, &mut diags);
+                let source = v0::KernelSource::new(&files, &mut kproblems);
+                for (file, p) in kproblems {
+                    diags.problems(&dir.join(file), [p]);
+                }
+                v0::parse(&bytes, &source)
+            } else {
+                let ctx = v1::JobContext {
+                    started_time: job.started_time,
+                    finished_time: job.finished_time,
+                    aborted_by: job.aborted_by.clone(),
+                    aborted_on: job.aborted_on,
+                    exit_status: Some(exit_status(top.as_deref(), &mut diags)),
+                };
+                let mut machine = v1::V1::new(ctx);
+                let text = String::from_utf8_lossy(&bytes);
+                machine.process(parse::lines_with_numbers(text.as_bytes()).map(|(n, l)| {
+                    (n, std::str::from_utf8(l).expect("split of valid UTF-8 at \\n is valid"))
+                }));
+                let out = machine.end();
+                (out.tests, out.problems)
+            };
+            diags.problems(&path, problems);
+            results
+        }
+    };
+
+    let host_attrs: BTreeMap<String, Value> = host_keyval(top.as_deref(), &job.machine, &mut diags)
+        .into_iter()
+        .map(|(k, v)| (format!("host-{k}"), v))
+        .collect();
+    job.tests = results
+        .into_iter()
+        .map(|r| build_test(r, &job, dir, &host_attrs, &mut diags))
+        .collect();
+    job.keyval = keyval;
+    job.diagnostics = diags.list;
+    job
+}
+
+/// `parse_test`: attaches a result's keyval attributes and iterations.
+fn build_test(
+    r: TestResult,
+    job: &Job,
+    dir: &Path,
+    host_attrs: &BTreeMap<String, Value>,
+    diags: &mut Diags<'_>,
+) -> Test {
+    let mut attributes = BTreeMap::new();
+    let mut iterations = Vec::new();
+    if r.finalized {
+        if let Some(subdir) = r.subdir.as_deref().filter(|s| !s.is_empty()) {
+            if safe_subdir(subdir) {
+                let test_dir = dir.join(subdir);
+                let results = test_dir.join("results/keyval");
+                if let Some(bytes) = read_optional(&results, diags) {
+                    let parsed = parse::iteration::iterations(&bytes, job.status_version);
+                    diags.problems(&results, parsed.problems);
+                    iterations = parsed.iterations;
+                }
+                attributes = read_keyval(&test_dir.join("keyval"), diags);
+            } else {
+                diags.push(
+                    dir,
+                    Severity::Warning,
+                    None,
+                    format!("test subdir {subdir:?} leaves the job directory; its keyvals are not read"),
+                );
+            }
+        }
+        attributes.extend(host_attrs.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if job.status_version == 0 {
+            let version = attributes
+                .get("version")
+                .and_then(parse::python2_str)
+                .map_or(Value::None, Value::Str);
+            attributes.insert("version".into(), version);
+        }
+    }
+    Test {
+        subdir: r.subdir,
+        testname: r.testname,
+        status: r.status,
+        reason: r.reason,
+        started_time: r.started_time,
+        finished_time: r.finished_time,
+        machine: job.machine.clone(),
+        kernel: r.kernel,
+        attributes,
+        iterations,
+        labels: Vec::new(),
+    }
+}
