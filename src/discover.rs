@@ -153,7 +153,9 @@ fn parse_path(
     if depth > MAX_NESTING {
         errors.push(Error::Layout {
             path: path.to_path_buf(),
-            message: format!("multi-machine nesting deeper than {MAX_NESTING} levels; not followed"),
+            message: format!(
+                "multi-machine nesting deeper than {MAX_NESTING} levels; not followed"
+            ),
         });
         return;
     }

@@ -55,7 +55,11 @@ fn read_optional(path: &Path, diags: &mut Diags<'_>) -> Option<Vec<u8>> {
     match std::fs::read(path) {
         Ok(bytes) => {
             if let Err(e) = std::str::from_utf8(&bytes) {
-                let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+                let line = bytes[..e.valid_up_to()]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1;
                 diags.push(
                     path,
                     Severity::Warning,
@@ -129,7 +133,9 @@ fn safe_name(name: &str) -> bool {
 /// A test subdir from a status log must stay inside the job directory.
 fn safe_subdir(subdir: &str) -> bool {
     let p = Path::new(subdir);
-    !p.is_absolute() && p.components().all(|c| matches!(c, std::path::Component::Normal(_)))
+    !p.is_absolute()
+        && p.components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
 /// Reads `<top>/host_keyvals/<host>` (typed) if a top-level dir exists.
@@ -160,7 +166,9 @@ fn machine_name(keyval: &BTreeMap<String, Value>, dir: &Path, diags: &mut Diags<
     }
     if multi {
         if let Some(b) = read_optional(&dir.join("sysinfo/hostname"), diags) {
-            return first_line(&b).trim_end_matches(parse::is_py_space).to_string();
+            return first_line(&b)
+                .trim_end_matches(parse::is_py_space)
+                .to_string();
         }
         if let Some(b) = read_optional(&dir.join("sysinfo/uname_-a"), diags) {
             if let Some(host) = first_line(&b).split_ascii_whitespace().nth(1) {
@@ -177,7 +185,11 @@ fn exit_status(top: Option<&Path>, diags: &mut Diags<'_>) -> Status {
         return Status::Abort;
     };
     let text = String::from_utf8_lossy(&bytes);
-    let Some(code) = text.split_inclusive('\n').nth(1).and_then(parse::python_int) else {
+    let Some(code) = text
+        .split_inclusive('\n')
+        .nth(1)
+        .and_then(parse::python_int)
+    else {
         return Status::Abort;
     };
     let signal = code & 0x7f;
@@ -200,7 +212,12 @@ fn timestamp(
     match parse::timestamp_of_value(v) {
         Ok(t) => Some(t),
         Err(e) => {
-            diags.push(&dir.join("keyval"), Severity::Error, None, format!("{key}: {e}"));
+            diags.push(
+                &dir.join("keyval"),
+                Severity::Error,
+                None,
+                format!("{key}: {e}"),
+            );
             None
         }
     }
@@ -314,7 +331,10 @@ pub fn parse_job(jd: &JobDir) -> Job {
                 let mut machine = v1::V1::new(ctx);
                 let text = String::from_utf8_lossy(&bytes);
                 machine.process(parse::lines_with_numbers(text.as_bytes()).map(|(n, l)| {
-                    (n, std::str::from_utf8(l).expect("split of valid UTF-8 at \\n is valid"))
+                    (
+                        n,
+                        std::str::from_utf8(l).expect("split of valid UTF-8 at \\n is valid"),
+                    )
                 }));
                 let out = machine.end();
                 (out.tests, out.problems)
@@ -363,7 +383,9 @@ fn build_test(
                     dir,
                     Severity::Warning,
                     None,
-                    format!("test subdir {subdir:?} leaves the job directory; its keyvals are not read"),
+                    format!(
+                        "test subdir {subdir:?} leaves the job directory; its keyvals are not read"
+                    ),
                 );
             }
         }

@@ -11,7 +11,7 @@
 //! do no I/O; `discover` walks directories without reading contents;
 //! `ingest` is the only place files are read and the only place rayon runs.
 
-pub mod model;
-pub mod parse;
 pub mod discover;
 pub mod ingest;
+pub mod model;
+pub mod parse;

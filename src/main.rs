@@ -62,7 +62,11 @@ fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     let failed = walk_errors || jobs.iter().any(Job::has_errors);
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// A short human summary of one job: tests by status and diagnostics.
@@ -74,14 +78,22 @@ fn write_summary(out: &mut impl Write, job: &Job) -> io::Result<()> {
             counts.push(format!("{n} {s}"));
         }
     }
-    let counts = if counts.is_empty() { "no tests".to_string() } else { counts.join(", ") };
+    let counts = if counts.is_empty() {
+        "no tests".to_string()
+    } else {
+        counts.join(", ")
+    };
     writeln!(
         out,
         "{}: {} test(s): {} [machine {}, status log v{}]",
         job.tag,
         job.tests.len(),
         counts,
-        if job.machine.is_empty() { "?" } else { &job.machine },
+        if job.machine.is_empty() {
+            "?"
+        } else {
+            &job.machine
+        },
         job.status_version
     )?;
     for d in &job.diagnostics {

@@ -31,7 +31,8 @@ fn json_eq(a: &Json, b: &Json) -> bool {
         }
         (Json::Object(x), Json::Object(y)) => {
             x.len() == y.len()
-                && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -39,7 +40,9 @@ fn json_eq(a: &Json, b: &Json) -> bool {
 
 fn diff(what: &str, ours: &Json, expected: &Json, out: &mut Vec<String>) {
     if !json_eq(ours, expected) {
-        out.push(format!("{what}:\n    ours:     {ours}\n    expected: {expected}"));
+        out.push(format!(
+            "{what}:\n    ours:     {ours}\n    expected: {expected}"
+        ));
     }
 }
 
@@ -57,18 +60,26 @@ fn check_jobs(case: &Path, input: &str, level: usize, expected: &Json, out: &mut
     let jobs = tko::ingest::parse_jobs(&dirs);
     let exp_jobs = expected["jobs"].as_array().expect("jobs array");
     let mut our_tags: Vec<&str> = jobs.iter().map(|j| j.tag.as_str()).collect();
-    let mut exp_tags: Vec<&str> = exp_jobs.iter().filter_map(|j| j["jobname"].as_str()).collect();
+    let mut exp_tags: Vec<&str> = exp_jobs
+        .iter()
+        .filter_map(|j| j["jobname"].as_str())
+        .collect();
     our_tags.sort();
     exp_tags.sort();
     if our_tags != exp_tags {
-        out.push(format!("job tags: ours {our_tags:?}, expected {exp_tags:?}"));
+        out.push(format!(
+            "job tags: ours {our_tags:?}, expected {exp_tags:?}"
+        ));
     }
     for exp in exp_jobs {
         let tag = exp["jobname"].as_str().unwrap_or_default();
         let Some(job) = jobs.iter().find(|j| j.tag == tag) else {
             continue;
         };
-        let has_error = job.diagnostics.iter().any(|d| d.severity == Severity::Error);
+        let has_error = job
+            .diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error);
         if !exp["error"].is_null() {
             if !has_error {
                 out.push(format!(
@@ -86,7 +97,10 @@ fn check_jobs(case: &Path, input: &str, level: usize, expected: &Json, out: &mut
             continue;
         }
         if has_error {
-            out.push(format!("{tag}: unexpected error diagnostics {:?}", job.diagnostics));
+            out.push(format!(
+                "{tag}: unexpected error diagnostics {:?}",
+                job.diagnostics
+            ));
         }
         let ours = serde_json::to_value(job).expect("job serializes");
         for key in [
@@ -102,15 +116,37 @@ fn check_jobs(case: &Path, input: &str, level: usize, expected: &Json, out: &mut
             "aborted_on",
             "keyval",
         ] {
-            diff(&format!("{tag}: job.{key}"), &ours[key], &exp["job"][key], out);
+            diff(
+                &format!("{tag}: job.{key}"),
+                &ours[key],
+                &exp["job"][key],
+                out,
+            );
         }
-        diff(&format!("{tag}: status_version"), &ours["status_version"], &exp["status_version"], out);
-        let afe = exp["afe_job_id"].as_str().map(|s| Json::from(s.parse::<u64>().expect("digits")));
-        diff(&format!("{tag}: afe_job_id"), &ours["afe_job_id"], &afe.unwrap_or(Json::Null), out);
+        diff(
+            &format!("{tag}: status_version"),
+            &ours["status_version"],
+            &exp["status_version"],
+            out,
+        );
+        let afe = exp["afe_job_id"]
+            .as_str()
+            .map(|s| Json::from(s.parse::<u64>().expect("digits")));
+        diff(
+            &format!("{tag}: afe_job_id"),
+            &ours["afe_job_id"],
+            &afe.unwrap_or(Json::Null),
+            out,
+        );
         let ours_tests = ours["tests"].as_array().expect("tests");
         let exp_tests = exp["tests"].as_array().expect("tests");
         if ours_tests.len() != exp_tests.len() {
-            let names = |v: &[Json]| v.iter().map(|t| t["testname"].to_string()).collect::<Vec<_>>().join(" ");
+            let names = |v: &[Json]| {
+                v.iter()
+                    .map(|t| t["testname"].to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
             out.push(format!(
                 "{tag}: {} tests, expected {}\n    ours:     {}\n    expected: {}",
                 ours_tests.len(),
@@ -124,7 +160,12 @@ fn check_jobs(case: &Path, input: &str, level: usize, expected: &Json, out: &mut
         }
         let warnings: Vec<&str> = exp["log"]
             .as_array()
-            .map(|l| l.iter().filter(|m| m["level"] == "WARNING").filter_map(|m| m["msg"].as_str()).collect())
+            .map(|l| {
+                l.iter()
+                    .filter(|m| m["level"] == "WARNING")
+                    .filter_map(|m| m["msg"].as_str())
+                    .collect()
+            })
             .unwrap_or_default();
         let ours_warnings: Vec<&str> = job
             .diagnostics
@@ -133,7 +174,9 @@ fn check_jobs(case: &Path, input: &str, level: usize, expected: &Json, out: &mut
             .map(|d| d.message.as_str())
             .collect();
         if warnings != ours_warnings {
-            out.push(format!("{tag}: warnings {ours_warnings:?}, expected {warnings:?}"));
+            out.push(format!(
+                "{tag}: warnings {ours_warnings:?}, expected {warnings:?}"
+            ));
         }
     }
 }
@@ -147,7 +190,11 @@ fn check_lines(file: &Path, version: u32, expected: &Json, out: &mut Vec<String>
         out.push(format!("{} lines, expected {}", lines.len(), results.len()));
     }
     for (raw, exp) in lines.iter().zip(results) {
-        let cleaned = if version >= 1 { raw.replace("\r\0", "") } else { raw.to_string() };
+        let cleaned = if version >= 1 {
+            raw.replace("\r\0", "")
+        } else {
+            raw.to_string()
+        };
         let ours = match parse::line::status_line(&cleaned, version) {
             Ok(None) => serde_json::json!({"parsed": null, "error": false}),
             Err(_) => serde_json::json!({"parsed": null, "error": true}),
@@ -164,7 +211,8 @@ fn check_lines(file: &Path, version: u32, expected: &Json, out: &mut Vec<String>
                 "error": false,
             }),
         };
-        let exp_norm = serde_json::json!({"parsed": exp["parsed"], "error": !exp["error"].is_null()});
+        let exp_norm =
+            serde_json::json!({"parsed": exp["parsed"], "error": !exp["error"].is_null()});
         diff(&format!("line {}", exp["line"]), &ours, &exp_norm, out);
     }
 }
@@ -173,12 +221,20 @@ fn check_keyval(file: &Path, expected: &Json, out: &mut Vec<String>) {
     let parsed = parse::keyval::keyval(&std::fs::read(file).expect("keyval"));
     let unit = &expected["unit"];
     if unit["error"].is_null() {
-        diff("keyval", &serde_json::to_value(&parsed.map).expect("map"), &unit["result"], out);
+        diff(
+            "keyval",
+            &serde_json::to_value(&parsed.map).expect("map"),
+            &unit["result"],
+            out,
+        );
         if !parsed.problems.is_empty() {
             out.push(format!("unexpected problems {:?}", parsed.problems));
         }
     } else if parsed.problems.is_empty() {
-        out.push(format!("Autotest raised {}, tko reports nothing", unit["error"]["message"]));
+        out.push(format!(
+            "Autotest raised {}, tko reports nothing",
+            unit["error"]["message"]
+        ));
     }
 }
 
@@ -186,18 +242,39 @@ fn check_iterations(file: &Path, version: u32, expected: &Json, out: &mut Vec<St
     let parsed = parse::iteration::iterations(&std::fs::read(file).expect("keyval"), version);
     let unit = &expected["unit"];
     if !unit["error"].is_null() {
-        if parsed.problems.iter().all(|p| p.severity != Severity::Error) {
-            out.push(format!("Autotest raised {}, tko reports no error", unit["error"]["message"]));
+        if parsed
+            .problems
+            .iter()
+            .all(|p| p.severity != Severity::Error)
+        {
+            out.push(format!(
+                "Autotest raised {}, tko reports no error",
+                unit["error"]["message"]
+            ));
         }
         return;
     }
-    diff("iterations", &serde_json::to_value(&parsed.iterations).expect("its"), &unit["result"], out);
+    diff(
+        "iterations",
+        &serde_json::to_value(&parsed.iterations).expect("its"),
+        &unit["result"],
+        out,
+    );
     let warnings: Vec<Json> = unit["log"]
         .as_array()
         .map(|l| l.iter().map(|m| m["msg"].clone()).collect())
         .unwrap_or_default();
-    let ours: Vec<Json> = parsed.problems.iter().map(|p| Json::from(p.message.clone())).collect();
-    diff("iteration warnings", &Json::from(ours), &Json::from(warnings), out);
+    let ours: Vec<Json> = parsed
+        .problems
+        .iter()
+        .map(|p| Json::from(p.message.clone()))
+        .collect();
+    diff(
+        "iteration warnings",
+        &Json::from(ours),
+        &Json::from(warnings),
+        out,
+    );
 }
 
 #[test]
@@ -215,12 +292,17 @@ fn corpus_parity() {
             let args = run["args"].as_array().expect("args");
             let input = run["input"].as_str().expect("input");
             let expected = read_json(&dir.join(run["expected"].as_str().expect("expected")));
-            let version = arg_value(args, "--status-version").map(|v| v.parse::<u32>().expect("version"));
+            let version =
+                arg_value(args, "--status-version").map(|v| v.parse::<u32>().expect("version"));
             let mut out = Vec::new();
             match arg_value(args, "--unit").as_deref() {
-                Some("lines") => check_lines(&dir.join(input), version.unwrap_or(1), &expected, &mut out),
+                Some("lines") => {
+                    check_lines(&dir.join(input), version.unwrap_or(1), &expected, &mut out)
+                }
                 Some("keyval") => check_keyval(&dir.join(input), &expected, &mut out),
-                Some("iterations") => check_iterations(&dir.join(input), version.unwrap_or(1), &expected, &mut out),
+                Some("iterations") => {
+                    check_iterations(&dir.join(input), version.unwrap_or(1), &expected, &mut out)
+                }
                 Some(other) => out.push(format!("unknown unit {other}")),
                 None => {
                     let level = arg_value(args, "--level").map_or(1, |l| l.parse().expect("level"));
@@ -228,7 +310,10 @@ fn corpus_parity() {
                 }
             }
             for m in out {
-                mismatches.push(format!("  [{}] {m}", run["expected"].as_str().unwrap_or("?")));
+                mismatches.push(format!(
+                    "  [{}] {m}",
+                    run["expected"].as_str().unwrap_or("?")
+                ));
             }
         }
         if mismatches.is_empty() {
@@ -242,6 +327,10 @@ fn corpus_parity() {
     }
     println!("parity: {identical} of {} cases identical", cases.len());
     eprintln!("parity: {identical} of {} cases identical", cases.len());
-    assert!(cases.len() >= 72, "corpus has {} cases, expected at least 72", cases.len());
+    assert!(
+        cases.len() >= 72,
+        "corpus has {} cases, expected at least 72",
+        cases.len()
+    );
     assert_eq!(identical, cases.len(), "corpus parity mismatches above");
 }

@@ -94,7 +94,20 @@ fn field(part: &str) -> Option<(&str, &str)> {
     (!key.is_empty() && !value.is_empty()).then_some((key, value))
 }
 
-fn name(col: &str) -> Option<String> {
+/// Splits what follows the three columns into the leading `\w+=value`
+/// fields and the reason (the rest, tabs kept).
+pub(crate) fn fields_and_reason(tail: &str) -> (BTreeMap<String, String>, String) {
+    let mut parts = tail.split('\t').peekable();
+    let mut fields = BTreeMap::new();
+    while let Some((k, v)) = parts.peek().and_then(|p| field(p)) {
+        fields.insert(k.to_string(), v.to_string());
+        parts.next();
+    }
+    (fields, parts.collect::<Vec<_>>().join("\t"))
+}
+
+/// `----` means no name.
+pub(crate) fn name(col: &str) -> Option<String> {
     (col != "----").then(|| col.to_string())
 }
 
@@ -110,14 +123,7 @@ pub fn status_line(raw: &str, version: u32) -> Result<Option<StatusLine>, BadSta
     let Ok((tail, (indent, [word, subdir, testname]))) = head(raw) else {
         return Ok(None);
     };
-    let tail = tail.trim_end_matches('\n');
-    let mut parts = tail.split('\t').peekable();
-    let mut fields = BTreeMap::new();
-    while let Some((k, v)) = parts.peek().and_then(|p| field(p)) {
-        fields.insert(k.to_string(), v.to_string());
-        parts.next();
-    }
-    let reason = parts.collect::<Vec<_>>().join("\t");
+    let (fields, reason) = fields_and_reason(tail.trim_end_matches('\n'));
     // A line with exactly three tab-terminated columns and nothing after the
     // last tab still has an (empty) fourth part, as Python's split gives.
     if version >= 1 && word == "INFO" {

@@ -8,10 +8,11 @@
 //! becomes final. Where Autotest raises and loses the job, this machine
 //! reports a [`Problem`] and carries on with the most faithful reading.
 
-use super::line::{status_line, LineKind, StatusLine};
+use super::line::{fields_and_reason, name, status_line, LineKind, StatusLine};
 use super::{timestamp_of_field, Problem, TestResult};
 use crate::model::{short_datetime, Kernel, Patch, Status, Timestamp};
 use std::collections::{BTreeSet, VecDeque};
+use std::rc::Rc;
 
 /// What the state machine needs to know about the job (from its keyvals and
 /// `.autoserv_execute`, read by the caller).
@@ -60,9 +61,15 @@ impl StatusStack {
     }
 }
 
-/// A queued line: its 1-based number in the file (None for lines the
-/// machine synthesised) and its text.
-type Queued = (Option<u32>, String);
+/// A queued line with its 1-based number in the file (None for lines the
+/// machine synthesised): raw text, or already parsed (synthesised aborts,
+/// and lines put back after an indentation regression, which are not parsed
+/// again so that deep nesting stays linear).
+#[derive(Debug)]
+enum Queued {
+    Raw(Option<u32>, String),
+    Parsed(Option<u32>, Rc<StatusLine>),
+}
 
 /// The version-1 parser state. Feed it with [`V1::process`], finish with
 /// [`V1::end`].
@@ -84,7 +91,7 @@ pub struct V1 {
     job_count: u32,
     boot_count: u32,
     /// Last line read, if it was a status line (Autotest's `line`).
-    line: Option<StatusLine>,
+    line: Option<Rc<StatusLine>>,
     /// Timestamp field of the last status line read, kept for the tolerant
     /// end-of-input path where Autotest would crash.
     last_status_timestamp: Option<String>,
@@ -140,10 +147,13 @@ impl V1 {
     /// Feeds raw lines (each with its `\n`, numbered from 1) and processes
     /// everything that can be processed before the end of input.
     pub fn process<'a>(&mut self, lines: impl IntoIterator<Item = (u32, &'a str)>) {
-        self.buffer
-            .extend(lines.into_iter().map(|(n, l)| (Some(n), l.to_string())));
-        while let Some((number, raw)) = self.buffer.pop_front() {
-            self.step(number, raw);
+        self.buffer.extend(
+            lines
+                .into_iter()
+                .map(|(n, l)| Queued::Raw(Some(n), l.to_string())),
+        );
+        while let Some(entry) = self.buffer.pop_front() {
+            self.step(entry);
         }
     }
 
@@ -168,8 +178,8 @@ impl V1 {
             }
             last_size = self.stack.size();
             self.queue_implicit_aborts();
-            while let Some((number, raw)) = self.buffer.pop_front() {
-                self.step(number, raw);
+            while let Some(entry) = self.buffer.pop_front() {
+                self.step(entry);
             }
         }
         let status = self.ctx.exit_status.unwrap_or(Status::Abort);
@@ -290,7 +300,7 @@ impl V1 {
         for indent in (0..self.stack.size()).rev() {
             let subdir = subdirs.pop().flatten();
             let abort = dummy_abort(indent, subdir.as_deref(), timestamp.as_deref(), &reason);
-            self.buffer.push_back((None, abort));
+            self.buffer.push_back(Queued::Parsed(None, Rc::new(abort)));
         }
     }
 
@@ -338,30 +348,35 @@ impl V1 {
     }
 
     /// One iteration of Autotest's main loop, for one queued line.
-    fn step(&mut self, number: Option<u32>, raw: String) {
-        let raw = if raw.contains("\r\0") {
-            raw.replace("\r\0", "")
-        } else {
-            raw
-        };
-        let mut line = match status_line(&raw, 1) {
-            Ok(Some(l)) => l,
-            Ok(None) => {
-                self.line = None;
-                return;
+    fn step(&mut self, entry: Queued) {
+        let (number, line) = match entry {
+            Queued::Parsed(number, line) => (number, line),
+            Queued::Raw(number, raw) => {
+                let raw = if raw.contains("\r\0") {
+                    raw.replace("\r\0", "")
+                } else {
+                    raw
+                };
+                match status_line(&raw, 1) {
+                    Ok(Some(l)) => (number, Rc::new(l)),
+                    Ok(None) => {
+                        self.line = None;
+                        return;
+                    }
+                    Err(bad) => {
+                        self.problems.push(Problem::error(
+                            number,
+                            format!(
+                                "unknown status {:?} (Autotest's parser loses the job here); line ignored",
+                                bad.word
+                            ),
+                        ));
+                        return;
+                    }
+                }
             }
-            Err(bad) => {
-                self.problems.push(Problem::error(
-                    number,
-                    format!(
-                        "unknown status {:?} (Autotest's parser loses the job here); line ignored",
-                        bad.word
-                    ),
-                ));
-                return;
-            }
         };
-        self.line = Some(line.clone());
+        self.line = Some(Rc::clone(&line));
         self.last_status_timestamp = line.fields.get("timestamp").cloned();
 
         let size = self.stack.size();
@@ -376,8 +391,9 @@ impl V1 {
                 line.fields.get("timestamp").map(String::as_str),
                 &reason,
             );
-            self.buffer.push_front((number, raw));
-            self.buffer.push_front((None, abort));
+            self.buffer
+                .push_front(Queued::Parsed(number, Rc::clone(&line)));
+            self.buffer.push_front(Queued::Parsed(None, Rc::new(abort)));
             return;
         }
         if indent > expected {
@@ -386,6 +402,9 @@ impl V1 {
 
         let started;
         let finished;
+        // The END branch rewrites these (Autotest mutates its line object).
+        let mut subdir = line.subdir.clone();
+        let mut testname = line.testname.clone();
         match line.kind {
             LineKind::Start => {
                 self.stack.start();
@@ -471,14 +490,14 @@ impl V1 {
                     self.min_stack_size = self.stack.size().saturating_sub(1);
                     self.subdir_stack.pop();
                 } else {
-                    line.subdir = self.subdir_stack.pop().flatten();
+                    subdir = self.subdir_stack.pop().flatten();
                     let parent_empty = self
                         .subdir_stack
                         .last()
                         .is_none_or(|s| s.as_deref().is_none_or(str::is_empty));
                     if parent_empty && self.stack.size() > self.min_stack_size {
                         if let Some(last) = self.subdir_stack.last_mut() {
-                            *last = line.subdir.clone();
+                            *last = subdir.clone();
                         }
                     }
                 }
@@ -494,14 +513,14 @@ impl V1 {
                 {
                     self.current_kernel = self.kernel_of(number, &line);
                 }
-                if line.testname.as_deref() == Some("reboot") && line.subdir.is_none() {
-                    line.testname = Some(format!("boot.{}", self.boot_count));
+                if testname.as_deref() == Some("reboot") && subdir.is_none() {
+                    testname = Some(format!("boot.{}", self.boot_count));
                 }
             }
         }
 
         if self.stack.size() <= self.min_stack_size {
-            let mut testname = line.testname.clone().or_else(|| line.subdir.clone());
+            let mut testname = testname.or_else(|| subdir.clone());
             if testname.is_none() {
                 testname = Some(format!("CLIENT_JOB.{}", self.job_count));
                 self.running_test = match self.running_client {
@@ -529,7 +548,7 @@ impl V1 {
             let existing = self.running_test.take();
             self.finalize(
                 existing,
-                line.subdir.clone(),
+                subdir,
                 testname,
                 self.current_status,
                 reason,
@@ -544,8 +563,10 @@ impl V1 {
     }
 }
 
-/// `make_dummy_abort`: the END ABORT line Autotest synthesises.
-fn dummy_abort(
+/// `make_dummy_abort`: the END ABORT line Autotest synthesises, rendered as
+/// text (kept to show, in a test, that [`dummy_abort`] parses the same).
+#[cfg(test)]
+fn render_dummy_abort(
     indent: usize,
     subdir: Option<&str>,
     timestamp: Option<&str>,
@@ -560,6 +581,32 @@ fn dummy_abort(
         "{}END ABORT\t{name}\t{name}{ts}\t{reason}",
         "\t".repeat(indent)
     )
+}
+
+/// The parsed form of Autotest's synthesised END ABORT line, built directly
+/// (rendering and re-parsing it would cost O(indent) per line). As in
+/// Autotest, a `word=value` reason becomes a field.
+fn dummy_abort(
+    indent: usize,
+    subdir: Option<&str>,
+    timestamp: Option<&str>,
+    reason: &str,
+) -> StatusLine {
+    let name = subdir.filter(|s| !s.is_empty()).and_then(name);
+    let tail = match timestamp.filter(|t| !t.is_empty()) {
+        Some(t) => format!("timestamp={t}\t{reason}"),
+        None => reason.to_string(),
+    };
+    let (fields, reason) = fields_and_reason(&tail);
+    StatusLine {
+        indent,
+        kind: LineKind::End,
+        status: Some(Status::Abort),
+        subdir: name.clone(),
+        testname: name,
+        reason: Some(reason),
+        fields,
+    }
 }
 
 /// `drop_redundant_messages`: drops every message contained in another one.
@@ -622,12 +669,27 @@ mod tests {
     }
 
     #[test]
-    fn dummy_abort_renders_like_autotest() {
+    fn dummy_abort_is_what_autotest_renders_and_parses() {
+        for (indent, subdir, ts, reason) in [
+            (3, None, Some("1"), "r"),
+            (0, Some("x"), None, "k=v\tmore"),
+            (1, Some(""), Some("5"), "None"),
+            (2, Some("t"), None, ""),
+        ] {
+            let text = render_dummy_abort(indent, subdir, ts, reason);
+            let parsed = status_line(&text, 1)
+                .expect("valid")
+                .expect("a status line");
+            assert_eq!(dummy_abort(indent, subdir, ts, reason), parsed, "{text:?}");
+        }
         assert_eq!(
-            dummy_abort(3, None, Some("1"), "r"),
+            render_dummy_abort(3, None, Some("1"), "r"),
             "\t\t\tEND ABORT\t----\t----\ttimestamp=1\tr"
         );
-        assert_eq!(dummy_abort(0, Some("x"), None, "r"), "END ABORT\tx\tx\tr");
+        assert_eq!(
+            render_dummy_abort(0, Some("x"), None, "r"),
+            "END ABORT\tx\tx\tr"
+        );
     }
 
     #[test]

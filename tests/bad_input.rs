@@ -1,0 +1,186 @@
+//! Hostile input: arbitrary bytes into every parser (property tests), and
+//! whole job directories with broken files. Each must give diagnostics with
+//! file and line, never a panic or a hang, and leave other jobs unaffected.
+
+use proptest::prelude::*;
+use std::fs;
+use std::path::Path;
+use tko::model::{Severity, Status};
+use tko::parse::{self, v0, v1};
+
+fn run_v1(bytes: &[u8]) -> v1::Output {
+    let text = String::from_utf8_lossy(bytes);
+    let mut m = v1::V1::new(v1::JobContext::default());
+    m.process(text.split_inclusive('\n').zip(1..).map(|(l, n)| (n, l)));
+    m.end()
+}
+
+/// Bytes that look like status logs: tabs, keywords and newlines are common.
+fn log_like() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        Just(b"\t".to_vec()),
+        Just(b"\n".to_vec()),
+        Just(b"START\t".to_vec()),
+        Just(b"END GOOD\t".to_vec()),
+        Just(b"END ABORT\t".to_vec()),
+        Just(b"FAIL\t".to_vec()),
+        Just(b"INFO\t".to_vec()),
+        Just(b"----\t".to_vec()),
+        Just(b"t1\t".to_vec()),
+        Just(b"reboot\t".to_vec()),
+        Just(b"timestamp=5\t".to_vec()),
+        Just(b"kernel=2.6\tpatch0=a b c\t".to_vec()),
+        Just(b"\r\0".to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..8),
+    ];
+    proptest::collection::vec(piece, 0..60).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn keyval_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let k = parse::keyval::keyval(&bytes);
+        for p in &k.problems {
+            prop_assert!(p.line.is_some());
+        }
+    }
+
+    #[test]
+    fn iterations_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        for version in [0, 1] {
+            let it = parse::iteration::iterations(&bytes, version);
+            for (i, iteration) in it.iterations.iter().enumerate() {
+                prop_assert_eq!(iteration.index as usize, i + 1);
+            }
+        }
+    }
+
+    #[test]
+    fn status_machines_never_panic_and_always_end_with_server_job(bytes in log_like()) {
+        let out = run_v1(&bytes);
+        prop_assert!(out.tests.iter().any(|t| t.testname == "SERVER_JOB" && t.status != Status::Running));
+        let mut problems = Vec::new();
+        let ks = v0::KernelSource::new(&v0::KernelFiles::default(), &mut problems);
+        let _ = v0::parse(&bytes, &ks);
+    }
+
+    #[test]
+    fn status_line_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let text = String::from_utf8_lossy(&bytes);
+        for version in [0, 1] {
+            let _ = parse::line::status_line(&text, version);
+        }
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+    fs::write(path, bytes).expect("write");
+}
+
+const GOOD_LOG: &[u8] = b"START\t----\t----\ttimestamp=10\t\n\
+\tSTART\tt1\tt1\ttimestamp=11\t\n\
+\tEND GOOD\tt1\tt1\ttimestamp=12\t\n\
+END GOOD\t----\t----\ttimestamp=13\t\n";
+
+#[test]
+fn broken_files_give_diagnostics_and_other_jobs_still_parse(
+) -> Result<(), Box<dyn std::error::Error>> {
+    let root = tempfile::tempdir()?;
+    let r = root.path();
+    // A clean job.
+    write(&r.join("1-a/h1/keyval"), b"status_version=1\n");
+    write(&r.join("1-a/h1/status.log"), GOOD_LOG);
+    // Non-UTF-8, CRLF, NUL, a comment line in the keyval, a bad timestamp.
+    write(
+        &r.join("2-b/h2/keyval"),
+        b"status_version=1\n# comment\nuser=b\xff\xfe\n",
+    );
+    let mut log = GOOD_LOG.to_vec();
+    log.extend_from_slice(
+        b"START\t----\t----\ttimestamp=1.5\t\r\n\tFAIL\tt\xfft\tt\x00\ttimestamp=20\tbad\n",
+    );
+    write(&r.join("2-b/h2/status.log"), &log);
+    // A megabyte-long line and an unbalanced log.
+    let mut long = b"START\t----\t----\ttimestamp=1\t\n\tSTART\tt\tt\t\n\t\tWARN\tt\tt\t".to_vec();
+    long.extend(std::iter::repeat_n(b'x', 2 << 20));
+    long.push(b'\n');
+    write(&r.join("3-c/h3/keyval"), b"status_version=1\n");
+    write(&r.join("3-c/h3/status.log"), &long);
+    // A keyval that cannot be read (a directory where a file should be).
+    fs::create_dir_all(r.join("4-d/h4/keyval"))?;
+    write(&r.join("4-d/h4/status.log"), GOOD_LOG);
+    // A symlink loop in the results root.
+    std::os::unix::fs::symlink(r, r.join("loop"))?;
+
+    let (dirs, errors) = tko::discover::find_jobs(&[r.to_path_buf()], 2);
+    assert!(errors.is_empty(), "{errors:?}");
+    let jobs = tko::ingest::parse_jobs(&dirs);
+    let tags: Vec<&str> = jobs.iter().map(|j| j.tag.as_str()).collect();
+    assert_eq!(tags, ["1-a/h1", "2-b/h2", "3-c/h3", "4-d/h4"]);
+
+    assert!(jobs[0].diagnostics.is_empty(), "{:?}", jobs[0].diagnostics);
+    assert_eq!(jobs[0].tests.len(), 3);
+
+    let d = &jobs[1].diagnostics;
+    let has = |file: &str, line: Option<u32>, needle: &str| {
+        d.iter()
+            .any(|x| x.file == file && x.line == line && x.message.contains(needle))
+    };
+    assert!(has("keyval", Some(2), "invalid keyval line"), "{d:?}");
+    assert!(has("keyval", Some(3), "UTF-8"), "{d:?}");
+    assert!(has("status.log", Some(5), "not an integer"), "{d:?}");
+    let failed = jobs[1]
+        .tests
+        .iter()
+        .find(|t| t.status == Status::Fail)
+        .expect("FAIL test kept");
+    assert_eq!(failed.testname, "t\u{0}");
+    assert_eq!(failed.subdir.as_deref(), Some("t\u{fffd}t"));
+
+    // The unbalanced job is closed by implicit aborts, the long reason kept.
+    let t = jobs[2]
+        .tests
+        .iter()
+        .find(|t| t.testname == "t")
+        .expect("test t");
+    assert_eq!(t.status, Status::Abort);
+    assert_eq!(t.reason.as_deref().map(str::len), Some(2 << 20));
+
+    // Without its keyval the job reads as status version 0, as in Autotest.
+    assert!(jobs[3]
+        .diagnostics
+        .iter()
+        .any(|x| x.severity == Severity::Error
+            && x.file == "keyval"
+            && x.message.contains("cannot read")));
+    assert_eq!(jobs[3].status_version, 0);
+    assert_eq!(jobs[3].tests.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn deep_nesting_closed_by_an_unindented_line() {
+    // 3,000 nested groups (4.5 MB of tabs), then an unindented line: each
+    // level is closed by a synthesised END ABORT, without re-parsing.
+    let depth = 3_000;
+    let mut log = String::new();
+    for i in 0..depth {
+        log.push_str(&format!(
+            "{}START\tg{i}\tg{i}\ttimestamp=1\t\n",
+            "\t".repeat(i)
+        ));
+    }
+    log.push_str("GOOD\t----\t----\ttimestamp=2\tdone\n");
+    let out = run_v1(log.as_bytes());
+    assert_eq!(out.tests[0].testname, "SERVER_JOB");
+    assert_eq!(out.tests[0].status, Status::Abort);
+    let g0 = out
+        .tests
+        .iter()
+        .find(|t| t.testname == "g0")
+        .expect("outer group closed");
+    assert_eq!(g0.status, Status::Abort);
+}
