@@ -10,6 +10,9 @@
 //! Modules are named for their pipeline stage. `parse`, `model` and `tree`
 //! do no I/O; `discover` walks directories without reading contents;
 //! `ingest` is the only place files are read and the only place rayon runs.
+//! `gen` is not a pipeline stage: it writes synthetic results trees for
+//! benchmarks and tests.
 
+pub mod gen;
 pub mod model;
 pub mod parse;
