@@ -2,16 +2,20 @@
 //! warehouse.
 //!
 //! ```text
-//! discover (walkdir) ─▶ ingest (rayon: read files, run parsers) ─▶ tree (assemble Job)
-//!                                   │                                    │
-//!                               parse (nom, pure)                    store (PostgreSQL COPY / SQLite)
+//! discover (walkdir) ─▶ ingest (rayon: read files, run parsers) ─▶ Job trees
+//!                                   │
+//!                               parse (nom, pure)
 //! ```
 //!
-//! Modules are named for their pipeline stage. `parse`, `model` and `tree`
-//! do no I/O; `discover` walks directories without reading contents;
-//! `ingest` is the only place files are read and the only place rayon runs.
+//! Modules are named for their pipeline stage. `parse` and `model` do no
+//! I/O; `discover` walks directories without reading results files;
+//! `ingest` is the only place results files are read and the only place
+//! rayon runs. `gen` writes synthetic results trees for benchmarks.
+
+#![warn(missing_docs)]
 
 pub mod discover;
+pub mod gen;
 pub mod ingest;
 pub mod model;
 pub mod parse;
