@@ -78,8 +78,16 @@ fn read_optional(path: &Path, diags: &mut Diags<'_>) -> Option<Vec<u8>> {
     }
 }
 
-/// `read_keyval(path)` with problems reported.
+/// `read_keyval(path)` with problems reported (a directory means the
+/// `keyval` file inside it, as in Autotest).
 fn read_keyval(path: &Path, diags: &mut Diags<'_>) -> BTreeMap<String, Value> {
+    let inner;
+    let path = if path.is_dir() {
+        inner = path.join("keyval");
+        &inner
+    } else {
+        path
+    };
     match read_optional(path, diags) {
         Some(bytes) => {
             let Keyval { map, problems } = parse::keyval::keyval(&bytes);

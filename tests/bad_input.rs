@@ -109,8 +109,9 @@ fn broken_files_give_diagnostics_and_other_jobs_still_parse(
     long.push(b'\n');
     write(&r.join("3-c/h3/keyval"), b"status_version=1\n");
     write(&r.join("3-c/h3/status.log"), &long);
-    // A keyval that cannot be read (a directory where a file should be).
-    fs::create_dir_all(r.join("4-d/h4/keyval"))?;
+    // A keyval that cannot be read (a symlink loop).
+    fs::create_dir_all(r.join("4-d/h4"))?;
+    std::os::unix::fs::symlink("keyval", r.join("4-d/h4/keyval"))?;
     write(&r.join("4-d/h4/status.log"), GOOD_LOG);
     // A symlink loop in the results root.
     std::os::unix::fs::symlink(r, r.join("loop"))?;
