@@ -10,6 +10,9 @@
 //! Modules are named for their pipeline stage. `parse`, `model` and `tree`
 //! do no I/O; `discover` walks directories without reading contents;
 //! `ingest` is the only place files are read and the only place rayon runs.
+//! `table` flattens jobs into rows; `store` writes them.
 
 pub mod model;
 pub mod parse;
+pub mod store;
+pub mod table;
