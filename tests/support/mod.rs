@@ -25,6 +25,14 @@ pub(crate) struct Fresh {
     _dir: Option<tempfile::TempDir>,
 }
 
+impl Drop for Fresh {
+    fn drop(&mut self) {
+        if self.backend == Backend::Postgres {
+            pg::drop_database(&self.url);
+        }
+    }
+}
+
 pub(crate) fn fresh(backend: Backend) -> Fresh {
     match backend {
         Backend::Sqlite => {

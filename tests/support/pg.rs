@@ -21,6 +21,8 @@ use std::sync::OnceLock;
 struct Server {
     /// URL of the maintenance database (`postgres`) with superuser rights.
     admin_url: String,
+    /// A server we did not start: drop each test database after use.
+    external: bool,
 }
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
@@ -54,6 +56,25 @@ pub(crate) fn fresh_database_url() -> String {
     with_dbname(&server.admin_url, &name)
 }
 
+/// Drops a database made by [`fresh_database_url`] on an external server
+/// (a throwaway server is removed whole when the test process ends).
+pub(crate) fn drop_database(url: &str) {
+    let Some(Ok(server)) = SERVER.get() else {
+        return;
+    };
+    if !server.external {
+        return;
+    }
+    let path = url.split('?').next().unwrap_or_default();
+    let name = path.rsplit('/').next().unwrap_or_default();
+    if name.starts_with("tko_test_") {
+        if let Ok(mut admin) = postgres::Client::connect(&server.admin_url, postgres::NoTls) {
+            // Best effort: a leftover database is harmless.
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
 /// `url` with its database path replaced by `db`.
 fn with_dbname(url: &str, db: &str) -> String {
     let scheme_end = url.find("://").map_or(0, |i| i + 3);
@@ -69,7 +90,10 @@ fn with_dbname(url: &str, db: &str) -> String {
 
 fn start() -> Result<Server, String> {
     if let Ok(url) = std::env::var("TKO_TEST_PG_URL") {
-        return Ok(Server { admin_url: url });
+        return Ok(Server {
+            admin_url: url,
+            external: true,
+        });
     }
     let bin = find_bin_dir().ok_or_else(|| HOW_TO_GET_ONE.to_string())?;
     let root = is_root();
@@ -144,6 +168,7 @@ fn start() -> Result<Server, String> {
         .map_err(|e| format!("starting the watchdog: {e}"))?;
     Ok(Server {
         admin_url: format!("postgresql:///postgres?host={}&user=tko", dir.display()),
+        external: false,
     })
 }
 
