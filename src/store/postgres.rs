@@ -88,7 +88,7 @@ fn db(what: &'static str) -> impl FnOnce(postgres::Error) -> Error {
     }
 }
 
-/// Rows of the machines and kernels a batch needs, by natural key.
+/// Machine ids of a batch by hostname (kernel ids live in the store's cache).
 struct Dims {
     machine_idx: HashMap<String, i32>,
 }
@@ -705,7 +705,8 @@ fn copy_tree(tx: &mut Transaction<'_>, rows: &JobTreeRows) -> Result<(), StepErr
         for r in rows {
             step(None, table, write(&mut w, r))?;
         }
-        step(None, table, w.finish())?;
+        let n = step(None, table, w.finish())?;
+        debug_assert_eq!(n, rows.len() as u64, "{table}: COPY row count");
         Ok(())
     }
     copy(
