@@ -3,14 +3,16 @@
 //!
 //! ```text
 //! discover (walkdir) ─▶ ingest (rayon: read files, run parsers) ─▶ Job trees
-//!                                   │
-//!                               parse (nom, pure)
+//!                                   │                                  │
+//!                               parse (nom, pure)            table (flat rows) ─▶ store
+//!                                                            (PostgreSQL binary COPY / SQLite)
 //! ```
 //!
 //! Modules are named for their pipeline stage. `parse` and `model` do no
 //! I/O; `discover` walks directories without reading results files;
 //! `ingest` is the only place results files are read and the only place
-//! rayon runs. `gen` writes synthetic results trees for benchmarks.
+//! rayon runs. `table` flattens job trees into rows; `store` loads them.
+//! `gen` writes synthetic results trees for benchmarks.
 
 #![warn(missing_docs)]
 
@@ -19,3 +21,5 @@ pub mod gen;
 pub mod ingest;
 pub mod model;
 pub mod parse;
+pub mod store;
+pub mod table;

@@ -1,0 +1,366 @@
+//! The warehouse: opens a PostgreSQL or SQLite database by URL, creates and
+//! migrates the TKO schema, and loads parsed [`Job`]s with Autotest's reparse
+//! semantics (spec §6.3–6.4). This module owns the [`Store`] trait, the load
+//! API types, the error type and the backend-independent reparse plan; the
+//! backends own their SQL. It never parses results files (see `parse`) and
+//! never builds SQL from values: every value travels as a bound parameter or
+//! in a binary COPY stream.
+
+use crate::model::Job;
+use crate::table::RowCounts;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::path::PathBuf;
+
+pub mod postgres;
+pub mod schema;
+pub mod sqlite;
+
+/// The database used when none is given.
+pub const DEFAULT_URL: &str = "sqlite:tko.db";
+
+/// Recorded in `tko_ingest_ledger.parser_version`; a change forces reparse.
+pub const PARSER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A boxed error from a database driver or the file system.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What went wrong in the store, with where.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The URL names no supported database.
+    #[error("unsupported database URL {url:?}: expected postgres://..., postgresql://... or sqlite:PATH")]
+    Url {
+        /// The URL given.
+        url: String,
+    },
+    /// Could not connect or open.
+    #[error("cannot open database {target}")]
+    Connect {
+        /// The URL (PostgreSQL passwords are not shown).
+        target: String,
+        /// Driver error.
+        #[source]
+        source: BoxError,
+    },
+    /// `migrate` on a database without the tko schema.
+    #[error("the database has no tko schema; run `tko db init` first")]
+    NotInitialized,
+    /// The database was migrated by a newer tko.
+    #[error("schema version {found} is newer than this tko supports ({supported})")]
+    TooNew {
+        /// Version in the database.
+        found: u32,
+        /// Newest version this build knows.
+        supported: u32,
+    },
+    /// A schema migration failed (and was rolled back).
+    #[error("schema migration {version:03}_{name} failed")]
+    Migrate {
+        /// Migration number.
+        version: u32,
+        /// Migration name.
+        name: &'static str,
+        /// Driver error.
+        #[source]
+        source: BoxError,
+    },
+    /// Loading a job failed; its previous version (if any) is intact.
+    #[error("loading job {tag:?} failed at {table}")]
+    Load {
+        /// Job tag.
+        tag: String,
+        /// The table (or step) being written.
+        table: &'static str,
+        /// Driver error.
+        #[source]
+        source: BoxError,
+    },
+    /// Some other database statement failed.
+    #[error("database error during {what}")]
+    Db {
+        /// What the store was doing.
+        what: &'static str,
+        /// Driver error.
+        #[source]
+        source: BoxError,
+    },
+    /// File I/O (benchmark export and import).
+    #[error("I/O error on {path}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One job to load.
+#[derive(Debug, Clone)]
+pub struct LoadItem<'a> {
+    /// The parsed job.
+    pub job: &'a Job,
+    /// The results directory it came from (recorded in the ledger).
+    pub source: PathBuf,
+    /// Fingerprint of the job directory's content; an unchanged fingerprint
+    /// (with the same parser version) skips the job unless `force`.
+    pub fingerprint: String,
+    /// Reload even if the fingerprint is unchanged.
+    pub force: bool,
+}
+
+/// What loading did to a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A new `tko_jobs` row.
+    Inserted,
+    /// The tag existed: its tests were replaced in place (reparse).
+    Replaced,
+    /// Fingerprint unchanged: nothing written.
+    Skipped,
+}
+
+/// The outcome of one successfully handled [`LoadItem`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadOutcome {
+    /// Job tag.
+    pub tag: String,
+    /// `tko_jobs.job_idx`.
+    pub job_idx: i64,
+    /// What happened.
+    pub action: Action,
+    /// Tests that kept their `test_idx` (reparse).
+    pub tests_kept: usize,
+    /// Old tests deleted because they disappeared.
+    pub tests_deleted: usize,
+    /// Rows written per table (zero when skipped).
+    pub rows: RowCounts,
+}
+
+/// `tko db status`: schema version and row counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusReport {
+    /// `postgres` or `sqlite`.
+    pub backend: &'static str,
+    /// Applied schema version (`None`: not initialized).
+    pub schema_version: Option<u32>,
+    /// Newest schema version this build knows.
+    pub latest_version: u32,
+    /// Row count per table (empty when not initialized).
+    pub tables: Vec<(&'static str, i64)>,
+}
+
+impl fmt::Display for StatusReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.schema_version {
+            Some(v) => writeln!(
+                f,
+                "{} schema version {v} (latest {})",
+                self.backend, self.latest_version
+            )?,
+            None => writeln!(f, "{}: no tko schema (run `tko db init`)", self.backend)?,
+        }
+        for (t, n) in &self.tables {
+            writeln!(f, "{t:<28} {n:>12}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A warehouse database.
+pub trait Store: Send {
+    /// Creates the schema if absent, else brings it up to date; returns the
+    /// migration versions applied.
+    fn init(&mut self) -> Result<Vec<u32>, Error>;
+    /// Applies newer numbered schema files in place; fails with
+    /// [`Error::NotInitialized`] on a database without the schema.
+    fn migrate(&mut self) -> Result<Vec<u32>, Error>;
+    /// Schema version and row counts.
+    fn status(&mut self) -> Result<StatusReport, Error>;
+    /// Loads jobs; one result per item, in item order. Each job is atomic:
+    /// a failed job leaves its previous version intact and is recorded in
+    /// `tko_ingest_ledger` with its error.
+    fn load_jobs(&mut self, items: &[LoadItem<'_>]) -> Vec<Result<LoadOutcome, Error>>;
+    /// How many jobs go into one transaction (default 100).
+    fn set_batch_jobs(&mut self, jobs: usize);
+}
+
+/// Opens `postgres://…`/`postgresql://…` (libpq URL) or `sqlite:PATH`.
+pub fn open(url: &str) -> Result<Box<dyn Store>, Error> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Box::new(postgres::PgStore::connect(url)?))
+    } else if let Some(path) = url.strip_prefix("sqlite:") {
+        Ok(Box::new(sqlite::SqliteStore::open(path)?))
+    } else {
+        Err(Error::Url { url: url.into() })
+    }
+}
+
+/// Default jobs per transaction (LIMITS.md: 100 jobs per transaction reach
+/// ~1.1M rows/s, one per transaction ~0.1M).
+pub const DEFAULT_BATCH_JOBS: usize = 100;
+
+/// A test row already in the database for a job being reloaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OldTest {
+    pub(crate) test_idx: i32,
+    pub(crate) test: Option<String>,
+    pub(crate) subdir: Option<String>,
+    pub(crate) invalid: bool,
+}
+
+/// How a reload maps new tests onto old rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TestPlan {
+    /// Per new test: the kept `test_idx`, or `None` for a new one.
+    pub(crate) kept: Vec<Option<i32>>,
+    /// Per new test: the `invalid` flag to keep.
+    pub(crate) invalid: Vec<bool>,
+    /// Every old test id.
+    pub(crate) old: Vec<i32>,
+    /// Old ids no new test took (deleted with all their rows).
+    pub(crate) vanished: Vec<i32>,
+}
+
+impl TestPlan {
+    /// How many new test ids are needed.
+    pub(crate) fn new_ids(&self) -> usize {
+        self.kept.iter().filter(|k| k.is_none()).count()
+    }
+}
+
+/// Pairs new tests with old rows on (test name, subdir) as stored — NULL
+/// subdir matches `None` — taking duplicates in id order (legacy behaviour
+/// with NULLs matched, duplicates paired instead of last-wins).
+pub(crate) fn plan_tests(old: &[OldTest], job: &Job) -> TestPlan {
+    let mut by_key: HashMap<(Option<String>, Option<String>), VecDeque<&OldTest>> = HashMap::new();
+    for o in old {
+        by_key
+            .entry((o.test.clone(), o.subdir.clone()))
+            .or_default()
+            .push_back(o);
+    }
+    let mut plan = TestPlan {
+        old: old.iter().map(|o| o.test_idx).collect(),
+        ..TestPlan::default()
+    };
+    for t in &job.tests {
+        let key = (
+            Some(crate::table::clean(&t.testname)),
+            t.subdir.as_deref().map(crate::table::clean),
+        );
+        let hit = by_key.get_mut(&key).and_then(VecDeque::pop_front);
+        plan.kept.push(hit.map(|o| o.test_idx));
+        plan.invalid.push(hit.is_some_and(|o| o.invalid));
+    }
+    let mut vanished: Vec<i32> = by_key.into_values().flatten().map(|o| o.test_idx).collect();
+    vanished.sort_unstable();
+    plan.vanished = vanished;
+    plan
+}
+
+/// Splits item indices (sorted by tag, so concurrent loaders lock job rows
+/// in one order) into batches of at most `size` with no tag twice in a
+/// batch (a second load of a tag must see the first's rows).
+pub(crate) fn batches(items: &[LoadItem<'_>], size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|&a, &b| items[a].job.tag.cmp(&items[b].job.tag));
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut cur: Vec<usize> = Vec::new();
+    for i in order {
+        let dup = cur
+            .last()
+            .is_some_and(|&j| items[j].job.tag == items[i].job.tag);
+        if cur.len() >= size.max(1) || dup {
+            out.push(std::mem::take(&mut cur));
+        }
+        cur.push(i);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// True when a ledger row says this exact content was already loaded.
+pub(crate) fn unchanged(
+    item: &LoadItem<'_>,
+    ledger_fingerprint: &str,
+    ledger_version: &str,
+    outcome: &str,
+) -> bool {
+    !item.force
+        && outcome == "loaded"
+        && ledger_fingerprint == item.fingerprint
+        && ledger_version == PARSER_VERSION
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Kernel, Status, Test};
+    use std::collections::BTreeMap;
+
+    fn test(name: &str, subdir: Option<&str>) -> Test {
+        Test {
+            subdir: subdir.map(Into::into),
+            testname: name.into(),
+            status: Status::Good,
+            reason: None,
+            started_time: None,
+            finished_time: None,
+            machine: "m".into(),
+            kernel: Kernel::unknown(),
+            attributes: BTreeMap::new(),
+            iterations: vec![],
+            labels: vec![],
+        }
+    }
+
+    fn old(id: i32, name: &str, subdir: Option<&str>) -> OldTest {
+        OldTest {
+            test_idx: id,
+            test: Some(name.into()),
+            subdir: subdir.map(Into::into),
+            invalid: id == 2,
+        }
+    }
+
+    #[test]
+    fn plan_matches_null_subdir_and_pairs_duplicates_in_order() {
+        let job = Job {
+            tag: "t".into(),
+            afe_job_id: None,
+            status_version: 1,
+            label: None,
+            user: None,
+            machine: "m".into(),
+            machine_group: String::new(),
+            machine_owner: None,
+            queued_time: None,
+            started_time: None,
+            finished_time: None,
+            aborted_by: None,
+            aborted_on: None,
+            keyval: BTreeMap::new(),
+            tests: vec![
+                test("boot.0", None),
+                test("boot.0", None),
+                test("boot.0", None),
+                test("dbench", Some("dbench")),
+            ],
+            diagnostics: vec![],
+        };
+        let olds = [
+            old(1, "boot.0", None),
+            old(2, "boot.0", None),
+            old(3, "dbench", Some("other")),
+        ];
+        let p = plan_tests(&olds, &job);
+        assert_eq!(p.kept, vec![Some(1), Some(2), None, None]);
+        assert_eq!(p.invalid, vec![false, true, false, false]);
+        assert_eq!(p.vanished, vec![3]);
+        assert_eq!(p.new_ids(), 2);
+    }
+}

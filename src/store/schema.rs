@@ -1,0 +1,137 @@
+//! The numbered DDL files of `schema/<dialect>/NNN_name.sql`, embedded with
+//! `include_str!`, and the list of tables `status` counts. The backends apply
+//! them (each migration in one transaction, recorded in `tko_schema_version`);
+//! this module runs no SQL itself.
+
+/// One numbered schema file.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// `NNN` of the file name.
+    pub version: u32,
+    /// The name after `NNN_`.
+    pub name: &'static str,
+    /// The DDL.
+    pub sql: &'static str,
+}
+
+/// PostgreSQL migrations, in order.
+pub const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../../schema/postgres/001_init.sql"),
+}];
+
+/// SQLite migrations, in order (same versions as [`POSTGRES`]).
+pub const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../../schema/sqlite/001_init.sql"),
+}];
+
+/// The newest schema version this build knows.
+pub fn latest(migrations: &[Migration]) -> u32 {
+    migrations.last().map_or(0, |m| m.version)
+}
+
+/// Every table of the schema, in the order `status` lists them.
+pub const TABLES: &[&str] = &[
+    "tko_schema_version",
+    "tko_status",
+    "tko_machines",
+    "tko_kernels",
+    "tko_patches",
+    "tko_jobs",
+    "tko_job_keyvals",
+    "tko_tests",
+    "tko_test_attributes",
+    "tko_iteration_attributes",
+    "tko_iteration_result",
+    "tko_test_labels",
+    "tko_test_labels_tests",
+    "tko_ingest_ledger",
+    "tko_diagnostics",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::*;
+    use std::collections::BTreeMap;
+
+    /// Column names per `CREATE TABLE` of a DDL file (one column per line).
+    fn table_columns(sql: &str) -> BTreeMap<String, Vec<String>> {
+        let mut out = BTreeMap::new();
+        let mut cur: Option<(String, Vec<String>)> = None;
+        for line in sql.lines() {
+            let l = line.trim();
+            if let Some(rest) = l.strip_prefix("CREATE TABLE ") {
+                let name = rest.split_whitespace().next().expect("table name");
+                cur = Some((name.to_string(), Vec::new()));
+            } else if l.starts_with(");") {
+                if let Some((n, c)) = cur.take() {
+                    out.insert(n, c);
+                }
+            } else if let Some((_, cols)) = cur.as_mut() {
+                let word = l.split_whitespace().next().unwrap_or("");
+                if !word.is_empty() && word != "UNIQUE" && word != "PRIMARY" {
+                    cols.push(word.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    fn all(migrations: &[Migration]) -> BTreeMap<String, Vec<String>> {
+        let mut m = BTreeMap::new();
+        for mig in migrations {
+            m.extend(table_columns(mig.sql));
+        }
+        m
+    }
+
+    #[test]
+    fn row_structs_match_both_dialects() {
+        // (table, COLUMNS, columns the database generates itself)
+        let cases: &[(&str, &[&str], &[&str])] = &[
+            ("tko_machines", MachineRow::COLUMNS, &["machine_idx"]),
+            ("tko_kernels", KernelRow::COLUMNS, &["kernel_idx"]),
+            ("tko_patches", PatchRow::COLUMNS, &[]),
+            ("tko_jobs", JobRow::COLUMNS, &["job_idx"]),
+            ("tko_tests", TestRow::COLUMNS, &[]),
+            ("tko_test_attributes", TestAttributeRow::COLUMNS, &["id"]),
+            (
+                "tko_iteration_attributes",
+                IterationAttributeRow::COLUMNS,
+                &[],
+            ),
+            ("tko_iteration_result", IterationResultRow::COLUMNS, &[]),
+            ("tko_job_keyvals", JobKeyvalRow::COLUMNS, &["id"]),
+            ("tko_diagnostics", DiagnosticRow::COLUMNS, &[]),
+        ];
+        let pg = all(POSTGRES);
+        let lite = all(SQLITE);
+        assert_eq!(pg, lite, "dialects disagree on columns");
+        for (table, cols, generated) in cases {
+            let mut expected: Vec<&str> = cols.to_vec();
+            expected.extend_from_slice(generated);
+            expected.sort_unstable();
+            let mut actual: Vec<&str> = pg[*table].iter().map(String::as_str).collect();
+            actual.sort_unstable();
+            assert_eq!(actual, expected, "{table}");
+        }
+        let names: Vec<&str> = pg.keys().map(String::as_str).collect();
+        let mut tables = TABLES.to_vec();
+        tables.sort_unstable();
+        assert_eq!(names, tables);
+    }
+
+    #[test]
+    fn versions_are_numbered_in_order() {
+        for set in [POSTGRES, SQLITE] {
+            for (i, m) in set.iter().enumerate() {
+                assert_eq!(m.version as usize, i + 1);
+            }
+        }
+        assert_eq!(latest(POSTGRES), latest(SQLITE));
+    }
+}

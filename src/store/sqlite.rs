@@ -1,0 +1,657 @@
+//! SQLite backend, the embedded default: prepared statements inside one
+//! IMMEDIATE transaction per batch of jobs, each job in its own savepoint so
+//! a failing job is rolled back alone and recorded in the ledger. SQLite has
+//! one writer at a time, so natural-key dedup needs no retries here. Times
+//! are stored as ISO text `YYYY-MM-DD HH:MM:SS` (UTC). Values are always
+//! bound parameters; only constant table names are formatted into SQL.
+
+use super::{
+    batches, plan_tests, postgres::error_chain, schema, unchanged, Action, BoxError, Error,
+    LoadItem, LoadOutcome, OldTest, StatusReport, Store, DEFAULT_BATCH_JOBS, PARSER_VERSION,
+};
+use crate::model::{iso_datetime, Kernel, Timestamp};
+use crate::table::{clean, JobRow, JobTreeRows, KernelRow, PatchRow, RowCounts, TreeIds};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// An open SQLite warehouse.
+pub struct SqliteStore {
+    conn: Connection,
+    batch_jobs: usize,
+}
+
+/// A failed statement: the table it wrote and why.
+struct Fail {
+    table: &'static str,
+    source: BoxError,
+}
+
+trait At<T> {
+    fn at(self, table: &'static str) -> Result<T, Fail>;
+}
+
+impl<T> At<T> for rusqlite::Result<T> {
+    fn at(self, table: &'static str) -> Result<T, Fail> {
+        self.map_err(|e| Fail {
+            table,
+            source: Box::new(e),
+        })
+    }
+}
+
+fn db(what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
+    move |e| Error::Db {
+        what,
+        source: Box::new(e),
+    }
+}
+
+/// An epoch timestamp as stored text.
+fn ts(t: Option<Timestamp>) -> Option<String> {
+    t.map(|s| iso_datetime(s).replacen('T', " ", 1))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: &str) -> Result<SqliteStore, Error> {
+        let fail = |e: rusqlite::Error| Error::Connect {
+            target: format!("sqlite:{path}"),
+            source: Box::new(e),
+        };
+        let conn = Connection::open(path).map_err(fail)?;
+        conn.busy_timeout(Duration::from_secs(60)).map_err(fail)?;
+        // WAL lets readers work during a load; NORMAL sync is durable in WAL
+        // mode except for the last transactions on power loss.
+        let _mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(fail)?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            .map_err(fail)?;
+        Ok(SqliteStore {
+            conn,
+            batch_jobs: DEFAULT_BATCH_JOBS,
+        })
+    }
+
+    /// The underlying connection (for tests and benchmarks).
+    pub fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    fn apply(&mut self, require_init: bool) -> Result<Vec<u32>, Error> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("schema migration"))?;
+        let current = current_version(&tx)?;
+        let latest = schema::latest(schema::SQLITE);
+        match current {
+            None if require_init => return Err(Error::NotInitialized),
+            Some(v) if v > latest => {
+                return Err(Error::TooNew {
+                    found: v,
+                    supported: latest,
+                })
+            }
+            _ => {}
+        }
+        let mut applied = Vec::new();
+        for m in schema::SQLITE {
+            if current.is_some_and(|v| m.version <= v) {
+                continue;
+            }
+            let fail = |e: rusqlite::Error| Error::Migrate {
+                version: m.version,
+                name: m.name,
+                source: Box::new(e),
+            };
+            tx.execute_batch(m.sql).map_err(fail)?;
+            tx.execute(
+                "INSERT INTO tko_schema_version (version, name) VALUES (?1, ?2)",
+                params![m.version, m.name],
+            )
+            .map_err(fail)?;
+            applied.push(m.version);
+        }
+        tx.commit().map_err(db("schema migration commit"))?;
+        Ok(applied)
+    }
+}
+
+fn current_version(c: &Connection) -> Result<Option<u32>, Error> {
+    let exists: bool = c
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'tko_schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db("reading schema version"))?;
+    if !exists {
+        return Ok(None);
+    }
+    let v: Option<u32> = c
+        .query_row("SELECT max(version) FROM tko_schema_version", [], |r| {
+            r.get(0)
+        })
+        .map_err(db("reading schema version"))?;
+    Ok(Some(v.unwrap_or(0)))
+}
+
+/// The kernel's id, inserting it (with patches) if new.
+fn kernel_idx(c: &Connection, kernel: &Kernel) -> Result<i32, Fail> {
+    let hash = clean(&kernel.kernel_hash);
+    let found: Option<i32> = c
+        .prepare_cached("SELECT kernel_idx FROM tko_kernels WHERE kernel_hash = ?1")
+        .and_then(|mut s| s.query_row([&hash], |r| r.get(0)).optional())
+        .at("tko_kernels")?;
+    if let Some(idx) = found {
+        return Ok(idx);
+    }
+    let row0 = KernelRow::new(kernel, 0);
+    c.prepare_cached("INSERT INTO tko_kernels (kernel_hash, base, printable) VALUES (?1, ?2, ?2)")
+        .and_then(|mut s| s.execute(params![row0.kernel_hash, row0.base]))
+        .at("tko_kernels")?;
+    let idx = c.last_insert_rowid() as i32;
+    let row = KernelRow::new(kernel, i64::from(idx));
+    if row.printable != row.base {
+        c.execute(
+            "UPDATE tko_kernels SET printable = ?1 WHERE kernel_idx = ?2",
+            params![row.printable, idx],
+        )
+        .at("tko_kernels")?;
+    }
+    for p in &kernel.patches {
+        let p = PatchRow::new(idx, p);
+        c.prepare_cached(
+            "INSERT INTO tko_patches (kernel_idx, name, url, hash) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut s| s.execute(params![p.kernel_idx, p.name, p.url, p.hash]))
+        .at("tko_patches")?;
+    }
+    Ok(idx)
+}
+
+/// Loads one job (inside the caller's savepoint).
+fn load_one(
+    c: &Connection,
+    item: &LoadItem<'_>,
+    status_idx: &HashMap<String, i32>,
+) -> Result<LoadOutcome, Fail> {
+    let job = item.job;
+    let host = clean(&job.machine);
+    c.prepare_cached(
+        "INSERT INTO tko_machines (hostname, machine_group, owner) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (hostname) DO UPDATE SET machine_group = excluded.machine_group, \
+            owner = COALESCE(excluded.owner, tko_machines.owner)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            host,
+            clean(&job.machine_group),
+            job.machine_owner.as_deref().map(clean)
+        ])
+    })
+    .at("tko_machines")?;
+    let machine_idx: i32 = c
+        .prepare_cached("SELECT machine_idx FROM tko_machines WHERE hostname = ?1")
+        .and_then(|mut s| s.query_row([&host], |r| r.get(0)))
+        .at("tko_machines")?;
+
+    let mut kernels: HashMap<&str, i32> = HashMap::new();
+    let mut kernel_ids = Vec::with_capacity(job.tests.len());
+    for t in &job.tests {
+        let idx = match kernels.get(t.kernel.kernel_hash.as_str()) {
+            Some(&i) => i,
+            None => {
+                let i = kernel_idx(c, &t.kernel)?;
+                kernels.insert(&t.kernel.kernel_hash, i);
+                i
+            }
+        };
+        kernel_ids.push(idx);
+        if !status_idx.contains_key(t.status.word()) {
+            return Err(Fail {
+                table: "tko_status",
+                source: format!("status word {} missing from tko_status", t.status).into(),
+            });
+        }
+    }
+
+    let jr = JobRow::new(job, machine_idx);
+    let existing: Option<i32> = c
+        .prepare_cached("SELECT job_idx FROM tko_jobs WHERE tag = ?1")
+        .and_then(|mut s| s.query_row([&jr.tag], |r| r.get(0)).optional())
+        .at("tko_jobs")?;
+    let values = params![
+        jr.label,
+        jr.username,
+        jr.machine_idx,
+        ts(jr.queued_time),
+        ts(jr.started_time),
+        ts(jr.finished_time),
+        jr.afe_job_id,
+        jr.tag,
+    ];
+    let job_idx = match existing {
+        Some(idx) => {
+            c.prepare_cached(
+                "UPDATE tko_jobs SET label = ?1, username = ?2, machine_idx = ?3, \
+                    queued_time = ?4, started_time = ?5, finished_time = ?6, afe_job_id = ?7 \
+                 WHERE tag = ?8",
+            )
+            .and_then(|mut s| s.execute(values))
+            .at("tko_jobs")?;
+            idx
+        }
+        None => {
+            c.prepare_cached(
+                "INSERT INTO tko_jobs (label, username, machine_idx, queued_time, started_time, \
+                    finished_time, afe_job_id, tag) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut s| s.execute(values))
+            .at("tko_jobs")?;
+            c.last_insert_rowid() as i32
+        }
+    };
+
+    let old: Vec<OldTest> = if existing.is_some() {
+        let mut s = c
+            .prepare_cached(
+                "SELECT test_idx, test, subdir, COALESCE(invalid, 0) FROM tko_tests \
+                 WHERE job_idx = ?1 ORDER BY test_idx",
+            )
+            .at("tko_tests")?;
+        let rows = s
+            .query_map([job_idx], |r| {
+                Ok(OldTest {
+                    test_idx: r.get(0)?,
+                    test: r.get(1)?,
+                    subdir: r.get(2)?,
+                    invalid: r.get::<_, i64>(3)? != 0,
+                })
+            })
+            .and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>())
+            .at("tko_tests")?;
+        rows
+    } else {
+        Vec::new()
+    };
+    let plan = plan_tests(&old, job);
+    for id in &plan.old {
+        for (table, sql) in [
+            (
+                "tko_iteration_attributes",
+                "DELETE FROM tko_iteration_attributes WHERE test_idx = ?1",
+            ),
+            (
+                "tko_iteration_result",
+                "DELETE FROM tko_iteration_result WHERE test_idx = ?1",
+            ),
+            (
+                "tko_test_attributes",
+                "DELETE FROM tko_test_attributes WHERE test_idx = ?1 AND user_created = 0",
+            ),
+        ] {
+            c.prepare_cached(sql)
+                .and_then(|mut s| s.execute([id]))
+                .at(table)?;
+        }
+    }
+    for id in &plan.vanished {
+        for (table, sql) in [
+            (
+                "tko_test_attributes",
+                "DELETE FROM tko_test_attributes WHERE test_idx = ?1",
+            ),
+            (
+                "tko_test_labels_tests",
+                "DELETE FROM tko_test_labels_tests WHERE test_id = ?1",
+            ),
+        ] {
+            c.prepare_cached(sql)
+                .and_then(|mut s| s.execute([id]))
+                .at(table)?;
+        }
+    }
+    if existing.is_some() {
+        for (table, sql) in [
+            ("tko_tests", "DELETE FROM tko_tests WHERE job_idx = ?1"),
+            (
+                "tko_job_keyvals",
+                "DELETE FROM tko_job_keyvals WHERE job_id = ?1",
+            ),
+            (
+                "tko_diagnostics",
+                "DELETE FROM tko_diagnostics WHERE job_idx = ?1",
+            ),
+        ] {
+            c.prepare_cached(sql)
+                .and_then(|mut s| s.execute([job_idx]))
+                .at(table)?;
+        }
+    }
+
+    // New test ids continue AUTOINCREMENT's sequence; the IMMEDIATE
+    // transaction makes this connection the only writer.
+    let mut next: i32 = c
+        .query_row(
+            "SELECT max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'tko_tests'), 0), \
+                        COALESCE((SELECT max(test_idx) FROM tko_tests), 0))",
+            [],
+            |r| r.get(0),
+        )
+        .at("tko_tests")?;
+    let test_ids: Vec<i32> = plan
+        .kept
+        .iter()
+        .map(|k| {
+            k.unwrap_or_else(|| {
+                next += 1;
+                next
+            })
+        })
+        .collect();
+    let ids = TreeIds {
+        job_idx,
+        machine_idx,
+        test_idx: &test_ids,
+        kernel_idx: &kernel_ids,
+        invalid: &plan.invalid,
+    };
+    let rows = JobTreeRows::new(job, &ids, |s| status_idx[s.word()]);
+    insert_rows(c, &rows)?;
+    let counts = rows.counts();
+    c.prepare_cached(
+        "INSERT INTO tko_ingest_ledger (tag, job_idx, source_path, fingerprint, parser_version, \
+            loaded_at, outcome, error, tests, test_attributes, iteration_attributes, \
+            iteration_results, job_keyvals, diagnostics) \
+         VALUES (?1, ?2, ?3, ?4, ?5, datetime('now'), 'loaded', NULL, ?6, ?7, ?8, ?9, ?10, ?11) \
+         ON CONFLICT (tag) DO UPDATE SET job_idx = excluded.job_idx, \
+            source_path = excluded.source_path, fingerprint = excluded.fingerprint, \
+            parser_version = excluded.parser_version, loaded_at = excluded.loaded_at, \
+            outcome = 'loaded', error = NULL, tests = excluded.tests, \
+            test_attributes = excluded.test_attributes, \
+            iteration_attributes = excluded.iteration_attributes, \
+            iteration_results = excluded.iteration_results, \
+            job_keyvals = excluded.job_keyvals, diagnostics = excluded.diagnostics",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            jr.tag,
+            job_idx,
+            clean(&item.source.to_string_lossy()),
+            clean(&item.fingerprint),
+            PARSER_VERSION,
+            counts.tests as i64,
+            counts.test_attributes as i64,
+            counts.iteration_attributes as i64,
+            counts.iteration_results as i64,
+            counts.job_keyvals as i64,
+            counts.diagnostics as i64,
+        ])
+    })
+    .at("tko_ingest_ledger")?;
+    Ok(LoadOutcome {
+        tag: job.tag.clone(),
+        job_idx: i64::from(job_idx),
+        action: if existing.is_some() {
+            Action::Replaced
+        } else {
+            Action::Inserted
+        },
+        tests_kept: plan.kept.iter().filter(|k| k.is_some()).count(),
+        tests_deleted: plan.vanished.len(),
+        rows: counts,
+    })
+}
+
+fn insert_rows(c: &Connection, rows: &JobTreeRows) -> Result<(), Fail> {
+    let mut s = c
+        .prepare_cached(
+            "INSERT INTO tko_tests (test_idx, job_idx, test, subdir, kernel_idx, status, reason, \
+                machine_idx, invalid, finished_time, started_time) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .at("tko_tests")?;
+    for r in &rows.tests {
+        s.execute(params![
+            r.test_idx,
+            r.job_idx,
+            r.test,
+            r.subdir,
+            r.kernel_idx,
+            r.status,
+            r.reason,
+            r.machine_idx,
+            r.invalid,
+            ts(r.finished_time),
+            ts(r.started_time),
+        ])
+        .at("tko_tests")?;
+    }
+    let mut s = c
+        .prepare_cached(
+            "INSERT INTO tko_test_attributes (job_idx, test_idx, attribute, value, user_created) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .at("tko_test_attributes")?;
+    for r in &rows.test_attributes {
+        s.execute(params![
+            r.job_idx,
+            r.test_idx,
+            r.attribute,
+            r.value,
+            r.user_created
+        ])
+        .at("tko_test_attributes")?;
+    }
+    let mut s = c
+        .prepare_cached(
+            "INSERT INTO tko_iteration_attributes (job_idx, test_idx, iteration, attribute, value) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .at("tko_iteration_attributes")?;
+    for r in &rows.iteration_attributes {
+        s.execute(params![
+            r.job_idx,
+            r.test_idx,
+            r.iteration,
+            r.attribute,
+            r.value
+        ])
+        .at("tko_iteration_attributes")?;
+    }
+    let mut s = c
+        .prepare_cached(
+            "INSERT INTO tko_iteration_result (job_idx, test_idx, iteration, attribute, value) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .at("tko_iteration_result")?;
+    for r in &rows.iteration_results {
+        // SQLite REAL cannot hold NaN (it would read back as NULL anyway).
+        let v = r.value.filter(|f| !f.is_nan());
+        s.execute(params![r.job_idx, r.test_idx, r.iteration, r.attribute, v])
+            .at("tko_iteration_result")?;
+    }
+    let mut s = c
+        .prepare_cached("INSERT INTO tko_job_keyvals (job_id, key, value) VALUES (?1, ?2, ?3)")
+        .at("tko_job_keyvals")?;
+    for r in &rows.job_keyvals {
+        s.execute(params![r.job_id, r.key, r.value])
+            .at("tko_job_keyvals")?;
+    }
+    let mut s = c
+        .prepare_cached(
+            "INSERT INTO tko_diagnostics (job_idx, file, line, severity, message) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .at("tko_diagnostics")?;
+    for r in &rows.diagnostics {
+        s.execute(params![r.job_idx, r.file, r.line, r.severity, r.message])
+            .at("tko_diagnostics")?;
+    }
+    Ok(())
+}
+
+/// Fills `results[i]` with Skipped if the ledger says `items[i]` is loaded.
+fn skipped(c: &Connection, item: &LoadItem<'_>) -> Result<Option<LoadOutcome>, Fail> {
+    let row: Option<(String, String, String, Option<i32>)> = c
+        .prepare_cached(
+            "SELECT fingerprint, parser_version, outcome, job_idx FROM tko_ingest_ledger \
+             WHERE tag = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([clean(&item.job.tag)], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+        })
+        .at("tko_ingest_ledger")?;
+    Ok(match row {
+        Some((fp, ver, outcome, Some(job_idx))) if unchanged(item, &fp, &ver, &outcome) => {
+            Some(LoadOutcome {
+                tag: item.job.tag.clone(),
+                job_idx: i64::from(job_idx),
+                action: Action::Skipped,
+                tests_kept: 0,
+                tests_deleted: 0,
+                rows: RowCounts::default(),
+            })
+        }
+        _ => None,
+    })
+}
+
+fn record_failure(c: &Connection, item: &LoadItem<'_>, err: &Error) -> rusqlite::Result<usize> {
+    c.execute(
+        "INSERT INTO tko_ingest_ledger (tag, job_idx, source_path, fingerprint, parser_version, \
+            loaded_at, outcome, error) \
+         VALUES (?1, NULL, ?2, ?3, ?4, datetime('now'), 'failed', ?5) \
+         ON CONFLICT (tag) DO UPDATE SET source_path = excluded.source_path, \
+            fingerprint = excluded.fingerprint, parser_version = excluded.parser_version, \
+            loaded_at = excluded.loaded_at, outcome = 'failed', error = excluded.error",
+        params![
+            clean(&item.job.tag),
+            clean(&item.source.to_string_lossy()),
+            clean(&item.fingerprint),
+            PARSER_VERSION,
+            clean(&error_chain(err)),
+        ],
+    )
+}
+
+impl SqliteStore {
+    fn load_batch(
+        &mut self,
+        items: &[LoadItem<'_>],
+        batch: &[usize],
+        results: &mut [Option<Result<LoadOutcome, Error>>],
+    ) -> Result<(), Error> {
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("BEGIN IMMEDIATE"))?;
+        let status_idx: HashMap<String, i32> = {
+            let mut s = tx
+                .prepare_cached("SELECT word, status_idx FROM tko_status WHERE word IS NOT NULL")
+                .map_err(db("reading tko_status"))?;
+            let rows = s
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|it| it.collect::<rusqlite::Result<HashMap<_, _>>>())
+                .map_err(db("reading tko_status"))?;
+            rows
+        };
+        for &i in batch {
+            let item = &items[i];
+            let to_error = |f: Fail| Error::Load {
+                tag: item.job.tag.clone(),
+                table: f.table,
+                source: f.source,
+            };
+            match skipped(&tx, item) {
+                Ok(Some(o)) => {
+                    results[i] = Some(Ok(o));
+                    continue;
+                }
+                Ok(None) => {}
+                Err(f) => {
+                    results[i] = Some(Err(to_error(f)));
+                    continue;
+                }
+            }
+            let sp = tx.savepoint().map_err(db("SAVEPOINT"))?;
+            let r = load_one(&sp, item, &status_idx);
+            match r {
+                Ok(o) => {
+                    sp.commit().map_err(db("RELEASE SAVEPOINT"))?;
+                    results[i] = Some(Ok(o));
+                }
+                Err(f) => {
+                    drop(sp); // rolls the job back
+                    let e = to_error(f);
+                    // Best effort: the error is returned either way.
+                    let _ = record_failure(&tx, item, &e);
+                    results[i] = Some(Err(e));
+                }
+            }
+        }
+        tx.commit().map_err(db("COMMIT"))
+    }
+}
+
+impl Store for SqliteStore {
+    fn init(&mut self) -> Result<Vec<u32>, Error> {
+        self.apply(false)
+    }
+
+    fn migrate(&mut self) -> Result<Vec<u32>, Error> {
+        self.apply(true)
+    }
+
+    fn status(&mut self) -> Result<StatusReport, Error> {
+        let version = current_version(&self.conn)?;
+        let mut tables = Vec::new();
+        if version.is_some() {
+            for t in schema::TABLES {
+                let n: i64 = self
+                    .conn
+                    .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+                    .map_err(db("counting rows"))?;
+                tables.push((*t, n));
+            }
+        }
+        Ok(StatusReport {
+            backend: "sqlite",
+            schema_version: version,
+            latest_version: schema::latest(schema::SQLITE),
+            tables,
+        })
+    }
+
+    fn set_batch_jobs(&mut self, jobs: usize) {
+        self.batch_jobs = jobs.max(1);
+    }
+
+    fn load_jobs(&mut self, items: &[LoadItem<'_>]) -> Vec<Result<LoadOutcome, Error>> {
+        let mut results: Vec<Option<Result<LoadOutcome, Error>>> =
+            (0..items.len()).map(|_| None).collect();
+        for batch in batches(items, self.batch_jobs) {
+            if let Err(e) = self.load_batch(items, &batch, &mut results) {
+                // The batch transaction itself failed: nothing of it stayed.
+                let text = error_chain(&e);
+                for &i in &batch {
+                    results[i] = Some(Err(Error::Load {
+                        tag: items[i].job.tag.clone(),
+                        table: "transaction",
+                        source: text.clone().into(),
+                    }));
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every item belongs to exactly one batch"))
+            .collect()
+    }
+}

@@ -1,0 +1,785 @@
+//! Store integration tests on real databases: a temp SQLite file and a
+//! throwaway PostgreSQL (see `support::pg`). Every behaviour runs on both
+//! backends unless it is PostgreSQL-specific (killed connections,
+//! concurrent loaders).
+
+mod support;
+
+use std::sync::{Arc, Barrier};
+use support::{fresh, item, job, kernel, test, with_iterations, Backend, Db, TestResult};
+use tko::model::{Diagnostic, PerfValue, Severity, Status, Value};
+use tko::store::{self, Action, Error, LoadItem};
+
+fn sample_jobs() -> Vec<tko::model::Job> {
+    let k1 = kernel("2.6.30", &[]);
+    let k2 = kernel(
+        "2.6.31",
+        &["http://x/my-fix.patch", "http://x/patch-2.6.31-git3.bz2"],
+    );
+    let mut dbench = with_iterations(test("dbench", Some("dbench"), Status::Good, &k2), 2);
+    dbench.iterations[0]
+        .perf
+        .insert("raw".into(), PerfValue::Raw("not a number".into()));
+    dbench.iterations[0]
+        .perf
+        .insert("big".into(), PerfValue::Float(f64::INFINITY));
+    vec![
+        job(
+            "123-alice/host1",
+            "host1",
+            vec![
+                test("SERVER_JOB", Some("----"), Status::Good, &k1),
+                test("CLIENT_JOB.0", None, Status::Good, &k1),
+                test("boot.0", None, Status::Bug, &k1),
+                dbench,
+                test("kernbench", Some("kernbench"), Status::Fail, &k2),
+            ],
+        ),
+        job(
+            "124-bob/host2",
+            "host2",
+            vec![with_iterations(
+                test("sleeptest", Some("sleeptest"), Status::Warn, &k1),
+                1,
+            )],
+        ),
+    ]
+}
+
+fn open_init(url: &str) -> Result<Box<dyn store::Store>, Error> {
+    let mut s = store::open(url)?;
+    s.init()?;
+    Ok(s)
+}
+
+fn load_ok(s: &mut dyn store::Store, items: &[LoadItem<'_>]) -> Vec<store::LoadOutcome> {
+    s.load_jobs(items)
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("load failed: {}", error_chain(&e))))
+        .collect()
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s = format!("{s}: {c}");
+        cur = c.source();
+    }
+    s
+}
+
+// ---------------------------------------------------------------- views
+
+fn load_reads_back_through_views(backend: Backend) -> TestResult {
+    let f = fresh(backend);
+    let mut s = open_init(&f.url)?;
+    let jobs = sample_jobs();
+    let items: Vec<_> = jobs.iter().map(|j| item(j, "fp1")).collect();
+    let out = load_ok(s.as_mut(), &items);
+    assert!(out.iter().all(|o| o.action == Action::Inserted));
+    assert_eq!(out[0].rows.tests, 5);
+
+    let mut db = Db::open(&f);
+    let rows = db.texts(
+        "SELECT job_tag, test_name, subdir, status, kernel, CAST(kernel_idx AS TEXT), hostname, \
+            platform, machine_owner, job_name, job_owner, reason, CAST(test_started_time AS TEXT), \
+            CAST(job_finished_time AS TEXT), CAST(afe_job_id AS TEXT) \
+         FROM tko_test_view_2 ORDER BY test_idx",
+    );
+    let mut expected = Vec::new();
+    for j in &jobs {
+        for t in &j.tests {
+            expected.push((
+                j.tag.clone(),
+                t.testname.clone(),
+                t.subdir.clone(),
+                t.status,
+            ));
+        }
+    }
+    assert_eq!(rows.len(), expected.len());
+    for (r, (tag, name, subdir, status)) in rows.iter().zip(&expected) {
+        let s = |i: usize| r[i].clone();
+        assert_eq!(s(0).as_deref(), Some(tag.as_str()));
+        assert_eq!(s(1).as_deref(), Some(name.as_str()));
+        assert_eq!(&s(2), subdir, "None subdir is NULL");
+        assert_eq!(s(3).as_deref(), Some(status.word()));
+        let job = jobs.iter().find(|j| &j.tag == tag).expect("job");
+        let t = job
+            .tests
+            .iter()
+            .find(|t| &t.testname == name)
+            .expect("test");
+        let kidx: i64 = s(5).expect("kernel_idx").parse()?;
+        assert_eq!(s(4), Some(t.kernel.printable(kidx)));
+        assert_eq!(s(6).as_deref(), Some(job.machine.as_str()));
+        assert_eq!(s(7).as_deref(), Some("x86_64"));
+        assert_eq!(s(8).as_deref(), Some("lab"));
+        assert_eq!(s(9), job.label);
+        assert_eq!(s(10).as_deref(), Some("alice"));
+        assert_eq!(s(11), t.reason);
+        assert_eq!(s(12).as_deref(), Some("2011-03-13 07:06:40"));
+        assert_eq!(s(13).as_deref(), Some("2011-03-13 07:08:20"));
+        assert_eq!(s(14), job.afe_job_id.map(|i| i.to_string()));
+    }
+    // The significant patch makes the printable unique; the -git one alone
+    // would not.
+    let printable = db.texts("SELECT printable FROM tko_kernels WHERE base = '2.6.31'");
+    assert!(printable[0][0]
+        .as_deref()
+        .is_some_and(|p| p.starts_with("2.6.31 p")));
+    assert_eq!(
+        db.texts("SELECT name, url FROM tko_patches ORDER BY name"),
+        vec![
+            vec![
+                Some("my-fix.patch".into()),
+                Some("http://x/my-fix.patch".into())
+            ],
+            vec![
+                Some("patch-2.6.31-git3.bz2".into()),
+                Some("http://x/patch-2.6.31-git3.bz2".into())
+            ],
+        ]
+    );
+
+    let perf = db.texts(
+        "SELECT test_name, CAST(iteration AS TEXT), iteration_key FROM tko_perf_view_2 \
+         WHERE job_tag = '123-alice/host1' AND iteration IS NOT NULL \
+         ORDER BY iteration, iteration_key",
+    );
+    let keys: Vec<_> = perf.iter().map(|r| r[2].clone().expect("key")).collect();
+    assert_eq!(
+        keys,
+        [
+            "big",
+            "latency",
+            "raw",
+            "throughput",
+            "latency",
+            "throughput"
+        ]
+    );
+    let values = db.floats(
+        "SELECT iteration_value FROM tko_perf_view_2 WHERE job_tag = '123-alice/host1' \
+         AND iteration IS NOT NULL ORDER BY iteration, iteration_key",
+    );
+    assert_eq!(
+        values,
+        [
+            Some(f64::INFINITY),
+            Some(2.0),
+            None,
+            Some(1.5),
+            Some(2.0),
+            Some(3.0)
+        ]
+    );
+    // Tests without iterations still appear in the outer-joined perf view.
+    assert_eq!(
+        db.int("SELECT count(*) FROM tko_perf_view_2 WHERE iteration IS NULL"),
+        4
+    );
+    assert_eq!(db.int("SELECT count(*) FROM tko_test_view"), 6);
+    assert_eq!(db.int("SELECT count(*) FROM tko_perf_view"), 8);
+    assert_eq!(
+        db.int("SELECT count(*) FROM tko_iteration_attributes WHERE attribute = 'mode'"),
+        3
+    );
+    assert_eq!(db.int("SELECT count(*) FROM tko_job_keyvals"), 4);
+
+    // Both backends hold the same contents.
+    Ok(())
+}
+
+#[test]
+fn sqlite_load_reads_back_through_views() -> TestResult {
+    load_reads_back_through_views(Backend::Sqlite)
+}
+
+#[test]
+fn pg_load_reads_back_through_views() -> TestResult {
+    load_reads_back_through_views(Backend::Postgres)
+}
+
+#[test]
+fn sqlite_and_pg_hold_the_same_rows() -> TestResult {
+    let jobs = sample_jobs();
+    let items: Vec<_> = jobs.iter().map(|j| item(j, "fp")).collect();
+    let mut contents = Vec::new();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let f = fresh(backend);
+        let mut s = open_init(&f.url)?;
+        load_ok(s.as_mut(), &items);
+        contents.push(support::contents(&mut Db::open(&f)));
+    }
+    assert_eq!(contents[0], contents[1]);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- schema
+
+fn init_migrate_status(backend: Backend) -> TestResult {
+    let f = fresh(backend);
+    let mut s = store::open(&f.url)?;
+    assert!(matches!(s.migrate(), Err(Error::NotInitialized)));
+    assert_eq!(s.status()?.schema_version, None);
+    assert_eq!(s.init()?, vec![1]);
+    assert_eq!(s.init()?, Vec::<u32>::new(), "init is idempotent");
+    assert_eq!(s.migrate()?, Vec::<u32>::new());
+    let report = s.status()?;
+    assert_eq!(report.schema_version, Some(1));
+    let status_rows = report
+        .tables
+        .iter()
+        .find(|(t, _)| *t == "tko_status")
+        .expect("tko_status listed");
+    assert_eq!(status_rows.1, 10, "9 TKO statuses plus BUG");
+    assert!(report.to_string().contains("tko_iteration_result"));
+    let mut db = Db::open(&f);
+    assert_eq!(
+        db.texts(
+            "SELECT word FROM tko_status WHERE status_idx IN (1, 5, 9, 10) ORDER BY status_idx"
+        ),
+        vec![
+            vec![Some("ABORT".into())],
+            vec![Some("GOOD".into())],
+            vec![Some("WARN".into())],
+            vec![Some("BUG".into())]
+        ]
+    );
+    assert_eq!(
+        db.texts("SELECT name FROM tko_test_labels WHERE id = 1"),
+        vec![vec![Some("invalidated".into())]]
+    );
+    Ok(())
+}
+
+#[test]
+fn sqlite_init_migrate_status() -> TestResult {
+    init_migrate_status(Backend::Sqlite)
+}
+
+#[test]
+fn pg_init_migrate_status() -> TestResult {
+    init_migrate_status(Backend::Postgres)
+}
+
+#[test]
+fn unknown_url_is_an_error() {
+    assert!(matches!(store::open("mysql://x"), Err(Error::Url { .. })));
+}
+
+// ---------------------------------------------------------------- reparse
+
+fn reparse_keeps_ids_and_user_rows(backend: Backend) -> TestResult {
+    let f = fresh(backend);
+    let mut s = open_init(&f.url)?;
+    let k = kernel("2.6.30", &[]);
+    let v1 = job(
+        "7-carol/h",
+        "h",
+        vec![
+            with_iterations(test("a", Some("a"), Status::Good, &k), 2),
+            test("boot.0", None, Status::Good, &k),
+            test("boot.0", None, Status::Good, &k),
+            with_iterations(test("c", Some("c"), Status::Good, &k), 1),
+        ],
+    );
+    let o1 = load_ok(s.as_mut(), &[item(&v1, "v1")]).remove(0);
+    let mut db = Db::open(&f);
+    let ids = |db: &mut Db| -> Vec<(String, Option<String>, i64)> {
+        db.texts("SELECT test, subdir, CAST(test_idx AS TEXT) FROM tko_tests ORDER BY test_idx")
+            .into_iter()
+            .map(|r| {
+                (
+                    r[0].clone().expect("test"),
+                    r[1].clone(),
+                    r[2].clone().expect("id").parse().expect("int"),
+                )
+            })
+            .collect()
+    };
+    let before = ids(&mut db);
+    let (a, boot1, boot2, c) = (before[0].2, before[1].2, before[2].2, before[3].2);
+    let job_idx = o1.job_idx;
+    // What a TKO user does: attributes, labels, invalidation.
+    let t = if backend == Backend::Postgres {
+        "true"
+    } else {
+        "1"
+    };
+    db.exec(&format!(
+        "INSERT INTO tko_test_attributes (job_idx, test_idx, attribute, value, user_created) \
+         VALUES ({job_idx}, {a}, 'note', 'keep me', {t}), ({job_idx}, {c}, 'note', 'gone', {t}); \
+         INSERT INTO tko_test_labels_tests (job_idx, testlabel_id, test_id) \
+         VALUES ({job_idx}, 1, {a}), ({job_idx}, 1, {c}); \
+         UPDATE tko_tests SET invalid = {t} WHERE test_idx = {a};"
+    ));
+
+    let mut v2 = job(
+        "7-carol/h",
+        "h",
+        vec![
+            with_iterations(test("a", Some("a"), Status::Fail, &k), 1),
+            test("boot.0", None, Status::Good, &k),
+            test("boot.0", None, Status::Good, &k),
+            test("boot.0", None, Status::Good, &k),
+            test("d", Some("d"), Status::Good, &k),
+        ],
+    );
+    v2.keyval.clear();
+    v2.keyval.insert("new".into(), Value::Float(0.5));
+    let o2 = load_ok(s.as_mut(), &[item(&v2, "v2")]).remove(0);
+    assert_eq!(o2.action, Action::Replaced);
+    assert_eq!(o2.job_idx, job_idx, "job_idx stays");
+    assert_eq!((o2.tests_kept, o2.tests_deleted), (3, 1));
+
+    let after = ids(&mut db);
+    let find =
+        |name: &str| -> Vec<i64> { after.iter().filter(|r| r.0 == name).map(|r| r.2).collect() };
+    assert_eq!(find("a"), vec![a]);
+    let boots = find("boot.0");
+    assert_eq!(boots.len(), 3);
+    assert_eq!(
+        &boots[..2],
+        &[boot1, boot2],
+        "NULL subdirs matched in order"
+    );
+    assert!(boots[2] > c, "a new test gets a new id");
+    assert!(find("c").is_empty());
+    assert_eq!(db.int("SELECT count(*) FROM tko_jobs"), 1);
+    assert_eq!(
+        db.texts(&format!(
+            "SELECT CAST(test_idx AS TEXT), attribute, value FROM tko_test_attributes \
+             WHERE user_created = {t}"
+        )),
+        vec![vec![
+            Some(a.to_string()),
+            Some("note".into()),
+            Some("keep me".into())
+        ]]
+    );
+    assert_eq!(
+        db.int(&format!(
+            "SELECT count(*) FROM tko_test_labels_tests WHERE test_id = {a}"
+        )),
+        1
+    );
+    assert_eq!(db.int("SELECT count(*) FROM tko_test_labels_tests"), 1);
+    assert_eq!(
+        db.int(&format!(
+            "SELECT count(*) FROM tko_tests WHERE test_idx = {a} AND invalid = {t}"
+        )),
+        1,
+        "invalid flag survives"
+    );
+    assert_eq!(
+        db.texts("SELECT status FROM tko_test_view_2 WHERE test_name = 'a'"),
+        vec![vec![Some("FAIL".into())]]
+    );
+    // Parser rows were replaced, not appended.
+    assert_eq!(
+        db.int(&format!(
+            "SELECT count(*) FROM tko_test_attributes WHERE test_idx = {a} AND user_created = {f}",
+            f = if backend == Backend::Postgres {
+                "false"
+            } else {
+                "0"
+            }
+        )),
+        2
+    );
+    assert_eq!(db.int("SELECT count(*) FROM tko_iteration_result"), 2);
+    assert_eq!(
+        db.texts("SELECT key, value FROM tko_job_keyvals"),
+        vec![vec![Some("new".into()), Some("0.5".into())]]
+    );
+    Ok(())
+}
+
+#[test]
+fn sqlite_reparse_keeps_ids_and_user_rows() -> TestResult {
+    reparse_keeps_ids_and_user_rows(Backend::Sqlite)
+}
+
+#[test]
+fn pg_reparse_keeps_ids_and_user_rows() -> TestResult {
+    reparse_keeps_ids_and_user_rows(Backend::Postgres)
+}
+
+fn unchanged_fingerprint_is_skipped(backend: Backend) -> TestResult {
+    let f = fresh(backend);
+    let mut s = open_init(&f.url)?;
+    let jobs = sample_jobs();
+    let first = load_ok(s.as_mut(), &[item(&jobs[0], "fp")]).remove(0);
+    let again = load_ok(s.as_mut(), &[item(&jobs[0], "fp")]).remove(0);
+    assert_eq!(again.action, Action::Skipped);
+    assert_eq!(again.job_idx, first.job_idx);
+    let mut forced = item(&jobs[0], "fp");
+    forced.force = true;
+    assert_eq!(
+        load_ok(s.as_mut(), &[forced]).remove(0).action,
+        Action::Replaced
+    );
+    assert_eq!(
+        load_ok(s.as_mut(), &[item(&jobs[0], "fp2")])
+            .remove(0)
+            .action,
+        Action::Replaced
+    );
+    let mut db = Db::open(&f);
+    assert_eq!(
+        db.texts("SELECT fingerprint, outcome, CAST(tests AS TEXT) FROM tko_ingest_ledger"),
+        vec![vec![
+            Some("fp2".into()),
+            Some("loaded".into()),
+            Some("5".into())
+        ]]
+    );
+    assert_eq!(db.int("SELECT count(*) FROM tko_tests"), 5);
+    Ok(())
+}
+
+#[test]
+fn sqlite_unchanged_fingerprint_is_skipped() -> TestResult {
+    unchanged_fingerprint_is_skipped(Backend::Sqlite)
+}
+
+#[test]
+fn pg_unchanged_fingerprint_is_skipped() -> TestResult {
+    unchanged_fingerprint_is_skipped(Backend::Postgres)
+}
+
+// ---------------------------------------------------------------- hostile input
+
+const HOSTILE: &str = "it's \"quoted\" \\back\\slash\\ \ttab\nnew\r\nline ünïcødé 日本 \\N '; DROP TABLE tko_jobs; --";
+
+fn hostile_strings_round_trip(backend: Backend) -> TestResult {
+    let f = fresh(backend);
+    let mut s = open_init(&f.url)?;
+    let k = kernel(HOSTILE, &[HOSTILE]);
+    let mut t = with_iterations(test(HOSTILE, Some(HOSTILE), Status::Good, &k), 1);
+    t.reason = Some(HOSTILE.into());
+    t.attributes
+        .insert(HOSTILE.into(), Value::Str(HOSTILE.into()));
+    t.iterations[0].attr.insert(HOSTILE.into(), HOSTILE.into());
+    t.iterations[0]
+        .perf
+        .insert(HOSTILE.into(), PerfValue::Float(1.0));
+    let mut t_nul = test("nul", Some("nul"), Status::Good, &k);
+    t_nul.reason = Some("a\0b".into());
+    let mut j = job(&format!("9-{HOSTILE}/x"), HOSTILE, vec![t, t_nul]);
+    j.keyval.insert(HOSTILE.into(), Value::Str(HOSTILE.into()));
+    j.label = Some(HOSTILE.into());
+    j.diagnostics.push(Diagnostic {
+        severity: Severity::Warning,
+        file: HOSTILE.into(),
+        line: Some(3),
+        message: HOSTILE.into(),
+    });
+    let out = load_ok(s.as_mut(), &[item(&j, HOSTILE)]).remove(0);
+    assert_eq!(
+        out.rows.diagnostics, 2,
+        "parser diagnostic + NUL replacement"
+    );
+
+    let mut db = Db::open(&f);
+    assert_eq!(
+        db.int("SELECT count(*) FROM tko_jobs"),
+        1,
+        "tko_jobs survived"
+    );
+    let h = Some(HOSTILE.to_string());
+    assert_eq!(
+        db.texts(
+            "SELECT job_tag, test_name, subdir, reason, hostname, job_name, kernel_base \
+             FROM tko_test_view_2 WHERE test_name <> 'nul'"
+        ),
+        vec![vec![
+            Some(format!("9-{HOSTILE}/x")),
+            h.clone(),
+            h.clone(),
+            h.clone(),
+            h.clone(),
+            h.clone(),
+            h.clone()
+        ]]
+    );
+    assert_eq!(
+        db.texts("SELECT reason FROM tko_tests WHERE test = 'nul'"),
+        vec![vec![Some("a\u{FFFD}b".into())]]
+    );
+    for (sql, n) in [
+        (
+            "SELECT value FROM tko_test_attributes WHERE attribute = ",
+            1,
+        ),
+        (
+            "SELECT value FROM tko_iteration_attributes WHERE attribute = ",
+            1,
+        ),
+        ("SELECT value FROM tko_job_keyvals WHERE key = ", 1),
+        ("SELECT url FROM tko_patches WHERE url = ", 1),
+        ("SELECT message FROM tko_diagnostics WHERE file = ", 1),
+        (
+            "SELECT fingerprint FROM tko_ingest_ledger WHERE fingerprint = ",
+            1,
+        ),
+    ] {
+        // The test's own SQL must quote too: double the single quotes.
+        let lit = format!("'{}'", HOSTILE.replace('\'', "''"));
+        let rows = db.texts(&format!("{sql}{lit}"));
+        assert_eq!(rows.len(), n, "{sql}");
+        assert_eq!(rows[0][0], h, "{sql}");
+    }
+    let nul_diag = db.texts("SELECT message FROM tko_diagnostics WHERE message LIKE '%NUL%'");
+    assert_eq!(nul_diag.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn sqlite_hostile_strings_round_trip() -> TestResult {
+    hostile_strings_round_trip(Backend::Sqlite)
+}
+
+#[test]
+fn pg_hostile_strings_round_trip() -> TestResult {
+    hostile_strings_round_trip(Backend::Postgres)
+}
+
+// ---------------------------------------------------------------- failures
+
+fn bad_job_does_not_sink_the_batch(backend: Backend) -> TestResult {
+    let f = fresh(backend);
+    let mut s = open_init(&f.url)?;
+    let mut db = Db::open(&f);
+    // A real database error for one job only: a trigger refusing a test name.
+    match backend {
+        Backend::Postgres => db.exec(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.test = 'explode' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER refuse BEFORE INSERT ON tko_tests FOR EACH ROW EXECUTE FUNCTION refuse();",
+        ),
+        Backend::Sqlite => db.exec(
+            "CREATE TRIGGER refuse BEFORE INSERT ON tko_tests WHEN NEW.test = 'explode' \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        ),
+    }
+    let k = kernel("2.6.30", &[]);
+    let jobs: Vec<_> = (0..5)
+        .map(|i| {
+            let name = if i == 2 { "explode" } else { "fine" };
+            job(
+                &format!("{i}-x/h"),
+                "h",
+                vec![test(name, Some(name), Status::Good, &k)],
+            )
+        })
+        .collect();
+    let items: Vec<_> = jobs.iter().map(|j| item(j, "fp")).collect();
+    let out = s.load_jobs(&items);
+    for (i, r) in out.iter().enumerate() {
+        match r {
+            Ok(o) => assert!(i != 2 && o.action == Action::Inserted),
+            Err(Error::Load { tag, table, .. }) => {
+                assert_eq!(i, 2);
+                assert_eq!(tag, "2-x/h");
+                assert_eq!(*table, "tko_tests");
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(db.int("SELECT count(*) FROM tko_tests"), 4);
+    assert_eq!(
+        db.int("SELECT count(*) FROM tko_jobs"),
+        4,
+        "no half-written job"
+    );
+    let ledger = db.texts("SELECT outcome, error FROM tko_ingest_ledger WHERE tag = '2-x/h'");
+    assert_eq!(ledger[0][0].as_deref(), Some("failed"));
+    assert!(ledger[0][1]
+        .as_deref()
+        .is_some_and(|e| e.contains("refused")));
+    Ok(())
+}
+
+#[test]
+fn sqlite_bad_job_does_not_sink_the_batch() -> TestResult {
+    bad_job_does_not_sink_the_batch(Backend::Sqlite)
+}
+
+#[test]
+fn pg_bad_job_does_not_sink_the_batch() -> TestResult {
+    bad_job_does_not_sink_the_batch(Backend::Postgres)
+}
+
+fn state(c: &mut impl postgres::GenericClient) -> Result<Vec<(String, String)>, postgres::Error> {
+    Ok(c.query(
+        "SELECT test_name, status FROM tko_test_view_2 ORDER BY test_name",
+        &[],
+    )?
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect())
+}
+
+#[test]
+fn pg_killed_connection_keeps_previous_version() -> TestResult {
+    let f = fresh(Backend::Postgres);
+    let mut s = open_init(&f.url)?;
+    let k = kernel("2.6.30", &[]);
+    let v1 = job(
+        "5-dan/h",
+        "h",
+        vec![with_iterations(test("t", Some("t"), Status::Good, &k), 2)],
+    );
+    let v2 = job(
+        "5-dan/h",
+        "h",
+        vec![
+            with_iterations(test("t", Some("t"), Status::Fail, &k), 1),
+            test("u", Some("u"), Status::Good, &k),
+        ],
+    );
+    let job_idx = load_ok(s.as_mut(), &[item(&v1, "v1")]).remove(0).job_idx;
+
+    // Hold a lock the loader needs mid-job (after it rewrote the job row).
+    let mut holder = postgres::Client::connect(&f.url, postgres::NoTls)?;
+    let mut tx = holder.transaction()?;
+    tx.batch_execute("LOCK TABLE tko_iteration_result IN ACCESS EXCLUSIVE MODE")?;
+    let v2_for_thread = v2.clone();
+    let url = f.url.clone();
+    let loader = std::thread::spawn(move || {
+        let mut s = store::open(&url).expect("open");
+        let r = s.load_jobs(&[item(&v2_for_thread, "v2")]).remove(0);
+        (s, r)
+    });
+    // pg_stat_activity is snapshotted per transaction: watch from outside.
+    let mut watcher = postgres::Client::connect(&f.url, postgres::NoTls)?;
+    let mut victim = None;
+    for _ in 0..1000 {
+        let rows = watcher.query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND pid <> pg_backend_pid() \
+             AND query LIKE 'DELETE FROM tko_iteration_result%'",
+            &[],
+        )?;
+        if let Some(r) = rows.first() {
+            victim = Some(r.get::<_, i32>(0));
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let victim = victim.expect("the loader blocked on the lock");
+    let killed: bool = tx
+        .query_one("SELECT pg_terminate_backend($1)", &[&victim])?
+        .get(0);
+    assert!(killed);
+    let (mut s2, r) = loader.join().expect("loader thread");
+    assert!(r.is_err(), "the killed job reports an error");
+    // The previous version is intact (read while still holding the lock).
+    assert_eq!(state(&mut tx)?, vec![("t".to_string(), "GOOD".to_string())]);
+    tx.commit()?;
+    drop(s);
+    let mut reader = postgres::Client::connect(&f.url, postgres::NoTls)?;
+    assert_eq!(
+        reader
+            .query_one("SELECT count(*) FROM tko_iteration_result", &[])?
+            .get::<_, i64>(0),
+        4
+    );
+    // A rerun (the same store reconnects) completes it.
+    let o = s2.load_jobs(&[item(&v2, "v2")]).remove(0)?;
+    assert_eq!((o.action, o.job_idx), (Action::Replaced, job_idx));
+    assert_eq!(
+        state(&mut reader)?,
+        vec![
+            ("t".to_string(), "FAIL".to_string()),
+            ("u".to_string(), "GOOD".to_string())
+        ]
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- concurrency
+
+fn many_jobs() -> Vec<tko::model::Job> {
+    let kernels = [
+        kernel("2.6.30", &[]),
+        kernel("2.6.31", &["http://x/a.patch"]),
+        kernel("2.6.32", &["http://x/b.patch", "http://x/c.patch"]),
+    ];
+    (0..24)
+        .map(|i| {
+            let tests = (0..4)
+                .map(|t| {
+                    let k = &kernels[(i + t) % 3];
+                    with_iterations(
+                        test(&format!("t{t}"), Some(&format!("t{t}")), Status::Good, k),
+                        2,
+                    )
+                })
+                .collect();
+            job(
+                &format!("{i}-load/m{}", i % 5),
+                &format!("m{}", i % 5),
+                tests,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn pg_concurrent_loaders_match_serial_load() -> TestResult {
+    let jobs = Arc::new(many_jobs());
+    let serial = fresh(Backend::Postgres);
+    {
+        let mut s = open_init(&serial.url)?;
+        let items: Vec<_> = jobs.iter().map(|j| item(j, "fp")).collect();
+        load_ok(s.as_mut(), &items);
+    }
+    let conc = fresh(Backend::Postgres);
+    open_init(&conc.url)?;
+    let barrier = Arc::new(Barrier::new(4));
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let (jobs, barrier, url) = (jobs.clone(), barrier.clone(), conc.url.clone());
+            std::thread::spawn(move || -> Vec<String> {
+                let mut s = store::open(&url).expect("open");
+                s.set_batch_jobs(3 + t);
+                // Overlapping sets, different orders.
+                let mut mine: Vec<_> = jobs
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| (i + t) % 4 != 0)
+                    .map(|(_, j)| item(j, "fp"))
+                    .collect();
+                if t % 2 == 1 {
+                    mine.reverse();
+                }
+                for it in &mut mine {
+                    it.force = true; // every loader really writes
+                }
+                barrier.wait();
+                s.load_jobs(&mine)
+                    .into_iter()
+                    .filter_map(|r| r.err().map(|e| error_chain(&e)))
+                    .collect()
+            })
+        })
+        .collect();
+    for h in handles {
+        let errors = h.join().expect("loader thread");
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+    let a = support::contents(&mut Db::open(&serial));
+    let b = support::contents(&mut Db::open(&conc));
+    assert_eq!(a, b);
+    let mut db = Db::open(&conc);
+    assert_eq!(db.int("SELECT count(*) FROM tko_machines"), 5);
+    assert_eq!(db.int("SELECT count(*) FROM tko_kernels"), 3);
+    assert_eq!(db.int("SELECT count(*) FROM tko_patches"), 3);
+    assert_eq!(db.int("SELECT count(*) FROM tko_jobs"), 24);
+    Ok(())
+}
