@@ -25,6 +25,62 @@ pub(crate) enum Command {
     /// Parse job directories or results roots and print what was found
     /// (no database).
     Parse(ParseArgs),
+    /// Parse jobs and load them into the warehouse (the post-job parse
+    /// step; `autotest-tko-parse -r` semantics: a tag already loaded is
+    /// replaced in place, unchanged jobs are skipped).
+    Load(LoadArgs),
+    /// Create, upgrade or inspect the warehouse schema.
+    Db(DbArgs),
+}
+
+/// Where the warehouse is.
+#[derive(Debug, Args)]
+pub(crate) struct DbUrl {
+    /// Warehouse URL: `postgres://user@host/db` (any libpq-style URL) or
+    /// `sqlite:PATH`. Default: `$TKO_DB`, else `sqlite:tko.db` in the current
+    /// directory (created on first use).
+    #[arg(long, env = "TKO_DB", default_value = tko::store::DEFAULT_URL)]
+    pub(crate) db: String,
+}
+
+/// `tko load`.
+#[derive(Debug, Args)]
+pub(crate) struct LoadArgs {
+    /// Reload jobs whose content fingerprint is unchanged.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+    /// Warehouse.
+    #[command(flatten)]
+    pub(crate) db: DbUrl,
+    /// Jobs to load.
+    #[command(flatten)]
+    pub(crate) jobs: JobsArgs,
+}
+
+/// `tko db`.
+#[derive(Debug, Args)]
+pub(crate) struct DbArgs {
+    /// What to do with the schema.
+    #[command(subcommand)]
+    pub(crate) action: DbAction,
+    /// Warehouse.
+    #[command(flatten)]
+    pub(crate) db: DbUrl,
+}
+
+/// `tko db` actions.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DbAction {
+    /// Create the schema (idempotent: an existing schema is brought up to
+    /// date).
+    Init,
+    /// Apply newer schema versions in place.
+    Migrate,
+    /// Show the schema version and row counts per table.
+    Status,
 }
 
 /// Flags shared by everything that finds jobs.

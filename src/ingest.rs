@@ -16,13 +16,35 @@ use std::path::{Path, PathBuf};
 
 /// Parses many job directories in parallel; output order is input order.
 pub fn parse_jobs(dirs: &[JobDir]) -> Vec<Job> {
-    dirs.par_iter().map(parse_job).collect()
+    dirs.par_iter().map(|d| parse(d).job).collect()
 }
 
-/// Collects diagnostics for one job, naming files relative to its directory.
+/// Like [`parse_jobs`], with each job's fingerprint and status file.
+pub fn parse_all(dirs: &[JobDir]) -> Vec<Parsed> {
+    dirs.par_iter().map(parse).collect()
+}
+
+/// A parsed job with what the loader needs to know about its files.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// The job directory.
+    pub path: PathBuf,
+    /// The job tree.
+    pub job: Job,
+    /// md5 over the path and bytes of every file the parser read: changes
+    /// exactly when the parse could change.
+    pub fingerprint: String,
+    /// `status.log` or `status`; `None` when there was neither (Autotest
+    /// stores nothing for such a job).
+    pub status_file: Option<&'static str>,
+}
+
+/// Collects diagnostics for one job, naming files relative to its
+/// directory, and fingerprints every file read.
 struct Diags<'a> {
     dir: &'a Path,
     list: Vec<Diagnostic>,
+    hash: md5::Context,
 }
 
 impl Diags<'_> {
@@ -54,6 +76,10 @@ impl Diags<'_> {
 fn read_optional(path: &Path, diags: &mut Diags<'_>) -> Option<Vec<u8>> {
     match std::fs::read(path) {
         Ok(bytes) => {
+            let name = diags.name(path);
+            diags.hash.consume(name.as_bytes());
+            diags.hash.consume((bytes.len() as u64).to_le_bytes());
+            diags.hash.consume(&bytes);
             if let Err(e) = std::str::from_utf8(&bytes) {
                 let line = bytes[..e.valid_up_to()]
                     .iter()
@@ -255,10 +281,15 @@ fn v0_kernel_files(dir: &Path, diags: &mut Diags<'_>) -> v0::KernelFiles {
 /// Parses one job directory into a job tree. Never fails: every problem is
 /// a diagnostic on the returned job.
 pub fn parse_job(jd: &JobDir) -> Job {
+    parse(jd).job
+}
+
+fn parse(jd: &JobDir) -> Parsed {
     let dir = jd.path.as_path();
     let mut diags = Diags {
         dir,
         list: Vec::new(),
+        hash: md5::Context::new(),
     };
     let top = toplevel_job_dir(dir);
     let keyval = merged_keyval(dir, top.as_deref().unwrap_or(dir), &mut diags);
@@ -304,10 +335,10 @@ pub fn parse_job(jd: &JobDir) -> Job {
         diagnostics: Vec::new(),
     };
 
-    let status_path = ["status.log", "status"]
-        .iter()
-        .map(|n| dir.join(n))
-        .find(|p| p.is_file());
+    let status_file = ["status.log", "status"]
+        .into_iter()
+        .find(|n| dir.join(n).is_file());
+    let status_path = status_file.map(|n| dir.join(n));
     let results = match status_path {
         None => {
             diags.push(
@@ -362,7 +393,12 @@ pub fn parse_job(jd: &JobDir) -> Job {
         .collect();
     job.keyval = keyval;
     job.diagnostics = diags.list;
-    job
+    Parsed {
+        path: jd.path.clone(),
+        job,
+        fingerprint: format!("{:x}", diags.hash.compute()),
+        status_file,
+    }
 }
 
 /// `parse_test`: attaches a result's keyval attributes and iterations.

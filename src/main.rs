@@ -6,10 +6,12 @@ mod cli;
 
 use anyhow::Context;
 use clap::Parser;
-use cli::{Cli, Command, JobsArgs, ParseArgs};
+use cli::{Cli, Command, DbAction, DbArgs, JobsArgs, LoadArgs, ParseArgs};
 use std::io::{self, Write};
 use std::process::ExitCode;
 use tko::model::{Job, Status};
+use tko::store::{self, Action, LoadItem};
+use tko::table::RowCounts;
 use tko::{discover, ingest};
 
 fn main() -> ExitCode {
@@ -26,12 +28,14 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Parse(args) => parse(args),
+        Command::Load(args) => load(args),
+        Command::Db(args) => db(args),
     }
 }
 
 /// Finds and parses jobs; walk problems are printed, and fatal when nothing
 /// could be found at all.
-fn find_and_parse(args: &JobsArgs) -> anyhow::Result<(Vec<Job>, bool)> {
+fn find_and_parse(args: &JobsArgs) -> anyhow::Result<(Vec<ingest::Parsed>, bool)> {
     if args.threads > 0 {
         rayon::ThreadPoolBuilder::new()
             .num_threads(args.threads)
@@ -45,11 +49,12 @@ fn find_and_parse(args: &JobsArgs) -> anyhow::Result<(Vec<Job>, bool)> {
     if dirs.is_empty() && !errors.is_empty() {
         anyhow::bail!("no job directories found");
     }
-    Ok((ingest::parse_jobs(&dirs), !errors.is_empty()))
+    Ok((ingest::parse_all(&dirs), !errors.is_empty()))
 }
 
 fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
-    let (jobs, walk_errors) = find_and_parse(&args.jobs)?;
+    let (parsed, walk_errors) = find_and_parse(&args.jobs)?;
+    let jobs: Vec<Job> = parsed.into_iter().map(|p| p.job).collect();
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     for job in &jobs {
@@ -100,4 +105,115 @@ fn write_summary(out: &mut impl Write, job: &Job) -> io::Result<()> {
         writeln!(out, "  {d}")?;
     }
     Ok(())
+}
+
+fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
+    let url = &args.db.db;
+    let mut store = store::open(url).with_context(|| format!("opening {url}"))?;
+    match args.action {
+        DbAction::Init | DbAction::Migrate => {
+            let applied = match args.action {
+                DbAction::Init => store.init(),
+                _ => store.migrate(),
+            }
+            .with_context(|| format!("updating the schema of {url}"))?;
+            if applied.is_empty() {
+                println!("{url}: schema is up to date");
+            } else {
+                let list: Vec<String> = applied.iter().map(u32::to_string).collect();
+                println!("{url}: applied schema version(s) {}", list.join(", "));
+            }
+        }
+        DbAction::Status => {
+            let report = store.status().context("reading status")?;
+            println!("{}", report.to_string().trim_end());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The post-job parse step: parse, then load each job atomically.
+fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let url = &args.db.db;
+    let mut store = store::open(url).with_context(|| format!("opening {url}"))?;
+    store
+        .init()
+        .with_context(|| format!("preparing the schema of {url}"))?;
+    let (parsed, walk_errors) = find_and_parse(&args.jobs)?;
+    let mut failed = walk_errors;
+    let mut items = Vec::new();
+    for p in &parsed {
+        if p.status_file.is_none() {
+            // Autotest stores nothing for a job without a status file.
+            eprintln!(
+                "{}: not loaded: no status file (neither status.log nor status)",
+                p.job.tag
+            );
+            failed = true;
+            continue;
+        }
+        items.push(LoadItem {
+            job: &p.job,
+            source: p.path.clone(),
+            fingerprint: p.fingerprint.clone(),
+            force: args.force,
+        });
+    }
+    let results = store.load_jobs(&items);
+    let (mut loaded, mut skipped, mut errors) = (0, 0, 0);
+    let mut rows = RowCounts::default();
+    for (item, result) in items.iter().zip(results) {
+        let job = item.job;
+        match result {
+            Ok(outcome) => {
+                rows.add(&outcome.rows);
+                let what = match outcome.action {
+                    Action::Inserted => "inserted",
+                    Action::Replaced => "replaced",
+                    Action::Skipped => "unchanged, skipped",
+                };
+                if outcome.action == Action::Skipped {
+                    skipped += 1;
+                } else {
+                    loaded += 1;
+                }
+                if !args.quiet {
+                    println!(
+                        "{}: {what} (job_idx {}, {} tests, {} diagnostics)",
+                        job.tag,
+                        outcome.job_idx,
+                        job.tests.len(),
+                        job.diagnostics.len()
+                    );
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                eprintln!("{}: not loaded: {e:#}", job.tag);
+            }
+        }
+        if job.has_errors() {
+            failed = true;
+            if !args.quiet {
+                for d in job
+                    .diagnostics
+                    .iter()
+                    .filter(|d| d.severity == tko::model::Severity::Error)
+                {
+                    eprintln!("{}: {d}", job.tag);
+                }
+            }
+        }
+    }
+    if !args.quiet {
+        println!(
+            "{loaded} job(s) loaded, {skipped} unchanged, {errors} failed; {} tests, {} perf values written to {url}",
+            rows.tests, rows.iteration_results
+        );
+    }
+    Ok(if failed || errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

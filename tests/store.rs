@@ -783,3 +783,152 @@ fn pg_concurrent_loaders_match_serial_load() -> TestResult {
     assert_eq!(db.int("SELECT count(*) FROM tko_jobs"), 24);
     Ok(())
 }
+
+// ------------------------------------------------- corpus round trip
+
+/// Quotes a string as an SQL literal for these read-back queries.
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Every whole-job corpus run and the bundled fixtures, parsed and loaded
+/// case by case; after each load the views give back exactly the parsed
+/// tests, statuses, reasons, kernels, attributes and iteration values.
+fn corpus_round_trip(backend: Backend) -> TestResult {
+    let f = fresh(backend);
+    let mut s = open_init(&f.url)?;
+    let mut db = Db::open(&f);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let corpus = root.join("../shared/corpus/autotest");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(corpus.join("manifest.json"))?)?;
+    let mut inputs = vec![(root.join("fixtures/example-results"), 2)];
+    for case in manifest["cases"].as_array().expect("cases") {
+        for run in case["runs"].as_array().expect("runs") {
+            let args = run["args"].as_array().expect("args");
+            if args.iter().any(|a| a == "--unit" || a == "--incremental") {
+                continue;
+            }
+            let level = args
+                .iter()
+                .position(|a| a == "--level")
+                .and_then(|i| args[i + 1].as_str()?.parse().ok())
+                .unwrap_or(1);
+            let dir = corpus.join(case["name"].as_str().expect("name"));
+            inputs.push((dir.join(run["input"].as_str().expect("input")), level));
+        }
+    }
+    let mut jobs_checked = 0;
+    for (input, level) in inputs {
+        let (dirs, _) = tko::discover::find_jobs(&[input], level);
+        let parsed: Vec<_> = tko::ingest::parse_all(&dirs)
+            .into_iter()
+            .filter(|p| p.status_file.is_some())
+            .collect();
+        let items: Vec<LoadItem<'_>> = parsed
+            .iter()
+            .map(|p| LoadItem {
+                job: &p.job,
+                source: p.path.clone(),
+                fingerprint: p.fingerprint.clone(),
+                force: false,
+            })
+            .collect();
+        load_ok(s.as_mut(), &items);
+        for p in &parsed {
+            let job = &p.job;
+            let tag = lit(&job.tag);
+            let mut want: Vec<Vec<Option<String>>> = job
+                .tests
+                .iter()
+                .map(|t| {
+                    vec![
+                        Some(t.testname.clone()),
+                        t.subdir.clone(),
+                        Some(t.status.word().to_string()),
+                        t.reason.clone(),
+                        Some(t.kernel.kernel_hash.clone()),
+                        Some(job.machine.clone()),
+                    ]
+                })
+                .collect();
+            want.sort();
+            let mut got = db.texts(&format!(
+                "SELECT test_name, subdir, status, reason, kernel_hash, hostname \
+                 FROM tko_test_view_2 WHERE job_tag = {tag}"
+            ));
+            got.sort();
+            assert_eq!(got, want, "tests of {}", job.tag);
+
+            let mut want: Vec<Vec<Option<String>>> = job
+                .tests
+                .iter()
+                .flat_map(|t| {
+                    t.attributes.iter().map(move |(k, v)| {
+                        vec![Some(t.testname.clone()), Some(k.clone()), v.to_db_text()]
+                    })
+                })
+                .collect();
+            want.sort();
+            let mut got = db.texts(&format!(
+                "SELECT t.test, a.attribute, a.value FROM tko_test_attributes a \
+                 JOIN tko_tests t ON t.test_idx = a.test_idx \
+                 JOIN tko_jobs j ON j.job_idx = t.job_idx WHERE j.tag = {tag}"
+            ));
+            got.sort();
+            assert_eq!(got, want, "attributes of {}", job.tag);
+
+            let mut want: Vec<(String, String, u32, String, Option<f64>)> = job
+                .tests
+                .iter()
+                .flat_map(|t| {
+                    t.iterations.iter().flat_map(move |it| {
+                        it.perf.iter().map(move |(k, v)| {
+                            let sd = t.subdir.clone().unwrap_or_default();
+                            (t.testname.clone(), sd, it.index, k.clone(), v.as_f64())
+                        })
+                    })
+                })
+                .collect();
+            want.sort_by(|a, b| (&a.0, &a.1, a.2, &a.3).cmp(&(&b.0, &b.1, b.2, &b.3)));
+            let order = "ORDER BY test_name, COALESCE(subdir, ''), iteration, iteration_key";
+            let filter =
+                format!("FROM tko_perf_view_2 WHERE job_tag = {tag} AND iteration_key IS NOT NULL");
+            let keys = db.texts(&format!(
+                "SELECT test_name, COALESCE(subdir, ''), CAST(iteration AS TEXT), iteration_key {filter} {order}"
+            ));
+            let values = db.floats(&format!("SELECT iteration_value {filter} {order}"));
+            assert_eq!(keys.len(), want.len(), "perf rows of {}", job.tag);
+            for ((k, v), w) in keys.iter().zip(&values).zip(&want) {
+                let key = (k[0].clone(), k[1].clone(), k[2].clone(), k[3].clone());
+                let wkey = (
+                    Some(w.0.clone()),
+                    Some(w.1.clone()),
+                    Some(w.2.to_string()),
+                    Some(w.3.clone()),
+                );
+                assert_eq!(key, wkey, "perf key of {}", job.tag);
+                let same = match (v, w.4) {
+                    (Some(a), Some(b)) => a == &b || (a.is_nan() && b.is_nan()),
+                    (None, Some(b)) => b.is_nan() && backend == Backend::Sqlite,
+                    (None, None) => true,
+                    (Some(_), None) => false,
+                };
+                assert!(same, "perf value {k:?} of {}: {v:?} vs {:?}", job.tag, w.4);
+            }
+            jobs_checked += 1;
+        }
+    }
+    assert!(jobs_checked >= 60, "only {jobs_checked} jobs checked");
+    Ok(())
+}
+
+#[test]
+fn sqlite_corpus_round_trip() -> TestResult {
+    corpus_round_trip(Backend::Sqlite)
+}
+
+#[test]
+fn pg_corpus_round_trip() -> TestResult {
+    corpus_round_trip(Backend::Postgres)
+}
