@@ -134,7 +134,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n = args.first().copied().unwrap_or(200);
     let tests = args.get(1).copied().unwrap_or(20);
     let batch = args.get(2).copied().unwrap_or(store::DEFAULT_BATCH_JOBS);
-    let jobs = synthetic_jobs(n, tests);
+    // TKO_BENCH_ROOT=<generated results root>: load that tree (parsed with
+    // --level 2) instead of synthetic in-memory jobs.
+    let jobs = match std::env::var_os("TKO_BENCH_ROOT") {
+        Some(root) => {
+            let (dirs, _) = tko::discover::find_jobs(&[root.into()], 2);
+            let jobs = tko::ingest::parse_jobs(&dirs);
+            println!("parsed {} jobs from TKO_BENCH_ROOT", jobs.len());
+            jobs
+        }
+        None => synthetic_jobs(n, tests),
+    };
     let items: Vec<LoadItem<'_>> = jobs
         .iter()
         .map(|job| LoadItem {
@@ -144,7 +154,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             force: false,
         })
         .collect();
-    println!("{n} jobs x {tests} tests, {batch} jobs per transaction");
+    println!(
+        "{} jobs, {} tests, {batch} jobs per transaction",
+        jobs.len(),
+        jobs.iter().map(|j| j.tests.len()).sum::<usize>()
+    );
 
     let dir = tempfile::tempdir()?;
     let mut lite = store::open(&format!("sqlite:{}", dir.path().join("bench.db").display()))?;
