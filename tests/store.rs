@@ -224,11 +224,11 @@ fn init_migrate_status(backend: Backend) -> TestResult {
     let mut s = store::open(&f.url)?;
     assert!(matches!(s.migrate(), Err(Error::NotInitialized)));
     assert_eq!(s.status()?.schema_version, None);
-    assert_eq!(s.init()?, vec![1]);
+    assert_eq!(s.init()?, vec![1, 2]);
     assert_eq!(s.init()?, Vec::<u32>::new(), "init is idempotent");
     assert_eq!(s.migrate()?, Vec::<u32>::new());
     let report = s.status()?;
-    assert_eq!(report.schema_version, Some(1));
+    assert_eq!(report.schema_version, Some(2));
     let status_rows = report
         .tables
         .iter()
@@ -252,6 +252,13 @@ fn init_migrate_status(backend: Backend) -> TestResult {
         db.texts("SELECT name FROM tko_test_labels WHERE id = 1"),
         vec![vec![Some("invalidated".into())]]
     );
+    // A warehouse at version 1 is upgraded in place, its rows kept.
+    db.exec("DROP TABLE tko_scan_state; DELETE FROM tko_schema_version WHERE version = 2");
+    assert_eq!(s.status()?.schema_version, Some(1));
+    assert_eq!(s.migrate()?, vec![2]);
+    assert_eq!(s.status()?.schema_version, Some(2));
+    assert_eq!(db.int("SELECT count(*) FROM tko_scan_state"), 0);
+    assert_eq!(db.int("SELECT count(*) FROM tko_status"), 10);
     Ok(())
 }
 

@@ -184,7 +184,48 @@ pub trait Store: Send {
     fn load_jobs(&mut self, items: &[LoadItem<'_>]) -> Vec<Result<LoadOutcome, Error>>;
     /// How many jobs go into one transaction (default 100).
     fn set_batch_jobs(&mut self, jobs: usize);
+    /// Every ledger row, with its backfill signature, keyed by tag.
+    fn ledger_state(&mut self) -> Result<HashMap<String, LedgerState>, Error>;
+    /// Records (tag, signature, fingerprint) after a backfill handled the
+    /// jobs, so that the next run can skip them by metadata alone.
+    fn record_signatures(&mut self, rows: &[Signature]) -> Result<(), Error>;
 }
+
+/// What the warehouse knows about one job tag (for backfill).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerState {
+    /// Content fingerprint of the last load attempt.
+    pub fingerprint: String,
+    /// The last load succeeded with this parser version.
+    pub loaded: bool,
+    /// The metadata signature recorded with `fingerprint`, if any.
+    pub signature: Option<String>,
+}
+
+impl LedgerState {
+    /// True when `signature` proves the job unchanged since it was loaded.
+    pub fn unchanged_by_metadata(&self, signature: &str) -> bool {
+        self.loaded && self.signature.as_deref() == Some(signature)
+    }
+}
+
+/// A job's metadata signature and the content fingerprint it vouches for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    /// Job tag.
+    pub tag: String,
+    /// Metadata signature.
+    pub signature: String,
+    /// Content fingerprint.
+    pub fingerprint: String,
+}
+
+/// The SQL both backends use to read [`LedgerState`]s (`$1`/`?1`: the parser
+/// version). The signature counts only if taken with the loaded content.
+pub(super) const LEDGER_STATE_SQL: &str = "SELECT l.tag, l.fingerprint, \
+     (l.outcome = 'loaded' AND l.parser_version = $1) AS loaded, \
+     CASE WHEN s.fingerprint = l.fingerprint THEN s.signature END \
+     FROM tko_ingest_ledger l LEFT JOIN tko_scan_state s ON s.tag = l.tag";
 
 /// Opens `postgres://…`/`postgresql://…` (libpq URL) or `sqlite:PATH`.
 pub fn open(url: &str) -> Result<Box<dyn Store>, Error> {

@@ -7,8 +7,9 @@
 //! table and column names from `table`/`schema` constants are formatted in.
 
 use super::{
-    batches, plan_tests, schema, unchanged, Action, BoxError, Error, LoadItem, LoadOutcome,
-    OldTest, StatusReport, Store, DEFAULT_BATCH_JOBS, PARSER_VERSION,
+    batches, plan_tests, schema, unchanged, Action, BoxError, Error, LedgerState, LoadItem,
+    LoadOutcome, OldTest, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS, LEDGER_STATE_SQL,
+    PARSER_VERSION,
 };
 use crate::model::{Job, Kernel, Timestamp};
 use crate::table::{
@@ -880,13 +881,13 @@ impl Store for PgStore {
         let mut tx = self.client.transaction().map_err(db("status"))?;
         let version = current_version(&mut tx)?;
         let mut tables = Vec::new();
-        if version.is_some() {
-            for t in schema::TABLES {
+        if let Some(v) = version {
+            for t in schema::tables_at(v) {
                 let n: i64 = tx
                     .query_one(&format!("SELECT count(*) FROM {t}"), &[])
                     .map_err(db("counting rows"))?
                     .get(0);
-                tables.push((*t, n));
+                tables.push((t, n));
             }
         }
         Ok(StatusReport {
@@ -899,6 +900,43 @@ impl Store for PgStore {
 
     fn set_batch_jobs(&mut self, jobs: usize) {
         self.batch_jobs = jobs.max(1);
+    }
+
+    fn ledger_state(&mut self) -> Result<HashMap<String, LedgerState>, Error> {
+        let rows = self
+            .client
+            .query(LEDGER_STATE_SQL, &[&PARSER_VERSION])
+            .map_err(db("reading tko_ingest_ledger"))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let state = LedgerState {
+                    fingerprint: r.get(1),
+                    loaded: r.get::<_, Option<bool>>(2).unwrap_or(false),
+                    signature: r.get(3),
+                };
+                (r.get(0), state)
+            })
+            .collect())
+    }
+
+    fn record_signatures(&mut self, rows: &[Signature]) -> Result<(), Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let tags: Vec<&str> = rows.iter().map(|r| r.tag.as_str()).collect();
+        let sigs: Vec<&str> = rows.iter().map(|r| r.signature.as_str()).collect();
+        let fps: Vec<&str> = rows.iter().map(|r| r.fingerprint.as_str()).collect();
+        self.client
+            .execute(
+                "INSERT INTO tko_scan_state (tag, signature, fingerprint) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
+                 ON CONFLICT (tag) DO UPDATE SET signature = EXCLUDED.signature, \
+                 fingerprint = EXCLUDED.fingerprint",
+                &[&tags, &sigs, &fps],
+            )
+            .map_err(db("writing tko_scan_state"))?;
+        Ok(())
     }
 
     fn load_jobs(&mut self, items: &[LoadItem<'_>]) -> Vec<Result<LoadOutcome, Error>> {

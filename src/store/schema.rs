@@ -15,18 +15,32 @@ pub struct Migration {
 }
 
 /// PostgreSQL migrations, in order.
-pub const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../schema/postgres/001_init.sql"),
-}];
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../schema/postgres/001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "scan_state",
+        sql: include_str!("../../schema/postgres/002_scan_state.sql"),
+    },
+];
 
 /// SQLite migrations, in order (same versions as [`POSTGRES`]).
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../schema/sqlite/001_init.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../schema/sqlite/001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "scan_state",
+        sql: include_str!("../../schema/sqlite/002_scan_state.sql"),
+    },
+];
 
 /// The newest schema version this build knows.
 pub fn latest(migrations: &[Migration]) -> u32 {
@@ -50,7 +64,21 @@ pub const TABLES: &[&str] = &[
     "tko_test_labels_tests",
     "tko_ingest_ledger",
     "tko_diagnostics",
+    "tko_scan_state",
 ];
+
+/// Tables added after version 1, with the version that added them.
+const ADDED_LATER: &[(&str, u32)] = &[("tko_scan_state", 2)];
+
+/// The tables that exist at schema `version`, in [`TABLES`] order.
+pub fn tables_at(version: u32) -> impl Iterator<Item = &'static str> {
+    TABLES.iter().copied().filter(move |t| {
+        ADDED_LATER
+            .iter()
+            .find(|(name, _)| name == t)
+            .is_none_or(|(_, since)| *since <= version)
+    })
+}
 
 #[cfg(test)]
 mod tests {

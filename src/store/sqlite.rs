@@ -7,7 +7,8 @@
 
 use super::{
     batches, plan_tests, postgres::error_chain, schema, unchanged, Action, BoxError, Error,
-    LoadItem, LoadOutcome, OldTest, StatusReport, Store, DEFAULT_BATCH_JOBS, PARSER_VERSION,
+    LedgerState, LoadItem, LoadOutcome, OldTest, Signature, StatusReport, Store,
+    DEFAULT_BATCH_JOBS, LEDGER_STATE_SQL, PARSER_VERSION,
 };
 use crate::model::{iso_datetime, Kernel, Timestamp};
 use crate::table::{clean, JobRow, JobTreeRows, KernelRow, PatchRow, RowCounts, TreeIds};
@@ -612,13 +613,13 @@ impl Store for SqliteStore {
     fn status(&mut self) -> Result<StatusReport, Error> {
         let version = current_version(&self.conn)?;
         let mut tables = Vec::new();
-        if version.is_some() {
-            for t in schema::TABLES {
+        if let Some(v) = version {
+            for t in schema::tables_at(v) {
                 let n: i64 = self
                     .conn
                     .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
                     .map_err(db("counting rows"))?;
-                tables.push((*t, n));
+                tables.push((t, n));
             }
         }
         Ok(StatusReport {
@@ -631,6 +632,46 @@ impl Store for SqliteStore {
 
     fn set_batch_jobs(&mut self, jobs: usize) {
         self.batch_jobs = jobs.max(1);
+    }
+
+    fn ledger_state(&mut self) -> Result<HashMap<String, LedgerState>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare(LEDGER_STATE_SQL)
+            .map_err(db("reading tko_ingest_ledger"))?;
+        let rows = stmt
+            .query_map([PARSER_VERSION], |r| {
+                let state = LedgerState {
+                    fingerprint: r.get(1)?,
+                    loaded: r.get::<_, Option<bool>>(2)?.unwrap_or(false),
+                    signature: r.get(3)?,
+                };
+                Ok((r.get(0)?, state))
+            })
+            .map_err(db("reading tko_ingest_ledger"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(db("reading tko_ingest_ledger"))
+    }
+
+    fn record_signatures(&mut self, rows: &[Signature]) -> Result<(), Error> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("writing tko_scan_state"))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO tko_scan_state (tag, signature, fingerprint) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (tag) DO UPDATE SET signature = excluded.signature, \
+                     fingerprint = excluded.fingerprint",
+                )
+                .map_err(db("writing tko_scan_state"))?;
+            for r in rows {
+                stmt.execute(params![r.tag, r.signature, r.fingerprint])
+                    .map_err(db("writing tko_scan_state"))?;
+            }
+        }
+        tx.commit().map_err(db("writing tko_scan_state"))
     }
 
     fn load_jobs(&mut self, items: &[LoadItem<'_>]) -> Vec<Result<LoadOutcome, Error>> {
