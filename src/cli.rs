@@ -31,6 +31,49 @@ pub(crate) enum Command {
     Load(LoadArgs),
     /// Create, upgrade or inspect the warehouse schema.
     Db(DbArgs),
+    /// Load whole results roots (years of jobs): parallel, resumable,
+    /// skipping unchanged jobs, with progress.
+    ///
+    /// Unchanged jobs are recognised first by metadata (size, mtime and
+    /// inode of status.log, status, keyval and .autoserv_execute, plus the
+    /// parent's keyval) without reading them, then by content fingerprint.
+    /// Each job is parsed under Autotest's `.parse.lock` (a job locked by a
+    /// running post-job parse is retried once, then reported). Killing it at
+    /// any moment loses nothing: run it again and it resumes. Ctrl-C stops
+    /// after the current batch.
+    ///
+    /// Exit status: 0 every job loaded or skipped as unchanged; 1 some job
+    /// failed to load, was locked, had no status file, or was loaded with
+    /// error diagnostics (see tko_diagnostics), or the run was interrupted;
+    /// 2 fatal (bad arguments, database unreachable).
+    Backfill(BackfillArgs),
+}
+
+/// `tko backfill`.
+#[derive(Debug, Args)]
+pub(crate) struct BackfillArgs {
+    /// Say what would be loaded, reloaded and skipped; write nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Reload every job, changed or not.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Read every job even when its metadata is unchanged (catches in-place
+    /// edits of test keyvals); unchanged content is still not rewritten.
+    #[arg(long)]
+    pub(crate) verify: bool,
+    /// Jobs per database transaction.
+    #[arg(long, default_value_t = tko::store::DEFAULT_BATCH_JOBS)]
+    pub(crate) batch: usize,
+    /// No progress and no summary (errors only).
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+    /// Warehouse.
+    #[command(flatten)]
+    pub(crate) db: DbUrl,
+    /// Results roots.
+    #[command(flatten)]
+    pub(crate) jobs: JobsArgs,
 }
 
 /// Where the warehouse is.

@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 
 /// Parses many job directories in parallel; output order is input order.
 pub fn parse_jobs(dirs: &[JobDir]) -> Vec<Job> {
-    dirs.par_iter().map(|d| parse(d).job).collect()
+    dirs.par_iter().map(|d| parse_dir(d).job).collect()
 }
 
 /// Like [`parse_jobs`], with each job's fingerprint and status file.
 pub fn parse_all(dirs: &[JobDir]) -> Vec<Parsed> {
-    dirs.par_iter().map(parse).collect()
+    dirs.par_iter().map(parse_dir).collect()
 }
 
 /// A parsed job with what the loader needs to know about its files.
@@ -281,10 +281,11 @@ fn v0_kernel_files(dir: &Path, diags: &mut Diags<'_>) -> v0::KernelFiles {
 /// Parses one job directory into a job tree. Never fails: every problem is
 /// a diagnostic on the returned job.
 pub fn parse_job(jd: &JobDir) -> Job {
-    parse(jd).job
+    parse_dir(jd).job
 }
 
-fn parse(jd: &JobDir) -> Parsed {
+/// Parses one job directory, with its fingerprint and status file.
+pub fn parse_dir(jd: &JobDir) -> Parsed {
     let dir = jd.path.as_path();
     let mut diags = Diags {
         dir,

@@ -12,10 +12,12 @@
 //! I/O; `discover` walks directories without reading results files;
 //! `ingest` is the only place results files are read and the only place
 //! rayon runs. `table` flattens job trees into rows; `store` loads them.
+//! `backfill` drives whole results roots through parse and load, resumably.
 //! `gen` writes synthetic results trees for benchmarks.
 
 #![warn(missing_docs)]
 
+pub mod backfill;
 pub mod discover;
 pub mod gen;
 pub mod ingest;

@@ -6,13 +6,14 @@ mod cli;
 
 use anyhow::Context;
 use clap::Parser;
-use cli::{Cli, Command, DbAction, DbArgs, JobsArgs, LoadArgs, ParseArgs};
+use cli::{BackfillArgs, Cli, Command, DbAction, DbArgs, JobsArgs, LoadArgs, ParseArgs};
 use std::io::{self, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tko::model::{Job, Status};
 use tko::store::{self, Action, LoadItem};
 use tko::table::RowCounts;
-use tko::{discover, ingest};
+use tko::{backfill, discover, ingest};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -30,6 +31,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Parse(args) => parse(args),
         Command::Load(args) => load(args),
         Command::Db(args) => db(args),
+        Command::Backfill(args) => backfill(args),
     }
 }
 
@@ -216,4 +218,170 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Set by Ctrl-C; backfill stops after the current batch.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
+    let url = &args.db.db;
+    let mut store = store::open(url).with_context(|| format!("opening {url}"))?;
+    if !args.dry_run {
+        store
+            .init()
+            .with_context(|| format!("preparing the schema of {url}"))?;
+    }
+    store.set_batch_jobs(args.batch);
+    ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("tko: stopping after the current batch (Ctrl-C again to quit now)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    let opts = backfill::Options {
+        level: args.jobs.level,
+        threads: args.jobs.threads,
+        dry_run: args.dry_run,
+        force: args.force,
+        verify: args.verify,
+        chunk_jobs: args.batch.max(1),
+        ..backfill::Options::default()
+    };
+    let mut progress = Progress::new(args.quiet);
+    let summary = backfill::run(store.as_mut(), &args.jobs.paths, &opts, &STOP, &mut |s| {
+        progress.update(s)
+    })
+    .with_context(|| format!("backfilling into {url}"))?;
+    progress.finish();
+    if !args.quiet {
+        print_summary(&summary, args.dry_run, url);
+    }
+    for e in &summary.walk_errors {
+        eprintln!("tko: {e}");
+    }
+    Ok(if summary.clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Progress on stderr: a bar on a terminal, a line every few seconds
+/// otherwise, nothing with `--quiet`.
+enum Progress {
+    Quiet,
+    Bar(indicatif::ProgressBar),
+    Lines(std::time::Instant),
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Progress {
+        use std::io::IsTerminal;
+        if quiet {
+            Progress::Quiet
+        } else if io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} jobs  {per_sec}  ETA {eta}  {msg}",
+                )
+                .expect("valid template"),
+            );
+            Progress::Bar(bar)
+        } else {
+            Progress::Lines(std::time::Instant::now())
+        }
+    }
+
+    fn update(&mut self, s: &backfill::Summary) {
+        match self {
+            Progress::Quiet => {}
+            Progress::Bar(bar) => {
+                bar.set_length(s.found as u64);
+                bar.set_position(s.done as u64);
+                bar.set_message(format!("{} loaded, {} failed", s.loaded(), s.failed.len()));
+            }
+            Progress::Lines(last) => {
+                if last.elapsed().as_secs() >= 5 {
+                    *last = std::time::Instant::now();
+                    let rate = s.done as f64 / s.elapsed.as_secs_f64().max(1e-9);
+                    eprintln!(
+                        "tko: {}/{} jobs ({rate:.0} jobs/s), {} loaded, {} unchanged, {} failed",
+                        s.done,
+                        s.found,
+                        s.loaded(),
+                        s.unchanged_by_metadata + s.unchanged_by_content,
+                        s.failed.len()
+                    );
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn print_summary(s: &backfill::Summary, dry_run: bool, url: &str) {
+    let (verb, prefix) = if dry_run {
+        ("would be ", "dry run: ")
+    } else {
+        ("", "")
+    };
+    println!(
+        "{prefix}{} job(s) found in {:.1} s: {} new {verb}loaded, {} {verb}reloaded, {} unchanged ({} by metadata, {} by content), {} failed",
+        s.found,
+        s.elapsed.as_secs_f64(),
+        s.inserted,
+        s.replaced,
+        s.unchanged_by_metadata + s.unchanged_by_content,
+        s.unchanged_by_metadata,
+        s.unchanged_by_content,
+        s.failed.len()
+    );
+    if !dry_run {
+        println!(
+            "{} tests, {} test attributes, {} iteration attributes, {} perf values written to {url}",
+            s.rows.tests, s.rows.test_attributes, s.rows.iteration_attributes, s.rows.iteration_results
+        );
+    }
+    let show = |what: &str, list: &[String]| {
+        if !list.is_empty() {
+            let first: Vec<&str> = list.iter().take(5).map(String::as_str).collect();
+            let more = if list.len() > 5 {
+                format!(" and {} more", list.len() - 5)
+            } else {
+                String::new()
+            };
+            println!("{} {what}: {}{more}", list.len(), first.join(", "));
+        }
+    };
+    for (tag, e) in s.failed.iter().take(5) {
+        println!("failed: {tag}: {e}");
+    }
+    if s.failed.len() > 5 {
+        println!("... {} more failures: SELECT tag, error FROM tko_ingest_ledger WHERE outcome = 'failed'", s.failed.len() - 5);
+    }
+    show(
+        "job(s) loaded with error diagnostics (SELECT * FROM tko_diagnostics)",
+        &s.with_errors,
+    );
+    show(
+        "job dir(s) without a status file, not loaded",
+        &s.no_status_file,
+    );
+    show(
+        "job(s) locked by another parser (.parse.lock), not loaded",
+        &s.locked,
+    );
+    if s.interrupted {
+        println!(
+            "interrupted: {} of {} jobs handled; run the same command again to resume",
+            s.done, s.found
+        );
+    }
 }

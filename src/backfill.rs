@@ -1,0 +1,394 @@
+//! Backfill: loads whole results roots (years of jobs) into the warehouse,
+//! resumably and without redoing unchanged work. Jobs are found with
+//! `discover`; a job whose metadata signature (size, mtime and inode of the
+//! files its parse starts from) and ledger row prove it unchanged is skipped
+//! without reading a byte; the others are parsed in parallel in bounded
+//! chunks (so memory stays flat however large the root), each under
+//! Autotest's per-job `.parse.lock`, and streamed to the writer, which loads
+//! them in batches through [`Store::load_jobs`] (each job atomic). Every
+//! committed batch is recorded in the ledger, so a killed run resumes where
+//! it stopped. This module does no terminal output: callers get a
+//! [`Summary`] after each chunk and at the end.
+
+use crate::discover::{self, JobDir};
+use crate::ingest::{self, Parsed};
+use crate::store::{Action, LedgerState, LoadItem, Signature, Store};
+use crate::table::RowCounts;
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::time::{Duration, Instant};
+
+/// How a backfill runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Tag level (`--level`).
+    pub level: usize,
+    /// Parser threads (0 = one per core).
+    pub threads: usize,
+    /// Say what would happen; write nothing (no locks, no rows).
+    pub dry_run: bool,
+    /// Reload every job, changed or not.
+    pub force: bool,
+    /// Read every job's content even when its metadata is unchanged (the
+    /// content fingerprint still skips unchanged jobs).
+    pub verify: bool,
+    /// Jobs parsed per chunk (the unit of streaming and of progress).
+    pub chunk_jobs: usize,
+    /// How long to wait before retrying jobs whose `.parse.lock` was held.
+    pub lock_retry_after: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            level: 1,
+            threads: 0,
+            dry_run: false,
+            force: false,
+            verify: false,
+            chunk_jobs: 200,
+            lock_retry_after: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What a backfill did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Job directories found.
+    pub found: usize,
+    /// Jobs handled so far (loaded, skipped, failed or reported).
+    pub done: usize,
+    /// New jobs loaded (dry run: would be).
+    pub inserted: usize,
+    /// Jobs already in the warehouse, reloaded (dry run: would be).
+    pub replaced: usize,
+    /// Unchanged jobs skipped by metadata alone (nothing read).
+    pub unchanged_by_metadata: usize,
+    /// Unchanged jobs skipped after reading (same content fingerprint).
+    pub unchanged_by_content: usize,
+    /// Jobs that failed to load: (tag, error).
+    pub failed: Vec<(String, String)>,
+    /// Loaded jobs with error diagnostics (input Autotest's parser loses).
+    pub with_errors: Vec<String>,
+    /// Job directories without a status file (nothing to load).
+    pub no_status_file: Vec<String>,
+    /// Jobs whose `.parse.lock` stayed held (not loaded).
+    pub locked: Vec<String>,
+    /// Directories that could not be walked.
+    pub walk_errors: Vec<String>,
+    /// Rows written.
+    pub rows: RowCounts,
+    /// Stopped early on request (Ctrl-C).
+    pub interrupted: bool,
+    /// Time since the start.
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// Jobs loaded (inserted or replaced).
+    pub fn loaded(&self) -> usize {
+        self.inserted + self.replaced
+    }
+
+    /// True when everything was loaded or skipped cleanly.
+    pub fn clean(&self) -> bool {
+        self.failed.is_empty()
+            && self.with_errors.is_empty()
+            && self.no_status_file.is_empty()
+            && self.locked.is_empty()
+            && self.walk_errors.is_empty()
+            && !self.interrupted
+    }
+}
+
+/// Files whose metadata stands for a job's content: what its parse starts
+/// from (a changed test keyval without any of these changing is only seen
+/// with `verify`).
+const SIGNATURE_FILES: [&str; 6] = [
+    "status.log",
+    "status",
+    "keyval",
+    ".autoserv_execute",
+    "../keyval",
+    "../.autoserv_execute",
+];
+
+/// The metadata signature of a job directory: size, mtime and inode of
+/// [`SIGNATURE_FILES`] (absent files count too). Costs a few `stat`s.
+pub fn signature(dir: &Path) -> String {
+    let mut ctx = md5::Context::new();
+    for name in SIGNATURE_FILES {
+        ctx.consume(name.as_bytes());
+        match std::fs::metadata(dir.join(name)) {
+            Ok(m) => {
+                for n in [m.len(), m.mtime() as u64, m.mtime_nsec() as u64, m.ino()] {
+                    ctx.consume(n.to_le_bytes());
+                }
+            }
+            Err(_) => ctx.consume(b"-"),
+        }
+    }
+    format!("{:x}", ctx.compute())
+}
+
+/// A job to read: where it is and its signature.
+struct Todo {
+    dir: JobDir,
+    signature: String,
+}
+
+/// One parsed job on its way to the writer, holding its lock.
+struct Ready {
+    parsed: Parsed,
+    signature: String,
+    _lock: Option<File>,
+}
+
+/// Autotest's `.parse.lock`: an exclusive flock, not waited for.
+enum Lock {
+    Held(Option<File>),
+    Busy,
+}
+
+fn try_lock(dir: &Path) -> Lock {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".parse.lock"));
+    match file {
+        // A read-only results tree has no concurrent parser to race with.
+        Err(_) => Lock::Held(None),
+        Ok(f) => match f.try_lock() {
+            Ok(()) => Lock::Held(Some(f)),
+            Err(TryLockError::WouldBlock) => Lock::Busy,
+            Err(TryLockError::Error(_)) => Lock::Held(None),
+        },
+    }
+}
+
+/// Runs a backfill of `roots` into `store`. `stop` is polled between
+/// chunks (Ctrl-C: the current batch completes, then it returns);
+/// `progress` is called after each chunk.
+pub fn run(
+    store: &mut dyn Store,
+    roots: &[PathBuf],
+    opts: &Options,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(&Summary),
+) -> Result<Summary, crate::store::Error> {
+    let start = Instant::now();
+    let mut summary = Summary::default();
+    let (dirs, errors) = discover::find_jobs(roots, opts.level);
+    summary.walk_errors = errors.iter().map(ToString::to_string).collect();
+    summary.found = dirs.len();
+    let ledger = store.ledger_state()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .build()
+        .expect("a rayon pool with default settings builds");
+
+    let signatures: Vec<String> =
+        pool.install(|| dirs.par_iter().map(|d| signature(&d.path)).collect());
+    let mut todo = Vec::new();
+    for (dir, signature) in dirs.into_iter().zip(signatures) {
+        let skip = !opts.force
+            && !opts.verify
+            && ledger
+                .get(&dir.tag)
+                .is_some_and(|l| l.unchanged_by_metadata(&signature));
+        if skip {
+            summary.unchanged_by_metadata += 1;
+            summary.done += 1;
+        } else {
+            todo.push(Todo { dir, signature });
+        }
+    }
+    summary.elapsed = start.elapsed();
+    progress(&summary);
+
+    let mut locked = process(
+        store,
+        todo,
+        opts,
+        &ledger,
+        &pool,
+        stop,
+        &mut summary,
+        start,
+        progress,
+    )?;
+    if !locked.is_empty() && !stop.load(Ordering::Relaxed) && !opts.dry_run {
+        std::thread::sleep(opts.lock_retry_after);
+        summary.done -= locked.len();
+        locked = process(
+            store,
+            locked,
+            opts,
+            &ledger,
+            &pool,
+            stop,
+            &mut summary,
+            start,
+            progress,
+        )?;
+    }
+    summary.locked = locked.into_iter().map(|t| t.dir.tag).collect();
+    summary.elapsed = start.elapsed();
+    Ok(summary)
+}
+
+/// Parses `todo` in chunks on `pool` (a producer thread) while this thread
+/// loads the previous chunk. Returns the jobs found locked.
+#[allow(clippy::too_many_arguments)] // one private pipeline stage
+fn process(
+    store: &mut dyn Store,
+    todo: Vec<Todo>,
+    opts: &Options,
+    ledger: &HashMap<String, LedgerState>,
+    pool: &rayon::ThreadPool,
+    stop: &AtomicBool,
+    summary: &mut Summary,
+    start: Instant,
+    progress: &mut dyn FnMut(&Summary),
+) -> Result<Vec<Todo>, crate::store::Error> {
+    let chunk = opts.chunk_jobs.max(1);
+    // One chunk parsed ahead of the one being loaded: memory stays bounded.
+    let (tx, rx) = sync_channel::<(Vec<Ready>, Vec<Todo>)>(1);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut todo = todo.into_iter().peekable();
+            while todo.peek().is_some() {
+                if stop.load(Ordering::Relaxed) {
+                    // Report the rest as not done: nothing more is sent.
+                    break;
+                }
+                let batch: Vec<Todo> = todo.by_ref().take(chunk).collect();
+                let results: Vec<Result<Ready, Todo>> = pool.install(|| {
+                    batch
+                        .into_par_iter()
+                        .map(|t| {
+                            let lock = if opts.dry_run {
+                                None
+                            } else {
+                                match try_lock(&t.dir.path) {
+                                    Lock::Held(f) => f,
+                                    Lock::Busy => return Err(t),
+                                }
+                            };
+                            Ok(Ready {
+                                parsed: ingest::parse_dir(&t.dir),
+                                signature: t.signature,
+                                _lock: lock,
+                            })
+                        })
+                        .collect()
+                });
+                let mut ready = Vec::new();
+                let mut busy = Vec::new();
+                for r in results {
+                    match r {
+                        Ok(x) => ready.push(x),
+                        Err(t) => busy.push(t),
+                    }
+                }
+                if tx.send((ready, busy)).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut locked = Vec::new();
+        for (ready, busy) in rx {
+            summary.done += busy.len();
+            locked.extend(busy);
+            write_chunk(store, &ready, opts, ledger, summary)?;
+            summary.elapsed = start.elapsed();
+            progress(summary);
+            // `ready` (and its locks) is dropped here, after the commit.
+        }
+        summary.interrupted = stop.load(Ordering::Relaxed) && summary.done < summary.found;
+        Ok(locked)
+    })
+}
+
+/// Loads one parsed chunk (or, dry run, classifies it) and records
+/// signatures of everything now known to be in the warehouse.
+fn write_chunk(
+    store: &mut dyn Store,
+    ready: &[Ready],
+    opts: &Options,
+    ledger: &HashMap<String, LedgerState>,
+    summary: &mut Summary,
+) -> Result<(), crate::store::Error> {
+    let mut items = Vec::new();
+    let mut signed = Vec::new();
+    for r in ready {
+        let p = &r.parsed;
+        summary.done += 1;
+        if p.status_file.is_none() {
+            summary.no_status_file.push(p.job.tag.clone());
+            continue;
+        }
+        if opts.dry_run {
+            match ledger.get(&p.job.tag) {
+                Some(l) if l.loaded && l.fingerprint == p.fingerprint && !opts.force => {
+                    summary.unchanged_by_content += 1
+                }
+                Some(_) => summary.replaced += 1,
+                None => summary.inserted += 1,
+            }
+            continue;
+        }
+        items.push(LoadItem {
+            job: &p.job,
+            source: p.path.clone(),
+            fingerprint: p.fingerprint.clone(),
+            force: opts.force,
+        });
+        signed.push(r);
+    }
+    if items.is_empty() {
+        return Ok(());
+    }
+    let mut signatures = Vec::new();
+    for ((item, r), result) in items.iter().zip(&signed).zip(store.load_jobs(&items)) {
+        let tag = &item.job.tag;
+        match result {
+            Ok(outcome) => {
+                match outcome.action {
+                    Action::Inserted => summary.inserted += 1,
+                    Action::Replaced => summary.replaced += 1,
+                    Action::Skipped => summary.unchanged_by_content += 1,
+                }
+                summary.rows.add(&outcome.rows);
+                if item.job.has_errors() {
+                    summary.with_errors.push(tag.clone());
+                }
+                signatures.push(Signature {
+                    tag: tag.clone(),
+                    signature: r.signature.clone(),
+                    fingerprint: item.fingerprint.clone(),
+                });
+            }
+            Err(e) => summary.failed.push((tag.clone(), error_text(&e))),
+        }
+    }
+    store.record_signatures(&signatures)
+}
+
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
