@@ -82,7 +82,7 @@ pub(crate) struct DbUrl {
     /// Warehouse URL: `postgres://user@host/db` (any libpq-style URL) or
     /// `sqlite:PATH`. Default: `$TKO_DB`, else `sqlite:tko.db` in the current
     /// directory (created on first use).
-    #[arg(long, env = "TKO_DB", default_value = tko::store::DEFAULT_URL)]
+    #[arg(long, env = "TKO_DB", default_value = tko::store::DEFAULT_URL, global = true)]
     pub(crate) db: String,
 }
 

@@ -224,6 +224,9 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
 static STOP: AtomicBool = AtomicBool::new(false);
 
 fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
+    for root in &args.jobs.paths {
+        anyhow::ensure!(root.is_dir(), "{}: not a directory", root.display());
+    }
     let url = &args.db.db;
     let mut store = store::open(url).with_context(|| format!("opening {url}"))?;
     if !args.dry_run {

@@ -1,0 +1,197 @@
+//! `tko backfill` end to end, with the real binary on generated results
+//! trees: resume after SIGKILL (SQLite and PostgreSQL) ends in exactly the
+//! state of an uninterrupted run; a job whose `.parse.lock` is held is not
+//! loaded and is reported, then loaded once free; a second run skips every
+//! job by metadata; a dry run writes nothing.
+
+mod support;
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use support::{contents, fresh, Backend, Db, TestResult};
+use tko::gen::{generate, GenOptions};
+
+fn tree(jobs: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let opts = GenOptions {
+        jobs,
+        tests_per_job: 2..=4,
+        fraction_bad: 0.0,
+        ..GenOptions::default()
+    };
+    generate(&dir.path().join("results"), &opts).expect("generate");
+    dir
+}
+
+fn tko(url: &str, root: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tko"));
+    c.args(["backfill", "--quiet", "--level", "2", "--db", url])
+        .args(extra)
+        .arg(root)
+        .stdin(Stdio::null());
+    c
+}
+
+fn run(url: &str, root: &Path, extra: &[&str]) -> Output {
+    tko(url, root, extra).output().expect("run tko")
+}
+
+fn ledger_rows(db: &mut Db) -> i64 {
+    db.int("SELECT count(*) FROM tko_ingest_ledger")
+}
+
+fn resume_after_sigkill(backend: Backend) -> TestResult {
+    let t = tree(400);
+    let root = t.path().join("results");
+
+    let reference = fresh(backend);
+    let out = run(&reference.url, &root, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut want_db = Db::open(&reference);
+    let want = contents(&mut want_db);
+    assert_eq!(ledger_rows(&mut want_db), 400);
+
+    let f = fresh(backend);
+    // Create the schema first so the ledger can be polled.
+    let init = Command::new(env!("CARGO_BIN_EXE_tko"))
+        .args(["db", "init", "--db", &f.url])
+        .output()?;
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let mut db = Db::open(&f);
+    let mut child = tko(&f.url, &root, &["--batch", "5"]).spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = ledger_rows(&mut db);
+        if n >= 40 {
+            break;
+        }
+        assert!(
+            child.try_wait()?.is_none(),
+            "backfill finished before it could be killed"
+        );
+        assert!(Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill()?; // SIGKILL
+    child.wait()?;
+    let after_kill = ledger_rows(&mut db);
+    assert!(
+        after_kill < 400,
+        "the kill came too late ({after_kill} jobs loaded)"
+    );
+
+    let out = run(&f.url, &root, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(contents(&mut db), want);
+    assert_eq!(ledger_rows(&mut db), 400);
+    Ok(())
+}
+
+#[test]
+fn sqlite_backfill_resumes_after_sigkill() -> TestResult {
+    resume_after_sigkill(Backend::Sqlite)
+}
+
+#[test]
+fn pg_backfill_resumes_after_sigkill() -> TestResult {
+    resume_after_sigkill(Backend::Postgres)
+}
+
+fn lock(job: &Path) -> File {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(job.join(".parse.lock"))
+        .expect("lock file");
+    f.try_lock().expect("lock is free");
+    f
+}
+
+#[test]
+fn missing_root_is_fatal() {
+    let f = fresh(Backend::Sqlite);
+    let out = run(&f.url, Path::new("/nonexistent/results/root"), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/results/root"));
+}
+
+#[test]
+fn locked_job_is_reported_then_loaded_and_reruns_skip_by_metadata() -> TestResult {
+    let t = tree(30);
+    let root = t.path().join("results");
+    let f = fresh(Backend::Sqlite);
+    let (dirs, _) = tko::discover::find_jobs(&[root.clone()], 2);
+    let victim = &dirs[3];
+
+    let held = lock(&victim.path);
+    let out = tko(&f.url, &root, &[]).arg("--batch").arg("7").output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let mut db = Db::open(&f);
+    let tag = victim.tag.replace('\'', "''");
+    assert_eq!(
+        db.int(&format!(
+            "SELECT count(*) FROM tko_jobs WHERE tag = '{tag}'"
+        )),
+        0
+    );
+    assert_eq!(db.int("SELECT count(*) FROM tko_jobs"), 29);
+    drop(held);
+
+    // Dry run: says one job would be loaded, writes nothing.
+    let before = contents(&mut db);
+    let out = Command::new(env!("CARGO_BIN_EXE_tko"))
+        .args(["backfill", "--dry-run", "--level", "2", "--db", &f.url])
+        .arg(&root)
+        .output()?;
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 new would be loaded"), "{text}");
+    assert!(text.contains("29 by metadata"), "{text}");
+    assert_eq!(contents(&mut db), before);
+
+    let out = run(&f.url, &root, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(db.int("SELECT count(*) FROM tko_jobs"), 30);
+
+    // Unchanged tree: every job skipped without being read.
+    let out = Command::new(env!("CARGO_BIN_EXE_tko"))
+        .args(["backfill", "--level", "2", "--db", &f.url])
+        .arg(&root)
+        .output()?;
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("30 unchanged (30 by metadata, 0 by content)"),
+        "{text}"
+    );
+
+    // One job changes: only it is reloaded.
+    let changed = tko::gen::modify(&root, 1, 7)?;
+    assert_eq!(changed.len(), 1);
+    let out = Command::new(env!("CARGO_BIN_EXE_tko"))
+        .args(["backfill", "--level", "2", "--db", &f.url])
+        .arg(&root)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 reloaded, 29 unchanged"), "{text}");
+    Ok(())
+}
