@@ -188,7 +188,11 @@ pub fn run(
     let (dirs, errors) = discover::find_jobs(roots, opts.level);
     summary.walk_errors = errors.iter().map(ToString::to_string).collect();
     summary.found = dirs.len();
-    let ledger = store.ledger_state()?;
+    // A dry run may meet a warehouse not created yet: nothing is loaded.
+    let ledger = match store.schema_version()? {
+        None => HashMap::new(),
+        Some(_) => store.ledger_state()?,
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()

@@ -4,9 +4,11 @@
 //! synchronous multi-machine job is a job too when it has `status.log`.
 //! A path that is not itself a job is a results root: it is walked with
 //! walkdir (sorted, no symlinks followed) down to the first directories that
-//! look like jobs. Reads directory listings and `.machines`, never contents
-//! of results files (see `ingest`).
+//! look like jobs, its top-level directories in parallel (rayon; the walk is
+//! all metadata syscalls). Reads directory listings and `.machines`, never
+//! contents of results files (see `ingest`).
 
+use rayon::prelude::*;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use walkdir::WalkDir;
@@ -123,23 +125,27 @@ fn job_subdirs(dir: &Path) -> Result<Option<Vec<String>>, Error> {
         }
     }
     let mut dirs = Vec::new();
-    let mut any = false;
-    let mut all_dirs = true;
     for entry in std::fs::read_dir(dir).map_err(io_err)? {
         let entry = entry.map_err(io_err)?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name == ".parse.lock" {
             continue;
         }
-        any = true;
-        if entry.path().is_dir() {
-            dirs.push(name);
-        } else {
-            all_dirs = false;
+        // The directory entry's type costs no stat; only symlinks are
+        // followed (Python's isdir does).
+        let is_dir = match entry.file_type() {
+            Ok(t) if t.is_symlink() => entry.path().is_dir(),
+            Ok(t) => t.is_dir(),
+            Err(_) => entry.path().is_dir(),
+        };
+        if !is_dir {
+            // One file is enough: this is a job directory.
+            return Ok(None);
         }
+        dirs.push(name);
     }
     dirs.sort();
-    Ok((any && all_dirs).then_some(dirs))
+    Ok((!dirs.is_empty()).then_some(dirs))
 }
 
 /// `parse_path`: the job directories at and below one job path.
@@ -213,33 +219,56 @@ pub fn find_jobs(paths: &[PathBuf], level: usize) -> (Vec<JobDir>, Vec<Error>) {
             parse_path(&path, level, 0, &mut out, &mut errors);
             continue;
         }
-        let mut walker = WalkDir::new(&path)
-            .min_depth(1)
-            .sort_by_file_name()
-            .into_iter();
-        while let Some(entry) = walker.next() {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    let p = e.path().unwrap_or(&path).to_path_buf();
-                    errors.push(Error::Io {
-                        path: p,
-                        source: e.into(),
-                    });
-                    continue;
-                }
-            };
-            if !entry.file_type().is_dir() {
+        // The root's top-level directories are walked in parallel (a walk
+        // is all metadata syscalls; on a large root they dominate a rerun).
+        let top: Vec<PathBuf> = match std::fs::read_dir(&path) {
+            Ok(rd) => rd
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect(),
+            Err(source) => {
+                errors.push(Error::Io { path, source });
                 continue;
             }
-            if is_job_like(entry.path()) {
-                walker.skip_current_dir();
-                parse_path(entry.path(), level, 0, &mut out, &mut errors);
-            }
+        };
+        let found: Vec<(Vec<JobDir>, Vec<Error>)> =
+            top.par_iter().map(|d| walk(d, level)).collect();
+        for (jobs, errs) in found {
+            out.extend(jobs);
+            errors.extend(errs);
         }
     }
     out.sort_by(|a, b| a.tag.cmp(&b.tag).then_with(|| a.path.cmp(&b.path)));
     out.dedup_by(|a, b| a.path == b.path);
+    (out, errors)
+}
+
+/// Walks one directory (itself included) down to its job-like directories.
+fn walk(root: &Path, level: usize) -> (Vec<JobDir>, Vec<Error>) {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    let mut walker = WalkDir::new(root).sort_by_file_name().into_iter();
+    while let Some(entry) = walker.next() {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                let p = e.path().unwrap_or(root).to_path_buf();
+                errors.push(Error::Io {
+                    path: p,
+                    source: e.into(),
+                });
+                continue;
+            }
+        };
+        if !entry.file_type().is_dir() {
+            continue;
+        }
+        if is_job_like(entry.path()) {
+            walker.skip_current_dir();
+            parse_path(entry.path(), level, 0, &mut out, &mut errors);
+        }
+    }
     (out, errors)
 }
 

@@ -184,6 +184,8 @@ pub trait Store: Send {
     fn load_jobs(&mut self, items: &[LoadItem<'_>]) -> Vec<Result<LoadOutcome, Error>>;
     /// How many jobs go into one transaction (default 100).
     fn set_batch_jobs(&mut self, jobs: usize);
+    /// The applied schema version (`None`: not initialized). Cheap.
+    fn schema_version(&mut self) -> Result<Option<u32>, Error>;
     /// Every ledger row, with its backfill signature, keyed by tag.
     fn ledger_state(&mut self) -> Result<HashMap<String, LedgerState>, Error>;
     /// Records (tag, signature, fingerprint) after a backfill handled the

@@ -902,6 +902,11 @@ impl Store for PgStore {
         self.batch_jobs = jobs.max(1);
     }
 
+    fn schema_version(&mut self) -> Result<Option<u32>, Error> {
+        let mut tx = self.client.transaction().map_err(db("schema version"))?;
+        current_version(&mut tx)
+    }
+
     fn ledger_state(&mut self) -> Result<HashMap<String, LedgerState>, Error> {
         let rows = self
             .client

@@ -634,6 +634,10 @@ impl Store for SqliteStore {
         self.batch_jobs = jobs.max(1);
     }
 
+    fn schema_version(&mut self) -> Result<Option<u32>, Error> {
+        current_version(&self.conn)
+    }
+
     fn ledger_state(&mut self) -> Result<HashMap<String, LedgerState>, Error> {
         let mut stmt = self
             .conn
