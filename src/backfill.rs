@@ -150,21 +150,29 @@ struct Ready {
     _lock: Option<File>,
 }
 
-/// Autotest's `.parse.lock`: an exclusive flock, not waited for.
-enum Lock {
+/// Autotest's per-job `.parse.lock` (an exclusive flock).
+pub enum Lock {
+    /// Held until dropped (`None`: the directory is read-only, so no other
+    /// parser can be writing it either).
     Held(Option<File>),
+    /// Another parser holds it.
     Busy,
 }
 
-fn try_lock(dir: &Path) -> Lock {
+/// Takes a job directory's `.parse.lock`: waits for it when `wait`, else
+/// returns [`Lock::Busy`] at once if it is held.
+pub fn lock_job(dir: &Path, wait: bool) -> Lock {
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(dir.join(".parse.lock"));
     match file {
-        // A read-only results tree has no concurrent parser to race with.
         Err(_) => Lock::Held(None),
+        Ok(f) if wait => match f.lock() {
+            Ok(()) => Lock::Held(Some(f)),
+            Err(_) => Lock::Held(None),
+        },
         Ok(f) => match f.try_lock() {
             Ok(()) => Lock::Held(Some(f)),
             Err(TryLockError::WouldBlock) => Lock::Busy,
@@ -281,7 +289,7 @@ fn process(
                             let lock = if opts.dry_run {
                                 None
                             } else {
-                                match try_lock(&t.dir.path) {
+                                match lock_job(&t.dir.path, false) {
                                     Lock::Held(f) => f,
                                     Lock::Busy => return Err(t),
                                 }

@@ -36,8 +36,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Finds and parses jobs; walk problems are printed, and fatal when nothing
-/// could be found at all.
-fn find_and_parse(args: &JobsArgs) -> anyhow::Result<(Vec<ingest::Parsed>, bool)> {
+/// could be found at all. With `lock`, each job's `.parse.lock` is taken
+/// (waiting for another parser) and returned, to be held until loaded.
+fn find_and_parse(
+    args: &JobsArgs,
+    lock: bool,
+) -> anyhow::Result<(Vec<ingest::Parsed>, bool, Vec<backfill::Lock>)> {
     if args.threads > 0 {
         rayon::ThreadPoolBuilder::new()
             .num_threads(args.threads)
@@ -51,11 +55,18 @@ fn find_and_parse(args: &JobsArgs) -> anyhow::Result<(Vec<ingest::Parsed>, bool)
     if dirs.is_empty() && !errors.is_empty() {
         anyhow::bail!("no job directories found");
     }
-    Ok((ingest::parse_all(&dirs), !errors.is_empty()))
+    let locks = if lock {
+        dirs.iter()
+            .map(|d| backfill::lock_job(&d.path, true))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok((ingest::parse_all(&dirs), !errors.is_empty(), locks))
 }
 
 fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
-    let (parsed, walk_errors) = find_and_parse(&args.jobs)?;
+    let (parsed, walk_errors, _) = find_and_parse(&args.jobs, false)?;
     let jobs: Vec<Job> = parsed.into_iter().map(|p| p.job).collect();
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
@@ -141,7 +152,8 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     store
         .init()
         .with_context(|| format!("preparing the schema of {url}"))?;
-    let (parsed, walk_errors) = find_and_parse(&args.jobs)?;
+    // Held until the jobs are loaded, as Autotest's post-job parse does.
+    let (parsed, walk_errors, _locks) = find_and_parse(&args.jobs, true)?;
     let mut failed = walk_errors;
     let mut items = Vec::new();
     for p in &parsed {
