@@ -17,9 +17,11 @@
 #![warn(missing_docs)]
 
 pub mod discover;
+pub mod export;
 pub mod gen;
 pub mod ingest;
 pub mod model;
 pub mod parse;
+pub mod report;
 pub mod store;
 pub mod table;
