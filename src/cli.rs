@@ -170,7 +170,7 @@ pub(crate) struct FilterArgs {
     /// Machine (hostname) glob.
     #[arg(long, value_name = "GLOB")]
     pub(crate) machine: Option<String>,
-    /// Kernel glob (as printed, e.g. `2.6.35*`).
+    /// Kernel base version glob (e.g. `2.6.35*`).
     #[arg(long, value_name = "GLOB")]
     pub(crate) kernel: Option<String>,
     /// Test status words, comma-separated (e.g. `FAIL,ERROR`).

@@ -106,7 +106,7 @@ pub struct Filter {
     pub test: Option<String>,
     /// Machine (hostname) glob.
     pub machine: Option<String>,
-    /// Kernel (printable) glob.
+    /// Kernel (base version) glob.
     pub kernel: Option<String>,
     /// Status words (any of).
     pub status: Vec<Status>,
@@ -385,8 +385,9 @@ fn ts(d: Dialect, c: &str) -> String {
 fn float(d: Dialect, c: &str) -> String {
     match d {
         // Shortest round-trip text (extra_float_digits = 1, set per
-        // session); NaN as NULL because SQLite stores NaN as NULL.
-        Dialect::Postgres => format!("NULLIF({c}, 'NaN'::float8)"),
+        // session); NaN as NULL because SQLite stores NaN as NULL; `+ 0`
+        // turns -0 into 0 because SQLite does not keep the sign of zero.
+        Dialect::Postgres => format!("NULLIF({c}, 'NaN'::float8) + 0::float8"),
         Dialect::Sqlite => c.to_owned(),
     }
 }
@@ -405,7 +406,7 @@ const TEST_JOINS: &str = " FROM tko_tests t \
     JOIN tko_status s ON s.status_idx = t.status";
 
 /// Columns of `tests` (stable; documented in README.md).
-pub const TEST_COLUMNS: [&str; 14] = [
+pub const TEST_COLUMNS: [&str; 15] = [
     "job_tag",
     "afe_job_id",
     "label",
@@ -413,6 +414,7 @@ pub const TEST_COLUMNS: [&str; 14] = [
     "machine",
     "machine_group",
     "kernel",
+    "kernel_hash",
     "test",
     "subdir",
     "status",
@@ -436,7 +438,7 @@ const PREFIX: [&str; 8] = [
 
 fn prefix_select(d: Dialect) -> String {
     format!(
-        "SELECT j.tag, j.label, m.hostname, k.printable, t.test, t.subdir, s.word, {}",
+        "SELECT j.tag, j.label, m.hostname, k.base, t.test, t.subdir, s.word, {}",
         ts(d, "t.finished_time")
     )
 }
@@ -475,7 +477,7 @@ fn test_conds(q: &mut Sql, f: &Filter, with_time: bool) -> Result<(), Error> {
         glob_cond(q, "t.test", g)?;
     }
     if let Some(g) = &f.kernel {
-        glob_cond(q, "k.printable", g)?;
+        glob_cond(q, "k.base", g)?;
     }
     if !f.status.is_empty() {
         q.push(" AND s.word IN (");
@@ -617,7 +619,7 @@ pub fn plan(query: &ExportQuery, d: Dialect, perf_keys: &[String]) -> Result<Pla
             };
             q.push(&format!(
                 "SELECT j.tag, j.afe_job_id, j.label, j.username, m.hostname, m.machine_group, \
-                 k.printable, t.test, t.subdir, s.word, t.reason, {}, {}, {duration}{TEST_JOINS} \
+                 k.base, k.kernel_hash, t.test, t.subdir, s.word, t.reason, {}, {}, {duration}{TEST_JOINS} \
                  WHERE true",
                 ts(d, "t.started_time"),
                 ts(d, "t.finished_time"),
@@ -710,7 +712,7 @@ pub fn plan(query: &ExportQuery, d: Dialect, perf_keys: &[String]) -> Result<Pla
                 });
                 q.lit(key)?;
                 q.push(match d {
-                    Dialect::Postgres => " THEN r.value END), 'NaN'::float8)",
+                    Dialect::Postgres => " THEN r.value END), 'NaN'::float8) + 0::float8",
                     Dialect::Sqlite => " THEN r.value END)",
                 });
             }
@@ -737,13 +739,14 @@ pub fn plan(query: &ExportQuery, d: Dialect, perf_keys: &[String]) -> Result<Pla
 fn perf_keys_plan(filter: &Filter, d: Dialect) -> Result<Plan, Error> {
     let mut q = Sql::new(d);
     q.push(&format!(
-        "SELECT DISTINCT r.attribute{TEST_JOINS} \
+        "SELECT DISTINCT {}{TEST_JOINS} \
          JOIN tko_iteration_result r ON r.test_idx = t.test_idx \
-         WHERE r.attribute IS NOT NULL"
+         WHERE r.attribute IS NOT NULL",
+        coll(d, "r.attribute")
     ));
     job_conds(&mut q, filter, false)?;
     test_conds(&mut q, filter, true)?;
-    q.push(&format!(" ORDER BY {}", coll(d, "r.attribute")));
+    q.push(" ORDER BY 1");
     Ok(Plan {
         sql: q.text,
         params: q.params,
@@ -905,6 +908,12 @@ impl<W: Write> Sink for JsonWriter<W> {
 /// `extra_float_digits >= 1` (PostgreSQL 12+): the shortest digits that
 /// read back to the same number, fixed notation for decimal exponents
 /// -4..=14, else `d.ddde+XX`; `NaN`, `Infinity`, `-Infinity`, `-0`.
+///
+/// PostgreSQL's Ryu is built without `STRICTLY_SHORTEST`: a decimal lying
+/// exactly halfway to a neighbouring double is never chosen, although it
+/// reads back correctly (round half to even). Rust's shortest form may pick
+/// it, so that case is detected and the next longer correctly rounded form
+/// taken instead.
 pub fn pg_float(f: f64, out: &mut String) {
     if f.is_nan() {
         out.push_str("NaN");
@@ -918,16 +927,12 @@ pub fn pg_float(f: f64, out: &mut String) {
         out.push_str(if f.is_sign_negative() { "-0" } else { "0" });
         return;
     }
-    // `{:e}` gives the shortest round-trip digits: `-1.2345e-5`.
-    let sci = format!("{f:e}");
-    let (mant, exp) = sci.split_once('e').expect("{:e} has an exponent");
-    let exp: i32 = exp.parse().expect("{:e} exponent is an integer");
-    let neg = mant.starts_with('-');
-    let digits: String = mant.chars().filter(char::is_ascii_digit).collect();
-    let n = digits.len() as i32;
-    if neg {
+    if f.is_sign_negative() {
         out.push('-');
     }
+    let a = f.abs();
+    let (digits, exp) = pg_digits(a);
+    let n = digits.len() as i32;
     if (-4..15).contains(&exp) {
         if exp >= 0 {
             if n <= exp + 1 {
@@ -959,24 +964,85 @@ pub fn pg_float(f: f64, out: &mut String) {
     }
 }
 
+/// PostgreSQL's significant digits and decimal exponent of `a` (positive,
+/// finite). Ryu (as PostgreSQL builds it) takes the shortest length `n` whose
+/// correctly rounded form (ties to even) reads back to `a` without lying
+/// exactly halfway to a neighbour. Rust's shortest form agrees except near
+/// ties and halfway points, which only arise with 15 or more digits or on a
+/// halfway point; there the correctly rounded forms are tried from `n` up.
+/// (Ryu also differs when the nearest `n`-digit decimal of a power of two
+/// falls below its narrower lower gap; that case yields one more digit here.)
+fn pg_digits(a: f64) -> (String, i32) {
+    let (d, e) = sci_digits(&format!("{a:e}"));
+    if d.len() < 15 && !on_midpoint(a, &d, e) {
+        return (d, e);
+    }
+    for p in d.len()..=17 {
+        let (d, e) = sci_digits(&format!("{a:.*e}", p - 1));
+        let back = format!("{d}e{}", e - (d.len() as i32 - 1)).parse::<f64>();
+        if back == Ok(a) && !on_midpoint(a, &d, e) {
+            return (d, e);
+        }
+    }
+    sci_digits(&format!("{a:.16e}"))
+}
+
+/// `d.ddde±x` (Rust's `{:e}`) → significant digits without trailing zeros
+/// and the decimal exponent of the first digit.
+fn sci_digits(sci: &str) -> (String, i32) {
+    let (mant, exp) = sci.split_once('e').expect("{:e} has an exponent");
+    let exp: i32 = exp.parse().expect("{:e} exponent is an integer");
+    let mut digits: String = mant.chars().filter(char::is_ascii_digit).collect();
+    while digits.len() > 1 && digits.ends_with('0') {
+        digits.pop();
+    }
+    (digits, exp)
+}
+
+/// True when the decimal `0.digits × 10^(exp+1)` lies exactly halfway
+/// between `a` (positive, finite) and a neighbouring double.
+fn on_midpoint(a: f64, digits: &str, exp: i32) -> bool {
+    // value = d × 10^k
+    let k = exp - (digits.len() as i32 - 1);
+    let d: u64 = digits.parse().expect("at most 17 digits");
+    // A midpoint is a dyadic rational: below 2^53 never an integer, and
+    // d × 10^k with k < 0 is dyadic only if 5^-k divides d.
+    if k >= 0 {
+        if a < 9_007_199_254_740_992.0 {
+            return false;
+        }
+    } else {
+        match 5u64.checked_pow(k.unsigned_abs()) {
+            Some(p) if d % p == 0 => {}
+            _ => return false,
+        }
+    }
+    // Exactly halfway iff nudging it by far less than an ulp changes the
+    // double it reads as (the parser rounds exactly).
+    let tiny = 25;
+    let up = format!("{d}{}1e{}", "0".repeat(tiny - 1), k - tiny as i32);
+    let down = format!("{}{}e{}", d - 1, "9".repeat(tiny), k - tiny as i32);
+    up.parse::<f64>() != Ok(a) || down.parse::<f64>() != Ok(a)
+}
+
 // ------------------------------------------------------------- backends
 
 /// A warehouse opened for reading: either backend, by URL (as
 /// [`store::open`]).
 pub enum Warehouse {
     /// PostgreSQL.
-    Postgres(PgStore),
+    Postgres(Box<PgStore>),
     /// SQLite.
-    Sqlite(SqliteStore),
+    Sqlite(Box<SqliteStore>),
 }
 
 impl Warehouse {
     /// Opens `postgres://…`/`postgresql://…` or `sqlite:PATH`.
     pub fn open(url: &str) -> Result<Warehouse, Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Warehouse::Postgres(PgStore::connect(url)?))
+            Ok(Warehouse::Postgres(Box::new(PgStore::connect(url)?)))
         } else if let Some(path) = url.strip_prefix("sqlite:") {
-            Ok(Warehouse::Sqlite(SqliteStore::open(path)?))
+            Ok(Warehouse::Sqlite(Box::new(SqliteStore::open(path)?)))
         } else {
             Err(Error::Open(store::Error::Url { url: url.into() }))
         }
@@ -1040,17 +1106,16 @@ impl Warehouse {
     }
 
     /// Runs a plan and calls `each` with every row's fields as text.
-    fn rows(
-        &mut self,
-        p: &Plan,
-        each: &mut dyn FnMut(&[Option<&str>]) -> Result<(), Error>,
-    ) -> Result<(), Error> {
+    fn rows(&mut self, p: &Plan, each: &mut RowFn<'_>) -> Result<(), Error> {
         match self {
             Warehouse::Postgres(pg) => pg_copy_text(pg, &p.sql, each),
             Warehouse::Sqlite(lite) => sqlite_rows(lite, p, each),
         }
     }
 }
+
+/// Receives one row's fields as text (`None` is NULL).
+type RowFn<'a> = dyn FnMut(&[Option<&str>]) -> Result<(), Error> + 'a;
 
 /// `COPY (sql) TO STDOUT (FORMAT csv)` straight into `out`; counts rows
 /// (line ends outside quotes).
@@ -1079,11 +1144,7 @@ fn pg_copy_csv(pg: &mut PgStore, sql: &str, out: &mut dyn Write) -> Result<u64, 
 }
 
 /// `COPY (sql) TO STDOUT` in text format, decoded row by row.
-fn pg_copy_text(
-    pg: &mut PgStore,
-    sql: &str,
-    each: &mut dyn FnMut(&[Option<&str>]) -> Result<(), Error>,
-) -> Result<(), Error> {
+fn pg_copy_text(pg: &mut PgStore, sql: &str, each: &mut RowFn<'_>) -> Result<(), Error> {
     let copy = format!("COPY ({sql}) TO STDOUT");
     let mut reader = pg.client().copy_out(&copy).map_err(db("COPY TO STDOUT"))?;
     let mut line = Vec::new();
@@ -1136,11 +1197,7 @@ fn pg_copy_text(
 }
 
 /// Steps an SQLite cursor; floats are formatted as PostgreSQL would.
-fn sqlite_rows(
-    lite: &mut SqliteStore,
-    p: &Plan,
-    each: &mut dyn FnMut(&[Option<&str>]) -> Result<(), Error>,
-) -> Result<(), Error> {
+fn sqlite_rows(lite: &mut SqliteStore, p: &Plan, each: &mut RowFn<'_>) -> Result<(), Error> {
     use rusqlite::types::ValueRef;
     let conn = lite.connection();
     let mut stmt = conn.prepare(&p.sql).map_err(db("preparing the export"))?;
@@ -1167,7 +1224,8 @@ fn sqlite_rows(
                         let _ = write!(text, "{v}");
                     }
                 }
-                ValueRef::Real(v) => pg_float(v, &mut text),
+                // `+ 0.0`: -0 as 0, as the PostgreSQL SQL does.
+                ValueRef::Real(v) => pg_float(v + 0.0, &mut text),
                 ValueRef::Text(t) | ValueRef::Blob(t) => text.push_str(&String::from_utf8_lossy(t)),
             }
             bounds.push(Some((start, text.len())));
@@ -1224,6 +1282,10 @@ mod tests {
             (f64::NEG_INFINITY, "-Infinity"),
             (f64::NAN, "NaN"),
             (1.0 / 3.0, "0.3333333333333333"),
+            // Rust's shortest would be the halfway value 3.172230058817275e16.
+            (3.172_230_058_817_275e16, "3.1722300588172752e+16"),
+            // An exact tie at 17 digits rounds to even.
+            (1_201_363_153_809_856.0 + 0.25, "1.2013631538098562e+15"),
         ];
         for (f, want) in cases {
             assert_eq!(pgf(f), want, "{f:?}");

@@ -28,7 +28,7 @@ pub struct TestRecord {
     pub machine: Option<String>,
     /// The machine's group (platforms).
     pub machine_group: Option<String>,
-    /// Kernel (printable).
+    /// Kernel (base version).
     pub kernel: Option<String>,
     /// Test name (empty when NULL).
     pub test: String,
@@ -51,8 +51,7 @@ fn fails(status: &str) -> bool {
     FAIL.contains(&status)
 }
 
-/// The records of a parsed job (no database). The kernel is its base
-/// version (the printable form needs a database id).
+/// The records of a parsed job (no database).
 pub fn records_from_job(job: &Job) -> Vec<TestRecord> {
     job.tests
         .iter()
