@@ -47,6 +47,16 @@ pub(crate) enum Command {
     /// error diagnostics (see tko_diagnostics), or the run was interrupted;
     /// 2 fatal (bad arguments, database unreachable).
     Backfill(BackfillArgs),
+    /// Export jobs, tests, attributes, iteration attributes, perf values or
+    /// job keyvals as CSV or JSON Lines (streamed).
+    Export(ExportArgs),
+    /// One line per test of one job: passes, fails, elapsed time, starts,
+    /// last status and message (from the warehouse, or a job directory read
+    /// directly).
+    Summary(SummaryArgs),
+    /// Totals, pass rates, counts by status, machine, label and kernel,
+    /// durations, most executed and flaky tests.
+    Stats(StatsArgs),
 }
 
 /// `tko backfill`.
@@ -151,4 +161,119 @@ pub(crate) struct ParseArgs {
     /// Jobs to parse.
     #[command(flatten)]
     pub(crate) jobs: JobsArgs,
+}
+
+/// `tko export` row kinds.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ExportKind {
+    /// One row per job.
+    Jobs,
+    /// One row per test.
+    Tests,
+    /// One row per test attribute.
+    Attributes,
+    /// One row per iteration attribute.
+    Iterations,
+    /// One row per perf value (iteration result).
+    Perf,
+    /// One row per job keyval.
+    Keyvals,
+}
+
+/// Output format of `tko export`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// RFC 4180 CSV with a header row.
+    Csv,
+    /// JSON Lines.
+    Json,
+}
+
+/// Output format of `tko stats`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum StatsFormat {
+    /// Human-readable tables.
+    Text,
+    /// One JSON object.
+    Json,
+}
+
+/// Row filters shared by `tko export` and `tko stats`.
+#[derive(Debug, Args)]
+pub(crate) struct FilterArgs {
+    /// Job tag glob (`*`, `?`; `\` escapes).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) job: Option<String>,
+    /// Job label glob.
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) label: Option<String>,
+    /// Test name glob.
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) test: Option<String>,
+    /// Machine (hostname) glob.
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) machine: Option<String>,
+    /// Kernel base version glob (e.g. `2.6.35*`).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) kernel: Option<String>,
+    /// Test status words, comma-separated (e.g. `FAIL,ERROR`).
+    #[arg(long, value_name = "S[,S]", value_delimiter = ',')]
+    pub(crate) status: Vec<String>,
+    /// Finished at or after: `YYYY-MM-DD` or `YYYY-MM-DD HH:MM[:SS]` (UTC).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) since: Option<String>,
+    /// Finished at or before (a date alone includes that whole day).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) until: Option<String>,
+}
+
+/// `tko export`.
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// What rows to export.
+    #[arg(value_enum)]
+    pub(crate) kind: ExportKind,
+    /// Filters.
+    #[command(flatten)]
+    pub(crate) filter: FilterArgs,
+    /// `perf` only: one row per test iteration, one column per perf key.
+    #[arg(long)]
+    pub(crate) wide: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "csv")]
+    pub(crate) format: ExportFormat,
+    /// Write to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+    /// Warehouse.
+    #[command(flatten)]
+    pub(crate) db: DbUrl,
+}
+
+/// `tko summary`.
+#[derive(Debug, Args)]
+pub(crate) struct SummaryArgs {
+    /// A job tag in the warehouse, or a job directory (read directly, no
+    /// database).
+    pub(crate) job: String,
+    /// For a directory: path components in the job tag (as `tko parse`).
+    #[arg(short, long, default_value_t = 1)]
+    pub(crate) level: usize,
+    /// Warehouse (for a job tag).
+    #[command(flatten)]
+    pub(crate) db: DbUrl,
+}
+
+/// `tko stats`.
+#[derive(Debug, Args)]
+pub(crate) struct StatsArgs {
+    /// Filters.
+    #[command(flatten)]
+    pub(crate) filter: FilterArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: StatsFormat,
+    /// Warehouse.
+    #[command(flatten)]
+    pub(crate) db: DbUrl,
 }

@@ -19,9 +19,11 @@
 
 pub mod backfill;
 pub mod discover;
+pub mod export;
 pub mod gen;
 pub mod ingest;
 pub mod model;
 pub mod parse;
+pub mod report;
 pub mod store;
 pub mod table;

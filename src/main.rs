@@ -6,14 +6,18 @@ mod cli;
 
 use anyhow::Context;
 use clap::Parser;
-use cli::{BackfillArgs, Cli, Command, DbAction, DbArgs, JobsArgs, LoadArgs, ParseArgs};
+use cli::{
+    BackfillArgs, Cli, Command, DbAction, DbArgs, ExportArgs, ExportFormat, ExportKind, FilterArgs,
+    JobsArgs, LoadArgs, ParseArgs, StatsArgs, StatsFormat, SummaryArgs,
+};
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use tko::export::{self, ExportQuery, Filter, Kind, Warehouse};
 use tko::model::{Job, Status};
 use tko::store::{self, Action, LoadItem};
 use tko::table::RowCounts;
-use tko::{backfill, discover, ingest};
+use tko::{backfill, discover, ingest, report};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -32,6 +36,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(args) => load(args),
         Command::Db(args) => db(args),
         Command::Backfill(args) => backfill(args),
+        Command::Export(args) => export_cmd(args),
+        Command::Summary(args) => summary(args),
+        Command::Stats(args) => stats(args),
     }
 }
 
@@ -399,4 +406,131 @@ fn print_summary(s: &backfill::Summary, dry_run: bool, url: &str) {
             s.done, s.found
         );
     }
+}
+
+/// The library filter of the shared filter flags.
+fn filter(args: FilterArgs) -> anyhow::Result<Filter> {
+    let status = args
+        .status
+        .iter()
+        .map(|s| {
+            tko::model::Status::from_word(&s.to_ascii_uppercase())
+                .with_context(|| format!("unknown status {s:?}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Filter {
+        job: args.job,
+        label: args.label,
+        test: args.test,
+        machine: args.machine,
+        kernel: args.kernel,
+        status,
+        since: args
+            .since
+            .map(|t| export::parse_time(&t, false))
+            .transpose()?,
+        until: args
+            .until
+            .map(|t| export::parse_time(&t, true))
+            .transpose()?,
+    })
+}
+
+fn open_warehouse(url: &str) -> anyhow::Result<Warehouse> {
+    Warehouse::open(url).with_context(|| format!("opening {url}"))
+}
+
+/// `tko export`: streams rows to stdout or `--out`.
+fn export_cmd(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let kind = match args.kind {
+        ExportKind::Jobs => Kind::Jobs,
+        ExportKind::Tests => Kind::Tests,
+        ExportKind::Attributes => Kind::Attributes,
+        ExportKind::Iterations => Kind::Iterations,
+        ExportKind::Perf => Kind::Perf,
+        ExportKind::Keyvals => Kind::Keyvals,
+    };
+    if args.wide && !matches!(kind, Kind::Perf) {
+        anyhow::bail!("--wide applies to `tko export perf` only");
+    }
+    let format = match args.format {
+        ExportFormat::Csv => export::Format::Csv,
+        ExportFormat::Json => export::Format::Json,
+    };
+    let query = ExportQuery {
+        kind,
+        filter: filter(args.filter)?,
+        wide: args.wide,
+    };
+    let mut wh = open_warehouse(&args.db.db)?;
+    let what = format!("exporting {} from {}", kind.name(), args.db.db);
+    match &args.out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let out = io::BufWriter::with_capacity(1 << 16, file);
+            export::write(&mut wh, &query, format, out).context(what)?;
+        }
+        None => {
+            let stdout = io::stdout();
+            let out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            export::write(&mut wh, &query, format, out).context(what)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tko summary JOB`: a job directory is parsed directly; anything else is
+/// a job tag in the warehouse.
+fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let path = std::path::Path::new(&args.job);
+    if path.is_dir() {
+        let (dirs, errors) = discover::find_jobs(&[path.to_path_buf()], args.level);
+        for e in &errors {
+            eprintln!("tko: {e}");
+        }
+        if dirs.is_empty() {
+            anyhow::bail!("no job directory found at {}", path.display());
+        }
+        for job in ingest::parse_jobs(&dirs) {
+            let lines = report::summarize(&report::records_from_job(&job));
+            report::write_summary(&mut out, &job.tag, &lines)?;
+        }
+    } else {
+        let mut wh = open_warehouse(&args.db.db)?;
+        let mut records = report::Records::default();
+        let query = ExportQuery::new(Kind::Tests, Filter::job(&args.job));
+        wh.export(&query, &mut records)
+            .with_context(|| format!("reading job {} from {}", args.job, args.db.db))?;
+        if records.records.is_empty() {
+            anyhow::bail!(
+                "no job {:?} in {} (and no such directory)",
+                args.job,
+                args.db.db
+            );
+        }
+        let lines = report::summarize(&records.records);
+        report::write_summary(&mut out, &args.job, &lines)?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tko stats`: aggregates the filtered `tests` export.
+fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
+    let query = ExportQuery::new(Kind::Tests, filter(args.filter)?);
+    let mut wh = open_warehouse(&args.db.db)?;
+    let mut builder = report::StatsBuilder::default();
+    wh.export(&query, &mut builder)
+        .with_context(|| format!("reading tests from {}", args.db.db))?;
+    let st = builder.build();
+    let stdout = io::stdout();
+    let out = io::BufWriter::new(stdout.lock());
+    match args.format {
+        StatsFormat::Text => report::write_stats_text(out, &st)?,
+        StatsFormat::Json => report::write_stats_json(out, &st)?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
