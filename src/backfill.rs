@@ -110,13 +110,12 @@ impl Summary {
 /// Files whose metadata stands for a job's content: what its parse starts
 /// from (a changed test keyval without any of these changing is only seen
 /// with `verify`).
-const SIGNATURE_FILES: [&str; 6] = [
+const SIGNATURE_FILES: [&str; 5] = [
     "status.log",
     "status",
     "keyval",
     ".autoserv_execute",
     "../keyval",
-    "../.autoserv_execute",
 ];
 
 /// The metadata signature of a job directory: size, mtime and inode of

@@ -97,7 +97,14 @@ pub fn afe_job_id(tag: &str) -> Option<u64> {
 }
 
 fn is_job_like(dir: &Path) -> bool {
-    JOB_MARKERS.iter().any(|m| dir.join(m).exists())
+    job_marker(dir).is_some()
+}
+
+/// The metadata of the first of [`JOB_MARKERS`] present in `dir`.
+fn job_marker(dir: &Path) -> Option<std::fs::Metadata> {
+    JOB_MARKERS
+        .iter()
+        .find_map(|m| std::fs::metadata(dir.join(m)).ok())
 }
 
 /// `_get_job_subdirs`: the sub-jobs of a multi-machine directory, or `None`
@@ -264,8 +271,19 @@ fn walk(root: &Path, level: usize) -> (Vec<JobDir>, Vec<Error>) {
         if !entry.file_type().is_dir() {
             continue;
         }
-        if is_job_like(entry.path()) {
-            walker.skip_current_dir();
+        let Some(marker) = job_marker(entry.path()) else {
+            continue;
+        };
+        walker.skip_current_dir();
+        if marker.is_file() && !entry.path().join(".machines").exists() {
+            // A file among its entries: `_get_job_subdirs` says "a job",
+            // no need to list it.
+            out.push(JobDir {
+                tag: job_tag(entry.path(), level),
+                path: entry.into_path(),
+                level,
+            });
+        } else {
             parse_path(entry.path(), level, 0, &mut out, &mut errors);
         }
     }
