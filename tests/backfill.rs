@@ -135,7 +135,7 @@ fn locked_job_is_reported_then_loaded_and_reruns_skip_by_metadata() -> TestResul
     let t = tree(30);
     let root = t.path().join("results");
     let f = fresh(Backend::Sqlite);
-    let (dirs, _) = tko::discover::find_jobs(&[root.clone()], 2);
+    let (dirs, _) = tko::discover::find_jobs(std::slice::from_ref(&root), 2);
     let victim = &dirs[3];
 
     let held = lock(&victim.path);
