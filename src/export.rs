@@ -1013,7 +1013,7 @@ fn on_midpoint(a: f64, digits: &str, exp: i32) -> bool {
         }
     } else {
         match 5u64.checked_pow(k.unsigned_abs()) {
-            Some(p) if d % p == 0 => {}
+            Some(p) if d.is_multiple_of(p) => {}
             _ => return false,
         }
     }
