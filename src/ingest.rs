@@ -286,6 +286,29 @@ pub fn parse_job(jd: &JobDir) -> Job {
 
 /// Parses one job directory, with its fingerprint and status file.
 pub fn parse_dir(jd: &JobDir) -> Parsed {
+    parse_with_steps(jd, false).0
+}
+
+/// What a continuous (live) parse of a job emits at one point: after the
+/// given status-log line (`None`: at the end of input), the results
+/// emitted then, in their state then (attributes and iterations attached to
+/// finished ones), as Autotest's continuous parser stores them.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// 1-based line just fed, or `None` for the end of input.
+    pub after_line: Option<u32>,
+    /// Results emitted by that line (may repeat one result).
+    pub tests: Vec<Test>,
+}
+
+/// Parses a job feeding its status log one line at a time, as a live job
+/// is followed, and returns every non-empty step with the final parse.
+/// Version-0 jobs (no continuous parser in Autotest) have no steps.
+pub fn replay(jd: &JobDir) -> (Parsed, Vec<Step>) {
+    parse_with_steps(jd, true)
+}
+
+fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> (Parsed, Vec<Step>) {
     let dir = jd.path.as_path();
     let mut diags = Diags {
         dir,
@@ -340,6 +363,7 @@ pub fn parse_dir(jd: &JobDir) -> Parsed {
         .into_iter()
         .find(|n| dir.join(n).is_file());
     let status_path = status_file.map(|n| dir.join(n));
+    let mut raw_steps: Vec<(Option<u32>, Vec<TestResult>)> = Vec::new();
     let results = match status_path {
         None => {
             diags.push(
@@ -370,13 +394,26 @@ pub fn parse_dir(jd: &JobDir) -> Parsed {
                 };
                 let mut machine = v1::V1::new(ctx);
                 let text = String::from_utf8_lossy(&bytes);
-                machine.process(parse::lines_with_numbers(text.as_bytes()).map(|(n, l)| {
+                let lines = parse::lines_with_numbers(text.as_bytes()).map(|(n, l)| {
                     (
                         n,
                         std::str::from_utf8(l).expect("split of valid UTF-8 at \\n is valid"),
                     )
-                }));
+                });
+                if line_by_line {
+                    for line in lines {
+                        let emitted = machine.process([line]);
+                        if !emitted.is_empty() {
+                            raw_steps.push((Some(line.0), emitted));
+                        }
+                    }
+                } else {
+                    machine.process(lines);
+                }
                 let out = machine.end();
+                if line_by_line && !out.emitted_at_end.is_empty() {
+                    raw_steps.push((None, out.emitted_at_end));
+                }
                 (out.tests, out.problems)
             };
             diags.problems(&path, problems);
@@ -392,14 +429,32 @@ pub fn parse_dir(jd: &JobDir) -> Parsed {
         .into_iter()
         .map(|r| build_test(r, &job, dir, &host_attrs, &mut diags))
         .collect();
+    let steps = raw_steps
+        .into_iter()
+        .map(|(after_line, results)| {
+            // Files are read again for each step; diagnostics come from the
+            // whole-file parse above.
+            let mut quiet = Diags {
+                dir,
+                list: Vec::new(),
+                hash: md5::Context::new(),
+            };
+            let tests = results
+                .into_iter()
+                .map(|r| build_test(r, &job, dir, &host_attrs, &mut quiet))
+                .collect();
+            Step { after_line, tests }
+        })
+        .collect();
     job.keyval = keyval;
     job.diagnostics = diags.list;
-    Parsed {
+    let parsed = Parsed {
         path: jd.path.clone(),
         job,
         fingerprint: format!("{:x}", diags.hash.compute()),
         status_file,
-    }
+    };
+    (parsed, steps)
 }
 
 /// `parse_test`: attaches a result's keyval attributes and iterations.

@@ -1,7 +1,9 @@
 //! Corpus parity: every case of `../shared/corpus/autotest/` (or
 //! `$TKO_CORPUS`) is parsed and compared with the output of Autotest's own
 //! parser stored beside it. Where Autotest's parser raised and lost the job,
-//! tko must keep the job and report an error diagnostic instead. Prints
+//! tko must keep the job and report an error diagnostic instead. The
+//! `--incremental` runs also replay the status log line by line, as
+//! Autotest's continuous parser does, and compare every step. Prints
 //! every mismatch and `parity: N of M cases identical`.
 
 use serde_json::Value as Json;
@@ -181,6 +183,61 @@ fn check_jobs(case: &Path, input: &str, level: usize, expected: &Json, out: &mut
     }
 }
 
+/// Compares a continuous-parse replay (`expected_incremental.json`): after
+/// each status-log line, the results emitted and their state then.
+fn check_incremental(
+    case: &Path,
+    input: &str,
+    level: usize,
+    expected: &Json,
+    out: &mut Vec<String>,
+) {
+    check_jobs(case, input, level, expected, out);
+    let (dirs, _) = tko::discover::find_jobs(&[case.join(input)], level);
+    for exp in expected["jobs"].as_array().expect("jobs array") {
+        let tag = exp["jobname"].as_str().unwrap_or_default();
+        let Some(dir) = dirs.iter().find(|d| d.tag == tag) else {
+            continue;
+        };
+        let Some(exp_steps) = exp["incremental"].as_array() else {
+            continue;
+        };
+        let (_, steps) = tko::ingest::replay(dir);
+        let ours: Vec<Json> = steps
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "after_line": s.after_line.map_or(Json::from("end"), Json::from),
+                    "tests": serde_json::to_value(&s.tests).expect("tests serialize"),
+                })
+            })
+            .collect();
+        if ours.len() != exp_steps.len() {
+            let lines = |v: &[Json]| {
+                v.iter()
+                    .map(|s| s["after_line"].to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            out.push(format!(
+                "{tag}: {} replay steps, expected {}\n    ours:     {}\n    expected: {}",
+                ours.len(),
+                exp_steps.len(),
+                lines(&ours),
+                lines(exp_steps)
+            ));
+        }
+        for (o, e) in ours.iter().zip(exp_steps) {
+            diff(
+                &format!("{tag}: replay after line {}", e["after_line"]),
+                o,
+                e,
+                out,
+            );
+        }
+    }
+}
+
 fn check_lines(file: &Path, version: u32, expected: &Json, out: &mut Vec<String>) {
     let bytes = std::fs::read(file).expect("status log");
     let text = String::from_utf8_lossy(&bytes);
@@ -306,7 +363,11 @@ fn corpus_parity() {
                 Some(other) => out.push(format!("unknown unit {other}")),
                 None => {
                     let level = arg_value(args, "--level").map_or(1, |l| l.parse().expect("level"));
-                    check_jobs(&dir, input, level, &expected, &mut out);
+                    if args.iter().any(|a| a == "--incremental") {
+                        check_incremental(&dir, input, level, &expected, &mut out);
+                    } else {
+                        check_jobs(&dir, input, level, &expected, &mut out);
+                    }
                 }
             }
             for m in out {

@@ -97,6 +97,8 @@ pub struct V1 {
     last_status_timestamp: Option<String>,
     tests: Vec<TestResult>,
     emitted: Vec<usize>,
+    /// How much of `emitted` [`V1::process`] has returned.
+    reported: usize,
     problems: Vec<Problem>,
 }
 
@@ -105,6 +107,8 @@ pub struct V1 {
 pub struct Output {
     /// Results in first-emission order, each in its latest state.
     pub tests: Vec<TestResult>,
+    /// What the end of input emitted (as [`V1::process`] returns).
+    pub emitted_at_end: Vec<TestResult>,
     /// What could not be read as Autotest reads it.
     pub problems: Vec<Problem>,
 }
@@ -131,6 +135,7 @@ impl V1 {
             last_status_timestamp: None,
             tests: Vec::new(),
             emitted: Vec::new(),
+            reported: 0,
             problems: Vec::new(),
             ctx,
         };
@@ -146,7 +151,15 @@ impl V1 {
 
     /// Feeds raw lines (each with its `\n`, numbered from 1) and processes
     /// everything that can be processed before the end of input.
-    pub fn process<'a>(&mut self, lines: impl IntoIterator<Item = (u32, &'a str)>) {
+    ///
+    /// Returns what was emitted since the last call (the first call
+    /// includes the RUNNING SERVER_JOB row), as Autotest's
+    /// `process_lines` does: results in their state now, a result emitted
+    /// twice listed twice. This is what a continuous (live) parse stores.
+    pub fn process<'a>(
+        &mut self,
+        lines: impl IntoIterator<Item = (u32, &'a str)>,
+    ) -> Vec<TestResult> {
         self.buffer.extend(
             lines
                 .into_iter()
@@ -155,6 +168,16 @@ impl V1 {
         while let Some(entry) = self.buffer.pop_front() {
             self.step(entry);
         }
+        self.take_emitted()
+    }
+
+    fn take_emitted(&mut self) -> Vec<TestResult> {
+        let new = self.emitted[self.reported..]
+            .iter()
+            .map(|&id| self.tests[id].clone())
+            .collect();
+        self.reported = self.emitted.len();
+        new
     }
 
     /// The results so far, in emission order (RUNNING rows included), as a
@@ -196,6 +219,7 @@ impl V1 {
             finished,
         );
         Output {
+            emitted_at_end: self.take_emitted(),
             tests: self.dedup(),
             problems: self.problems,
         }
