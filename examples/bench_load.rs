@@ -182,6 +182,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rows = total_rows(pgs.load_jobs(&items));
     let load = t.elapsed().as_secs_f64();
     report("postgres load_jobs (binary COPY)", rows, load);
+    tko::store::postgres::timing::dump();
 
     let export = dir.path().join("export");
     std::fs::create_dir_all(&export)?;

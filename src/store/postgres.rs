@@ -25,6 +25,29 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+#[doc(hidden)]
+pub mod timing {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    pub static T: Mutex<Vec<(&'static str, f64)>> = Mutex::new(Vec::new());
+    pub fn on() -> bool {
+        std::env::var_os("TKO_PG_TIMING").is_some()
+    }
+    pub fn add(what: &'static str, since: Instant) {
+        let d = since.elapsed().as_secs_f64();
+        let mut t = T.lock().unwrap();
+        match t.iter_mut().find(|e| e.0 == what) {
+            Some(e) => e.1 += d,
+            None => t.push((what, d)),
+        }
+    }
+    pub fn dump() {
+        for (w, d) in T.lock().unwrap().iter() {
+            eprintln!("{w:<30} {d:8.3}");
+        }
+    }
+}
+
 /// How often a statement group is retried on serialization failure/deadlock.
 const MAX_RETRIES: u32 = 20;
 
@@ -325,42 +348,63 @@ impl PgStore {
         let status_idx = &self.status_idx;
         let kernels = &self.kernels;
         let mut tx = step(None, "BEGIN", self.client.transaction())?;
-        // Phase A: job rows (locked in tag order) and removal of old rows.
-        let mut staged = Vec::with_capacity(items.len());
+        let t0 = std::time::Instant::now();
+        // Phase A: job rows, upserted in one statement (rows locked in tag
+        // order, like concurrent loaders), then removal of the old rows of
+        // reloaded jobs (none for brand-new tags).
+        let one = |i: usize| (items.len() == 1).then(|| items[i].job.tag.as_str());
+        let mut machines = Vec::with_capacity(items.len());
+        let mut jrs = Vec::with_capacity(items.len());
         for item in items {
-            let job = item.job;
-            let tag = Some(job.tag.as_str());
             let machine_idx = *dims
                 .machine_idx
-                .get(&clean(&job.machine))
+                .get(&clean(&item.job.machine))
                 .expect("dimensions() upserted every machine of the batch");
-            let jr = JobRow::new(job, machine_idx);
-            let row = step(
-                tag,
-                "tko_jobs",
-                tx.query_one(
-                    "INSERT INTO tko_jobs (tag, label, username, machine_idx, queued_time, \
-                        started_time, finished_time, afe_job_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (tag) DO UPDATE SET label = EXCLUDED.label, \
-                        username = EXCLUDED.username, machine_idx = EXCLUDED.machine_idx, \
-                        queued_time = EXCLUDED.queued_time, started_time = EXCLUDED.started_time, \
-                        finished_time = EXCLUDED.finished_time, afe_job_id = EXCLUDED.afe_job_id \
-                     RETURNING job_idx, (xmax = 0) AS inserted",
-                    &[
-                        &jr.tag,
-                        &jr.label,
-                        &jr.username,
-                        &jr.machine_idx,
-                        &ts(jr.queued_time),
-                        &ts(jr.started_time),
-                        &ts(jr.finished_time),
-                        &jr.afe_job_id,
-                    ],
-                ),
-            )?;
-            let job_idx: i32 = row.get(0);
-            let inserted: bool = row.get(1);
+            machines.push(machine_idx);
+            jrs.push(JobRow::new(item.job, machine_idx));
+        }
+        let tags: Vec<&str> = jrs.iter().map(|r| r.tag.as_str()).collect();
+        let labels: Vec<Option<&str>> = jrs.iter().map(|r| r.label.as_deref()).collect();
+        let users: Vec<Option<&str>> = jrs.iter().map(|r| r.username.as_deref()).collect();
+        let queued: Vec<Option<SystemTime>> = jrs.iter().map(|r| ts(r.queued_time)).collect();
+        let started: Vec<Option<SystemTime>> = jrs.iter().map(|r| ts(r.started_time)).collect();
+        let finished: Vec<Option<SystemTime>> = jrs.iter().map(|r| ts(r.finished_time)).collect();
+        let afe: Vec<Option<i64>> = jrs.iter().map(|r| r.afe_job_id).collect();
+        let rows = step(
+            one(0),
+            "tko_jobs",
+            tx.query(
+                "INSERT INTO tko_jobs (tag, label, username, machine_idx, queued_time, \
+                    started_time, finished_time, afe_job_id) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], \
+                    $5::timestamp[], $6::timestamp[], $7::timestamp[], $8::int8[]) \
+                    AS u(tag, label, username, machine_idx, queued_time, started_time, \
+                        finished_time, afe_job_id) \
+                 ORDER BY tag \
+                 ON CONFLICT (tag) DO UPDATE SET label = EXCLUDED.label, \
+                    username = EXCLUDED.username, machine_idx = EXCLUDED.machine_idx, \
+                    queued_time = EXCLUDED.queued_time, started_time = EXCLUDED.started_time, \
+                    finished_time = EXCLUDED.finished_time, afe_job_id = EXCLUDED.afe_job_id \
+                 RETURNING tag, job_idx, (xmax = 0) AS inserted",
+                &[
+                    &tags, &labels, &users, &machines, &queued, &started, &finished, &afe,
+                ],
+            ),
+        )?;
+        let returned: HashMap<&str, (i32, bool)> = rows
+            .iter()
+            .map(|r| (r.get::<_, &str>(0), (r.get(1), r.get(2))))
+            .collect();
+        let mut staged = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let job = item.job;
+            let &(job_idx, inserted) = returned.get(tags[i]).ok_or_else(|| StepError {
+                tag: Some(job.tag.clone()),
+                table: "tko_jobs",
+                retry: false,
+                source: "job row missing from the upsert's RETURNING".into(),
+            })?;
+            let tag = Some(job.tag.as_str());
             let old = if inserted {
                 Vec::new()
             } else {
@@ -368,8 +412,10 @@ impl PgStore {
             };
             let plan = plan_tests(&old, job);
             remove_vanished(&mut tx, &plan.vanished, tag)?;
-            staged.push((job_idx, machine_idx, inserted, plan));
+            staged.push((job_idx, machines[i], inserted, plan));
         }
+        timing::add("A jobs upsert", t0);
+        let t0 = std::time::Instant::now();
         // Phase B: ids for the new tests, in one round trip.
         let need: usize = staged.iter().map(|s| s.3.new_ids()).sum();
         let mut fresh = if need > 0 {
@@ -388,9 +434,12 @@ impl PgStore {
             Vec::new()
         }
         .into_iter();
+        timing::add("B nextval", t0);
+        let t0 = std::time::Instant::now();
         // Phase C: rows of every job, one COPY per table.
         let mut all = JobTreeRows::default();
         let mut outcomes = Vec::with_capacity(items.len());
+        let mut ledger = Vec::with_capacity(items.len());
         for (item, (job_idx, machine_idx, inserted, plan)) in items.iter().zip(&staged) {
             let job = item.job;
             let test_idx: Vec<i32> = plan
@@ -425,38 +474,7 @@ impl PgStore {
             };
             let rows = JobTreeRows::new(job, &ids, |s| status_idx[s.word()]);
             let counts = rows.counts();
-            step(
-                Some(&job.tag),
-                "tko_ingest_ledger",
-                tx.execute(
-                    "INSERT INTO tko_ingest_ledger (tag, job_idx, source_path, fingerprint, \
-                        parser_version, loaded_at, outcome, error, tests, test_attributes, \
-                        iteration_attributes, iteration_results, job_keyvals, diagnostics) \
-                     VALUES ($1, $2, $3, $4, $5, now() AT TIME ZONE 'UTC', 'loaded', NULL, \
-                        $6, $7, $8, $9, $10, $11) \
-                     ON CONFLICT (tag) DO UPDATE SET job_idx = EXCLUDED.job_idx, \
-                        source_path = EXCLUDED.source_path, fingerprint = EXCLUDED.fingerprint, \
-                        parser_version = EXCLUDED.parser_version, loaded_at = EXCLUDED.loaded_at, \
-                        outcome = 'loaded', error = NULL, tests = EXCLUDED.tests, \
-                        test_attributes = EXCLUDED.test_attributes, \
-                        iteration_attributes = EXCLUDED.iteration_attributes, \
-                        iteration_results = EXCLUDED.iteration_results, \
-                        job_keyvals = EXCLUDED.job_keyvals, diagnostics = EXCLUDED.diagnostics",
-                    &[
-                        &clean(&job.tag),
-                        job_idx,
-                        &clean(&item.source.to_string_lossy()),
-                        &clean(&item.fingerprint),
-                        &PARSER_VERSION,
-                        &(counts.tests as i32),
-                        &(counts.test_attributes as i32),
-                        &(counts.iteration_attributes as i32),
-                        &(counts.iteration_results as i32),
-                        &(counts.job_keyvals as i32),
-                        &(counts.diagnostics as i32),
-                    ],
-                ),
-            )?;
+            ledger.push((*job_idx, clean(&item.source.to_string_lossy()), counts));
             outcomes.push(LoadOutcome {
                 tag: job.tag.clone(),
                 job_idx: i64::from(*job_idx),
@@ -471,8 +489,14 @@ impl PgStore {
             });
             append(&mut all, rows);
         }
+        write_ledger(&mut tx, items, &tags, &ledger)?;
+        timing::add("C rows+ledger", t0);
+        let t0 = std::time::Instant::now();
         copy_tree(&mut tx, &all)?;
+        timing::add("D copy", t0);
+        let t0 = std::time::Instant::now();
         step(None, "COMMIT", tx.commit())?;
+        timing::add("E commit", t0);
         Ok(outcomes)
     }
 
@@ -500,7 +524,9 @@ impl PgStore {
     /// Dimensions then one batch transaction, retried on conflicts.
     fn load_batch(&mut self, items: &[&LoadItem<'_>]) -> Result<Vec<LoadOutcome>, StepError> {
         let jobs: Vec<&Job> = items.iter().map(|i| i.job).collect();
+        let t0 = std::time::Instant::now();
         let dims = self.dimensions(&jobs)?;
+        timing::add("dims", t0);
         let mut attempt = 0;
         loop {
             match self.write_batch(items, &dims) {
@@ -592,6 +618,61 @@ fn append(all: &mut JobTreeRows, rows: JobTreeRows) {
     all.iteration_results.extend(rows.iteration_results);
     all.job_keyvals.extend(rows.job_keyvals);
     all.diagnostics.extend(rows.diagnostics);
+}
+
+/// Upserts the ledger rows of a batch (outcome `loaded`) in one statement,
+/// in tag order.
+fn write_ledger(
+    tx: &mut Transaction<'_>,
+    items: &[&LoadItem<'_>],
+    tags: &[&str],
+    ledger: &[(i32, String, RowCounts)],
+) -> Result<(), StepError> {
+    let job_idx: Vec<i32> = ledger.iter().map(|l| l.0).collect();
+    let paths: Vec<&str> = ledger.iter().map(|l| l.1.as_str()).collect();
+    let fingerprints: Vec<String> = items.iter().map(|i| clean(&i.fingerprint)).collect();
+    let count = |f: fn(&RowCounts) -> usize| -> Vec<i32> {
+        ledger.iter().map(|l| f(&l.2) as i32).collect()
+    };
+    step(
+        (items.len() == 1).then(|| items[0].job.tag.as_str()),
+        "tko_ingest_ledger",
+        tx.execute(
+            "INSERT INTO tko_ingest_ledger (tag, job_idx, source_path, fingerprint, \
+                parser_version, loaded_at, outcome, error, tests, test_attributes, \
+                iteration_attributes, iteration_results, job_keyvals, diagnostics) \
+             SELECT tag, job_idx, source_path, fingerprint, $5, now() AT TIME ZONE 'UTC', \
+                'loaded', NULL, tests, test_attributes, iteration_attributes, \
+                iteration_results, job_keyvals, diagnostics \
+             FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $6::int4[], \
+                $7::int4[], $8::int4[], $9::int4[], $10::int4[], $11::int4[]) \
+                AS u(tag, job_idx, source_path, fingerprint, tests, test_attributes, \
+                    iteration_attributes, iteration_results, job_keyvals, diagnostics) \
+             ORDER BY tag \
+             ON CONFLICT (tag) DO UPDATE SET job_idx = EXCLUDED.job_idx, \
+                source_path = EXCLUDED.source_path, fingerprint = EXCLUDED.fingerprint, \
+                parser_version = EXCLUDED.parser_version, loaded_at = EXCLUDED.loaded_at, \
+                outcome = 'loaded', error = NULL, tests = EXCLUDED.tests, \
+                test_attributes = EXCLUDED.test_attributes, \
+                iteration_attributes = EXCLUDED.iteration_attributes, \
+                iteration_results = EXCLUDED.iteration_results, \
+                job_keyvals = EXCLUDED.job_keyvals, diagnostics = EXCLUDED.diagnostics",
+            &[
+                &tags,
+                &job_idx,
+                &paths,
+                &fingerprints,
+                &PARSER_VERSION,
+                &count(|c| c.tests),
+                &count(|c| c.test_attributes),
+                &count(|c| c.iteration_attributes),
+                &count(|c| c.iteration_results),
+                &count(|c| c.job_keyvals),
+                &count(|c| c.diagnostics),
+            ],
+        ),
+    )?;
+    Ok(())
 }
 
 /// Deletes the old rows of a job being reloaded, keeping user-created
@@ -705,7 +786,9 @@ fn copy_tree(tx: &mut Transaction<'_>, rows: &JobTreeRows) -> Result<(), StepErr
         for r in rows {
             step(None, table, write(&mut w, r))?;
         }
+        let t0 = std::time::Instant::now();
         let n = step(None, table, w.finish())?;
+        timing::add("D finish", t0);
         debug_assert_eq!(n, rows.len() as u64, "{table}: COPY row count");
         Ok(())
     }
@@ -919,6 +1002,7 @@ impl Store for PgStore {
                 }
                 continue;
             }
+            let t0 = std::time::Instant::now();
             let todo = match self.skip_unchanged(items, &batch, &mut results) {
                 Ok(t) => t,
                 Err(e) => {
@@ -933,6 +1017,7 @@ impl Store for PgStore {
                     continue;
                 }
             };
+            timing::add("ledger skip", t0);
             if todo.is_empty() {
                 continue;
             }
