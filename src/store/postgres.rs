@@ -6,6 +6,7 @@
 //! never reach the caller. This module must not build SQL from values: only
 //! table and column names from `table`/`schema` constants are formatted in.
 
+use super::pgcopy::{CopyBuf, CopyRow};
 use super::{
     batches, plan_tests, schema, unchanged, Action, BoxError, Error, LoadItem, LoadOutcome,
     OldTest, StatusReport, Store, DEFAULT_BATCH_JOBS, PARSER_VERSION,
@@ -15,9 +16,7 @@ use crate::table::{
     clean, DiagnosticRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow, JobRow,
     JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow, TreeIds,
 };
-use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
-use postgres::types::{ToSql, Type};
 use postgres::{Client, Config, NoTls, Transaction};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -80,6 +79,20 @@ fn step<T>(
         retry: retryable(&e),
         source: Box::new(e),
     })
+}
+
+/// A failed COPY write (the client's error is inside the `io::Error`).
+fn io_step(table: &'static str, e: std::io::Error) -> StepError {
+    let retry = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<postgres::Error>())
+        .is_some_and(retryable);
+    StepError {
+        tag: None,
+        table,
+        retry,
+        source: Box::new(e),
+    }
 }
 
 fn retryable(e: &postgres::Error) -> bool {
@@ -767,147 +780,97 @@ fn remove_vanished(
     Ok(())
 }
 
-/// One binary COPY per table for the whole batch.
+/// Bytes per chunk handed from the encoder thread to the COPY stream.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// One binary COPY per table for the whole batch. A scoped thread encodes
+/// the rows into chunks while this thread streams the previous chunks to
+/// the server, so client encoding overlaps server ingest.
 fn copy_tree(tx: &mut Transaction<'_>, rows: &JobTreeRows) -> Result<(), StepError> {
-    fn copy<R>(
-        tx: &mut Transaction<'_>,
-        table: &'static str,
-        cols: &[&str],
-        types: &[Type],
+    fn encode<R: CopyRow>(
+        out: &std::sync::mpsc::SyncSender<Vec<u8>>,
         rows: &[R],
-        write: impl Fn(&mut BinaryCopyInWriter<'_>, &R) -> Result<(), postgres::Error>,
-    ) -> Result<(), StepError> {
+    ) -> Result<(), ()> {
         if rows.is_empty() {
             return Ok(());
         }
-        let sql = format!("COPY {table} ({}) FROM STDIN BINARY", cols.join(", "));
-        let sink = step(None, table, tx.copy_in(&sql))?;
-        let mut w = BinaryCopyInWriter::new(sink, types);
+        let mut b = CopyBuf::with_capacity(COPY_CHUNK + 4096);
+        b.header();
         for r in rows {
-            step(None, table, write(&mut w, r))?;
+            r.encode(&mut b);
+            if b.buf.len() >= COPY_CHUNK {
+                let full = std::mem::replace(&mut b.buf, Vec::with_capacity(COPY_CHUNK + 4096));
+                out.send(full).map_err(drop)?;
+            }
         }
-        let t0 = std::time::Instant::now();
-        let n = step(None, table, w.finish())?;
-        timing::add("D finish", t0);
-        debug_assert_eq!(n, rows.len() as u64, "{table}: COPY row count");
-        Ok(())
+        b.trailer();
+        out.send(b.buf).map_err(drop)?;
+        // An empty chunk ends the table.
+        out.send(Vec::new()).map_err(drop)
     }
-    copy(
-        tx,
-        "tko_tests",
-        TestRow::COLUMNS,
-        TEST_TYPES,
-        &rows.tests,
-        |w, r| {
-            let v: [&(dyn ToSql + Sync); 11] = [
-                &r.test_idx,
-                &r.job_idx,
-                &r.test,
-                &r.subdir,
-                &r.kernel_idx,
-                &r.status,
-                &r.reason,
-                &r.machine_idx,
-                &r.invalid,
-                &ts(r.finished_time),
-                &ts(r.started_time),
-            ];
-            w.write(&v)
-        },
-    )?;
-    copy(
-        tx,
-        "tko_test_attributes",
-        TestAttributeRow::COLUMNS,
-        TEST_ATTRIBUTE_TYPES,
-        &rows.test_attributes,
-        |w, r| {
-            w.write(&[
-                &r.job_idx,
-                &r.test_idx,
-                &r.attribute,
-                &r.value,
-                &r.user_created,
-            ])
-        },
-    )?;
-    copy(
-        tx,
-        "tko_iteration_attributes",
-        IterationAttributeRow::COLUMNS,
-        ITERATION_ATTRIBUTE_TYPES,
-        &rows.iteration_attributes,
-        |w, r| {
-            w.write(&[
-                &r.job_idx,
-                &r.test_idx,
-                &r.iteration,
-                &r.attribute,
-                &r.value,
-            ])
-        },
-    )?;
-    copy(
-        tx,
-        "tko_iteration_result",
-        IterationResultRow::COLUMNS,
-        ITERATION_RESULT_TYPES,
-        &rows.iteration_results,
-        |w, r| {
-            w.write(&[
-                &r.job_idx,
-                &r.test_idx,
-                &r.iteration,
-                &r.attribute,
-                &r.value,
-            ])
-        },
-    )?;
-    copy(
-        tx,
-        "tko_job_keyvals",
-        JobKeyvalRow::COLUMNS,
-        JOB_KEYVAL_TYPES,
-        &rows.job_keyvals,
-        |w, r| w.write(&[&r.job_id, &r.key, &r.value]),
-    )?;
-    copy(
-        tx,
-        "tko_diagnostics",
-        DiagnosticRow::COLUMNS,
-        DIAGNOSTIC_TYPES,
-        &rows.diagnostics,
-        |w, r| w.write(&[&r.job_idx, &r.file, &r.line, &r.severity, &r.message]),
-    )?;
-    Ok(())
+    let tables: [(&'static str, &[&str], usize); 6] = [
+        ("tko_tests", TestRow::COLUMNS, rows.tests.len()),
+        (
+            "tko_test_attributes",
+            TestAttributeRow::COLUMNS,
+            rows.test_attributes.len(),
+        ),
+        (
+            "tko_iteration_attributes",
+            IterationAttributeRow::COLUMNS,
+            rows.iteration_attributes.len(),
+        ),
+        (
+            "tko_iteration_result",
+            IterationResultRow::COLUMNS,
+            rows.iteration_results.len(),
+        ),
+        (
+            "tko_job_keyvals",
+            JobKeyvalRow::COLUMNS,
+            rows.job_keyvals.len(),
+        ),
+        (
+            "tko_diagnostics",
+            DiagnosticRow::COLUMNS,
+            rows.diagnostics.len(),
+        ),
+    ];
+    let (send, recv) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            // Stops early (Err) once the receiver is gone after a failure.
+            let _ = encode(&send, &rows.tests)
+                .and_then(|()| encode(&send, &rows.test_attributes))
+                .and_then(|()| encode(&send, &rows.iteration_attributes))
+                .and_then(|()| encode(&send, &rows.iteration_results))
+                .and_then(|()| encode(&send, &rows.job_keyvals))
+                .and_then(|()| encode(&send, &rows.diagnostics));
+        });
+        // Owned here, so an early return drops it and stops the encoder.
+        let recv = recv;
+        for (table, cols, n) in tables {
+            if n == 0 {
+                continue;
+            }
+            let sql = format!("COPY {table} ({}) FROM STDIN BINARY", cols.join(", "));
+            let mut w = step(None, table, tx.copy_in(&sql))?;
+            loop {
+                let chunk = recv.recv().expect("the encoder ends every table");
+                if chunk.is_empty() {
+                    break;
+                }
+                let io = w.write_all(&chunk).and_then(|()| w.flush());
+                io.map_err(|e| io_step(table, e))?;
+            }
+            let t0 = std::time::Instant::now();
+            let copied = step(None, table, w.finish())?;
+            timing::add("D finish", t0);
+            debug_assert_eq!(copied, n as u64, "{table}: COPY row count");
+        }
+        Ok(())
+    })
 }
-
-/// Binary COPY types, in [`TestRow::COLUMNS`] order.
-const TEST_TYPES: &[Type] = &[
-    Type::INT4,
-    Type::INT4,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT4,
-    Type::INT4,
-    Type::TEXT,
-    Type::INT4,
-    Type::BOOL,
-    Type::TIMESTAMP,
-    Type::TIMESTAMP,
-];
-/// Binary COPY types, in [`TestAttributeRow::COLUMNS`] order.
-const TEST_ATTRIBUTE_TYPES: &[Type] = &[Type::INT4, Type::INT4, Type::TEXT, Type::TEXT, Type::BOOL];
-/// Binary COPY types, in [`IterationAttributeRow::COLUMNS`] order.
-const ITERATION_ATTRIBUTE_TYPES: &[Type] =
-    &[Type::INT4, Type::INT4, Type::INT4, Type::TEXT, Type::TEXT];
-/// Binary COPY types, in [`IterationResultRow::COLUMNS`] order.
-const ITERATION_RESULT_TYPES: &[Type] =
-    &[Type::INT4, Type::INT4, Type::INT4, Type::TEXT, Type::FLOAT8];
-/// Binary COPY types, in [`JobKeyvalRow::COLUMNS`] order.
-const JOB_KEYVAL_TYPES: &[Type] = &[Type::INT4, Type::TEXT, Type::TEXT];
-/// Binary COPY types, in [`DiagnosticRow::COLUMNS`] order.
-const DIAGNOSTIC_TYPES: &[Type] = &[Type::INT4, Type::TEXT, Type::INT4, Type::TEXT, Type::TEXT];
 
 fn current_version(tx: &mut Transaction<'_>) -> Result<Option<u32>, Error> {
     let exists: bool = tx
@@ -1108,22 +1071,6 @@ impl PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn copy_types_match_columns() {
-        assert_eq!(TEST_TYPES.len(), TestRow::COLUMNS.len());
-        assert_eq!(TEST_ATTRIBUTE_TYPES.len(), TestAttributeRow::COLUMNS.len());
-        assert_eq!(
-            ITERATION_ATTRIBUTE_TYPES.len(),
-            IterationAttributeRow::COLUMNS.len()
-        );
-        assert_eq!(
-            ITERATION_RESULT_TYPES.len(),
-            IterationResultRow::COLUMNS.len()
-        );
-        assert_eq!(JOB_KEYVAL_TYPES.len(), JobKeyvalRow::COLUMNS.len());
-        assert_eq!(DIAGNOSTIC_TYPES.len(), DiagnosticRow::COLUMNS.len());
-    }
 
     #[test]
     fn redact_hides_password() {
