@@ -24,26 +24,37 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-#[doc(hidden)]
+/// Time spent per load phase, summed over batches, when the environment
+/// variable `TKO_PG_TIMING` is set (for finding where load time goes;
+/// `bench_load` prints it). Off, it costs one cached check per phase.
 pub mod timing {
-    use std::sync::Mutex;
+    use std::sync::{Mutex, OnceLock};
     use std::time::Instant;
-    pub static T: Mutex<Vec<(&'static str, f64)>> = Mutex::new(Vec::new());
+
+    static PHASES: Mutex<Vec<(&'static str, f64)>> = Mutex::new(Vec::new());
+
+    /// Whether `TKO_PG_TIMING` is set.
     pub fn on() -> bool {
-        std::env::var_os("TKO_PG_TIMING").is_some()
+        static ON: OnceLock<bool> = OnceLock::new();
+        *ON.get_or_init(|| std::env::var_os("TKO_PG_TIMING").is_some())
     }
-    pub fn add(what: &'static str, since: Instant) {
+
+    /// Adds the time since `since` to `phase`.
+    pub(crate) fn add(phase: &'static str, since: Instant) {
+        if !on() {
+            return;
+        }
         let d = since.elapsed().as_secs_f64();
-        let mut t = T.lock().unwrap();
-        match t.iter_mut().find(|e| e.0 == what) {
+        let mut t = PHASES.lock().unwrap_or_else(|p| p.into_inner());
+        match t.iter_mut().find(|e| e.0 == phase) {
             Some(e) => e.1 += d,
-            None => t.push((what, d)),
+            None => t.push((phase, d)),
         }
     }
-    pub fn dump() {
-        for (w, d) in T.lock().unwrap().iter() {
-            eprintln!("{w:<30} {d:8.3}");
-        }
+
+    /// The phases and their seconds so far, in first-seen order.
+    pub fn phases() -> Vec<(&'static str, f64)> {
+        PHASES.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -427,7 +438,7 @@ impl PgStore {
             remove_vanished(&mut tx, &plan.vanished, tag)?;
             staged.push((job_idx, machines[i], inserted, plan));
         }
-        timing::add("A jobs upsert", t0);
+        timing::add("write: job upsert, old rows", t0);
         let t0 = std::time::Instant::now();
         // Phase B: ids for the new tests, in one round trip.
         let need: usize = staged.iter().map(|s| s.3.new_ids()).sum();
@@ -447,13 +458,12 @@ impl PgStore {
             Vec::new()
         }
         .into_iter();
-        timing::add("B nextval", t0);
+        timing::add("write: test ids", t0);
         let t0 = std::time::Instant::now();
-        // Phase C: rows of every job, one COPY per table.
-        let mut all = JobTreeRows::default();
-        let mut outcomes = Vec::with_capacity(items.len());
-        let mut ledger = Vec::with_capacity(items.len());
-        for (item, (job_idx, machine_idx, inserted, plan)) in items.iter().zip(&staged) {
+        // Phase C: ids and checks per job, then the rows of every job, one
+        // COPY per table.
+        let mut prepared = Vec::with_capacity(items.len());
+        for (item, (_, _, _, plan)) in items.iter().zip(&staged) {
             let job = item.job;
             let test_idx: Vec<i32> = plan
                 .kept
@@ -478,18 +488,32 @@ impl PgStore {
                     });
                 }
             }
-            let ids = TreeIds {
-                job_idx: *job_idx,
-                machine_idx: *machine_idx,
-                test_idx: &test_idx,
-                kernel_idx: &kernel_idx,
-                invalid: &plan.invalid,
-            };
-            let rows = JobTreeRows::new(job, &ids, |s| status_idx[s.word()]);
-            let counts = rows.counts();
+            prepared.push((test_idx, kernel_idx));
+        }
+        timing::add("write: id mapping, checks", t0);
+        let t1 = std::time::Instant::now();
+        let mut all = JobTreeRows::default();
+        let counts: Vec<RowCounts> = (0..items.len())
+            .map(|i| {
+                let (job_idx, machine_idx, _, plan) = &staged[i];
+                let ids = TreeIds {
+                    job_idx: *job_idx,
+                    machine_idx: *machine_idx,
+                    test_idx: &prepared[i].0,
+                    kernel_idx: &prepared[i].1,
+                    invalid: &plan.invalid,
+                };
+                all.add_job(items[i].job, &ids, |s| status_idx[s.word()])
+            })
+            .collect();
+        timing::add("write: build rows", t1);
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut ledger = Vec::with_capacity(items.len());
+        for ((item, (job_idx, _, inserted, plan)), counts) in items.iter().zip(&staged).zip(counts)
+        {
             ledger.push((*job_idx, clean(&item.source.to_string_lossy()), counts));
             outcomes.push(LoadOutcome {
-                tag: job.tag.clone(),
+                tag: item.job.tag.clone(),
                 job_idx: i64::from(*job_idx),
                 action: if *inserted {
                     Action::Inserted
@@ -500,16 +524,16 @@ impl PgStore {
                 tests_deleted: plan.vanished.len(),
                 rows: counts,
             });
-            append(&mut all, rows);
         }
+        let t0 = std::time::Instant::now();
         write_ledger(&mut tx, items, &tags, &ledger)?;
-        timing::add("C rows+ledger", t0);
+        timing::add("write: ledger upsert", t0);
         let t0 = std::time::Instant::now();
         copy_tree(&mut tx, &all)?;
-        timing::add("D copy", t0);
+        timing::add("write: COPY (all tables)", t0);
         let t0 = std::time::Instant::now();
         step(None, "COMMIT", tx.commit())?;
-        timing::add("E commit", t0);
+        timing::add("write: COMMIT", t0);
         Ok(outcomes)
     }
 
@@ -539,7 +563,7 @@ impl PgStore {
         let jobs: Vec<&Job> = items.iter().map(|i| i.job).collect();
         let t0 = std::time::Instant::now();
         let dims = self.dimensions(&jobs)?;
-        timing::add("dims", t0);
+        timing::add("dimensions", t0);
         let mut attempt = 0;
         loop {
             match self.write_batch(items, &dims) {
@@ -623,15 +647,6 @@ const COPY_TABLES: &[(&str, &[&str])] = &[
     ("tko_job_keyvals", JobKeyvalRow::COLUMNS),
     ("tko_diagnostics", DiagnosticRow::COLUMNS),
 ];
-
-fn append(all: &mut JobTreeRows, rows: JobTreeRows) {
-    all.tests.extend(rows.tests);
-    all.test_attributes.extend(rows.test_attributes);
-    all.iteration_attributes.extend(rows.iteration_attributes);
-    all.iteration_results.extend(rows.iteration_results);
-    all.job_keyvals.extend(rows.job_keyvals);
-    all.diagnostics.extend(rows.diagnostics);
-}
 
 /// Upserts the ledger rows of a batch (outcome `loaded`) in one statement,
 /// in tag order.
@@ -865,7 +880,7 @@ fn copy_tree(tx: &mut Transaction<'_>, rows: &JobTreeRows) -> Result<(), StepErr
             }
             let t0 = std::time::Instant::now();
             let copied = step(None, table, w.finish())?;
-            timing::add("D finish", t0);
+            timing::add("write: COPY finish wait", t0);
             debug_assert_eq!(copied, n as u64, "{table}: COPY row count");
         }
         Ok(())
@@ -980,7 +995,7 @@ impl Store for PgStore {
                     continue;
                 }
             };
-            timing::add("ledger skip", t0);
+            timing::add("ledger skip check", t0);
             if todo.is_empty() {
                 continue;
             }
