@@ -183,35 +183,14 @@ impl PgStore {
         tx.execute("SELECT pg_advisory_xact_lock(7235001)", &[])
             .map_err(db("schema lock"))?;
         let current = current_version(&mut tx)?;
-        let latest = schema::latest(schema::POSTGRES);
-        match current {
-            None if require_init => return Err(Error::NotInitialized),
-            Some(v) if v > latest => {
-                return Err(Error::TooNew {
-                    found: v,
-                    supported: latest,
-                })
-            }
-            _ => {}
-        }
-        let mut applied = Vec::new();
-        for m in schema::POSTGRES {
-            if current.is_some_and(|v| m.version <= v) {
-                continue;
-            }
-            let fail = |e: postgres::Error| Error::Migrate {
-                version: m.version,
-                name: m.name,
-                source: Box::new(e),
-            };
-            tx.batch_execute(m.sql).map_err(fail)?;
+        let applied = schema::apply_pending(schema::POSTGRES, current, require_init, |m| {
+            tx.batch_execute(m.sql)?;
             tx.execute(
                 "INSERT INTO tko_schema_version (version, name) VALUES ($1, $2)",
                 &[&(m.version as i32), &m.name],
             )
-            .map_err(fail)?;
-            applied.push(m.version);
-        }
+            .map(drop)
+        })?;
         tx.commit().map_err(db("schema migration commit"))?;
         Ok(applied)
     }
