@@ -10,6 +10,7 @@
 //! the loader is judged against (LIMITS.md). PostgreSQL is the server named by
 //! `TKO_BENCH_PG_URL` (a fresh database is created on it), or else a
 //! throwaway cluster started like the tests do (tests/support/pg.rs).
+//! With `TKO_PG_TIMING=1` the PostgreSQL load's time per phase is printed.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -182,6 +183,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rows = total_rows(pgs.load_jobs(&items));
     let load = t.elapsed().as_secs_f64();
     report("postgres load_jobs (binary COPY)", rows, load);
+    for (phase, secs) in tko::store::postgres::timing::phases() {
+        println!("  {phase:<32} {secs:>8.3} s");
+    }
 
     let export = dir.path().join("export");
     std::fs::create_dir_all(&export)?;

@@ -347,9 +347,26 @@ impl JobTreeRows {
     /// # Panics
     /// If the per-test slices of `ids` are shorter than `job.tests`.
     pub fn new(job: &Job, ids: &TreeIds<'_>, status_idx: impl Fn(Status) -> i32) -> JobTreeRows {
+        let mut out = JobTreeRows::default();
+        out.add_job(job, ids, status_idx);
+        out
+    }
+
+    /// Appends the rows of `job` (as [`JobTreeRows::new`] builds them) to
+    /// these rows, for a batch of jobs; returns that job's counts.
+    ///
+    /// # Panics
+    /// If the per-test slices of `ids` are shorter than `job.tests`.
+    pub fn add_job(
+        &mut self,
+        job: &Job,
+        ids: &TreeIds<'_>,
+        status_idx: impl Fn(Status) -> i32,
+    ) -> RowCounts {
+        let before = self.counts();
         let mut c = Cleaner::default();
         let job_idx = ids.job_idx;
-        let mut out = JobTreeRows::default();
+        let out = self;
         for (i, t) in job.tests.iter().enumerate() {
             let test_idx = ids.test_idx[i];
             out.tests.push(TestRow {
@@ -418,7 +435,15 @@ impl JobTreeRows {
                 ),
             });
         }
-        out
+        let after = out.counts();
+        RowCounts {
+            tests: after.tests - before.tests,
+            test_attributes: after.test_attributes - before.test_attributes,
+            iteration_attributes: after.iteration_attributes - before.iteration_attributes,
+            iteration_results: after.iteration_results - before.iteration_results,
+            job_keyvals: after.job_keyvals - before.job_keyvals,
+            diagnostics: after.diagnostics - before.diagnostics,
+        }
     }
 
     /// How many rows of each table.

@@ -12,6 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::PathBuf;
 
+mod pgcopy;
 pub mod postgres;
 pub mod schema;
 pub mod sqlite;

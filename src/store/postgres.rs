@@ -6,6 +6,7 @@
 //! never reach the caller. This module must not build SQL from values: only
 //! table and column names from `table`/`schema` constants are formatted in.
 
+use super::pgcopy::{CopyBuf, CopyRow};
 use super::{
     batches, plan_tests, schema, unchanged, Action, BoxError, Error, LedgerState, LoadItem,
     LoadOutcome, OldTest, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS, LEDGER_STATE_SQL,
@@ -16,15 +17,47 @@ use crate::table::{
     clean, DiagnosticRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow, JobRow,
     JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow, TreeIds,
 };
-use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
-use postgres::types::{ToSql, Type};
 use postgres::{Client, Config, NoTls, Transaction};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Time spent per load phase, summed over batches, when the environment
+/// variable `TKO_PG_TIMING` is set (for finding where load time goes;
+/// `bench_load` prints it). Off, it costs one cached check per phase.
+pub mod timing {
+    use std::sync::{Mutex, OnceLock};
+    use std::time::Instant;
+
+    static PHASES: Mutex<Vec<(&'static str, f64)>> = Mutex::new(Vec::new());
+
+    /// Whether `TKO_PG_TIMING` is set.
+    pub fn on() -> bool {
+        static ON: OnceLock<bool> = OnceLock::new();
+        *ON.get_or_init(|| std::env::var_os("TKO_PG_TIMING").is_some())
+    }
+
+    /// Adds the time since `since` to `phase`.
+    pub(crate) fn add(phase: &'static str, since: Instant) {
+        if !on() {
+            return;
+        }
+        let d = since.elapsed().as_secs_f64();
+        let mut t = PHASES.lock().unwrap_or_else(|p| p.into_inner());
+        match t.iter_mut().find(|e| e.0 == phase) {
+            Some(e) => e.1 += d,
+            None => t.push((phase, d)),
+        }
+    }
+
+    /// The phases and their seconds so far, in first-seen order.
+    pub fn phases() -> Vec<(&'static str, f64)> {
+        PHASES.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
 
 /// How often a statement group is retried on serialization failure/deadlock.
 const MAX_RETRIES: u32 = 20;
@@ -58,6 +91,20 @@ fn step<T>(
         retry: retryable(&e),
         source: Box::new(e),
     })
+}
+
+/// A failed COPY write (the client's error is inside the `io::Error`).
+fn io_step(table: &'static str, e: std::io::Error) -> StepError {
+    let retry = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<postgres::Error>())
+        .is_some_and(retryable);
+    StepError {
+        tag: None,
+        table,
+        retry,
+        source: Box::new(e),
+    }
 }
 
 fn retryable(e: &postgres::Error) -> bool {
@@ -137,35 +184,14 @@ impl PgStore {
         tx.execute("SELECT pg_advisory_xact_lock(7235001)", &[])
             .map_err(db("schema lock"))?;
         let current = current_version(&mut tx)?;
-        let latest = schema::latest(schema::POSTGRES);
-        match current {
-            None if require_init => return Err(Error::NotInitialized),
-            Some(v) if v > latest => {
-                return Err(Error::TooNew {
-                    found: v,
-                    supported: latest,
-                })
-            }
-            _ => {}
-        }
-        let mut applied = Vec::new();
-        for m in schema::POSTGRES {
-            if current.is_some_and(|v| m.version <= v) {
-                continue;
-            }
-            let fail = |e: postgres::Error| Error::Migrate {
-                version: m.version,
-                name: m.name,
-                source: Box::new(e),
-            };
-            tx.batch_execute(m.sql).map_err(fail)?;
+        let applied = schema::apply_pending(schema::POSTGRES, current, require_init, |m| {
+            tx.batch_execute(m.sql)?;
             tx.execute(
                 "INSERT INTO tko_schema_version (version, name) VALUES ($1, $2)",
                 &[&(m.version as i32), &m.name],
             )
-            .map_err(fail)?;
-            applied.push(m.version);
-        }
+            .map(drop)
+        })?;
         tx.commit().map_err(db("schema migration commit"))?;
         Ok(applied)
     }
@@ -326,42 +352,63 @@ impl PgStore {
         let status_idx = &self.status_idx;
         let kernels = &self.kernels;
         let mut tx = step(None, "BEGIN", self.client.transaction())?;
-        // Phase A: job rows (locked in tag order) and removal of old rows.
-        let mut staged = Vec::with_capacity(items.len());
+        let t0 = std::time::Instant::now();
+        // Phase A: job rows, upserted in one statement (rows locked in tag
+        // order, like concurrent loaders), then removal of the old rows of
+        // reloaded jobs (none for brand-new tags).
+        let one = |i: usize| (items.len() == 1).then(|| items[i].job.tag.as_str());
+        let mut machines = Vec::with_capacity(items.len());
+        let mut jrs = Vec::with_capacity(items.len());
         for item in items {
-            let job = item.job;
-            let tag = Some(job.tag.as_str());
             let machine_idx = *dims
                 .machine_idx
-                .get(&clean(&job.machine))
+                .get(&clean(&item.job.machine))
                 .expect("dimensions() upserted every machine of the batch");
-            let jr = JobRow::new(job, machine_idx);
-            let row = step(
-                tag,
-                "tko_jobs",
-                tx.query_one(
-                    "INSERT INTO tko_jobs (tag, label, username, machine_idx, queued_time, \
-                        started_time, finished_time, afe_job_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (tag) DO UPDATE SET label = EXCLUDED.label, \
-                        username = EXCLUDED.username, machine_idx = EXCLUDED.machine_idx, \
-                        queued_time = EXCLUDED.queued_time, started_time = EXCLUDED.started_time, \
-                        finished_time = EXCLUDED.finished_time, afe_job_id = EXCLUDED.afe_job_id \
-                     RETURNING job_idx, (xmax = 0) AS inserted",
-                    &[
-                        &jr.tag,
-                        &jr.label,
-                        &jr.username,
-                        &jr.machine_idx,
-                        &ts(jr.queued_time),
-                        &ts(jr.started_time),
-                        &ts(jr.finished_time),
-                        &jr.afe_job_id,
-                    ],
-                ),
-            )?;
-            let job_idx: i32 = row.get(0);
-            let inserted: bool = row.get(1);
+            machines.push(machine_idx);
+            jrs.push(JobRow::new(item.job, machine_idx));
+        }
+        let tags: Vec<&str> = jrs.iter().map(|r| r.tag.as_str()).collect();
+        let labels: Vec<Option<&str>> = jrs.iter().map(|r| r.label.as_deref()).collect();
+        let users: Vec<Option<&str>> = jrs.iter().map(|r| r.username.as_deref()).collect();
+        let queued: Vec<Option<SystemTime>> = jrs.iter().map(|r| ts(r.queued_time)).collect();
+        let started: Vec<Option<SystemTime>> = jrs.iter().map(|r| ts(r.started_time)).collect();
+        let finished: Vec<Option<SystemTime>> = jrs.iter().map(|r| ts(r.finished_time)).collect();
+        let afe: Vec<Option<i64>> = jrs.iter().map(|r| r.afe_job_id).collect();
+        let rows = step(
+            one(0),
+            "tko_jobs",
+            tx.query(
+                "INSERT INTO tko_jobs (tag, label, username, machine_idx, queued_time, \
+                    started_time, finished_time, afe_job_id) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], \
+                    $5::timestamp[], $6::timestamp[], $7::timestamp[], $8::int8[]) \
+                    AS u(tag, label, username, machine_idx, queued_time, started_time, \
+                        finished_time, afe_job_id) \
+                 ORDER BY tag \
+                 ON CONFLICT (tag) DO UPDATE SET label = EXCLUDED.label, \
+                    username = EXCLUDED.username, machine_idx = EXCLUDED.machine_idx, \
+                    queued_time = EXCLUDED.queued_time, started_time = EXCLUDED.started_time, \
+                    finished_time = EXCLUDED.finished_time, afe_job_id = EXCLUDED.afe_job_id \
+                 RETURNING tag, job_idx, (xmax = 0) AS inserted",
+                &[
+                    &tags, &labels, &users, &machines, &queued, &started, &finished, &afe,
+                ],
+            ),
+        )?;
+        let returned: HashMap<&str, (i32, bool)> = rows
+            .iter()
+            .map(|r| (r.get::<_, &str>(0), (r.get(1), r.get(2))))
+            .collect();
+        let mut staged = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let job = item.job;
+            let &(job_idx, inserted) = returned.get(tags[i]).ok_or_else(|| StepError {
+                tag: Some(job.tag.clone()),
+                table: "tko_jobs",
+                retry: false,
+                source: "job row missing from the upsert's RETURNING".into(),
+            })?;
+            let tag = Some(job.tag.as_str());
             let old = if inserted {
                 Vec::new()
             } else {
@@ -369,8 +416,10 @@ impl PgStore {
             };
             let plan = plan_tests(&old, job);
             remove_vanished(&mut tx, &plan.vanished, tag)?;
-            staged.push((job_idx, machine_idx, inserted, plan));
+            staged.push((job_idx, machines[i], inserted, plan));
         }
+        timing::add("write: job upsert, old rows", t0);
+        let t0 = std::time::Instant::now();
         // Phase B: ids for the new tests, in one round trip.
         let need: usize = staged.iter().map(|s| s.3.new_ids()).sum();
         let mut fresh = if need > 0 {
@@ -389,10 +438,12 @@ impl PgStore {
             Vec::new()
         }
         .into_iter();
-        // Phase C: rows of every job, one COPY per table.
-        let mut all = JobTreeRows::default();
-        let mut outcomes = Vec::with_capacity(items.len());
-        for (item, (job_idx, machine_idx, inserted, plan)) in items.iter().zip(&staged) {
+        timing::add("write: test ids", t0);
+        let t0 = std::time::Instant::now();
+        // Phase C: ids and checks per job, then the rows of every job, one
+        // COPY per table.
+        let mut prepared = Vec::with_capacity(items.len());
+        for (item, (_, _, _, plan)) in items.iter().zip(&staged) {
             let job = item.job;
             let test_idx: Vec<i32> = plan
                 .kept
@@ -417,49 +468,32 @@ impl PgStore {
                     });
                 }
             }
-            let ids = TreeIds {
-                job_idx: *job_idx,
-                machine_idx: *machine_idx,
-                test_idx: &test_idx,
-                kernel_idx: &kernel_idx,
-                invalid: &plan.invalid,
-            };
-            let rows = JobTreeRows::new(job, &ids, |s| status_idx[s.word()]);
-            let counts = rows.counts();
-            step(
-                Some(&job.tag),
-                "tko_ingest_ledger",
-                tx.execute(
-                    "INSERT INTO tko_ingest_ledger (tag, job_idx, source_path, fingerprint, \
-                        parser_version, loaded_at, outcome, error, tests, test_attributes, \
-                        iteration_attributes, iteration_results, job_keyvals, diagnostics) \
-                     VALUES ($1, $2, $3, $4, $5, now() AT TIME ZONE 'UTC', 'loaded', NULL, \
-                        $6, $7, $8, $9, $10, $11) \
-                     ON CONFLICT (tag) DO UPDATE SET job_idx = EXCLUDED.job_idx, \
-                        source_path = EXCLUDED.source_path, fingerprint = EXCLUDED.fingerprint, \
-                        parser_version = EXCLUDED.parser_version, loaded_at = EXCLUDED.loaded_at, \
-                        outcome = 'loaded', error = NULL, tests = EXCLUDED.tests, \
-                        test_attributes = EXCLUDED.test_attributes, \
-                        iteration_attributes = EXCLUDED.iteration_attributes, \
-                        iteration_results = EXCLUDED.iteration_results, \
-                        job_keyvals = EXCLUDED.job_keyvals, diagnostics = EXCLUDED.diagnostics",
-                    &[
-                        &clean(&job.tag),
-                        job_idx,
-                        &clean(&item.source.to_string_lossy()),
-                        &clean(&item.fingerprint),
-                        &PARSER_VERSION,
-                        &(counts.tests as i32),
-                        &(counts.test_attributes as i32),
-                        &(counts.iteration_attributes as i32),
-                        &(counts.iteration_results as i32),
-                        &(counts.job_keyvals as i32),
-                        &(counts.diagnostics as i32),
-                    ],
-                ),
-            )?;
+            prepared.push((test_idx, kernel_idx));
+        }
+        timing::add("write: id mapping, checks", t0);
+        let t1 = std::time::Instant::now();
+        let mut all = JobTreeRows::default();
+        let counts: Vec<RowCounts> = (0..items.len())
+            .map(|i| {
+                let (job_idx, machine_idx, _, plan) = &staged[i];
+                let ids = TreeIds {
+                    job_idx: *job_idx,
+                    machine_idx: *machine_idx,
+                    test_idx: &prepared[i].0,
+                    kernel_idx: &prepared[i].1,
+                    invalid: &plan.invalid,
+                };
+                all.add_job(items[i].job, &ids, |s| status_idx[s.word()])
+            })
+            .collect();
+        timing::add("write: build rows", t1);
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut ledger = Vec::with_capacity(items.len());
+        for ((item, (job_idx, _, inserted, plan)), counts) in items.iter().zip(&staged).zip(counts)
+        {
+            ledger.push((*job_idx, clean(&item.source.to_string_lossy()), counts));
             outcomes.push(LoadOutcome {
-                tag: job.tag.clone(),
+                tag: item.job.tag.clone(),
                 job_idx: i64::from(*job_idx),
                 action: if *inserted {
                     Action::Inserted
@@ -470,10 +504,16 @@ impl PgStore {
                 tests_deleted: plan.vanished.len(),
                 rows: counts,
             });
-            append(&mut all, rows);
         }
+        let t0 = std::time::Instant::now();
+        write_ledger(&mut tx, items, &tags, &ledger)?;
+        timing::add("write: ledger upsert", t0);
+        let t0 = std::time::Instant::now();
         copy_tree(&mut tx, &all)?;
+        timing::add("write: COPY (all tables)", t0);
+        let t0 = std::time::Instant::now();
         step(None, "COMMIT", tx.commit())?;
+        timing::add("write: COMMIT", t0);
         Ok(outcomes)
     }
 
@@ -501,7 +541,9 @@ impl PgStore {
     /// Dimensions then one batch transaction, retried on conflicts.
     fn load_batch(&mut self, items: &[&LoadItem<'_>]) -> Result<Vec<LoadOutcome>, StepError> {
         let jobs: Vec<&Job> = items.iter().map(|i| i.job).collect();
+        let t0 = std::time::Instant::now();
         let dims = self.dimensions(&jobs)?;
+        timing::add("dimensions", t0);
         let mut attempt = 0;
         loop {
             match self.write_batch(items, &dims) {
@@ -586,13 +628,59 @@ const COPY_TABLES: &[(&str, &[&str])] = &[
     ("tko_diagnostics", DiagnosticRow::COLUMNS),
 ];
 
-fn append(all: &mut JobTreeRows, rows: JobTreeRows) {
-    all.tests.extend(rows.tests);
-    all.test_attributes.extend(rows.test_attributes);
-    all.iteration_attributes.extend(rows.iteration_attributes);
-    all.iteration_results.extend(rows.iteration_results);
-    all.job_keyvals.extend(rows.job_keyvals);
-    all.diagnostics.extend(rows.diagnostics);
+/// Upserts the ledger rows of a batch (outcome `loaded`) in one statement,
+/// in tag order.
+fn write_ledger(
+    tx: &mut Transaction<'_>,
+    items: &[&LoadItem<'_>],
+    tags: &[&str],
+    ledger: &[(i32, String, RowCounts)],
+) -> Result<(), StepError> {
+    let job_idx: Vec<i32> = ledger.iter().map(|l| l.0).collect();
+    let paths: Vec<&str> = ledger.iter().map(|l| l.1.as_str()).collect();
+    let fingerprints: Vec<String> = items.iter().map(|i| clean(&i.fingerprint)).collect();
+    let count = |f: fn(&RowCounts) -> usize| -> Vec<i32> {
+        ledger.iter().map(|l| f(&l.2) as i32).collect()
+    };
+    step(
+        (items.len() == 1).then(|| items[0].job.tag.as_str()),
+        "tko_ingest_ledger",
+        tx.execute(
+            "INSERT INTO tko_ingest_ledger (tag, job_idx, source_path, fingerprint, \
+                parser_version, loaded_at, outcome, error, tests, test_attributes, \
+                iteration_attributes, iteration_results, job_keyvals, diagnostics) \
+             SELECT tag, job_idx, source_path, fingerprint, $5, now() AT TIME ZONE 'UTC', \
+                'loaded', NULL, tests, test_attributes, iteration_attributes, \
+                iteration_results, job_keyvals, diagnostics \
+             FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $6::int4[], \
+                $7::int4[], $8::int4[], $9::int4[], $10::int4[], $11::int4[]) \
+                AS u(tag, job_idx, source_path, fingerprint, tests, test_attributes, \
+                    iteration_attributes, iteration_results, job_keyvals, diagnostics) \
+             ORDER BY tag \
+             ON CONFLICT (tag) DO UPDATE SET job_idx = EXCLUDED.job_idx, \
+                source_path = EXCLUDED.source_path, fingerprint = EXCLUDED.fingerprint, \
+                parser_version = EXCLUDED.parser_version, loaded_at = EXCLUDED.loaded_at, \
+                outcome = 'loaded', error = NULL, tests = EXCLUDED.tests, \
+                test_attributes = EXCLUDED.test_attributes, \
+                iteration_attributes = EXCLUDED.iteration_attributes, \
+                iteration_results = EXCLUDED.iteration_results, \
+                job_keyvals = EXCLUDED.job_keyvals, diagnostics = EXCLUDED.diagnostics",
+            &[
+                &tags,
+                &job_idx,
+                &paths,
+                &fingerprints,
+                &PARSER_VERSION,
+                &count(|c| c.tests),
+                &count(|c| c.test_attributes),
+                &count(|c| c.iteration_attributes),
+                &count(|c| c.iteration_results),
+                &count(|c| c.job_keyvals),
+                &count(|c| c.diagnostics),
+            ],
+        ),
+    )?;
+    Ok(())
 }
 
 /// Deletes the old rows of a job being reloaded, keeping user-created
@@ -687,145 +775,97 @@ fn remove_vanished(
     Ok(())
 }
 
-/// One binary COPY per table for the whole batch.
+/// Bytes per chunk handed from the encoder thread to the COPY stream.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// One binary COPY per table for the whole batch. A scoped thread encodes
+/// the rows into chunks while this thread streams the previous chunks to
+/// the server, so client encoding overlaps server ingest.
 fn copy_tree(tx: &mut Transaction<'_>, rows: &JobTreeRows) -> Result<(), StepError> {
-    fn copy<R>(
-        tx: &mut Transaction<'_>,
-        table: &'static str,
-        cols: &[&str],
-        types: &[Type],
+    fn encode<R: CopyRow>(
+        out: &std::sync::mpsc::SyncSender<Vec<u8>>,
         rows: &[R],
-        write: impl Fn(&mut BinaryCopyInWriter<'_>, &R) -> Result<(), postgres::Error>,
-    ) -> Result<(), StepError> {
+    ) -> Result<(), ()> {
         if rows.is_empty() {
             return Ok(());
         }
-        let sql = format!("COPY {table} ({}) FROM STDIN BINARY", cols.join(", "));
-        let sink = step(None, table, tx.copy_in(&sql))?;
-        let mut w = BinaryCopyInWriter::new(sink, types);
+        let mut b = CopyBuf::with_capacity(COPY_CHUNK + 4096);
+        b.header();
         for r in rows {
-            step(None, table, write(&mut w, r))?;
+            r.encode(&mut b);
+            if b.buf.len() >= COPY_CHUNK {
+                let full = std::mem::replace(&mut b.buf, Vec::with_capacity(COPY_CHUNK + 4096));
+                out.send(full).map_err(drop)?;
+            }
         }
-        let n = step(None, table, w.finish())?;
-        debug_assert_eq!(n, rows.len() as u64, "{table}: COPY row count");
-        Ok(())
+        b.trailer();
+        out.send(b.buf).map_err(drop)?;
+        // An empty chunk ends the table.
+        out.send(Vec::new()).map_err(drop)
     }
-    copy(
-        tx,
-        "tko_tests",
-        TestRow::COLUMNS,
-        TEST_TYPES,
-        &rows.tests,
-        |w, r| {
-            let v: [&(dyn ToSql + Sync); 11] = [
-                &r.test_idx,
-                &r.job_idx,
-                &r.test,
-                &r.subdir,
-                &r.kernel_idx,
-                &r.status,
-                &r.reason,
-                &r.machine_idx,
-                &r.invalid,
-                &ts(r.finished_time),
-                &ts(r.started_time),
-            ];
-            w.write(&v)
-        },
-    )?;
-    copy(
-        tx,
-        "tko_test_attributes",
-        TestAttributeRow::COLUMNS,
-        TEST_ATTRIBUTE_TYPES,
-        &rows.test_attributes,
-        |w, r| {
-            w.write(&[
-                &r.job_idx,
-                &r.test_idx,
-                &r.attribute,
-                &r.value,
-                &r.user_created,
-            ])
-        },
-    )?;
-    copy(
-        tx,
-        "tko_iteration_attributes",
-        IterationAttributeRow::COLUMNS,
-        ITERATION_ATTRIBUTE_TYPES,
-        &rows.iteration_attributes,
-        |w, r| {
-            w.write(&[
-                &r.job_idx,
-                &r.test_idx,
-                &r.iteration,
-                &r.attribute,
-                &r.value,
-            ])
-        },
-    )?;
-    copy(
-        tx,
-        "tko_iteration_result",
-        IterationResultRow::COLUMNS,
-        ITERATION_RESULT_TYPES,
-        &rows.iteration_results,
-        |w, r| {
-            w.write(&[
-                &r.job_idx,
-                &r.test_idx,
-                &r.iteration,
-                &r.attribute,
-                &r.value,
-            ])
-        },
-    )?;
-    copy(
-        tx,
-        "tko_job_keyvals",
-        JobKeyvalRow::COLUMNS,
-        JOB_KEYVAL_TYPES,
-        &rows.job_keyvals,
-        |w, r| w.write(&[&r.job_id, &r.key, &r.value]),
-    )?;
-    copy(
-        tx,
-        "tko_diagnostics",
-        DiagnosticRow::COLUMNS,
-        DIAGNOSTIC_TYPES,
-        &rows.diagnostics,
-        |w, r| w.write(&[&r.job_idx, &r.file, &r.line, &r.severity, &r.message]),
-    )?;
-    Ok(())
+    let tables: [(&'static str, &[&str], usize); 6] = [
+        ("tko_tests", TestRow::COLUMNS, rows.tests.len()),
+        (
+            "tko_test_attributes",
+            TestAttributeRow::COLUMNS,
+            rows.test_attributes.len(),
+        ),
+        (
+            "tko_iteration_attributes",
+            IterationAttributeRow::COLUMNS,
+            rows.iteration_attributes.len(),
+        ),
+        (
+            "tko_iteration_result",
+            IterationResultRow::COLUMNS,
+            rows.iteration_results.len(),
+        ),
+        (
+            "tko_job_keyvals",
+            JobKeyvalRow::COLUMNS,
+            rows.job_keyvals.len(),
+        ),
+        (
+            "tko_diagnostics",
+            DiagnosticRow::COLUMNS,
+            rows.diagnostics.len(),
+        ),
+    ];
+    let (send, recv) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            // Stops early (Err) once the receiver is gone after a failure.
+            let _ = encode(&send, &rows.tests)
+                .and_then(|()| encode(&send, &rows.test_attributes))
+                .and_then(|()| encode(&send, &rows.iteration_attributes))
+                .and_then(|()| encode(&send, &rows.iteration_results))
+                .and_then(|()| encode(&send, &rows.job_keyvals))
+                .and_then(|()| encode(&send, &rows.diagnostics));
+        });
+        // Owned here, so an early return drops it and stops the encoder.
+        let recv = recv;
+        for (table, cols, n) in tables {
+            if n == 0 {
+                continue;
+            }
+            let sql = format!("COPY {table} ({}) FROM STDIN BINARY", cols.join(", "));
+            let mut w = step(None, table, tx.copy_in(&sql))?;
+            loop {
+                let chunk = recv.recv().expect("the encoder ends every table");
+                if chunk.is_empty() {
+                    break;
+                }
+                let io = w.write_all(&chunk).and_then(|()| w.flush());
+                io.map_err(|e| io_step(table, e))?;
+            }
+            let t0 = std::time::Instant::now();
+            let copied = step(None, table, w.finish())?;
+            timing::add("write: COPY finish wait", t0);
+            debug_assert_eq!(copied, n as u64, "{table}: COPY row count");
+        }
+        Ok(())
+    })
 }
-
-/// Binary COPY types, in [`TestRow::COLUMNS`] order.
-const TEST_TYPES: &[Type] = &[
-    Type::INT4,
-    Type::INT4,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT4,
-    Type::INT4,
-    Type::TEXT,
-    Type::INT4,
-    Type::BOOL,
-    Type::TIMESTAMP,
-    Type::TIMESTAMP,
-];
-/// Binary COPY types, in [`TestAttributeRow::COLUMNS`] order.
-const TEST_ATTRIBUTE_TYPES: &[Type] = &[Type::INT4, Type::INT4, Type::TEXT, Type::TEXT, Type::BOOL];
-/// Binary COPY types, in [`IterationAttributeRow::COLUMNS`] order.
-const ITERATION_ATTRIBUTE_TYPES: &[Type] =
-    &[Type::INT4, Type::INT4, Type::INT4, Type::TEXT, Type::TEXT];
-/// Binary COPY types, in [`IterationResultRow::COLUMNS`] order.
-const ITERATION_RESULT_TYPES: &[Type] =
-    &[Type::INT4, Type::INT4, Type::INT4, Type::TEXT, Type::FLOAT8];
-/// Binary COPY types, in [`JobKeyvalRow::COLUMNS`] order.
-const JOB_KEYVAL_TYPES: &[Type] = &[Type::INT4, Type::TEXT, Type::TEXT];
-/// Binary COPY types, in [`DiagnosticRow::COLUMNS`] order.
-const DIAGNOSTIC_TYPES: &[Type] = &[Type::INT4, Type::TEXT, Type::INT4, Type::TEXT, Type::TEXT];
 
 fn current_version(tx: &mut Transaction<'_>) -> Result<Option<u32>, Error> {
     let exists: bool = tx
@@ -962,6 +1002,7 @@ impl Store for PgStore {
                 }
                 continue;
             }
+            let t0 = std::time::Instant::now();
             let todo = match self.skip_unchanged(items, &batch, &mut results) {
                 Ok(t) => t,
                 Err(e) => {
@@ -976,6 +1017,7 @@ impl Store for PgStore {
                     continue;
                 }
             };
+            timing::add("ledger skip check", t0);
             if todo.is_empty() {
                 continue;
             }
@@ -1066,22 +1108,6 @@ impl PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn copy_types_match_columns() {
-        assert_eq!(TEST_TYPES.len(), TestRow::COLUMNS.len());
-        assert_eq!(TEST_ATTRIBUTE_TYPES.len(), TestAttributeRow::COLUMNS.len());
-        assert_eq!(
-            ITERATION_ATTRIBUTE_TYPES.len(),
-            IterationAttributeRow::COLUMNS.len()
-        );
-        assert_eq!(
-            ITERATION_RESULT_TYPES.len(),
-            IterationResultRow::COLUMNS.len()
-        );
-        assert_eq!(JOB_KEYVAL_TYPES.len(), JobKeyvalRow::COLUMNS.len());
-        assert_eq!(DIAGNOSTIC_TYPES.len(), DiagnosticRow::COLUMNS.len());
-    }
 
     #[test]
     fn redact_hides_password() {

@@ -1,7 +1,10 @@
 //! The numbered DDL files of `schema/<dialect>/NNN_name.sql`, embedded with
 //! `include_str!`, and the list of tables `status` counts. The backends apply
 //! them (each migration in one transaction, recorded in `tko_schema_version`);
-//! this module runs no SQL itself.
+//! this module runs no SQL itself, but decides which migrations to run
+//! ([`apply_pending`]).
+
+use super::Error;
 
 /// One numbered schema file.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +50,47 @@ pub fn latest(migrations: &[Migration]) -> u32 {
     migrations.last().map_or(0, |m| m.version)
 }
 
+/// Applies the migrations a database at version `current` (`None`: no
+/// schema yet) still needs, in order, through `run` (which executes one
+/// migration's DDL and records it in `tko_schema_version`, inside the
+/// caller's transaction); returns the versions applied. Refuses a database
+/// without the schema when `require_init` ([`Error::NotInitialized`]) and
+/// one newer than this build ([`Error::TooNew`]) before running anything.
+pub(crate) fn apply_pending<E>(
+    migrations: &'static [Migration],
+    current: Option<u32>,
+    require_init: bool,
+    mut run: impl FnMut(&Migration) -> Result<(), E>,
+) -> Result<Vec<u32>, Error>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let latest = latest(migrations);
+    match current {
+        None if require_init => return Err(Error::NotInitialized),
+        Some(v) if v > latest => {
+            return Err(Error::TooNew {
+                found: v,
+                supported: latest,
+            })
+        }
+        _ => {}
+    }
+    let mut applied = Vec::new();
+    for m in migrations {
+        if current.is_some_and(|v| m.version <= v) {
+            continue;
+        }
+        run(m).map_err(|e| Error::Migrate {
+            version: m.version,
+            name: m.name,
+            source: Box::new(e),
+        })?;
+        applied.push(m.version);
+    }
+    Ok(applied)
+}
+
 /// Every table of the schema, in the order `status` lists them.
 pub const TABLES: &[&str] = &[
     "tko_schema_version",
@@ -85,6 +129,52 @@ mod tests {
     use super::*;
     use crate::table::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn apply_pending_decides_what_to_run() {
+        const TWO: &[Migration] = &[
+            Migration {
+                version: 1,
+                name: "a",
+                sql: "",
+            },
+            Migration {
+                version: 2,
+                name: "b",
+                sql: "",
+            },
+        ];
+        let ok = |_: &Migration| Ok::<(), std::io::Error>(());
+        assert_eq!(apply_pending(TWO, None, false, ok).unwrap(), vec![1, 2]);
+        assert_eq!(apply_pending(TWO, Some(1), true, ok).unwrap(), vec![2]);
+        assert!(apply_pending(TWO, Some(2), true, ok).unwrap().is_empty());
+        assert!(matches!(
+            apply_pending(TWO, None, true, ok),
+            Err(Error::NotInitialized)
+        ));
+        let mut ran = 0;
+        let r = apply_pending(TWO, Some(3), false, |_| {
+            ran += 1;
+            Ok::<(), std::io::Error>(())
+        });
+        assert!(matches!(
+            r,
+            Err(Error::TooNew {
+                found: 3,
+                supported: 2
+            })
+        ));
+        assert_eq!(ran, 0);
+        let r = apply_pending(TWO, Some(1), false, |_| Err(std::io::Error::other("boom")));
+        assert!(matches!(
+            r,
+            Err(Error::Migrate {
+                version: 2,
+                name: "b",
+                ..
+            })
+        ));
+    }
 
     /// Column names per `CREATE TABLE` of a DDL file (one column per line).
     fn table_columns(sql: &str) -> BTreeMap<String, Vec<String>> {

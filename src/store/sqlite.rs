@@ -86,35 +86,14 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db("schema migration"))?;
         let current = current_version(&tx)?;
-        let latest = schema::latest(schema::SQLITE);
-        match current {
-            None if require_init => return Err(Error::NotInitialized),
-            Some(v) if v > latest => {
-                return Err(Error::TooNew {
-                    found: v,
-                    supported: latest,
-                })
-            }
-            _ => {}
-        }
-        let mut applied = Vec::new();
-        for m in schema::SQLITE {
-            if current.is_some_and(|v| m.version <= v) {
-                continue;
-            }
-            let fail = |e: rusqlite::Error| Error::Migrate {
-                version: m.version,
-                name: m.name,
-                source: Box::new(e),
-            };
-            tx.execute_batch(m.sql).map_err(fail)?;
+        let applied = schema::apply_pending(schema::SQLITE, current, require_init, |m| {
+            tx.execute_batch(m.sql)?;
             tx.execute(
                 "INSERT INTO tko_schema_version (version, name) VALUES (?1, ?2)",
                 params![m.version, m.name],
             )
-            .map_err(fail)?;
-            applied.push(m.version);
-        }
+            .map(drop)
+        })?;
         tx.commit().map_err(db("schema migration commit"))?;
         Ok(applied)
     }
