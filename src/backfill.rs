@@ -387,19 +387,10 @@ fn write_chunk(
                     fingerprint: item.fingerprint.clone(),
                 });
             }
-            Err(e) => summary.failed.push((tag.clone(), error_text(&e))),
+            Err(e) => summary
+                .failed
+                .push((tag.clone(), crate::store::error_chain(&e))),
         }
     }
     store.record_signatures(&signatures)
-}
-
-fn error_text(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -340,6 +340,18 @@ pub(crate) fn unchanged(
         && ledger_version == PARSER_VERSION
 }
 
+/// An error and its sources, `: `-joined, for the ledger and summaries.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

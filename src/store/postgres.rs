@@ -8,9 +8,9 @@
 
 use super::pgcopy::{CopyBuf, CopyRow};
 use super::{
-    batches, plan_tests, schema, unchanged, Action, BoxError, Error, LedgerState, LoadItem,
-    LoadOutcome, OldTest, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS, LEDGER_STATE_SQL,
-    PARSER_VERSION,
+    batches, error_chain, plan_tests, schema, unchanged, Action, BoxError, Error, LedgerState,
+    LoadItem, LoadOutcome, OldTest, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS,
+    LEDGER_STATE_SQL, PARSER_VERSION,
 };
 use crate::model::{Job, Kernel, Timestamp};
 use crate::table::{
@@ -894,18 +894,6 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
-}
-
-/// An error and its sources, `: `-joined, for the ledger.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 impl Store for PgStore {

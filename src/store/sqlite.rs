@@ -6,9 +6,9 @@
 //! bound parameters; only constant table names are formatted into SQL.
 
 use super::{
-    batches, plan_tests, postgres::error_chain, schema, unchanged, Action, BoxError, Error,
-    LedgerState, LoadItem, LoadOutcome, OldTest, Signature, StatusReport, Store,
-    DEFAULT_BATCH_JOBS, LEDGER_STATE_SQL, PARSER_VERSION,
+    batches, error_chain, plan_tests, schema, unchanged, Action, BoxError, Error, LedgerState,
+    LoadItem, LoadOutcome, OldTest, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS,
+    LEDGER_STATE_SQL, PARSER_VERSION,
 };
 use crate::model::{iso_datetime, Kernel, Timestamp};
 use crate::table::{clean, JobRow, JobTreeRows, KernelRow, PatchRow, RowCounts, TreeIds};
