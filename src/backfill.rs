@@ -378,7 +378,7 @@ fn write_chunk(
                     Action::Skipped => summary.unchanged_by_content += 1,
                 }
                 summary.rows.add(&outcome.rows);
-                if item.job.has_errors() {
+                if item.job.has_errors() && outcome.action != Action::Skipped {
                     summary.with_errors.push(tag.clone());
                 }
                 signatures.push(Signature {
