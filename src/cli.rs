@@ -35,8 +35,8 @@ pub(crate) enum Command {
     /// skipping unchanged jobs, with progress.
     ///
     /// Unchanged jobs are recognised first by metadata (size, mtime and
-    /// inode of status.log, status, keyval and .autoserv_execute, plus the
-    /// parent's keyval) without reading them, then by content fingerprint.
+    /// inode of the status log, keyval and .autoserv_execute) without
+    /// reading them, then by content fingerprint.
     /// Each job is parsed under Autotest's `.parse.lock` (a job locked by a
     /// running post-job parse is retried once, then reported). Killing it at
     /// any moment loses nothing: run it again and it resumes. Ctrl-C stops
