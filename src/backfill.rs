@@ -196,21 +196,28 @@ pub fn run(
 ) -> Result<Summary, crate::store::Error> {
     let start = Instant::now();
     let mut summary = Summary::default();
-    let (dirs, errors) = discover::find_jobs(roots, opts.level);
-    summary.walk_errors = errors.iter().map(ToString::to_string).collect();
-    summary.found = dirs.len();
-    // A dry run may meet a warehouse not created yet: nothing is loaded.
-    let ledger = match store.schema_version()? {
-        None => HashMap::new(),
-        Some(_) => store.ledger_state()?,
-    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()
         .expect("a rayon pool with default settings builds");
-
-    let signatures: Vec<String> =
-        pool.install(|| dirs.par_iter().map(|d| signature(&d.path)).collect());
+    // The ledger is read while the roots are walked and signed.
+    let (ledger, (dirs, errors, signatures)) = std::thread::scope(|scope| {
+        let ledger = scope.spawn(|| match store.schema_version()? {
+            // A dry run may meet a warehouse not created yet.
+            None => Ok(HashMap::new()),
+            Some(_) => store.ledger_state(),
+        });
+        let walked = pool.install(|| {
+            let (dirs, errors) = discover::find_jobs(roots, opts.level);
+            let signatures: Vec<String> = dirs.par_iter().map(|d| signature(&d.path)).collect();
+            (dirs, errors, signatures)
+        });
+        let ledger = ledger.join().expect("the ledger reader does not panic");
+        (ledger, walked)
+    });
+    let ledger = ledger?;
+    summary.walk_errors = errors.iter().map(ToString::to_string).collect();
+    summary.found = dirs.len();
     let mut todo = Vec::new();
     for (dir, signature) in dirs.into_iter().zip(signatures) {
         let skip = !opts.force
