@@ -42,13 +42,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Finds and parses jobs; walk problems are printed, and fatal when nothing
-/// could be found at all. With `lock`, each job's `.parse.lock` is taken
-/// (waiting for another parser) and returned, to be held until loaded.
-fn find_and_parse(
-    args: &JobsArgs,
-    lock: bool,
-) -> anyhow::Result<(Vec<ingest::Parsed>, bool, Vec<backfill::Lock>)> {
+/// Jobs parsed (and, for `load`, loaded) per round: memory holds one
+/// round of job trees, however large the root.
+const CHUNK_JOBS: usize = 256;
+
+/// Finds the jobs under the given paths; walk problems are printed, and
+/// fatal when nothing could be found at all. Returns the job directories
+/// and whether any walk problem occurred.
+fn find(args: &JobsArgs) -> anyhow::Result<(Vec<discover::JobDir>, bool)> {
     if args.threads > 0 {
         rayon::ThreadPoolBuilder::new()
             .num_threads(args.threads)
@@ -62,31 +63,25 @@ fn find_and_parse(
     if dirs.is_empty() && !errors.is_empty() {
         anyhow::bail!("no job directories found");
     }
-    let locks = if lock {
-        dirs.iter()
-            .map(|d| backfill::lock_job(&d.path, true))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    Ok((ingest::parse_all(&dirs), !errors.is_empty(), locks))
+    Ok((dirs, !errors.is_empty()))
 }
 
 fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
-    let (parsed, walk_errors, _) = find_and_parse(&args.jobs, false)?;
-    let jobs: Vec<Job> = parsed.into_iter().map(|p| p.job).collect();
+    let (dirs, mut failed) = find(&args.jobs)?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    for job in &jobs {
-        if args.json {
-            serde_json::to_writer(&mut out, job).context("writing JSON")?;
-            writeln!(out)?;
-        } else {
-            write_summary(&mut out, job)?;
+    for chunk in dirs.chunks(CHUNK_JOBS) {
+        for job in ingest::parse_jobs(chunk) {
+            if args.json {
+                serde_json::to_writer(&mut out, &job).context("writing JSON")?;
+                writeln!(out)?;
+            } else {
+                write_summary(&mut out, &job)?;
+            }
+            failed |= job.has_errors();
         }
     }
     out.flush()?;
-    let failed = walk_errors || jobs.iter().any(Job::has_errors);
     Ok(if failed {
         ExitCode::from(1)
     } else {
@@ -159,69 +154,76 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     store
         .init()
         .with_context(|| format!("preparing the schema of {url}"))?;
-    // Held until the jobs are loaded, as Autotest's post-job parse does.
-    let (parsed, walk_errors, _locks) = find_and_parse(&args.jobs, true)?;
+    let (dirs, walk_errors) = find(&args.jobs)?;
     let mut failed = walk_errors;
-    let mut items = Vec::new();
-    for p in &parsed {
-        if p.status_file.is_none() {
-            // Autotest stores nothing for a job without a status file.
-            eprintln!(
-                "{}: not loaded: no status file (neither status.log nor status)",
-                p.job.tag
-            );
-            failed = true;
-            continue;
-        }
-        items.push(LoadItem {
-            job: &p.job,
-            source: p.path.clone(),
-            fingerprint: p.fingerprint.clone(),
-            force: args.force,
-        });
-    }
-    let results = store.load_jobs(&items);
     let (mut loaded, mut skipped, mut errors) = (0, 0, 0);
     let mut rows = RowCounts::default();
-    for (item, result) in items.iter().zip(results) {
-        let job = item.job;
-        match result {
-            Ok(outcome) => {
-                rows.add(&outcome.rows);
-                let what = match outcome.action {
-                    Action::Inserted => "inserted",
-                    Action::Replaced => "replaced",
-                    Action::Skipped => "unchanged, skipped",
-                };
-                if outcome.action == Action::Skipped {
-                    skipped += 1;
-                } else {
-                    loaded += 1;
-                }
-                if !args.quiet {
-                    println!(
-                        "{}: {what} (job_idx {}, {} tests, {} diagnostics)",
-                        job.tag,
-                        outcome.job_idx,
-                        job.tests.len(),
-                        job.diagnostics.len()
-                    );
-                }
+    for chunk in dirs.chunks(CHUNK_JOBS) {
+        // Held until the jobs are loaded, as Autotest's post-job parse does.
+        let _locks: Vec<backfill::Lock> = chunk
+            .iter()
+            .map(|d| backfill::lock_job(&d.path, true))
+            .collect();
+        let parsed = ingest::parse_all(chunk);
+        let mut items = Vec::new();
+        for p in &parsed {
+            if p.status_file.is_none() {
+                // Autotest stores nothing for a job without a status file.
+                eprintln!(
+                    "{}: not loaded: no status file (neither status.log nor status)",
+                    p.job.tag
+                );
+                failed = true;
+                continue;
             }
-            Err(e) => {
-                errors += 1;
-                eprintln!("{}: not loaded: {e:#}", job.tag);
-            }
+            items.push(LoadItem {
+                job: &p.job,
+                source: p.path.clone(),
+                fingerprint: p.fingerprint.clone(),
+                force: args.force,
+            });
         }
-        if job.has_errors() {
-            failed = true;
-            if !args.quiet {
-                for d in job
-                    .diagnostics
-                    .iter()
-                    .filter(|d| d.severity == tko::model::Severity::Error)
-                {
-                    eprintln!("{}: {d}", job.tag);
+        let results = store.load_jobs(&items);
+        for (item, result) in items.iter().zip(results) {
+            let job = item.job;
+            match result {
+                Ok(outcome) => {
+                    rows.add(&outcome.rows);
+                    let what = match outcome.action {
+                        Action::Inserted => "inserted",
+                        Action::Replaced => "replaced",
+                        Action::Skipped => "unchanged, skipped",
+                    };
+                    if outcome.action == Action::Skipped {
+                        skipped += 1;
+                    } else {
+                        loaded += 1;
+                    }
+                    if !args.quiet {
+                        println!(
+                            "{}: {what} (job_idx {}, {} tests, {} diagnostics)",
+                            job.tag,
+                            outcome.job_idx,
+                            job.tests.len(),
+                            job.diagnostics.len()
+                        );
+                    }
+                }
+                Err(e) => {
+                    errors += 1;
+                    eprintln!("{}: not loaded: {e:#}", job.tag);
+                }
+            }
+            if job.has_errors() {
+                failed = true;
+                if !args.quiet {
+                    for d in job
+                        .diagnostics
+                        .iter()
+                        .filter(|d| d.severity == tko::model::Severity::Error)
+                    {
+                        eprintln!("{}: {d}", job.tag);
+                    }
                 }
             }
         }
