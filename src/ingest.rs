@@ -392,7 +392,11 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> (Parsed, Vec<Step>) {
                     aborted_on: job.aborted_on,
                     exit_status: Some(exit_status(top.as_deref(), &mut diags)),
                 };
-                let mut machine = v1::V1::new(ctx);
+                let mut machine = if line_by_line {
+                    v1::V1::new_live(ctx)
+                } else {
+                    v1::V1::new(ctx)
+                };
                 let text = String::from_utf8_lossy(&bytes);
                 let lines = parse::lines_with_numbers(text.as_bytes()).map(|(n, l)| {
                     (

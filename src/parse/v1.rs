@@ -99,6 +99,9 @@ pub struct V1 {
     emitted: Vec<usize>,
     /// How much of `emitted` [`V1::process`] has returned.
     reported: usize,
+    /// Report emissions (a live job); off, `process` returns nothing and
+    /// clones nothing.
+    live: bool,
     problems: Vec<Problem>,
 }
 
@@ -136,6 +139,7 @@ impl V1 {
             tests: Vec::new(),
             emitted: Vec::new(),
             reported: 0,
+            live: false,
             problems: Vec::new(),
             ctx,
         };
@@ -149,11 +153,19 @@ impl V1 {
         v
     }
 
+    /// Starts a job whose emissions [`V1::process`] and [`V1::end`]
+    /// report, as Autotest's continuous parser stores them.
+    pub fn new_live(ctx: JobContext) -> V1 {
+        let mut v = V1::new(ctx);
+        v.live = true;
+        v
+    }
+
     /// Feeds raw lines (each with its `\n`, numbered from 1) and processes
     /// everything that can be processed before the end of input.
     ///
-    /// Returns what was emitted since the last call (the first call
-    /// includes the RUNNING SERVER_JOB row), as Autotest's
+    /// For a [`V1::new_live`] job, returns what was emitted since the last
+    /// call (the first call includes the RUNNING SERVER_JOB row), as Autotest's
     /// `process_lines` does: results in their state now, a result emitted
     /// twice listed twice. This is what a continuous (live) parse stores.
     pub fn process<'a>(
@@ -172,6 +184,9 @@ impl V1 {
     }
 
     fn take_emitted(&mut self) -> Vec<TestResult> {
+        if !self.live {
+            return Vec::new();
+        }
         let new = self.emitted[self.reported..]
             .iter()
             .map(|&id| self.tests[id].clone())
