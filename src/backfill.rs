@@ -235,23 +235,13 @@ pub fn run(
     summary.elapsed = start.elapsed();
     progress(&summary);
 
-    let mut locked = process(
-        store,
-        todo,
-        opts,
-        &ledger,
-        &pool,
-        stop,
-        &mut summary,
-        start,
-        progress,
-    )?;
-    if !locked.is_empty() && !stop.load(Ordering::Relaxed) && !opts.dry_run {
-        std::thread::sleep(opts.lock_retry_after);
-        summary.done -= locked.len();
-        locked = process(
+    // Jobs whose lock is held are tried once more after the pass.
+    let mut todo = todo;
+    let mut retried = false;
+    let locked = loop {
+        let locked = process(
             store,
-            locked,
+            todo,
             opts,
             &ledger,
             &pool,
@@ -260,7 +250,14 @@ pub fn run(
             start,
             progress,
         )?;
-    }
+        if locked.is_empty() || retried || stop.load(Ordering::Relaxed) || opts.dry_run {
+            break locked;
+        }
+        retried = true;
+        std::thread::sleep(opts.lock_retry_after);
+        summary.done -= locked.len();
+        todo = locked;
+    };
     summary.locked = locked.into_iter().map(|t| t.dir.tag).collect();
     summary.elapsed = start.elapsed();
     Ok(summary)
