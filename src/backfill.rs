@@ -12,7 +12,8 @@
 
 use crate::discover::{self, JobDir};
 use crate::ingest::{self, Parsed};
-use crate::store::{Action, LedgerState, LoadItem, Signature, Store};
+use crate::model::Job;
+use crate::store::{Action, LedgerState, LoadItem, LoadOutcome, Signature, Store};
 use crate::table::RowCounts;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -41,6 +42,9 @@ pub struct Options {
     pub chunk_jobs: usize,
     /// How long to wait before retrying jobs whose `.parse.lock` was held.
     pub lock_retry_after: Duration,
+    /// Wait for a held `.parse.lock` (the post-job parse step) instead of
+    /// retrying the job after the pass.
+    pub wait_for_locks: bool,
 }
 
 impl Default for Options {
@@ -53,8 +57,32 @@ impl Default for Options {
             verify: false,
             chunk_jobs: 200,
             lock_retry_after: Duration::from_secs(2),
+            wait_for_locks: false,
         }
     }
+}
+
+/// What became of one job that was read (jobs skipped by metadata are not
+/// reported one by one).
+#[derive(Debug)]
+pub enum JobOutcome<'a> {
+    /// Loaded, reloaded or found unchanged by content.
+    Loaded(&'a LoadOutcome),
+    /// The load failed (the error chain); the previous version stays.
+    Failed(&'a str),
+    /// No status file: nothing to load (Autotest stores nothing either).
+    NoStatusFile,
+    /// Dry run: nothing written.
+    DryRun,
+}
+
+/// Receives a backfill's progress and per-job outcomes (the caller's
+/// output; this module prints nothing).
+pub trait Observer {
+    /// After the scan and after each chunk.
+    fn progress(&mut self, _summary: &Summary) {}
+    /// For each job read, after its chunk was written.
+    fn job(&mut self, _job: &Job, _outcome: JobOutcome<'_>) {}
 }
 
 /// What a backfill did (or, with `dry_run`, would do).
@@ -185,14 +213,14 @@ pub fn lock_job(dir: &Path, wait: bool) -> Lock {
 }
 
 /// Runs a backfill of `roots` into `store`. `stop` is polled between
-/// chunks (Ctrl-C: the current batch completes, then it returns);
-/// `progress` is called after each chunk.
+/// chunks (Ctrl-C: the current batch completes, then it returns); the
+/// observer hears about progress and each job read.
 pub fn run(
     store: &mut dyn Store,
     roots: &[PathBuf],
     opts: &Options,
     stop: &AtomicBool,
-    progress: &mut dyn FnMut(&Summary),
+    observer: &mut dyn Observer,
 ) -> Result<Summary, crate::store::Error> {
     let start = Instant::now();
     let mut summary = Summary::default();
@@ -233,10 +261,9 @@ pub fn run(
         }
     }
     summary.elapsed = start.elapsed();
-    progress(&summary);
+    observer.progress(&summary);
 
     // Jobs whose lock is held are tried once more after the pass.
-    let mut todo = todo;
     let mut retried = false;
     let locked = loop {
         let locked = process(
@@ -248,7 +275,7 @@ pub fn run(
             stop,
             &mut summary,
             start,
-            progress,
+            observer,
         )?;
         if locked.is_empty() || retried || stop.load(Ordering::Relaxed) || opts.dry_run {
             break locked;
@@ -275,7 +302,7 @@ fn process(
     stop: &AtomicBool,
     summary: &mut Summary,
     start: Instant,
-    progress: &mut dyn FnMut(&Summary),
+    observer: &mut dyn Observer,
 ) -> Result<Vec<Todo>, crate::store::Error> {
     let chunk = opts.chunk_jobs.max(1);
     // One chunk parsed ahead of the one being loaded: memory stays bounded.
@@ -296,7 +323,7 @@ fn process(
                             let lock = if opts.dry_run {
                                 None
                             } else {
-                                match lock_job(&t.dir.path, false) {
+                                match lock_job(&t.dir.path, opts.wait_for_locks) {
                                     Lock::Held(f) => f,
                                     Lock::Busy => return Err(t),
                                 }
@@ -326,9 +353,9 @@ fn process(
         for (ready, busy) in rx {
             summary.done += busy.len();
             locked.extend(busy);
-            write_chunk(store, &ready, opts, ledger, summary)?;
+            write_chunk(store, &ready, opts, ledger, summary, observer)?;
             summary.elapsed = start.elapsed();
-            progress(summary);
+            observer.progress(summary);
             // `ready` (and its locks) is dropped here, after the commit.
         }
         summary.interrupted = stop.load(Ordering::Relaxed) && summary.done < summary.found;
@@ -344,6 +371,7 @@ fn write_chunk(
     opts: &Options,
     ledger: &HashMap<String, LedgerState>,
     summary: &mut Summary,
+    observer: &mut dyn Observer,
 ) -> Result<(), crate::store::Error> {
     let mut items = Vec::new();
     let mut signed = Vec::new();
@@ -352,6 +380,7 @@ fn write_chunk(
         summary.done += 1;
         if p.status_file.is_none() {
             summary.no_status_file.push(p.job.tag.clone());
+            observer.job(&p.job, JobOutcome::NoStatusFile);
             continue;
         }
         if opts.dry_run {
@@ -362,6 +391,7 @@ fn write_chunk(
                 Some(_) => summary.replaced += 1,
                 None => summary.inserted += 1,
             }
+            observer.job(&p.job, JobOutcome::DryRun);
             continue;
         }
         items.push(LoadItem {
@@ -394,10 +424,13 @@ fn write_chunk(
                     signature: r.signature.clone(),
                     fingerprint: item.fingerprint.clone(),
                 });
+                observer.job(item.job, JobOutcome::Loaded(&outcome));
             }
-            Err(e) => summary
-                .failed
-                .push((tag.clone(), crate::store::error_chain(&e))),
+            Err(e) => {
+                let text = crate::store::error_chain(&e);
+                observer.job(item.job, JobOutcome::Failed(&text));
+                summary.failed.push((tag.clone(), text));
+            }
         }
     }
     store.record_signatures(&signatures)

@@ -15,8 +15,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tko::export::{self, ExportQuery, Filter, Kind, Warehouse};
 use tko::model::{Job, Status};
-use tko::store::{self, Action, LoadItem};
-use tko::table::RowCounts;
+use tko::store::{self, Action};
 use tko::{backfill, discover, ingest, report};
 
 fn main() -> ExitCode {
@@ -147,97 +146,90 @@ fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The post-job parse step: parse, then load each job atomically.
+/// Prints one line per job as `tko load` reports it.
+struct LoadReport {
+    quiet: bool,
+}
+
+impl backfill::Observer for LoadReport {
+    fn job(&mut self, job: &Job, outcome: backfill::JobOutcome<'_>) {
+        match outcome {
+            backfill::JobOutcome::Loaded(o) => {
+                let what = match o.action {
+                    Action::Inserted => "inserted",
+                    Action::Replaced => "replaced",
+                    Action::Skipped => "unchanged, skipped",
+                };
+                if !self.quiet {
+                    println!(
+                        "{}: {what} (job_idx {}, {} tests, {} diagnostics)",
+                        job.tag,
+                        o.job_idx,
+                        job.tests.len(),
+                        job.diagnostics.len()
+                    );
+                }
+            }
+            backfill::JobOutcome::Failed(e) => eprintln!("{}: not loaded: {e}", job.tag),
+            backfill::JobOutcome::NoStatusFile => eprintln!(
+                "{}: not loaded: no status file (neither status.log nor status)",
+                job.tag
+            ),
+            backfill::JobOutcome::DryRun => {}
+        }
+        if job.has_errors() && !self.quiet {
+            for d in job
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == tko::model::Severity::Error)
+            {
+                eprintln!("{}: {d}", job.tag);
+            }
+        }
+    }
+}
+
+/// The post-job parse step: a backfill of the given jobs that always reads
+/// them (no metadata shortcut) and waits for their `.parse.lock`.
 fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    for path in &args.jobs.paths {
+        anyhow::ensure!(path.is_dir(), "{}: not a directory", path.display());
+    }
     let url = &args.db.db;
     let mut store = store::open(url).with_context(|| format!("opening {url}"))?;
     store
         .init()
         .with_context(|| format!("preparing the schema of {url}"))?;
-    let (dirs, walk_errors) = find(&args.jobs)?;
-    let mut failed = walk_errors;
-    let (mut loaded, mut skipped, mut errors) = (0, 0, 0);
-    let mut rows = RowCounts::default();
-    for chunk in dirs.chunks(CHUNK_JOBS) {
-        // Held until the jobs are loaded, as Autotest's post-job parse does.
-        let _locks: Vec<backfill::Lock> = chunk
-            .iter()
-            .map(|d| backfill::lock_job(&d.path, true))
-            .collect();
-        let parsed = ingest::parse_all(chunk);
-        let mut items = Vec::new();
-        for p in &parsed {
-            if p.status_file.is_none() {
-                // Autotest stores nothing for a job without a status file.
-                eprintln!(
-                    "{}: not loaded: no status file (neither status.log nor status)",
-                    p.job.tag
-                );
-                failed = true;
-                continue;
-            }
-            items.push(LoadItem {
-                job: &p.job,
-                source: p.path.clone(),
-                fingerprint: p.fingerprint.clone(),
-                force: args.force,
-            });
-        }
-        let results = store.load_jobs(&items);
-        for (item, result) in items.iter().zip(results) {
-            let job = item.job;
-            match result {
-                Ok(outcome) => {
-                    rows.add(&outcome.rows);
-                    let what = match outcome.action {
-                        Action::Inserted => "inserted",
-                        Action::Replaced => "replaced",
-                        Action::Skipped => "unchanged, skipped",
-                    };
-                    if outcome.action == Action::Skipped {
-                        skipped += 1;
-                    } else {
-                        loaded += 1;
-                    }
-                    if !args.quiet {
-                        println!(
-                            "{}: {what} (job_idx {}, {} tests, {} diagnostics)",
-                            job.tag,
-                            outcome.job_idx,
-                            job.tests.len(),
-                            job.diagnostics.len()
-                        );
-                    }
-                }
-                Err(e) => {
-                    errors += 1;
-                    eprintln!("{}: not loaded: {e:#}", job.tag);
-                }
-            }
-            if job.has_errors() {
-                failed = true;
-                if !args.quiet {
-                    for d in job
-                        .diagnostics
-                        .iter()
-                        .filter(|d| d.severity == tko::model::Severity::Error)
-                    {
-                        eprintln!("{}: {d}", job.tag);
-                    }
-                }
-            }
-        }
+    let opts = backfill::Options {
+        level: args.jobs.level,
+        threads: args.jobs.threads,
+        force: args.force,
+        verify: true,
+        wait_for_locks: true,
+        chunk_jobs: CHUNK_JOBS,
+        ..backfill::Options::default()
+    };
+    let never = AtomicBool::new(false);
+    let mut report = LoadReport { quiet: args.quiet };
+    let s = backfill::run(store.as_mut(), &args.jobs.paths, &opts, &never, &mut report)
+        .with_context(|| format!("loading into {url}"))?;
+    for e in &s.walk_errors {
+        eprintln!("tko: {e}");
     }
     if !args.quiet {
         println!(
-            "{loaded} job(s) loaded, {skipped} unchanged, {errors} failed; {} tests, {} perf values written to {url}",
-            rows.tests, rows.iteration_results
+            "{} job(s) loaded, {} unchanged, {} failed; {} tests, {} perf values written to {url}",
+            s.loaded(),
+            s.unchanged_by_content,
+            s.failed.len(),
+            s.rows.tests,
+            s.rows.iteration_results
         );
     }
-    Ok(if failed || errors > 0 {
-        ExitCode::from(1)
-    } else {
+    Ok(if s.clean() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 
@@ -273,9 +265,13 @@ fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         ..backfill::Options::default()
     };
     let mut progress = Progress::new(args.quiet);
-    let summary = backfill::run(store.as_mut(), &args.jobs.paths, &opts, &STOP, &mut |s| {
-        progress.update(s)
-    })
+    let summary = backfill::run(
+        store.as_mut(),
+        &args.jobs.paths,
+        &opts,
+        &STOP,
+        &mut progress,
+    )
     .with_context(|| format!("backfilling into {url}"))?;
     progress.finish();
     if !args.quiet {
@@ -318,7 +314,15 @@ impl Progress {
         }
     }
 
-    fn update(&mut self, s: &backfill::Summary) {
+    fn finish(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl backfill::Observer for Progress {
+    fn progress(&mut self, s: &backfill::Summary) {
         match self {
             Progress::Quiet => {}
             Progress::Bar(bar) => {
@@ -340,12 +344,6 @@ impl Progress {
                     );
                 }
             }
-        }
-    }
-
-    fn finish(&self) {
-        if let Progress::Bar(bar) = self {
-            bar.finish_and_clear();
         }
     }
 }
