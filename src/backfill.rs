@@ -72,8 +72,8 @@ pub enum JobOutcome<'a> {
     Failed(&'a str),
     /// No status file: nothing to load (Autotest stores nothing either).
     NoStatusFile,
-    /// Dry run: nothing written.
-    DryRun,
+    /// Dry run: what would be done (nothing written).
+    WouldBe(Action),
 }
 
 /// Receives a backfill's progress and per-job outcomes (the caller's
@@ -384,14 +384,21 @@ fn write_chunk(
             continue;
         }
         if opts.dry_run {
-            match ledger.get(&p.job.tag) {
+            let action = match ledger.get(&p.job.tag) {
                 Some(l) if l.loaded && l.fingerprint == p.fingerprint && !opts.force => {
-                    summary.unchanged_by_content += 1
+                    summary.unchanged_by_content += 1;
+                    Action::Skipped
                 }
-                Some(_) => summary.replaced += 1,
-                None => summary.inserted += 1,
-            }
-            observer.job(&p.job, JobOutcome::DryRun);
+                Some(_) => {
+                    summary.replaced += 1;
+                    Action::Replaced
+                }
+                None => {
+                    summary.inserted += 1;
+                    Action::Inserted
+                }
+            };
+            observer.job(&p.job, JobOutcome::WouldBe(action));
             continue;
         }
         items.push(LoadItem {

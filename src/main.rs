@@ -19,6 +19,13 @@ use tko::store::{self, Action};
 use tko::{backfill, discover, ingest, report};
 
 fn main() -> ExitCode {
+    // Like other Unix filters, end quietly when the reader goes away
+    // (`tko parse --json ROOT | head`) instead of panicking on EPIPE.
+    // SAFETY: restoring the default disposition of one signal before any
+    // thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -175,7 +182,7 @@ impl backfill::Observer for LoadReport {
                 "{}: not loaded: no status file (neither status.log nor status)",
                 job.tag
             ),
-            backfill::JobOutcome::DryRun => {}
+            backfill::JobOutcome::WouldBe(_) => {}
         }
         if job.has_errors() && !self.quiet {
             for d in job
@@ -322,6 +329,20 @@ impl Progress {
 }
 
 impl backfill::Observer for Progress {
+    /// A dry run lists the jobs it would write.
+    fn job(&mut self, job: &Job, outcome: backfill::JobOutcome<'_>) {
+        let what = match outcome {
+            backfill::JobOutcome::WouldBe(Action::Inserted) => "would load (new)",
+            backfill::JobOutcome::WouldBe(Action::Replaced) => "would reload (changed)",
+            _ => return,
+        };
+        let line = format!("{what}: {} ({})", job.tag, job.tests.len());
+        match self {
+            Progress::Bar(bar) => bar.println(line),
+            _ => println!("{line}"),
+        }
+    }
+
     fn progress(&mut self, s: &backfill::Summary) {
         match self {
             Progress::Quiet => {}
