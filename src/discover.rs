@@ -193,58 +193,92 @@ fn parse_path(
     }
 }
 
+/// Where jobs are looked for, one piece at a time: a path given as a job
+/// directory, or one top-level directory of a results root. Streaming
+/// units lets a caller handle a root of any size in bounded memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unit {
+    /// A job directory given directly (`autotest-tko-parse -o`).
+    Job(PathBuf),
+    /// A top-level directory of a results root.
+    Top(PathBuf),
+}
+
+/// The units of `paths`, lazily (a root's listing is read as it goes, in
+/// directory order). Problems with a path come out as errors.
+pub fn units(paths: &[PathBuf]) -> impl Iterator<Item = Result<Unit, Error>> + '_ {
+    paths
+        .iter()
+        .flat_map(|given| -> Box<dyn Iterator<Item = Result<Unit, Error>>> {
+            let path = match absolute(given) {
+                Ok(p) => p,
+                Err(source) => {
+                    let path = given.clone();
+                    return Box::new(std::iter::once(Err(Error::Io { path, source })));
+                }
+            };
+            if let Err(source) = std::fs::metadata(&path) {
+                return Box::new(std::iter::once(Err(Error::Io { path, source })));
+            }
+            if !path.is_dir() {
+                return Box::new(std::iter::once(Err(Error::Layout {
+                    path,
+                    message: "not a directory (give a job directory or a results root)".into(),
+                })));
+            }
+            if is_job_like(&path) || path.join(".machines").is_file() {
+                return Box::new(std::iter::once(Ok(Unit::Job(path))));
+            }
+            match std::fs::read_dir(&path) {
+                Ok(rd) => Box::new(rd.filter_map(move |e| match e {
+                    Ok(e) if e.file_type().is_ok_and(|t| t.is_dir()) => {
+                        Some(Ok(Unit::Top(e.path())))
+                    }
+                    Ok(_) => None,
+                    Err(source) => Some(Err(Error::Io {
+                        path: path.clone(),
+                        source,
+                    })),
+                })),
+                Err(source) => Box::new(std::iter::once(Err(Error::Io { path, source }))),
+            }
+        })
+}
+
+/// The job directories of one unit, sorted by tag.
+pub fn jobs_in(unit: &Unit, level: usize) -> (Vec<JobDir>, Vec<Error>) {
+    let (mut out, errors) = match unit {
+        Unit::Job(path) => {
+            let (mut out, mut errors) = (Vec::new(), Vec::new());
+            parse_path(path, level, 0, &mut out, &mut errors);
+            (out, errors)
+        }
+        Unit::Top(dir) => visit_top(dir, level),
+    };
+    out.sort_by(|a, b| a.tag.cmp(&b.tag).then_with(|| a.path.cmp(&b.path)));
+    (out, errors)
+}
+
 /// Finds every job under `paths`. Each path is either a job directory (it
 /// has a status log, keyval, `.autoserv_execute` or `.machines`: parsed as
 /// `autotest-tko-parse -o` would) or a results root, walked down to the
-/// first job-like directories. Output is sorted by tag, then path.
+/// first job-like directories, its top-level directories in parallel.
+/// Output is sorted by tag, then path.
 pub fn find_jobs(paths: &[PathBuf], level: usize) -> (Vec<JobDir>, Vec<Error>) {
     let mut out = Vec::new();
     let mut errors = Vec::new();
-    for given in paths {
-        let path = match absolute(given) {
-            Ok(p) => p,
-            Err(source) => {
-                errors.push(Error::Io {
-                    path: given.clone(),
-                    source,
-                });
-                continue;
-            }
-        };
-        if let Err(source) = std::fs::metadata(&path) {
-            errors.push(Error::Io { path, source });
-            continue;
+    let mut todo = Vec::new();
+    for unit in units(paths) {
+        match unit {
+            Ok(u) => todo.push(u),
+            Err(e) => errors.push(e),
         }
-        if !path.is_dir() {
-            errors.push(Error::Layout {
-                path,
-                message: "not a directory (give a job directory or a results root)".into(),
-            });
-            continue;
-        }
-        if is_job_like(&path) || path.join(".machines").is_file() {
-            parse_path(&path, level, 0, &mut out, &mut errors);
-            continue;
-        }
-        // The root's top-level directories are walked in parallel (a walk
-        // is all metadata syscalls; on a large root they dominate a rerun).
-        let top: Vec<PathBuf> = match std::fs::read_dir(&path) {
-            Ok(rd) => rd
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| e.path())
-                .collect(),
-            Err(source) => {
-                errors.push(Error::Io { path, source });
-                continue;
-            }
-        };
-        let found: Vec<(Vec<JobDir>, Vec<Error>)> =
-            top.par_iter().map(|d| visit_top(d, level)).collect();
-        for (jobs, errs) in found {
-            out.extend(jobs);
-            errors.extend(errs);
-        }
+    }
+    let found: Vec<(Vec<JobDir>, Vec<Error>)> =
+        todo.par_iter().map(|u| jobs_in(u, level)).collect();
+    for (jobs, errs) in found {
+        out.extend(jobs);
+        errors.extend(errs);
     }
     out.sort_by(|a, b| a.tag.cmp(&b.tag).then_with(|| a.path.cmp(&b.path)));
     out.dedup_by(|a, b| a.path == b.path);
