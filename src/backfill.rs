@@ -88,7 +88,12 @@ pub trait Observer {
 /// What a backfill did (or, with `dry_run`, would do).
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
-    /// Job directories found.
+    /// Units to scan: job paths given plus top-level directories of roots
+    /// (counted first, cheaply; the progress total).
+    pub units: usize,
+    /// Units scanned so far.
+    pub units_done: usize,
+    /// Job directories found so far.
     pub found: usize,
     /// Jobs handled so far (loaded, skipped, failed or reported).
     pub done: usize,
@@ -212,155 +217,199 @@ pub fn lock_job(dir: &Path, wait: bool) -> Lock {
     }
 }
 
-/// Runs a backfill of `roots` into `store`. `stop` is polled between
-/// chunks (Ctrl-C: the current batch completes, then it returns); the
-/// observer hears about progress and each job read.
+/// Units scanned per round: the jobs found in them, their signatures and
+/// their ledger rows are all that is held besides the chunk in flight.
+const UNITS_PER_ROUND: usize = 512;
+
+/// What the scanner hands the writer: a parsed chunk, with its share of the
+/// scan's bookkeeping.
+#[derive(Default)]
+struct Chunk {
+    ready: Vec<Ready>,
+    busy: Vec<Todo>,
+    /// Ledger rows of the chunk's jobs (for the dry run's verdicts).
+    ledger: HashMap<String, LedgerState>,
+    units_done: usize,
+    found: usize,
+    unchanged_by_metadata: usize,
+    walk_errors: Vec<String>,
+}
+
+/// Runs a backfill of `roots` into `store`, reading the ledger through
+/// `reader` (a second connection to the same warehouse, used by the
+/// scanning thread). Units are streamed: a root's top-level directories
+/// are scanned a round at a time (walk, signatures, ledger rows, then the
+/// jobs to read parsed in chunks), so memory does not grow with the root.
+/// `stop` is polled between chunks (Ctrl-C: the current batch completes,
+/// then it returns); the observer hears about progress and each job read.
 pub fn run(
     store: &mut dyn Store,
+    reader: &mut dyn Store,
     roots: &[PathBuf],
     opts: &Options,
     stop: &AtomicBool,
     observer: &mut dyn Observer,
 ) -> Result<Summary, crate::store::Error> {
     let start = Instant::now();
-    let mut summary = Summary::default();
+    let mut summary = Summary {
+        units: discover::units(roots).filter(Result::is_ok).count(),
+        ..Summary::default()
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()
         .expect("a rayon pool with default settings builds");
-    // The ledger is read while the roots are walked and signed.
-    let (ledger, (dirs, errors, signatures)) = std::thread::scope(|scope| {
-        let ledger = scope.spawn(|| match store.schema_version()? {
-            // A dry run may meet a warehouse not created yet.
-            None => Ok(HashMap::new()),
-            Some(_) => store.ledger_state(),
-        });
-        let walked = pool.install(|| {
-            let (dirs, errors) = discover::find_jobs(roots, opts.level);
-            let signatures: Vec<String> = dirs.par_iter().map(|d| signature(&d.path)).collect();
-            (dirs, errors, signatures)
-        });
-        let ledger = ledger.join().expect("the ledger reader does not panic");
-        (ledger, walked)
-    });
-    let ledger = ledger?;
-    summary.walk_errors = errors.iter().map(ToString::to_string).collect();
-    summary.found = dirs.len();
-    let mut todo = Vec::new();
-    for (dir, signature) in dirs.into_iter().zip(signatures) {
-        let skip = !opts.force
-            && !opts.verify
-            && ledger
-                .get(&dir.tag)
-                .is_some_and(|l| l.unchanged_by_metadata(&signature));
-        if skip {
-            summary.unchanged_by_metadata += 1;
-            summary.done += 1;
-        } else {
-            todo.push(Todo { dir, signature });
-        }
-    }
-    summary.elapsed = start.elapsed();
+    // A dry run may meet a warehouse not created yet.
+    let has_ledger = reader.schema_version()?.is_some();
     observer.progress(&summary);
 
-    // Jobs whose lock is held are tried once more after the pass.
-    let mut retried = false;
-    let locked = loop {
-        let locked = process(
-            store,
-            todo,
-            opts,
-            &ledger,
-            &pool,
-            stop,
-            &mut summary,
-            start,
-            observer,
-        )?;
-        if locked.is_empty() || retried || stop.load(Ordering::Relaxed) || opts.dry_run {
-            break locked;
-        }
-        retried = true;
-        std::thread::sleep(opts.lock_retry_after);
-        summary.done -= locked.len();
-        todo = locked;
-    };
-    summary.locked = locked.into_iter().map(|t| t.dir.tag).collect();
-    summary.elapsed = start.elapsed();
-    Ok(summary)
-}
-
-/// Parses `todo` in chunks on `pool` (a producer thread) while this thread
-/// loads the previous chunk. Returns the jobs found locked.
-#[allow(clippy::too_many_arguments)] // one private pipeline stage
-fn process(
-    store: &mut dyn Store,
-    todo: Vec<Todo>,
-    opts: &Options,
-    ledger: &HashMap<String, LedgerState>,
-    pool: &rayon::ThreadPool,
-    stop: &AtomicBool,
-    summary: &mut Summary,
-    start: Instant,
-    observer: &mut dyn Observer,
-) -> Result<Vec<Todo>, crate::store::Error> {
-    let chunk = opts.chunk_jobs.max(1);
-    // One chunk parsed ahead of the one being loaded: memory stays bounded.
-    let (tx, rx) = sync_channel::<(Vec<Ready>, Vec<Todo>)>(1);
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            let mut todo = todo.into_iter().peekable();
-            while todo.peek().is_some() {
+    let locked = std::thread::scope(|scope| {
+        // One chunk parsed ahead of the one being loaded.
+        let (tx, rx) = sync_channel::<Chunk>(1);
+        let pool = &pool;
+        let scanner = scope.spawn(move || -> Result<(), crate::store::Error> {
+            let mut units = discover::units(roots);
+            loop {
                 if stop.load(Ordering::Relaxed) {
-                    // Report the rest as not done: nothing more is sent.
-                    break;
+                    return Ok(());
                 }
-                let batch: Vec<Todo> = todo.by_ref().take(chunk).collect();
-                let results: Vec<Result<Ready, Todo>> = pool.install(|| {
-                    batch
-                        .into_par_iter()
-                        .map(|t| {
-                            let lock = if opts.dry_run {
-                                None
-                            } else {
-                                match lock_job(&t.dir.path, opts.wait_for_locks) {
-                                    Lock::Held(f) => f,
-                                    Lock::Busy => return Err(t),
-                                }
-                            };
-                            Ok(Ready {
-                                parsed: ingest::parse_dir(&t.dir),
-                                signature: t.signature,
-                                _lock: lock,
-                            })
-                        })
-                        .collect()
-                });
-                let mut ready = Vec::new();
-                let mut busy = Vec::new();
-                for r in results {
-                    match r {
-                        Ok(x) => ready.push(x),
-                        Err(t) => busy.push(t),
+                let mut chunk = Chunk::default();
+                let mut round = Vec::new();
+                for u in units.by_ref().take(UNITS_PER_ROUND) {
+                    match u {
+                        Ok(u) => round.push(u),
+                        Err(e) => chunk.walk_errors.push(e.to_string()),
                     }
                 }
-                if tx.send((ready, busy)).is_err() {
-                    break;
+                if round.is_empty() && chunk.walk_errors.is_empty() {
+                    return Ok(());
+                }
+                chunk.units_done = round.len();
+                let (dirs, signatures) = pool.install(|| {
+                    let found: Vec<_> = round
+                        .par_iter()
+                        .map(|u| discover::jobs_in(u, opts.level))
+                        .collect();
+                    let mut dirs = Vec::new();
+                    for (jobs, errors) in found {
+                        dirs.extend(jobs);
+                        chunk
+                            .walk_errors
+                            .extend(errors.iter().map(ToString::to_string));
+                    }
+                    let sigs: Vec<String> = dirs.par_iter().map(|d| signature(&d.path)).collect();
+                    (dirs, sigs)
+                });
+                chunk.found = dirs.len();
+                let mut ledger = if has_ledger {
+                    let tags: Vec<&str> = dirs.iter().map(|d| d.tag.as_str()).collect();
+                    reader.ledger_state(&tags)?
+                } else {
+                    HashMap::new()
+                };
+                let mut todo = Vec::new();
+                for (dir, signature) in dirs.into_iter().zip(signatures) {
+                    let state = ledger.get(&dir.tag);
+                    if !opts.force
+                        && !opts.verify
+                        && state.is_some_and(|l| l.unchanged_by_metadata(&signature))
+                    {
+                        chunk.unchanged_by_metadata += 1;
+                    } else {
+                        todo.push(Todo { dir, signature });
+                    }
+                }
+                // The scan's counts travel with the round's first chunk.
+                let mut pieces = todo.into_iter().peekable();
+                loop {
+                    let piece: Vec<Todo> = pieces.by_ref().take(opts.chunk_jobs.max(1)).collect();
+                    let (ready, busy) = pool.install(|| read_chunk(piece, opts));
+                    chunk.ledger = ready
+                        .iter()
+                        .filter_map(|r| ledger.remove_entry(&r.parsed.job.tag))
+                        .collect();
+                    chunk.ready = ready;
+                    chunk.busy = busy;
+                    if tx.send(std::mem::take(&mut chunk)).is_err() {
+                        return Ok(());
+                    }
+                    if pieces.peek().is_none() || stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                 }
             }
         });
         let mut locked = Vec::new();
-        for (ready, busy) in rx {
-            summary.done += busy.len();
-            locked.extend(busy);
-            write_chunk(store, &ready, opts, ledger, summary, observer)?;
+        for chunk in rx {
+            summary.units_done += chunk.units_done;
+            summary.found += chunk.found;
+            summary.unchanged_by_metadata += chunk.unchanged_by_metadata;
+            summary.done += chunk.unchanged_by_metadata + chunk.busy.len();
+            summary.walk_errors.extend(chunk.walk_errors);
+            locked.extend(chunk.busy);
+            write_chunk(
+                store,
+                &chunk.ready,
+                opts,
+                &chunk.ledger,
+                &mut summary,
+                observer,
+            )?;
             summary.elapsed = start.elapsed();
-            observer.progress(summary);
-            // `ready` (and its locks) is dropped here, after the commit.
+            observer.progress(&summary);
+            // The chunk's locks are released here, after its commit.
         }
-        summary.interrupted = stop.load(Ordering::Relaxed) && summary.done < summary.found;
-        Ok(locked)
-    })
+        scanner.join().expect("the scanner does not panic")?;
+        Ok::<_, crate::store::Error>(locked)
+    })?;
+    summary.interrupted = stop.load(Ordering::Relaxed) && summary.units_done < summary.units;
+
+    // Jobs whose lock was held are tried once more after the pass.
+    let mut locked = locked;
+    if !locked.is_empty() && !summary.interrupted && !opts.dry_run {
+        std::thread::sleep(opts.lock_retry_after);
+        summary.done -= locked.len();
+        let (ready, busy) = pool.install(|| read_chunk(locked, opts));
+        summary.done += busy.len();
+        write_chunk(store, &ready, opts, &HashMap::new(), &mut summary, observer)?;
+        locked = busy;
+    }
+    summary.locked = locked.into_iter().map(|t| t.dir.tag).collect();
+    summary.elapsed = start.elapsed();
+    observer.progress(&summary);
+    Ok(summary)
+}
+
+/// Takes the locks of and parses one chunk of jobs (in parallel); jobs
+/// whose lock is held come back unread.
+fn read_chunk(todo: Vec<Todo>, opts: &Options) -> (Vec<Ready>, Vec<Todo>) {
+    let results: Vec<Result<Ready, Todo>> = todo
+        .into_par_iter()
+        .map(|t| {
+            let lock = if opts.dry_run {
+                None
+            } else {
+                match lock_job(&t.dir.path, opts.wait_for_locks) {
+                    Lock::Held(f) => f,
+                    Lock::Busy => return Err(t),
+                }
+            };
+            Ok(Ready {
+                parsed: ingest::parse_dir(&t.dir),
+                signature: t.signature,
+                _lock: lock,
+            })
+        })
+        .collect();
+    let mut ready = Vec::new();
+    let mut busy = Vec::new();
+    for r in results {
+        match r {
+            Ok(x) => ready.push(x),
+            Err(t) => busy.push(t),
+        }
+    }
+    (ready, busy)
 }
 
 /// Loads one parsed chunk (or, dry run, classifies it) and records

@@ -218,8 +218,16 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     };
     let never = AtomicBool::new(false);
     let mut report = LoadReport { quiet: args.quiet };
-    let s = backfill::run(store.as_mut(), &args.jobs.paths, &opts, &never, &mut report)
-        .with_context(|| format!("loading into {url}"))?;
+    let mut reader = store::open(url).with_context(|| format!("opening {url}"))?;
+    let s = backfill::run(
+        store.as_mut(),
+        reader.as_mut(),
+        &args.jobs.paths,
+        &opts,
+        &never,
+        &mut report,
+    )
+    .with_context(|| format!("loading into {url}"))?;
     for e in &s.walk_errors {
         eprintln!("tko: {e}");
     }
@@ -272,8 +280,10 @@ fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         ..backfill::Options::default()
     };
     let mut progress = Progress::new(args.quiet);
+    let mut reader = store::open(url).with_context(|| format!("opening {url}"))?;
     let summary = backfill::run(
         store.as_mut(),
+        reader.as_mut(),
         &args.jobs.paths,
         &opts,
         &STOP,
@@ -311,7 +321,7 @@ impl Progress {
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
-                    "{bar:40} {pos}/{len} jobs  {per_sec}  ETA {eta}  {msg}",
+                    "{bar:40} {pos}/{len} dirs  ETA {eta}  {msg}",
                 )
                 .expect("valid template"),
             );
@@ -347,18 +357,28 @@ impl backfill::Observer for Progress {
         match self {
             Progress::Quiet => {}
             Progress::Bar(bar) => {
-                bar.set_length(s.found as u64);
-                bar.set_position(s.done as u64);
-                bar.set_message(format!("{} loaded, {} failed", s.loaded(), s.failed.len()));
+                // The total known up front is the number of top-level
+                // directories (a cheap count); jobs are found as they come.
+                bar.set_length(s.units as u64);
+                bar.set_position(s.units_done as u64);
+                let rate = s.done as f64 / s.elapsed.as_secs_f64().max(1e-9);
+                bar.set_message(format!(
+                    "{} jobs ({rate:.0}/s): {} loaded, {} unchanged, {} failed",
+                    s.done,
+                    s.loaded(),
+                    s.unchanged_by_metadata + s.unchanged_by_content,
+                    s.failed.len()
+                ));
             }
             Progress::Lines(last) => {
                 if last.elapsed().as_secs() >= 5 {
                     *last = std::time::Instant::now();
                     let rate = s.done as f64 / s.elapsed.as_secs_f64().max(1e-9);
                     eprintln!(
-                        "tko: {}/{} jobs ({rate:.0} jobs/s), {} loaded, {} unchanged, {} failed",
+                        "tko: {}/{} directories, {} jobs ({rate:.0} jobs/s), {} loaded, {} unchanged, {} failed",
+                        s.units_done,
+                        s.units,
                         s.done,
-                        s.found,
                         s.loaded(),
                         s.unchanged_by_metadata + s.unchanged_by_content,
                         s.failed.len()
@@ -423,8 +443,8 @@ fn print_summary(s: &backfill::Summary, dry_run: bool, url: &str) {
     );
     if s.interrupted {
         println!(
-            "interrupted: {} of {} jobs handled; run the same command again to resume",
-            s.done, s.found
+            "interrupted: {} of {} directories scanned ({} jobs handled); run the same command again to resume",
+            s.units_done, s.units, s.done
         );
     }
 }

@@ -187,8 +187,9 @@ pub trait Store: Send {
     fn set_batch_jobs(&mut self, jobs: usize);
     /// The applied schema version (`None`: not initialized). Cheap.
     fn schema_version(&mut self) -> Result<Option<u32>, Error>;
-    /// Every ledger row, with its backfill signature, keyed by tag.
-    fn ledger_state(&mut self) -> Result<HashMap<String, LedgerState>, Error>;
+    /// The ledger rows of `tags` (those that have one), with their backfill
+    /// signatures, keyed by tag.
+    fn ledger_state(&mut self, tags: &[&str]) -> Result<HashMap<String, LedgerState>, Error>;
     /// Records (tag, signature, fingerprint) after a backfill handled the
     /// jobs, so that the next run can skip them by metadata alone.
     fn record_signatures(&mut self, rows: &[Signature]) -> Result<(), Error>;
@@ -223,12 +224,14 @@ pub struct Signature {
     pub fingerprint: String,
 }
 
-/// The SQL both backends use to read [`LedgerState`]s (`$1`/`?1`: the parser
-/// version). The signature counts only if taken with the loaded content.
+/// The SQL both backends use to read [`LedgerState`]s (`$1`: the parser
+/// version; each backend appends its list of tags). The signature counts
+/// only if taken with the loaded content.
 pub(super) const LEDGER_STATE_SQL: &str = "SELECT l.tag, l.fingerprint, \
      (l.outcome = 'loaded' AND l.parser_version = $1) AS loaded, \
      CASE WHEN s.fingerprint = l.fingerprint THEN s.signature END \
-     FROM tko_ingest_ledger l LEFT JOIN tko_scan_state s ON s.tag = l.tag";
+     FROM tko_ingest_ledger l LEFT JOIN tko_scan_state s ON s.tag = l.tag \
+     WHERE l.tag IN ";
 
 /// Opens `postgres://…`/`postgresql://…` (libpq URL) or `sqlite:PATH`.
 pub fn open(url: &str) -> Result<Box<dyn Store>, Error> {

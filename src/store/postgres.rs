@@ -935,10 +935,11 @@ impl Store for PgStore {
         current_version(&mut tx)
     }
 
-    fn ledger_state(&mut self) -> Result<HashMap<String, LedgerState>, Error> {
+    fn ledger_state(&mut self, tags: &[&str]) -> Result<HashMap<String, LedgerState>, Error> {
+        let sql = format!("{LEDGER_STATE_SQL}(SELECT unnest($2::text[]))");
         let rows = self
             .client
-            .query(LEDGER_STATE_SQL, &[&PARSER_VERSION])
+            .query(&sql, &[&PARSER_VERSION, &tags])
             .map_err(db("reading tko_ingest_ledger"))?;
         Ok(rows
             .iter()

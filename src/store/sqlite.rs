@@ -617,13 +617,15 @@ impl Store for SqliteStore {
         current_version(&self.conn)
     }
 
-    fn ledger_state(&mut self) -> Result<HashMap<String, LedgerState>, Error> {
+    fn ledger_state(&mut self, tags: &[&str]) -> Result<HashMap<String, LedgerState>, Error> {
+        let sql = format!("{LEDGER_STATE_SQL}(SELECT value FROM json_each($2))");
+        let tags = serde_json::to_string(tags).expect("strings serialize");
         let mut stmt = self
             .conn
-            .prepare(LEDGER_STATE_SQL)
+            .prepare_cached(&sql)
             .map_err(db("reading tko_ingest_ledger"))?;
         let rows = stmt
-            .query_map([PARSER_VERSION], |r| {
+            .query_map(params![PARSER_VERSION, tags], |r| {
                 let state = LedgerState {
                     fingerprint: r.get(1)?,
                     loaded: r.get::<_, Option<bool>>(2)?.unwrap_or(false),
