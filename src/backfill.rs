@@ -219,7 +219,7 @@ pub fn lock_job(dir: &Path, wait: bool) -> Lock {
 
 /// Units scanned per round: the jobs found in them, their signatures and
 /// their ledger rows are all that is held besides the chunk in flight.
-const UNITS_PER_ROUND: usize = 512;
+const UNITS_PER_ROUND: usize = 2048;
 
 /// What the scanner hands the writer: a parsed chunk, with its share of the
 /// scan's bookkeeping.
@@ -267,12 +267,12 @@ pub fn run(
         // One chunk parsed ahead of the one being loaded.
         let (tx, rx) = sync_channel::<Chunk>(1);
         let pool = &pool;
-        let scanner = scope.spawn(move || -> Result<(), crate::store::Error> {
+        // Stage 1 walks and signs a round while stage 2 reads the ledger
+        // rows of the previous one and parses what changed.
+        let (walked_tx, walked_rx) = sync_channel::<(Vec<JobDir>, Vec<String>, Chunk)>(1);
+        scope.spawn(move || {
             let mut units = discover::units(roots);
-            loop {
-                if stop.load(Ordering::Relaxed) {
-                    return Ok(());
-                }
+            while !stop.load(Ordering::Relaxed) {
                 let mut chunk = Chunk::default();
                 let mut round = Vec::new();
                 for u in units.by_ref().take(UNITS_PER_ROUND) {
@@ -282,7 +282,7 @@ pub fn run(
                     }
                 }
                 if round.is_empty() && chunk.walk_errors.is_empty() {
-                    return Ok(());
+                    return;
                 }
                 chunk.units_done = round.len();
                 let (dirs, signatures) = pool.install(|| {
@@ -300,6 +300,16 @@ pub fn run(
                     let sigs: Vec<String> = dirs.par_iter().map(|d| signature(&d.path)).collect();
                     (dirs, sigs)
                 });
+                if walked_tx.send((dirs, signatures, chunk)).is_err() {
+                    return;
+                }
+            }
+        });
+        let scanner = scope.spawn(move || -> Result<(), crate::store::Error> {
+            for (dirs, signatures, mut chunk) in walked_rx {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
                 chunk.found = dirs.len();
                 let mut ledger = if has_ledger {
                     let tags: Vec<&str> = dirs.iter().map(|d| d.tag.as_str()).collect();
@@ -338,6 +348,7 @@ pub fn run(
                     }
                 }
             }
+            Ok(())
         });
         let mut locked = Vec::new();
         for chunk in rx {

@@ -231,7 +231,7 @@ pub(super) const LEDGER_STATE_SQL: &str = "SELECT l.tag, l.fingerprint, \
      (l.outcome = 'loaded' AND l.parser_version = $1) AS loaded, \
      CASE WHEN s.fingerprint = l.fingerprint THEN s.signature END \
      FROM tko_ingest_ledger l LEFT JOIN tko_scan_state s ON s.tag = l.tag \
-     WHERE l.tag IN ";
+     WHERE ";
 
 /// Opens `postgres://…`/`postgresql://…` (libpq URL) or `sqlite:PATH`.
 pub fn open(url: &str) -> Result<Box<dyn Store>, Error> {

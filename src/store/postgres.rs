@@ -936,7 +936,7 @@ impl Store for PgStore {
     }
 
     fn ledger_state(&mut self, tags: &[&str]) -> Result<HashMap<String, LedgerState>, Error> {
-        let sql = format!("{LEDGER_STATE_SQL}(SELECT unnest($2::text[]))");
+        let sql = format!("{LEDGER_STATE_SQL}l.tag = ANY($2)");
         let rows = self
             .client
             .query(&sql, &[&PARSER_VERSION, &tags])

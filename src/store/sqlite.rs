@@ -618,7 +618,7 @@ impl Store for SqliteStore {
     }
 
     fn ledger_state(&mut self, tags: &[&str]) -> Result<HashMap<String, LedgerState>, Error> {
-        let sql = format!("{LEDGER_STATE_SQL}(SELECT value FROM json_each($2))");
+        let sql = format!("{LEDGER_STATE_SQL}l.tag IN (SELECT value FROM json_each($2))");
         let tags = serde_json::to_string(tags).expect("strings serialize");
         let mut stmt = self
             .conn
