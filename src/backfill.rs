@@ -40,6 +40,10 @@ pub struct Options {
     pub verify: bool,
     /// Jobs parsed per chunk (the unit of streaming and of progress).
     pub chunk_jobs: usize,
+    /// Top-level directories scanned per round: the jobs found in them,
+    /// their signatures and ledger rows are all that is held besides the
+    /// chunks in flight.
+    pub units_per_round: usize,
     /// How long to wait before retrying jobs whose `.parse.lock` was held.
     pub lock_retry_after: Duration,
     /// Wait for a held `.parse.lock` (the post-job parse step) instead of
@@ -56,6 +60,7 @@ impl Default for Options {
             force: false,
             verify: false,
             chunk_jobs: 200,
+            units_per_round: 2048,
             lock_retry_after: Duration::from_secs(2),
             wait_for_locks: false,
         }
@@ -217,10 +222,6 @@ pub fn lock_job(dir: &Path, wait: bool) -> Lock {
     }
 }
 
-/// Units scanned per round: the jobs found in them, their signatures and
-/// their ledger rows are all that is held besides the chunk in flight.
-const UNITS_PER_ROUND: usize = 2048;
-
 /// What the scanner hands the writer: a parsed chunk, with its share of the
 /// scan's bookkeeping.
 #[derive(Default)]
@@ -275,7 +276,7 @@ pub fn run(
             while !stop.load(Ordering::Relaxed) {
                 let mut chunk = Chunk::default();
                 let mut round = Vec::new();
-                for u in units.by_ref().take(UNITS_PER_ROUND) {
+                for u in units.by_ref().take(opts.units_per_round.max(1)) {
                     match u {
                         Ok(u) => round.push(u),
                         Err(e) => chunk.walk_errors.push(e.to_string()),

@@ -195,3 +195,62 @@ fn locked_job_is_reported_then_loaded_and_reruns_skip_by_metadata() -> TestResul
     assert!(text.contains("1 reloaded, 29 unchanged"), "{text}");
     Ok(())
 }
+
+/// Records nothing: the library's backfill without output.
+struct Silent;
+impl tko::backfill::Observer for Silent {}
+
+#[test]
+fn many_small_rounds_and_chunks_give_the_same_warehouse() -> TestResult {
+    let t = tree(60);
+    let root = t.path().join("results");
+    let reference = fresh(Backend::Sqlite);
+    let out = run(&reference.url, &root, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let f = fresh(Backend::Sqlite);
+    let mut store = tko::store::open(&f.url)?;
+    store.init()?;
+    store.set_batch_jobs(3);
+    let mut reader = tko::store::open(&f.url)?;
+    let opts = tko::backfill::Options {
+        level: 2,
+        chunk_jobs: 4,
+        units_per_round: 7,
+        ..tko::backfill::Options::default()
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let s = tko::backfill::run(
+        store.as_mut(),
+        reader.as_mut(),
+        &[root.clone()],
+        &opts,
+        &stop,
+        &mut Silent,
+    )?;
+    assert_eq!(
+        (s.units, s.units_done, s.found, s.done, s.inserted),
+        (60, 60, 60, 60, 60)
+    );
+    assert!(s.clean(), "{s:?}");
+    assert_eq!(
+        contents(&mut Db::open(&f)),
+        contents(&mut Db::open(&reference))
+    );
+
+    // Again: every job skipped by metadata, round after round.
+    let s = tko::backfill::run(
+        store.as_mut(),
+        reader.as_mut(),
+        &[root],
+        &opts,
+        &stop,
+        &mut Silent,
+    )?;
+    assert_eq!((s.unchanged_by_metadata, s.done, s.loaded()), (60, 60, 0));
+    Ok(())
+}
