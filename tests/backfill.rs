@@ -227,7 +227,7 @@ fn many_small_rounds_and_chunks_give_the_same_warehouse() -> TestResult {
     let s = tko::backfill::run(
         store.as_mut(),
         reader.as_mut(),
-        &[root.clone()],
+        std::slice::from_ref(&root),
         &opts,
         &stop,
         &mut Silent,
