@@ -11,7 +11,10 @@ use super::{
     LEDGER_STATE_SQL, PARSER_VERSION,
 };
 use crate::model::{iso_datetime, Kernel, Timestamp};
-use crate::table::{clean, JobRow, JobTreeRows, KernelRow, PatchRow, RowCounts, TreeIds};
+use crate::table::{
+    clean, DiagnosticRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow, JobRow,
+    JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow, TreeIds,
+};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -386,15 +389,20 @@ fn load_one(
     })
 }
 
-fn insert_rows(c: &Connection, rows: &JobTreeRows) -> Result<(), Fail> {
-    let mut s = c
-        .prepare_cached(
-            "INSERT INTO tko_tests (test_idx, job_idx, test, subdir, kernel_idx, status, reason, \
-                machine_idx, invalid, finished_time, started_time) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )
-        .at("tko_tests")?;
-    for r in &rows.tests {
+/// A flat row bound as SQLite parameters in its table's `COLUMNS` order
+/// (the INSERT is built from `COLUMNS`, the single list the schema test
+/// checks).
+trait LiteRow {
+    const TABLE: &'static str;
+    const COLUMNS: &'static [&'static str];
+    fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize>;
+}
+
+impl LiteRow for TestRow {
+    const TABLE: &'static str = "tko_tests";
+    const COLUMNS: &'static [&'static str] = TestRow::COLUMNS;
+    fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
+        let r = self;
         s.execute(params![
             r.test_idx,
             r.job_idx,
@@ -408,15 +416,14 @@ fn insert_rows(c: &Connection, rows: &JobTreeRows) -> Result<(), Fail> {
             ts(r.finished_time),
             ts(r.started_time),
         ])
-        .at("tko_tests")?;
     }
-    let mut s = c
-        .prepare_cached(
-            "INSERT INTO tko_test_attributes (job_idx, test_idx, attribute, value, user_created) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .at("tko_test_attributes")?;
-    for r in &rows.test_attributes {
+}
+
+impl LiteRow for TestAttributeRow {
+    const TABLE: &'static str = "tko_test_attributes";
+    const COLUMNS: &'static [&'static str] = TestAttributeRow::COLUMNS;
+    fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
+        let r = self;
         s.execute(params![
             r.job_idx,
             r.test_idx,
@@ -424,15 +431,14 @@ fn insert_rows(c: &Connection, rows: &JobTreeRows) -> Result<(), Fail> {
             r.value,
             r.user_created
         ])
-        .at("tko_test_attributes")?;
     }
-    let mut s = c
-        .prepare_cached(
-            "INSERT INTO tko_iteration_attributes (job_idx, test_idx, iteration, attribute, value) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .at("tko_iteration_attributes")?;
-    for r in &rows.iteration_attributes {
+}
+
+impl LiteRow for IterationAttributeRow {
+    const TABLE: &'static str = "tko_iteration_attributes";
+    const COLUMNS: &'static [&'static str] = IterationAttributeRow::COLUMNS;
+    fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
+        let r = self;
         s.execute(params![
             r.job_idx,
             r.test_idx,
@@ -440,38 +446,60 @@ fn insert_rows(c: &Connection, rows: &JobTreeRows) -> Result<(), Fail> {
             r.attribute,
             r.value
         ])
-        .at("tko_iteration_attributes")?;
     }
-    let mut s = c
-        .prepare_cached(
-            "INSERT INTO tko_iteration_result (job_idx, test_idx, iteration, attribute, value) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .at("tko_iteration_result")?;
-    for r in &rows.iteration_results {
+}
+
+impl LiteRow for IterationResultRow {
+    const TABLE: &'static str = "tko_iteration_result";
+    const COLUMNS: &'static [&'static str] = IterationResultRow::COLUMNS;
+    fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
+        let r = self;
         // SQLite REAL cannot hold NaN (it would read back as NULL anyway).
         let v = r.value.filter(|f| !f.is_nan());
         s.execute(params![r.job_idx, r.test_idx, r.iteration, r.attribute, v])
-            .at("tko_iteration_result")?;
     }
-    let mut s = c
-        .prepare_cached("INSERT INTO tko_job_keyvals (job_id, key, value) VALUES (?1, ?2, ?3)")
-        .at("tko_job_keyvals")?;
-    for r in &rows.job_keyvals {
-        s.execute(params![r.job_id, r.key, r.value])
-            .at("tko_job_keyvals")?;
+}
+
+impl LiteRow for JobKeyvalRow {
+    const TABLE: &'static str = "tko_job_keyvals";
+    const COLUMNS: &'static [&'static str] = JobKeyvalRow::COLUMNS;
+    fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
+        s.execute(params![self.job_id, self.key, self.value])
     }
-    let mut s = c
-        .prepare_cached(
-            "INSERT INTO tko_diagnostics (job_idx, file, line, severity, message) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .at("tko_diagnostics")?;
-    for r in &rows.diagnostics {
+}
+
+impl LiteRow for DiagnosticRow {
+    const TABLE: &'static str = "tko_diagnostics";
+    const COLUMNS: &'static [&'static str] = DiagnosticRow::COLUMNS;
+    fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
+        let r = self;
         s.execute(params![r.job_idx, r.file, r.line, r.severity, r.message])
-            .at("tko_diagnostics")?;
+    }
+}
+
+/// Inserts rows of one table with one prepared statement.
+fn insert_all<R: LiteRow>(c: &Connection, rows: &[R]) -> Result<(), Fail> {
+    let placeholders: Vec<String> = (1..=R::COLUMNS.len()).map(|i| format!("?{i}")).collect();
+    let sql = format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        R::TABLE,
+        R::COLUMNS.join(", "),
+        placeholders.join(", ")
+    );
+    let mut s = c.prepare_cached(&sql).at(R::TABLE)?;
+    for r in rows {
+        r.insert(&mut s).at(R::TABLE)?;
     }
     Ok(())
+}
+
+fn insert_rows(c: &Connection, rows: &JobTreeRows) -> Result<(), Fail> {
+    insert_all(c, &rows.tests)?;
+    insert_all(c, &rows.test_attributes)?;
+    insert_all(c, &rows.iteration_attributes)?;
+    insert_all(c, &rows.iteration_results)?;
+    insert_all(c, &rows.job_keyvals)?;
+    insert_all(c, &rows.diagnostics)
 }
 
 /// Fills `results[i]` with Skipped if the ledger says `items[i]` is loaded.
