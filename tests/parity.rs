@@ -1,5 +1,5 @@
-//! Corpus parity: every case of `../shared/corpus/autotest/` (or
-//! `$TKO_CORPUS`) is parsed and compared with the output of Autotest's own
+//! Corpus parity: every case of the vendored corpus `tests/corpus/autotest/`
+//! is parsed and compared with the output of Autotest's own
 //! parser stored beside it. Where Autotest's parser raised and lost the job,
 //! tko must keep the job and report an error diagnostic instead. The
 //! `--incremental` runs also replay the status log line by line, as
@@ -12,10 +12,7 @@ use tko::model::Severity;
 use tko::parse;
 
 fn corpus_dir() -> PathBuf {
-    match std::env::var_os("TKO_CORPUS") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/autotest"),
-    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/autotest")
 }
 
 fn read_json(path: &Path) -> Json {
