@@ -17,7 +17,6 @@ use crate::store::{Action, LedgerState, LoadItem, LoadOutcome, Signature, Store}
 use crate::table::RowCounts;
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,11 +43,10 @@ pub struct Options {
     /// their signatures and ledger rows are all that is held besides the
     /// chunks in flight.
     pub units_per_round: usize,
-    /// How long to wait before retrying jobs whose `.parse.lock` was held.
-    pub lock_retry_after: Duration,
-    /// Wait for a held `.parse.lock` (the post-job parse step) instead of
-    /// retrying the job after the pass.
-    pub wait_for_locks: bool,
+    /// How long jobs whose `.parse.lock` is held are waited for, after
+    /// the pass (holding no other lock), before they are reported as
+    /// locked.
+    pub lock_timeout: Duration,
 }
 
 impl Default for Options {
@@ -61,8 +59,7 @@ impl Default for Options {
             verify: false,
             chunk_jobs: 200,
             units_per_round: 2048,
-            lock_retry_after: Duration::from_secs(2),
-            wait_for_locks: false,
+            lock_timeout: crate::lock::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -88,6 +85,9 @@ pub trait Observer {
     fn progress(&mut self, _summary: &Summary) {}
     /// For each job read, after its chunk was written.
     fn job(&mut self, _job: &Job, _outcome: JobOutcome<'_>) {}
+    /// For each job that could not be read (not loaded; its previous
+    /// version stays).
+    fn unread(&mut self, _tag: &str, _error: &str) {}
 }
 
 /// What a backfill did (or, with `dry_run`, would do).
@@ -134,14 +134,46 @@ impl Summary {
         self.inserted + self.replaced
     }
 
-    /// True when everything was loaded or skipped cleanly.
-    pub fn clean(&self) -> bool {
-        self.failed.is_empty()
+    /// What the run asks of the person who started it (the exit status).
+    /// Job directories without a status file are normal (a job whose
+    /// verify failed) and only counted.
+    pub fn verdict(&self) -> Verdict {
+        if self.found == 0 {
+            Verdict::NothingFound
+        } else if self.failed.is_empty()
             && self.with_errors.is_empty()
-            && self.no_status_file.is_empty()
             && self.locked.is_empty()
             && self.walk_errors.is_empty()
             && !self.interrupted
+        {
+            Verdict::Clean
+        } else {
+            Verdict::NeedsAttention
+        }
+    }
+}
+
+/// The outcome of a run as its exit status gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Everything found was loaded or already current (exit 0).
+    Clean,
+    /// Something in this run needs attention (exit 1): a job not read or
+    /// not loaded, still locked, loaded now with error diagnostics, a walk
+    /// error, an interrupted run.
+    NeedsAttention,
+    /// No job directory found at all (exit 2).
+    NothingFound,
+}
+
+impl Verdict {
+    /// 0, 1 or 2.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Clean => 0,
+            Verdict::NeedsAttention => 1,
+            Verdict::NothingFound => 2,
+        }
     }
 }
 
@@ -184,42 +216,11 @@ struct Todo {
     signature: String,
 }
 
-/// One parsed job on its way to the writer, holding its lock.
+/// One parsed job on its way to the writer. Its `.parse.lock` was held
+/// while it was read and is already released (see [`crate::lock`]).
 struct Ready {
     parsed: Parsed,
     signature: String,
-    _lock: Option<File>,
-}
-
-/// Autotest's per-job `.parse.lock` (an exclusive flock).
-pub enum Lock {
-    /// Held until dropped (`None`: the directory is read-only, so no other
-    /// parser can be writing it either).
-    Held(Option<File>),
-    /// Another parser holds it.
-    Busy,
-}
-
-/// Takes a job directory's `.parse.lock`: waits for it when `wait`, else
-/// returns [`Lock::Busy`] at once if it is held.
-pub fn lock_job(dir: &Path, wait: bool) -> Lock {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(".parse.lock"));
-    match file {
-        Err(_) => Lock::Held(None),
-        Ok(f) if wait => match f.lock() {
-            Ok(()) => Lock::Held(Some(f)),
-            Err(_) => Lock::Held(None),
-        },
-        Ok(f) => match f.try_lock() {
-            Ok(()) => Lock::Held(Some(f)),
-            Err(TryLockError::WouldBlock) => Lock::Busy,
-            Err(TryLockError::Error(_)) => Lock::Held(None),
-        },
-    }
 }
 
 /// What the scanner hands the writer: a parsed chunk, with its share of the
@@ -228,6 +229,8 @@ pub fn lock_job(dir: &Path, wait: bool) -> Lock {
 struct Chunk {
     ready: Vec<Ready>,
     busy: Vec<Todo>,
+    /// Jobs that could not be read: (tag, reason).
+    failed: Vec<(String, String)>,
     /// Ledger rows of the chunk's jobs (for the dry run's verdicts).
     ledger: HashMap<String, LedgerState>,
     units_done: usize,
@@ -334,13 +337,15 @@ pub fn run(
                 let mut pieces = todo.into_iter().peekable();
                 loop {
                     let piece: Vec<Todo> = pieces.by_ref().take(opts.chunk_jobs.max(1)).collect();
-                    let (ready, busy) = pool.install(|| read_chunk(piece, opts));
-                    chunk.ledger = ready
+                    let read = pool.install(|| read_chunk(piece, opts));
+                    chunk.ledger = read
+                        .ready
                         .iter()
                         .filter_map(|r| ledger.remove_entry(&r.parsed.job.tag))
                         .collect();
-                    chunk.ready = ready;
-                    chunk.busy = busy;
+                    chunk.ready = read.ready;
+                    chunk.busy = read.busy;
+                    chunk.failed = read.failed;
                     if tx.send(std::mem::take(&mut chunk)).is_err() {
                         return Ok(());
                     }
@@ -356,8 +361,12 @@ pub fn run(
             summary.units_done += chunk.units_done;
             summary.found += chunk.found;
             summary.unchanged_by_metadata += chunk.unchanged_by_metadata;
-            summary.done += chunk.unchanged_by_metadata + chunk.busy.len();
+            summary.done += chunk.unchanged_by_metadata + chunk.busy.len() + chunk.failed.len();
             summary.walk_errors.extend(chunk.walk_errors);
+            for (tag, e) in &chunk.failed {
+                observer.unread(tag, e);
+            }
+            summary.failed.extend(chunk.failed);
             locked.extend(chunk.busy);
             write_chunk(
                 store,
@@ -369,22 +378,38 @@ pub fn run(
             )?;
             summary.elapsed = start.elapsed();
             observer.progress(&summary);
-            // The chunk's locks are released here, after its commit.
         }
         scanner.join().expect("the scanner does not panic")?;
         Ok::<_, crate::store::Error>(locked)
     })?;
     summary.interrupted = stop.load(Ordering::Relaxed) && summary.units_done < summary.units;
 
-    // Jobs whose lock was held are tried once more after the pass.
+    // Jobs whose lock was held are waited for after the pass, holding no
+    // other lock, for at most `lock_timeout`.
     let mut locked = locked;
     if !locked.is_empty() && !summary.interrupted && !opts.dry_run {
-        std::thread::sleep(opts.lock_retry_after);
         summary.done -= locked.len();
-        let (ready, busy) = pool.install(|| read_chunk(locked, opts));
-        summary.done += busy.len();
-        write_chunk(store, &ready, opts, &HashMap::new(), &mut summary, observer)?;
-        locked = busy;
+        let mut waiter = crate::lock::Waiter::new(opts.lock_timeout);
+        while !locked.is_empty() && !stop.load(Ordering::Relaxed) && waiter.pause() {
+            let chunk = pool.install(|| read_chunk(std::mem::take(&mut locked), opts));
+            locked = chunk.busy;
+            for (tag, e) in &chunk.failed {
+                observer.unread(tag, e);
+            }
+            summary.done += chunk.failed.len();
+            summary.failed.extend(chunk.failed);
+            write_chunk(
+                store,
+                &chunk.ready,
+                opts,
+                &HashMap::new(),
+                &mut summary,
+                observer,
+            )?;
+            summary.elapsed = start.elapsed();
+            observer.progress(&summary);
+        }
+        summary.done += locked.len();
     }
     summary.locked = locked.into_iter().map(|t| t.dir.tag).collect();
     summary.elapsed = start.elapsed();
@@ -392,36 +417,49 @@ pub fn run(
     Ok(summary)
 }
 
-/// Takes the locks of and parses one chunk of jobs (in parallel); jobs
-/// whose lock is held come back unread.
-fn read_chunk(todo: Vec<Todo>, opts: &Options) -> (Vec<Ready>, Vec<Todo>) {
-    let results: Vec<Result<Ready, Todo>> = todo
+/// Reads one chunk of jobs in parallel, each under its `.parse.lock`
+/// (taken without waiting, released as soon as the job is read). Jobs
+/// whose lock is held come back unread in `busy`; jobs that could not be
+/// read come back in `failed` with the reason.
+fn read_chunk(todo: Vec<Todo>, opts: &Options) -> Chunk {
+    enum Read {
+        Ready(Ready),
+        Busy(Todo),
+        Failed(String, String),
+    }
+    let results: Vec<Read> = todo
         .into_par_iter()
         .map(|t| {
-            let lock = if opts.dry_run {
+            let _lock = if opts.dry_run {
                 None
             } else {
-                match lock_job(&t.dir.path, opts.wait_for_locks) {
-                    Lock::Held(f) => f,
-                    Lock::Busy => return Err(t),
+                match crate::lock::try_lock(&t.dir.path) {
+                    Ok(Some(lock)) => Some(lock),
+                    Ok(None) => return Read::Busy(t),
+                    Err(e) => {
+                        let path = t.dir.path.join(crate::lock::LOCK_FILE);
+                        return Read::Failed(
+                            t.dir.tag,
+                            format!("cannot open {}: {e}", path.display()),
+                        );
+                    }
                 }
             };
-            Ok(Ready {
+            Read::Ready(Ready {
                 parsed: ingest::parse_dir(&t.dir),
                 signature: t.signature,
-                _lock: lock,
             })
         })
         .collect();
-    let mut ready = Vec::new();
-    let mut busy = Vec::new();
+    let mut chunk = Chunk::default();
     for r in results {
         match r {
-            Ok(x) => ready.push(x),
-            Err(t) => busy.push(t),
+            Read::Ready(x) => chunk.ready.push(x),
+            Read::Busy(t) => chunk.busy.push(t),
+            Read::Failed(tag, e) => chunk.failed.push((tag, e)),
         }
     }
-    (ready, busy)
+    chunk
 }
 
 /// Loads one parsed chunk (or, dry run, classifies it) and records

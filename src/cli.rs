@@ -7,10 +7,15 @@ use std::path::PathBuf;
 
 /// tko: Autotest results directories into a TKO-compatible results warehouse.
 ///
-/// Exit status: 0 when everything parsed cleanly, 1 when some job has an
-/// error diagnostic (a file or line Autotest's parser would have lost the job
-/// on; the rest of the job is still parsed), 2 on fatal errors (bad
-/// arguments, unreadable paths, unreachable database).
+/// Exit status: 0 everything found was parsed (and loaded, or already
+/// current); 1 something in this run needs attention: a job that could not
+/// be read or loaded, a job still locked after --lock-timeout, a job parsed
+/// or loaded in this run with an error diagnostic (input Autotest's parser
+/// would lose the job on; tko keeps the rest), a directory that could not
+/// be walked, an interrupted run; 2 fatal or nothing found (bad arguments,
+/// no such path, no job directory under it, unreachable database). Job
+/// directories without a status file (normal after a failed verify) are
+/// counted in the summary, not an error.
 #[derive(Debug, Parser)]
 #[command(name = "tko", version, about, long_about)]
 pub(crate) struct Cli {
@@ -37,15 +42,11 @@ pub(crate) enum Command {
     /// Unchanged jobs are recognised first by metadata (size, mtime and
     /// inode of the status log, keyval and .autoserv_execute) without
     /// reading them, then by content fingerprint.
-    /// Each job is parsed under Autotest's `.parse.lock` (a job locked by a
-    /// running post-job parse is retried once, then reported). Killing it at
-    /// any moment loses nothing: run it again and it resumes. Ctrl-C stops
-    /// after the current batch.
-    ///
-    /// Exit status: 0 every job loaded or skipped as unchanged; 1 some job
-    /// failed to load, was locked, had no status file, or was loaded with
-    /// error diagnostics (see tko_diagnostics), or the run was interrupted;
-    /// 2 fatal (bad arguments, database unreachable).
+    /// Each job is read under Autotest's `.parse.lock` (a job locked by a
+    /// running post-job parse is waited for after the others, up to
+    /// --lock-timeout, then reported). Killing it at any moment loses
+    /// nothing: run it again and it resumes. Ctrl-C stops after the current
+    /// batch.
     Backfill(BackfillArgs),
     /// Export jobs, tests, attributes, iteration attributes, perf values or
     /// job keyvals as CSV or JSON Lines (streamed).
@@ -75,9 +76,9 @@ pub(crate) struct BackfillArgs {
     /// Jobs per database transaction.
     #[arg(long, default_value_t = tko::store::DEFAULT_BATCH_JOBS)]
     pub(crate) batch: usize,
-    /// No progress and no summary (errors only).
-    #[arg(short, long)]
-    pub(crate) quiet: bool,
+    /// Output, progress and locks.
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
     /// Warehouse.
     #[command(flatten)]
     pub(crate) db: DbUrl,
@@ -102,15 +103,34 @@ pub(crate) struct LoadArgs {
     /// Reload jobs whose content fingerprint is unchanged.
     #[arg(long)]
     pub(crate) force: bool,
-    /// Print nothing but errors.
-    #[arg(short, long)]
-    pub(crate) quiet: bool,
+    /// Output, progress and locks.
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
     /// Warehouse.
     #[command(flatten)]
     pub(crate) db: DbUrl,
     /// Jobs to load.
     #[command(flatten)]
     pub(crate) jobs: JobsArgs,
+}
+
+/// What `load` and `backfill` print, and how long they wait for locks.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// No progress and no summary (problems only).
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub(crate) quiet: bool,
+    /// A line for every job read, not only for jobs with problems.
+    #[arg(short, long)]
+    pub(crate) verbose: bool,
+    /// Seconds to wait for a job whose `.parse.lock` another parser holds
+    /// (waited for after the other jobs, holding no lock); then the job is
+    /// reported as locked and the exit status is 1.
+    #[arg(long, value_name = "SECS", default_value_t = tko::lock::DEFAULT_TIMEOUT.as_secs_f64())]
+    pub(crate) lock_timeout: f64,
+    /// Format of the final summary (on stdout).
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: StatsFormat,
 }
 
 /// `tko db`.

@@ -22,6 +22,7 @@ pub mod discover;
 pub mod export;
 pub mod gen;
 pub mod ingest;
+pub mod lock;
 pub mod model;
 pub mod parse;
 pub mod report;

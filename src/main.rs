@@ -3,19 +3,19 @@
 //! errors, 2 fatal).
 
 mod cli;
+mod ui;
 
 use anyhow::Context;
 use clap::Parser;
 use cli::{
     BackfillArgs, Cli, Command, DbAction, DbArgs, ExportArgs, ExportFormat, ExportKind, FilterArgs,
-    JobsArgs, LoadArgs, ParseArgs, StatsArgs, StatsFormat, SummaryArgs,
+    JobsArgs, LoadArgs, ParseArgs, RunArgs, StatsArgs, StatsFormat, SummaryArgs,
 };
 use std::io::{self, Write};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use tko::export::{self, ExportQuery, Filter, Kind, Warehouse};
 use tko::model::{Job, Status};
-use tko::store::{self, Action};
+use tko::store;
 use tko::{backfill, discover, ingest, report};
 
 fn main() -> ExitCode {
@@ -153,300 +153,131 @@ fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints one line per job as `tko load` reports it.
-struct LoadReport {
-    quiet: bool,
+/// What differs between `tko load` and `tko backfill`: both run the
+/// backfill pipeline; `load` always reads the jobs (no metadata shortcut).
+struct LoaderRun<'a> {
+    jobs: &'a JobsArgs,
+    run: &'a RunArgs,
+    db: &'a str,
+    opts: backfill::Options,
+    batch: Option<usize>,
 }
 
-impl backfill::Observer for LoadReport {
-    fn job(&mut self, job: &Job, outcome: backfill::JobOutcome<'_>) {
-        match outcome {
-            backfill::JobOutcome::Loaded(o) => {
-                let what = match o.action {
-                    Action::Inserted => "inserted",
-                    Action::Replaced => "replaced",
-                    Action::Skipped => "unchanged, skipped",
-                };
-                if !self.quiet {
-                    println!(
-                        "{}: {what} (job_idx {}, {} tests, {} diagnostics)",
-                        job.tag,
-                        o.job_idx,
-                        job.tests.len(),
-                        job.diagnostics.len()
-                    );
-                }
-            }
-            backfill::JobOutcome::Failed(e) => eprintln!("{}: not loaded: {e}", job.tag),
-            backfill::JobOutcome::NoStatusFile => eprintln!(
-                "{}: not loaded: no status file (neither status.log nor status)",
-                job.tag
-            ),
-            backfill::JobOutcome::WouldBe(_) => {}
-        }
-        if job.has_errors() && !self.quiet {
-            for d in job
-                .diagnostics
-                .iter()
-                .filter(|d| d.severity == tko::model::Severity::Error)
-            {
-                eprintln!("{}: {d}", job.tag);
-            }
-        }
-    }
-}
-
-/// The post-job parse step: a backfill of the given jobs that always reads
-/// them (no metadata shortcut) and waits for their `.parse.lock`.
-fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
-    for path in &args.jobs.paths {
-        anyhow::ensure!(path.is_dir(), "{}: not a directory", path.display());
-    }
-    let url = &args.db.db;
-    let mut store = store::open(url).with_context(|| format!("opening {url}"))?;
-    store
-        .init()
-        .with_context(|| format!("preparing the schema of {url}"))?;
-    let opts = backfill::Options {
-        level: args.jobs.level,
-        threads: args.jobs.threads,
-        force: args.force,
-        verify: true,
-        wait_for_locks: true,
-        chunk_jobs: CHUNK_JOBS,
-        ..backfill::Options::default()
-    };
-    let never = AtomicBool::new(false);
-    let mut report = LoadReport { quiet: args.quiet };
-    let mut reader = store::open(url).with_context(|| format!("opening {url}"))?;
-    let s = backfill::run(
-        store.as_mut(),
-        reader.as_mut(),
-        &args.jobs.paths,
-        &opts,
-        &never,
-        &mut report,
-    )
-    .with_context(|| format!("loading into {url}"))?;
-    for e in &s.walk_errors {
-        eprintln!("tko: {e}");
-    }
-    if !args.quiet {
-        println!(
-            "{} job(s) loaded, {} unchanged, {} failed; {} tests, {} perf values written to {url}",
-            s.loaded(),
-            s.unchanged_by_content,
-            s.failed.len(),
-            s.rows.tests,
-            s.rows.iteration_results
+/// `tko load` and `tko backfill`: checks the paths, opens the warehouse,
+/// runs the pipeline with progress, prints the summary, and turns it into
+/// the exit status.
+fn run_loader(r: LoaderRun<'_>) -> anyhow::Result<ExitCode> {
+    for path in &r.jobs.paths {
+        let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+        anyhow::ensure!(
+            meta.is_dir(),
+            "{}: not a directory (give a job directory or a results root)",
+            path.display()
         );
     }
-    Ok(if s.clean() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
-/// Set by Ctrl-C; backfill stops after the current batch.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
-    for root in &args.jobs.paths {
-        anyhow::ensure!(root.is_dir(), "{}: not a directory", root.display());
-    }
-    let url = &args.db.db;
+    anyhow::ensure!(
+        r.run.lock_timeout.is_finite() && r.run.lock_timeout >= 0.0,
+        "--lock-timeout must be a number of seconds >= 0"
+    );
+    let url = r.db;
     let mut store = store::open(url).with_context(|| format!("opening {url}"))?;
-    if !args.dry_run {
+    if !r.opts.dry_run {
         store
             .init()
             .with_context(|| format!("preparing the schema of {url}"))?;
     }
-    store.set_batch_jobs(args.batch);
-    ctrlc::set_handler(|| {
-        if STOP.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("tko: stopping after the current batch (Ctrl-C again to quit now)");
-    })
-    .context("installing the Ctrl-C handler")?;
-    let opts = backfill::Options {
-        level: args.jobs.level,
-        threads: args.jobs.threads,
-        dry_run: args.dry_run,
-        force: args.force,
-        verify: args.verify,
-        chunk_jobs: args.batch.max(1),
-        ..backfill::Options::default()
+    if let Some(b) = r.batch {
+        store.set_batch_jobs(b);
+    }
+    ui::install_ctrl_c().context("installing the Ctrl-C handler")?;
+    let verbosity = if r.run.quiet {
+        ui::Verbosity::Quiet
+    } else if r.run.verbose {
+        ui::Verbosity::Verbose
+    } else {
+        ui::Verbosity::Normal
     };
-    let mut progress = Progress::new(args.quiet);
+    let opts = backfill::Options {
+        lock_timeout: std::time::Duration::from_secs_f64(r.run.lock_timeout),
+        ..r.opts
+    };
+    let mut reporter = ui::Reporter::new(verbosity);
     let mut reader = store::open(url).with_context(|| format!("opening {url}"))?;
     let summary = backfill::run(
         store.as_mut(),
         reader.as_mut(),
-        &args.jobs.paths,
+        &r.jobs.paths,
         &opts,
-        &STOP,
-        &mut progress,
+        &ui::STOP,
+        &mut reporter,
     )
-    .with_context(|| format!("backfilling into {url}"))?;
-    progress.finish();
-    if !args.quiet {
-        print_summary(&summary, args.dry_run, url);
-    }
+    .with_context(|| format!("loading into {url}"))?;
+    reporter.finish();
     for e in &summary.walk_errors {
         eprintln!("tko: {e}");
     }
-    Ok(if summary.clean() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    let verdict = summary.verdict();
+    if verdict == backfill::Verdict::NothingFound {
+        eprintln!(
+            "tko: no job directory found under {} (a job directory holds status.log, status, keyval or .autoserv_execute)",
+            r.jobs
+                .paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    match r.run.format {
+        StatsFormat::Json => {
+            ui::write_summary_json(&mut out, &summary, opts.dry_run, url, verdict.exit_code())?
+        }
+        StatsFormat::Text if !r.run.quiet => {
+            ui::write_summary_text(&mut out, &summary, opts.dry_run, url)?
+        }
+        StatsFormat::Text => {}
+    }
+    out.flush()?;
+    Ok(ExitCode::from(verdict.exit_code()))
+}
+
+/// The post-job parse step: a backfill of the given jobs that always reads
+/// them (no metadata shortcut).
+fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    run_loader(LoaderRun {
+        jobs: &args.jobs,
+        run: &args.run,
+        db: &args.db.db,
+        opts: backfill::Options {
+            level: args.jobs.level,
+            threads: args.jobs.threads,
+            force: args.force,
+            verify: true,
+            chunk_jobs: CHUNK_JOBS,
+            ..backfill::Options::default()
+        },
+        batch: None,
     })
 }
 
-/// Progress on stderr: a bar on a terminal, a line every few seconds
-/// otherwise, nothing with `--quiet`.
-enum Progress {
-    Quiet,
-    Bar(indicatif::ProgressBar),
-    Lines(std::time::Instant),
-}
-
-impl Progress {
-    fn new(quiet: bool) -> Progress {
-        use std::io::IsTerminal;
-        if quiet {
-            Progress::Quiet
-        } else if io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:40} {pos}/{len} dirs  ETA {eta}  {msg}",
-                )
-                .expect("valid template"),
-            );
-            Progress::Bar(bar)
-        } else {
-            Progress::Lines(std::time::Instant::now())
-        }
-    }
-
-    fn finish(&self) {
-        if let Progress::Bar(bar) = self {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-impl backfill::Observer for Progress {
-    /// A dry run lists the jobs it would write.
-    fn job(&mut self, job: &Job, outcome: backfill::JobOutcome<'_>) {
-        let what = match outcome {
-            backfill::JobOutcome::WouldBe(Action::Inserted) => "would load (new)",
-            backfill::JobOutcome::WouldBe(Action::Replaced) => "would reload (changed)",
-            _ => return,
-        };
-        let line = format!("{what}: {} ({})", job.tag, job.tests.len());
-        match self {
-            Progress::Bar(bar) => bar.println(line),
-            _ => println!("{line}"),
-        }
-    }
-
-    fn progress(&mut self, s: &backfill::Summary) {
-        match self {
-            Progress::Quiet => {}
-            Progress::Bar(bar) => {
-                // The total known up front is the number of top-level
-                // directories (a cheap count); jobs are found as they come.
-                bar.set_length(s.units as u64);
-                bar.set_position(s.units_done as u64);
-                let rate = s.done as f64 / s.elapsed.as_secs_f64().max(1e-9);
-                bar.set_message(format!(
-                    "{} jobs ({rate:.0}/s): {} loaded, {} unchanged, {} failed",
-                    s.done,
-                    s.loaded(),
-                    s.unchanged_by_metadata + s.unchanged_by_content,
-                    s.failed.len()
-                ));
-            }
-            Progress::Lines(last) => {
-                if last.elapsed().as_secs() >= 5 {
-                    *last = std::time::Instant::now();
-                    let rate = s.done as f64 / s.elapsed.as_secs_f64().max(1e-9);
-                    eprintln!(
-                        "tko: {}/{} directories, {} jobs ({rate:.0} jobs/s), {} loaded, {} unchanged, {} failed",
-                        s.units_done,
-                        s.units,
-                        s.done,
-                        s.loaded(),
-                        s.unchanged_by_metadata + s.unchanged_by_content,
-                        s.failed.len()
-                    );
-                }
-            }
-        }
-    }
-}
-
-fn print_summary(s: &backfill::Summary, dry_run: bool, url: &str) {
-    let (verb, prefix) = if dry_run {
-        ("would be ", "dry run: ")
-    } else {
-        ("", "")
-    };
-    println!(
-        "{prefix}{} job(s) found in {:.1} s: {} new {verb}loaded, {} {verb}reloaded, {} unchanged ({} by metadata, {} by content), {} failed",
-        s.found,
-        s.elapsed.as_secs_f64(),
-        s.inserted,
-        s.replaced,
-        s.unchanged_by_metadata + s.unchanged_by_content,
-        s.unchanged_by_metadata,
-        s.unchanged_by_content,
-        s.failed.len()
-    );
-    if !dry_run {
-        println!(
-            "{} tests, {} test attributes, {} iteration attributes, {} perf values written to {url}",
-            s.rows.tests, s.rows.test_attributes, s.rows.iteration_attributes, s.rows.iteration_results
-        );
-    }
-    let show = |what: &str, list: &[String]| {
-        if !list.is_empty() {
-            let first: Vec<&str> = list.iter().take(5).map(String::as_str).collect();
-            let more = if list.len() > 5 {
-                format!(" and {} more", list.len() - 5)
-            } else {
-                String::new()
-            };
-            println!("{} {what}: {}{more}", list.len(), first.join(", "));
-        }
-    };
-    for (tag, e) in s.failed.iter().take(5) {
-        println!("failed: {tag}: {e}");
-    }
-    if s.failed.len() > 5 {
-        println!("... {} more failures: SELECT tag, error FROM tko_ingest_ledger WHERE outcome = 'failed'", s.failed.len() - 5);
-    }
-    show(
-        "job(s) loaded with error diagnostics (SELECT * FROM tko_diagnostics)",
-        &s.with_errors,
-    );
-    show(
-        "job dir(s) without a status file, not loaded",
-        &s.no_status_file,
-    );
-    show(
-        "job(s) locked by another parser (.parse.lock), not loaded",
-        &s.locked,
-    );
-    if s.interrupted {
-        println!(
-            "interrupted: {} of {} directories scanned ({} jobs handled); run the same command again to resume",
-            s.units_done, s.units, s.done
-        );
-    }
+fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
+    run_loader(LoaderRun {
+        jobs: &args.jobs,
+        run: &args.run,
+        db: &args.db.db,
+        opts: backfill::Options {
+            level: args.jobs.level,
+            threads: args.jobs.threads,
+            dry_run: args.dry_run,
+            force: args.force,
+            verify: args.verify,
+            chunk_jobs: args.batch.max(1),
+            ..backfill::Options::default()
+        },
+        batch: Some(args.batch),
+    })
 }
 
 /// The library filter of the shared filter flags.

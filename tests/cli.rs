@@ -120,8 +120,11 @@ fn load_twice_then_status() -> TestResult {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout)?;
+    assert!(text.contains("8 job(s) found in"), "{text}");
+    assert!(text.contains(": 8 new loaded, 0 reloaded"), "{text}");
+    assert!(text.contains("32 tests, "), "{text}");
     assert!(
-        text.contains("8 job(s) loaded, 0 unchanged, 0 failed; 32 tests"),
+        text.contains("1 job(s) loaded in this run with error diagnostics"),
         "{text}"
     );
     assert!(
@@ -129,9 +132,16 @@ fn load_twice_then_status() -> TestResult {
         "the embedded default is ./tko.db"
     );
 
+    // Nothing loaded in this run carries an error: exit 0, and the errors
+    // reported by the first run are not printed again.
     let out = tko(&["load", "--level", "2", "results"], t.path())?;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8(out.stderr)?, "");
     let text = String::from_utf8(out.stdout)?;
-    assert!(text.contains("0 job(s) loaded, 8 unchanged"), "{text}");
+    assert!(
+        text.contains("0 new loaded, 0 reloaded, 8 unchanged"),
+        "{text}"
+    );
 
     let out = tko(&["db", "status"], t.path())?;
     assert!(out.status.success());
