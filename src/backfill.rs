@@ -423,7 +423,7 @@ pub fn run(
 /// read come back in `failed` with the reason.
 fn read_chunk(todo: Vec<Todo>, opts: &Options) -> Chunk {
     enum Read {
-        Ready(Ready),
+        Ready(Box<Ready>),
         Busy(Todo),
         Failed(String, String),
     }
@@ -445,16 +445,16 @@ fn read_chunk(todo: Vec<Todo>, opts: &Options) -> Chunk {
                     }
                 }
             };
-            Read::Ready(Ready {
+            Read::Ready(Box::new(Ready {
                 parsed: ingest::parse_dir(&t.dir),
                 signature: t.signature,
-            })
+            }))
         })
         .collect();
     let mut chunk = Chunk::default();
     for r in results {
         match r {
-            Read::Ready(x) => chunk.ready.push(x),
+            Read::Ready(x) => chunk.ready.push(*x),
             Read::Busy(t) => chunk.busy.push(t),
             Read::Failed(tag, e) => chunk.failed.push((tag, e)),
         }

@@ -58,6 +58,21 @@ pub(crate) enum Command {
     /// Totals, pass rates, counts by status, machine, label and kernel,
     /// durations, most executed and flaky tests.
     Stats(StatsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish or
+    /// powershell) on stdout, e.g. `tko completions bash >
+    /// /etc/bash_completion.d/tko`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout, e.g. `tko man >
+    /// /usr/local/share/man/man1/tko.1`.
+    Man,
+}
+
+/// `tko completions`.
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
 }
 
 /// `tko backfill`.

@@ -45,6 +45,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => export_cmd(args),
         Command::Summary(args) => summary(args),
         Command::Stats(args) => stats(args),
+        Command::Completions(args) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut cmd, "tko", &mut io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut io::stdout())
+                .context("writing the manual page")?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

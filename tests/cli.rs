@@ -173,3 +173,28 @@ fn bad_arguments_are_fatal_and_help_documents_exit_codes() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_flags() -> TestResult {
+    let t = tempfile::tempdir()?;
+    for (shell, marker) in [
+        ("bash", "_tko()"),
+        ("zsh", "#compdef tko"),
+        ("fish", "complete -c tko"),
+    ] {
+        let out = tko(&["completions", shell], t.path())?;
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8(out.stdout)?;
+        assert!(text.contains(marker), "{shell}: {text}");
+        assert!(
+            text.contains("backfill") && text.contains("lock-timeout"),
+            "{shell}"
+        );
+    }
+    let out = tko(&["man"], t.path())?;
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout)?;
+    assert!(text.contains(".TH tko 1"), "{text}");
+    assert!(text.contains("backfill"), "{text}");
+    Ok(())
+}
