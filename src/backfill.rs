@@ -382,7 +382,8 @@ pub fn run(
         scanner.join().expect("the scanner does not panic")?;
         Ok::<_, crate::store::Error>(locked)
     })?;
-    summary.interrupted = stop.load(Ordering::Relaxed) && summary.units_done < summary.units;
+    summary.interrupted = stop.load(Ordering::Relaxed)
+        && (summary.units_done < summary.units || summary.done < summary.found);
 
     // Jobs whose lock was held are waited for after the pass, holding no
     // other lock, for at most `lock_timeout`.

@@ -198,3 +198,87 @@ fn completions_and_man_page_come_from_the_flags() -> TestResult {
     assert!(text.contains("backfill"), "{text}");
     Ok(())
 }
+
+/// What a terminal shows of `text`: without its CSI escape sequences
+/// (cursor moves, line clears).
+fn visible(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Issue 9 item 16: on a terminal, Ctrl-C messages are printed above the
+/// progress bar, never into it, and a second Ctrl-C clears the bar before
+/// it leaves (exit 130), so the shell prompt starts on a clean line.
+#[test]
+fn double_ctrl_c_leaves_a_clean_terminal() -> TestResult {
+    let t = tempfile::tempdir()?;
+    let root = t.path().join("results");
+    let opts = tko::gen::GenOptions {
+        jobs: 600,
+        tests_per_job: 2..=3,
+        fraction_bad: 0.0,
+        ..tko::gen::GenOptions::default()
+    };
+    tko::gen::generate(&root, &opts)?;
+    let db = format!("sqlite:{}", t.path().join("w.db").display());
+    let cmd = format!(
+        "exec {} backfill --batch 300 -j 1 --level 2 --db {db} {}",
+        env!("CARGO_BIN_EXE_tko"),
+        root.display()
+    );
+    // `script` gives tko a terminal; its output is what the user sees.
+    let mut child = Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let tko_pid = {
+        let start = std::time::Instant::now();
+        loop {
+            let out = Command::new("pgrep")
+                .args(["-P", &child.id().to_string()])
+                .output()?;
+            let text = String::from_utf8(out.stdout)?;
+            if let Some(pid) = text.split_whitespace().next() {
+                break pid.to_string();
+            }
+            assert!(start.elapsed().as_secs() < 30, "tko did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    // Let the bar be drawn, then Ctrl-C twice.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for _ in 0..2 {
+        Command::new("kill").args(["-INT", &tko_pid]).status()?;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output()?;
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(screen.contains("dirs"), "no progress bar drawn: {screen:?}");
+    for message in ["tko: stopping after the current batch", "tko: interrupted"] {
+        let at = screen
+            .find(message)
+            .unwrap_or_else(|| panic!("{message:?} missing: {screen:?}"));
+        let before = visible(&screen[..at]);
+        assert!(
+            before.ends_with('\n') || before.ends_with('\r'),
+            "{message:?} printed into the bar: {:?}",
+            &before[before.len().saturating_sub(80)..]
+        );
+    }
+    assert!(screen.ends_with('\n'), "no final newline: {screen:?}");
+    Ok(())
+}
