@@ -130,25 +130,31 @@ fn write_summary(out: &mut impl Write, job: &Job) -> io::Result<()> {
 
 fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
     let url = &args.db.db;
-    let mut store = store::open(url).with_context(|| format!("opening {url}"))?;
+    let shown = store::display_url(url);
+    if let DbAction::Status = args.action {
+        let report = store::open_existing(url)?
+            .into_store()
+            .status()
+            .context("reading status")?;
+        println!("{}", report.to_string().trim_end());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut store = store::open(url)?;
     match args.action {
         DbAction::Init | DbAction::Migrate => {
             let applied = match args.action {
                 DbAction::Init => store.init(),
                 _ => store.migrate(),
             }
-            .with_context(|| format!("updating the schema of {url}"))?;
+            .with_context(|| format!("updating the schema of {shown}"))?;
             if applied.is_empty() {
-                println!("{url}: schema is up to date");
+                println!("{shown}: schema is up to date");
             } else {
                 let list: Vec<String> = applied.iter().map(u32::to_string).collect();
-                println!("{url}: applied schema version(s) {}", list.join(", "));
+                println!("{shown}: applied schema version(s) {}", list.join(", "));
             }
         }
-        DbAction::Status => {
-            let report = store.status().context("reading status")?;
-            println!("{}", report.to_string().trim_end());
-        }
+        DbAction::Status => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -199,14 +205,13 @@ impl backfill::Observer for LoadReport {
 /// The post-job parse step: a backfill of the given jobs that always reads
 /// them (no metadata shortcut) and waits for their `.parse.lock`.
 fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
-    for path in &args.jobs.paths {
-        anyhow::ensure!(path.is_dir(), "{}: not a directory", path.display());
-    }
+    check_dirs(&args.jobs.paths)?;
     let url = &args.db.db;
-    let mut store = store::open(url).with_context(|| format!("opening {url}"))?;
+    let shown = store::display_url(url);
+    let mut store = store::open(url)?;
     store
         .init()
-        .with_context(|| format!("preparing the schema of {url}"))?;
+        .with_context(|| format!("preparing the schema of {shown}"))?;
     let opts = backfill::Options {
         level: args.jobs.level,
         threads: args.jobs.threads,
@@ -218,7 +223,7 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     };
     let never = AtomicBool::new(false);
     let mut report = LoadReport { quiet: args.quiet };
-    let mut reader = store::open(url).with_context(|| format!("opening {url}"))?;
+    let mut reader = store::open(url)?;
     let s = backfill::run(
         store.as_mut(),
         reader.as_mut(),
@@ -227,13 +232,13 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         &never,
         &mut report,
     )
-    .with_context(|| format!("loading into {url}"))?;
+    .with_context(|| format!("loading into {shown}"))?;
     for e in &s.walk_errors {
         eprintln!("tko: {e}");
     }
     if !args.quiet {
         println!(
-            "{} job(s) loaded, {} unchanged, {} failed; {} tests, {} perf values written to {url}",
+            "{} job(s) loaded, {} unchanged, {} failed; {} tests, {} perf values written to {shown}",
             s.loaded(),
             s.unchanged_by_content,
             s.failed.len(),
@@ -252,15 +257,14 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
 static STOP: AtomicBool = AtomicBool::new(false);
 
 fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
-    for root in &args.jobs.paths {
-        anyhow::ensure!(root.is_dir(), "{}: not a directory", root.display());
-    }
+    check_dirs(&args.jobs.paths)?;
     let url = &args.db.db;
-    let mut store = store::open(url).with_context(|| format!("opening {url}"))?;
+    let shown = store::display_url(url);
+    let mut store = store::open(url)?;
     if !args.dry_run {
         store
             .init()
-            .with_context(|| format!("preparing the schema of {url}"))?;
+            .with_context(|| format!("preparing the schema of {shown}"))?;
     }
     store.set_batch_jobs(args.batch);
     ctrlc::set_handler(|| {
@@ -280,7 +284,7 @@ fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         ..backfill::Options::default()
     };
     let mut progress = Progress::new(args.quiet);
-    let mut reader = store::open(url).with_context(|| format!("opening {url}"))?;
+    let mut reader = store::open(url)?;
     let summary = backfill::run(
         store.as_mut(),
         reader.as_mut(),
@@ -289,10 +293,10 @@ fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         &STOP,
         &mut progress,
     )
-    .with_context(|| format!("backfilling into {url}"))?;
+    .with_context(|| format!("backfilling into {shown}"))?;
     progress.finish();
     if !args.quiet {
-        print_summary(&summary, args.dry_run, url);
+        print_summary(&summary, args.dry_run, &shown);
     }
     for e in &summary.walk_errors {
         eprintln!("tko: {e}");
@@ -477,8 +481,27 @@ fn filter(args: FilterArgs) -> anyhow::Result<Filter> {
     })
 }
 
+/// Opens an existing warehouse for reading (never creates one).
 fn open_warehouse(url: &str) -> anyhow::Result<Warehouse> {
-    Warehouse::open(url).with_context(|| format!("opening {url}"))
+    Ok(match store::open_existing(url)? {
+        store::Opened::Postgres(s) => Warehouse::Postgres(s),
+        store::Opened::Sqlite(s) => Warehouse::Sqlite(s),
+    })
+}
+
+/// Each path must be an existing directory; says which is not and why.
+fn check_dirs(paths: &[std::path::PathBuf]) -> anyhow::Result<()> {
+    for path in paths {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => anyhow::bail!("{}: not a directory", path.display()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                anyhow::bail!("{}: no such file or directory", path.display())
+            }
+            Err(e) => anyhow::bail!("{}: {e}", path.display()),
+        }
+    }
+    Ok(())
 }
 
 /// `tko export`: streams rows to stdout or `--out`.
@@ -504,7 +527,11 @@ fn export_cmd(args: ExportArgs) -> anyhow::Result<ExitCode> {
         wide: args.wide,
     };
     let mut wh = open_warehouse(&args.db.db)?;
-    let what = format!("exporting {} from {}", kind.name(), args.db.db);
+    let what = format!(
+        "exporting {} from {}",
+        kind.name(),
+        store::display_url(&args.db.db)
+    );
     match &args.out {
         Some(path) => {
             let file = std::fs::File::create(path)
@@ -543,13 +570,18 @@ fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
         let mut wh = open_warehouse(&args.db.db)?;
         let mut records = report::Records::default();
         let query = ExportQuery::new(Kind::Tests, Filter::job(&args.job));
-        wh.export(&query, &mut records)
-            .with_context(|| format!("reading job {} from {}", args.job, args.db.db))?;
+        wh.export(&query, &mut records).with_context(|| {
+            format!(
+                "reading job {} from {}",
+                args.job,
+                store::display_url(&args.db.db)
+            )
+        })?;
         if records.records.is_empty() {
             anyhow::bail!(
                 "no job {:?} in {} (and no such directory)",
                 args.job,
-                args.db.db
+                store::display_url(&args.db.db)
             );
         }
         let lines = report::summarize(&records.records);
@@ -565,7 +597,7 @@ fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
     let mut wh = open_warehouse(&args.db.db)?;
     let mut builder = report::StatsBuilder::default();
     wh.export(&query, &mut builder)
-        .with_context(|| format!("reading tests from {}", args.db.db))?;
+        .with_context(|| format!("reading tests from {}", store::display_url(&args.db.db)))?;
     let st = builder.build();
     let stdout = io::stdout();
     let out = io::BufWriter::new(stdout.lock());
