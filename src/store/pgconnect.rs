@@ -59,7 +59,13 @@ impl Connector {
     /// password file and sets up TLS. Prints libpq's warning when the
     /// password file is ignored for its permissions.
     pub fn new(url: &str) -> Result<Connector, ConnectError> {
-        let settings = Settings::resolve(url, &process_inputs())?;
+        Connector::with_inputs(url, &process_inputs())
+    }
+
+    /// As [`Connector::new`] with the given environment, home directory
+    /// and user name instead of this process's.
+    pub fn with_inputs(url: &str, inputs: &Inputs) -> Result<Connector, ConnectError> {
+        let settings = Settings::resolve(url, inputs)?;
         let pgpass = match (&settings.passfile, settings.has_password()) {
             (Some(f), false) => read_passfile(f),
             _ => None,
@@ -115,7 +121,16 @@ impl Connector {
     fn explain(&self, e: &postgres::Error) -> String {
         // The driver's Display leaves out the cause ("error connecting to
         // server"); the chain says what happened ("Connection refused").
-        let msg = super::error_chain(e);
+        let mut msg = e.to_string();
+        let mut cur = std::error::Error::source(e);
+        while let Some(c) = cur {
+            let text = c.to_string();
+            if !msg.contains(&text) {
+                msg.push_str(": ");
+                msg.push_str(&text);
+            }
+            cur = c.source();
+        }
         if msg.contains("password missing") {
             let file = match &self.passfile {
                 Some(f) => format!("no match in {}", f.display()),
