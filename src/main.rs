@@ -260,7 +260,7 @@ fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     check_dirs(&args.jobs.paths)?;
     let url = &args.db.db;
     let shown = store::display_url(url);
-    let mut store = store::open(url)?;
+    let mut store = open_for_backfill(url, args.dry_run)?;
     if !args.dry_run {
         store
             .init()
@@ -284,7 +284,7 @@ fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         ..backfill::Options::default()
     };
     let mut progress = Progress::new(args.quiet);
-    let mut reader = store::open(url)?;
+    let mut reader = open_for_backfill(url, args.dry_run)?;
     let summary = backfill::run(
         store.as_mut(),
         reader.as_mut(),
@@ -487,6 +487,19 @@ fn open_warehouse(url: &str) -> anyhow::Result<Warehouse> {
         store::Opened::Postgres(s) => Warehouse::Postgres(s),
         store::Opened::Sqlite(s) => Warehouse::Sqlite(s),
     })
+}
+
+/// The store of a backfill. A dry run writes nothing, so it never creates
+/// a warehouse: without one it compares against an empty one in memory.
+fn open_for_backfill(url: &str, dry_run: bool) -> anyhow::Result<Box<dyn store::Store>> {
+    if !dry_run {
+        return Ok(store::open(url)?);
+    }
+    match store::open_existing(url) {
+        Ok(s) => Ok(s.into_store()),
+        Err(store::Error::NoWarehouse { .. }) => Ok(store::open("sqlite::memory:")?),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Each path must be an existing directory; says which is not and why.

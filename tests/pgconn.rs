@@ -424,6 +424,25 @@ fn read_commands_never_create_a_warehouse() -> TestResult {
         );
     }
     assert!(!cwd.join("x.csv").exists());
+    // A dry run writes nothing, so it creates no warehouse either.
+    example(&cwd.join("results"))?;
+    for db in ["sqlite:tko.db", pg.as_str()] {
+        let o = tko(
+            &[
+                "backfill",
+                "--dry-run",
+                "--level",
+                "2",
+                "results",
+                "--db",
+                db,
+            ],
+            cwd,
+            &[],
+        )?;
+        assert!(text(&o).contains("8 new would be loaded"), "{}", text(&o));
+    }
+    assert!(!cwd.join("tko.db").exists());
     let mut c = postgres::Client::connect(
         &format!(
             "postgresql:///{db}?host={}&port={}&user=tko",
