@@ -138,6 +138,32 @@ fn tls_modes_against_a_server_with_a_certificate_made_here() -> TestResult {
         l.port
     );
     assert_eq!(ssl_in_use(&sock, home.path()), Ok(false));
+    // sslmode=allow: plain first.
+    assert_eq!(
+        ssl_in_use(&tcp("127.0.0.1", "sslmode=allow"), home.path()),
+        Ok(false)
+    );
+    // Hosts are tried in order; a failure names each place tried.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let two = format!(
+        "postgres://tko@127.0.0.1:{closed},localhost:{}/postgres",
+        l.port
+    );
+    assert_eq!(ssl_in_use(&two, home.path()), Ok(true));
+    let e = ssl_in_use(
+        &format!("postgres://tko@127.0.0.1:{closed},/postgres?host=127.0.0.1,/nonexistent"),
+        home.path(),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains(&format!("connection to server at \"127.0.0.1\", port {closed} failed"))
+            && e.contains("Connection refused")
+            // An empty port in the list is the default.
+            && e.contains("connection to server on socket \"/nonexistent/.s.PGSQL.5432\" failed"),
+        "{e}"
+    );
     Ok(())
 }
 
