@@ -52,6 +52,8 @@ pub struct Connector {
     targets: Vec<Target>,
     tls: Option<MakeTlsConnector>,
     passfile: Option<PathBuf>,
+    /// The roots the server certificate must chain to, for messages.
+    roots: String,
 }
 
 impl Connector {
@@ -84,6 +86,10 @@ impl Connector {
                 .is_some()
                 .then(|| settings.passfile.clone())
                 .flatten(),
+            roots: match &settings.tls.root {
+                Some(RootCert::File(f)) => format!("the root certificate file \"{}\"", f.display()),
+                _ => "the system's trusted roots".into(),
+            },
         })
     }
 
@@ -104,7 +110,7 @@ impl Connector {
             }
             match r {
                 Ok(c) => return Ok(c),
-                Err(e) => failures.push((t.place.clone(), self.explain(&e))),
+                Err(e) => failures.push((t.place.clone(), self.explain(&e, &t.place))),
             }
         }
         Err(ConnectError::Failed(failures))
@@ -118,7 +124,7 @@ impl Connector {
     }
 
     /// The driver's message, with libpq's hint where the driver's is terse.
-    fn explain(&self, e: &postgres::Error) -> String {
+    fn explain(&self, e: &postgres::Error, place: &Place) -> String {
         // The driver's Display leaves out the cause ("error connecting to
         // server"); the chain says what happened ("Connection refused").
         let mut msg = e.to_string();
@@ -140,6 +146,20 @@ impl Connector {
                 "the server asked for a password and none was given (not in the URL, \
                  not in PGPASSWORD, {file})"
             )
+        } else if msg.contains("certificate verify failed") {
+            let why = if msg.contains("mismatch") {
+                let host = match place {
+                    Place::Tcp { host, .. } => host.as_str(),
+                    Place::Socket { .. } => "",
+                };
+                format!(
+                    "the server's certificate is not for host \"{host}\" \
+                     (sslmode=verify-full checks the name)"
+                )
+            } else {
+                format!("the server's certificate is not signed by {}", self.roots)
+            };
+            format!("{why} ({msg})")
         } else {
             msg
         }
