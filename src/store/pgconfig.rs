@@ -194,7 +194,7 @@ pub struct Settings {
     pub user: String,
     /// Database name.
     pub dbname: String,
-    password: Option<String>,
+    password: Option<Secret>,
     /// The password file to consult when no password was given.
     pub passfile: Option<PathBuf>,
     /// TLS settings.
@@ -205,6 +205,16 @@ pub struct Settings {
     read_write: bool,
     keepalives: Option<bool>,
     keepalives_idle: Option<Duration>,
+}
+
+/// A password: `Debug` never shows it.
+#[derive(Clone)]
+struct Secret(String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -478,7 +488,7 @@ impl Settings {
             hosts,
             user,
             dbname,
-            password: get("password").map(str::to_string),
+            password: get("password").map(|p| Secret(p.to_string())),
             passfile: get("passfile")
                 .map(PathBuf::from)
                 .or_else(|| home.map(|h| h.join(".pgpass"))),
@@ -554,7 +564,7 @@ impl Settings {
                     SslMode::Prefer => DriverSslMode::Prefer,
                     _ => DriverSslMode::Require,
                 });
-                let password = self.password.clone().or_else(|| {
+                let password = self.password.as_ref().map(|p| p.0.clone()).or_else(|| {
                     pgpass.and_then(|f| {
                         pgpass_lookup(f, &pass_host, &port.to_string(), &self.dbname, &self.user)
                     })
@@ -964,6 +974,17 @@ mod tests {
         assert!(s.has_password());
         let t = s.targets(Some("*:*:*:*:file\n"));
         assert_eq!(t[0].config.get_password(), Some(&b"env"[..]));
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let s = Settings::resolve("postgres://u:s3cret@h/d", &inputs(&[])).unwrap();
+        let t = s.targets(None);
+        let shown = format!("{s:?} {t:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("***"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -219,22 +219,31 @@ fn passwd_entry() -> Option<(String, PathBuf)> {
     Some((name, dir))
 }
 
+/// libpq's warning about an ignored password file, once per process
+/// (a command may connect more than once).
+fn warn_once(message: String) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("{message}");
+    }
+}
+
 /// The password file's contents, if it exists and libpq would use it.
 fn read_passfile(path: &Path) -> Option<String> {
     let meta = std::fs::metadata(path).ok()?;
     if !meta.is_file() {
-        eprintln!(
+        warn_once(format!(
             "WARNING: password file \"{}\" is not a plain file",
             path.display()
-        );
+        ));
         return None;
     }
     if meta.mode() & 0o077 != 0 {
-        eprintln!(
+        warn_once(format!(
             "WARNING: password file \"{}\" has group or world access; permissions should be \
              u=rw (0600) or less",
             path.display()
-        );
+        ));
         return None;
     }
     std::fs::read_to_string(path).ok()
