@@ -105,10 +105,18 @@ pub(crate) struct BackfillArgs {
 /// Where the warehouse is.
 #[derive(Debug, Args)]
 pub(crate) struct DbUrl {
-    /// Warehouse URL: `postgres://user@host/db` (any libpq-style URL) or
-    /// `sqlite:PATH`. Default: `$TKO_DB`, else `sqlite:tko.db` in the current
-    /// directory (created on first use).
-    #[arg(long, env = "TKO_DB", default_value = tko::store::DEFAULT_URL, global = true)]
+    /// Warehouse URL: `postgres://user@host/db` (libpq URL; `PGHOST`,
+    /// `PGUSER`, `PGPASSWORD`, `~/.pgpass`, `PGSSLMODE`... fill what it leaves
+    /// out, as for psql) or `sqlite:PATH`. Default: `$TKO_DB`, else
+    /// `sqlite:tko.db` in the current directory (created by commands that
+    /// write; commands that only read never create one).
+    #[arg(
+        long,
+        env = "TKO_DB",
+        hide_env_values = true,
+        default_value = tko::store::DEFAULT_URL,
+        global = true
+    )]
     pub(crate) db: String,
 }
 

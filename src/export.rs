@@ -1044,7 +1044,9 @@ impl Warehouse {
         } else if let Some(path) = url.strip_prefix("sqlite:") {
             Ok(Warehouse::Sqlite(Box::new(SqliteStore::open(path)?)))
         } else {
-            Err(Error::Open(store::Error::Url { url: url.into() }))
+            Err(Error::Open(store::Error::Url {
+                url: store::display_url(url),
+            }))
         }
     }
 

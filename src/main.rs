@@ -142,25 +142,31 @@ fn write_summary(out: &mut impl Write, job: &Job) -> io::Result<()> {
 
 fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
     let url = &args.db.db;
-    let mut store = store::open(url).with_context(|| format!("opening {url}"))?;
+    let shown = store::display_url(url);
+    if let DbAction::Status = args.action {
+        let report = store::open_existing(url)?
+            .into_store()
+            .status()
+            .context("reading status")?;
+        println!("{}", report.to_string().trim_end());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut store = store::open(url)?;
     match args.action {
         DbAction::Init | DbAction::Migrate => {
             let applied = match args.action {
                 DbAction::Init => store.init(),
                 _ => store.migrate(),
             }
-            .with_context(|| format!("updating the schema of {url}"))?;
+            .with_context(|| format!("updating the schema of {shown}"))?;
             if applied.is_empty() {
-                println!("{url}: schema is up to date");
+                println!("{shown}: schema is up to date");
             } else {
                 let list: Vec<String> = applied.iter().map(u32::to_string).collect();
-                println!("{url}: applied schema version(s) {}", list.join(", "));
+                println!("{shown}: applied schema version(s) {}", list.join(", "));
             }
         }
-        DbAction::Status => {
-            let report = store.status().context("reading status")?;
-            println!("{}", report.to_string().trim_end());
-        }
+        DbAction::Status => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -179,24 +185,18 @@ struct LoaderRun<'a> {
 /// runs the pipeline with progress, prints the summary, and turns it into
 /// the exit status.
 fn run_loader(r: LoaderRun<'_>) -> anyhow::Result<ExitCode> {
-    for path in &r.jobs.paths {
-        let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
-        anyhow::ensure!(
-            meta.is_dir(),
-            "{}: not a directory (give a job directory or a results root)",
-            path.display()
-        );
-    }
+    check_dirs(&r.jobs.paths)?;
     anyhow::ensure!(
         r.run.lock_timeout.is_finite() && r.run.lock_timeout >= 0.0,
         "--lock-timeout must be a number of seconds >= 0"
     );
     let url = r.db;
-    let mut store = store::open(url).with_context(|| format!("opening {url}"))?;
+    let shown = store::display_url(url);
+    let mut store = open_for_backfill(url, r.opts.dry_run)?;
     if !r.opts.dry_run {
         store
             .init()
-            .with_context(|| format!("preparing the schema of {url}"))?;
+            .with_context(|| format!("preparing the schema of {shown}"))?;
     }
     if let Some(b) = r.batch {
         store.set_batch_jobs(b);
@@ -214,7 +214,7 @@ fn run_loader(r: LoaderRun<'_>) -> anyhow::Result<ExitCode> {
         ..r.opts
     };
     let mut reporter = ui::Reporter::new(verbosity);
-    let mut reader = store::open(url).with_context(|| format!("opening {url}"))?;
+    let mut reader = open_for_backfill(url, opts.dry_run)?;
     let summary = backfill::run(
         store.as_mut(),
         reader.as_mut(),
@@ -223,7 +223,7 @@ fn run_loader(r: LoaderRun<'_>) -> anyhow::Result<ExitCode> {
         &ui::STOP,
         &mut reporter,
     )
-    .with_context(|| format!("loading into {url}"))?;
+    .with_context(|| format!("loading into {shown}"))?;
     reporter.finish();
     for e in &summary.walk_errors {
         eprintln!("tko: {e}");
@@ -243,11 +243,15 @@ fn run_loader(r: LoaderRun<'_>) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     match r.run.format {
-        StatsFormat::Json => {
-            ui::write_summary_json(&mut out, &summary, opts.dry_run, url, verdict.exit_code())?
-        }
+        StatsFormat::Json => ui::write_summary_json(
+            &mut out,
+            &summary,
+            opts.dry_run,
+            &shown,
+            verdict.exit_code(),
+        )?,
         StatsFormat::Text if !r.run.quiet => {
-            ui::write_summary_text(&mut out, &summary, opts.dry_run, url)?
+            ui::write_summary_text(&mut out, &summary, opts.dry_run, &shown)?
         }
         StatsFormat::Text => {}
     }
@@ -320,8 +324,40 @@ fn filter(args: FilterArgs) -> anyhow::Result<Filter> {
     })
 }
 
+/// Opens an existing warehouse for reading (never creates one).
 fn open_warehouse(url: &str) -> anyhow::Result<Warehouse> {
-    Warehouse::open(url).with_context(|| format!("opening {url}"))
+    Ok(match store::open_existing(url)? {
+        store::Opened::Postgres(s) => Warehouse::Postgres(s),
+        store::Opened::Sqlite(s) => Warehouse::Sqlite(s),
+    })
+}
+
+/// The store of a backfill. A dry run writes nothing, so it never creates
+/// a warehouse: without one it compares against an empty one in memory.
+fn open_for_backfill(url: &str, dry_run: bool) -> anyhow::Result<Box<dyn store::Store>> {
+    if !dry_run {
+        return Ok(store::open(url)?);
+    }
+    match store::open_existing(url) {
+        Ok(s) => Ok(s.into_store()),
+        Err(store::Error::NoWarehouse { .. }) => Ok(store::open("sqlite::memory:")?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Each path must be an existing directory; says which is not and why.
+fn check_dirs(paths: &[std::path::PathBuf]) -> anyhow::Result<()> {
+    for path in paths {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => anyhow::bail!("{}: not a directory", path.display()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                anyhow::bail!("{}: no such file or directory", path.display())
+            }
+            Err(e) => anyhow::bail!("{}: {e}", path.display()),
+        }
+    }
+    Ok(())
 }
 
 /// `tko export`: streams rows to stdout or `--out`.
@@ -347,7 +383,11 @@ fn export_cmd(args: ExportArgs) -> anyhow::Result<ExitCode> {
         wide: args.wide,
     };
     let mut wh = open_warehouse(&args.db.db)?;
-    let what = format!("exporting {} from {}", kind.name(), args.db.db);
+    let what = format!(
+        "exporting {} from {}",
+        kind.name(),
+        store::display_url(&args.db.db)
+    );
     match &args.out {
         Some(path) => {
             let file = std::fs::File::create(path)
@@ -386,13 +426,18 @@ fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
         let mut wh = open_warehouse(&args.db.db)?;
         let mut records = report::Records::default();
         let query = ExportQuery::new(Kind::Tests, Filter::job(&args.job));
-        wh.export(&query, &mut records)
-            .with_context(|| format!("reading job {} from {}", args.job, args.db.db))?;
+        wh.export(&query, &mut records).with_context(|| {
+            format!(
+                "reading job {} from {}",
+                args.job,
+                store::display_url(&args.db.db)
+            )
+        })?;
         if records.records.is_empty() {
             anyhow::bail!(
                 "no job {:?} in {} (and no such directory)",
                 args.job,
-                args.db.db
+                store::display_url(&args.db.db)
             );
         }
         let lines = report::summarize(&records.records);
@@ -408,7 +453,7 @@ fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
     let mut wh = open_warehouse(&args.db.db)?;
     let mut builder = report::StatsBuilder::default();
     wh.export(&query, &mut builder)
-        .with_context(|| format!("reading tests from {}", args.db.db))?;
+        .with_context(|| format!("reading tests from {}", store::display_url(&args.db.db)))?;
     let st = builder.build();
     let stdout = io::stdout();
     let out = io::BufWriter::new(stdout.lock());

@@ -12,6 +12,8 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::PathBuf;
 
+pub mod pgconfig;
+pub mod pgconnect;
 mod pgcopy;
 pub mod postgres;
 pub mod schema;
@@ -32,13 +34,19 @@ pub enum Error {
     /// The URL names no supported database.
     #[error("unsupported database URL {url:?}: expected postgres://..., postgresql://... or sqlite:PATH")]
     Url {
-        /// The URL given.
+        /// The URL given, as [`display_url`] shows it.
         url: String,
+    },
+    /// A command that only reads found no warehouse (and created none).
+    #[error("no tko warehouse at {target} (load one with `tko load` or `tko backfill`)")]
+    NoWarehouse {
+        /// The database, as [`display_url`] shows it.
+        target: String,
     },
     /// Could not connect or open.
     #[error("cannot open database {target}")]
     Connect {
-        /// The URL (PostgreSQL passwords are not shown).
+        /// The URL, as [`display_url`] shows it.
         target: String,
         /// Driver error.
         #[source]
@@ -233,14 +241,61 @@ pub(super) const LEDGER_STATE_SQL: &str = "SELECT l.tag, l.fingerprint, \
      FROM tko_ingest_ledger l LEFT JOIN tko_scan_state s ON s.tag = l.tag \
      WHERE ";
 
-/// Opens `postgres://…`/`postgresql://…` (libpq URL) or `sqlite:PATH`.
+pub use pgconfig::display_url;
+
+/// Opens `postgres://…`/`postgresql://…` (libpq URL and `PG*` environment,
+/// see [`pgconfig`]) or `sqlite:PATH` (created if missing).
 pub fn open(url: &str) -> Result<Box<dyn Store>, Error> {
+    Ok(open_backend(url, false)?.into_store())
+}
+
+/// A database opened by [`open_existing`], by backend.
+pub enum Opened {
+    /// PostgreSQL.
+    Postgres(Box<postgres::PgStore>),
+    /// SQLite.
+    Sqlite(Box<sqlite::SqliteStore>),
+}
+
+impl Opened {
+    /// As a [`Store`].
+    pub fn into_store(self) -> Box<dyn Store> {
+        match self {
+            Opened::Postgres(s) => s,
+            Opened::Sqlite(s) => s,
+        }
+    }
+}
+
+/// Opens a warehouse that must already exist (for commands that only
+/// read): never creates a SQLite file, and fails with
+/// [`Error::NoWarehouse`] on a missing file or a database without the tko
+/// schema.
+pub fn open_existing(url: &str) -> Result<Opened, Error> {
+    let mut opened = open_backend(url, true)?;
+    if let Opened::Postgres(pg) = &mut opened {
+        if pg.schema_version()?.is_none() {
+            return Err(Error::NoWarehouse {
+                target: display_url(url),
+            });
+        }
+    }
+    Ok(opened)
+}
+
+fn open_backend(url: &str, existing: bool) -> Result<Opened, Error> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Box::new(postgres::PgStore::connect(url)?))
+        Ok(Opened::Postgres(Box::new(postgres::PgStore::connect(url)?)))
     } else if let Some(path) = url.strip_prefix("sqlite:") {
-        Ok(Box::new(sqlite::SqliteStore::open(path)?))
+        Ok(Opened::Sqlite(Box::new(if existing {
+            sqlite::SqliteStore::open_existing(path)?
+        } else {
+            sqlite::SqliteStore::open(path)?
+        })))
     } else {
-        Err(Error::Url { url: url.into() })
+        Err(Error::Url {
+            url: display_url(url),
+        })
     }
 }
 

@@ -6,6 +6,7 @@
 //! never reach the caller. This module must not build SQL from values: only
 //! table and column names from `table`/`schema` constants are formatted in.
 
+use super::pgconnect::{ConnectError, Connector};
 use super::pgcopy::{CopyBuf, CopyRow};
 use super::{
     batches, error_chain, plan_tests, schema, unchanged, Action, BoxError, Error, LedgerState,
@@ -18,11 +19,10 @@ use crate::table::{
     JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow, TreeIds,
 };
 use postgres::error::SqlState;
-use postgres::{Client, Config, NoTls, Transaction};
+use postgres::{Client, Transaction};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::Path;
-use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Time spent per load phase, summed over batches, when the environment
@@ -64,7 +64,7 @@ const MAX_RETRIES: u32 = 20;
 
 /// A connection to a PostgreSQL warehouse.
 pub struct PgStore {
-    config: Config,
+    connector: Connector,
     target: String,
     client: Client,
     batch_jobs: usize,
@@ -142,19 +142,18 @@ struct Dims {
 }
 
 impl PgStore {
-    /// Connects to a libpq-style URL (`postgresql://user@host/db?...`).
+    /// Connects as `psql` would: a libpq URL merged with the `PG*`
+    /// environment, the password file and TLS settings (see `pgconfig`).
     pub fn connect(url: &str) -> Result<PgStore, Error> {
-        let target = redact(url);
-        let config = Config::from_str(url).map_err(|e| Error::Connect {
+        let target = super::display_url(url);
+        let fail = |e: ConnectError| Error::Connect {
             target: target.clone(),
             source: Box::new(e),
-        })?;
-        let client = config.connect(NoTls).map_err(|e| Error::Connect {
-            target: target.clone(),
-            source: Box::new(e),
-        })?;
+        };
+        let connector = Connector::new(url).map_err(fail)?;
+        let client = connector.connect().map_err(fail)?;
         Ok(PgStore {
-            config,
+            connector,
             target,
             client,
             batch_jobs: DEFAULT_BATCH_JOBS,
@@ -170,7 +169,7 @@ impl PgStore {
 
     fn reconnect_if_closed(&mut self) -> Result<(), Error> {
         if self.client.is_closed() {
-            self.client = self.config.connect(NoTls).map_err(|e| Error::Connect {
+            self.client = self.connector.connect().map_err(|e| Error::Connect {
                 target: self.target.clone(),
                 source: Box::new(e),
             })?;
@@ -882,20 +881,6 @@ fn current_version(tx: &mut Transaction<'_>) -> Result<Option<u32>, Error> {
     Ok(Some(v.unwrap_or(0) as u32))
 }
 
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let auth = &url[s + 3..at];
-            match auth.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &auth[..c], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 impl Store for PgStore {
     fn init(&mut self) -> Result<Vec<u32>, Error> {
         self.apply(false)
@@ -1091,19 +1076,5 @@ impl PgStore {
             }
         }
         Ok(todo)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redact_hides_password() {
-        assert_eq!(
-            redact("postgresql://u:secret@h/db"),
-            "postgresql://u:***@h/db"
-        );
-        assert_eq!(redact("postgresql://u@h/db"), "postgresql://u@h/db");
     }
 }

@@ -44,6 +44,13 @@ impl<T> At<T> for rusqlite::Result<T> {
     }
 }
 
+fn connect_error(path: &str) -> impl Fn(rusqlite::Error) -> Error + Copy + '_ {
+    move |e| Error::Connect {
+        target: format!("sqlite:{path}"),
+        source: Box::new(e),
+    }
+}
+
 fn db(what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
     move |e| Error::Db {
         what,
@@ -59,11 +66,38 @@ fn ts(t: Option<Timestamp>) -> Option<String> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`.
     pub fn open(path: &str) -> Result<SqliteStore, Error> {
-        let fail = |e: rusqlite::Error| Error::Connect {
+        let conn = Connection::open(path).map_err(connect_error(path))?;
+        SqliteStore::setup(conn, path)
+    }
+
+    /// Opens the database file at `path` only if it exists and holds the
+    /// tko schema; never creates or changes a file.
+    pub fn open_existing(path: &str) -> Result<SqliteStore, Error> {
+        let missing = || Error::NoWarehouse {
             target: format!("sqlite:{path}"),
-            source: Box::new(e),
         };
-        let conn = Connection::open(path).map_err(fail)?;
+        if !std::path::Path::new(path).exists() {
+            return Err(missing());
+        }
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(connect_error(path))?;
+        let has_schema: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'tko_schema_version')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(connect_error(path))?;
+        if !has_schema {
+            return Err(missing());
+        }
+        SqliteStore::setup(conn, path)
+    }
+
+    fn setup(conn: Connection, path: &str) -> Result<SqliteStore, Error> {
+        let fail = connect_error(path);
         conn.busy_timeout(Duration::from_secs(60)).map_err(fail)?;
         // WAL lets readers work during a load; NORMAL sync is durable in WAL
         // mode except for the last transactions on power loss.

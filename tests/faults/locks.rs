@@ -267,7 +267,7 @@ fn exit_status_means_what_readme_says() -> TestResult {
         let stderr = text(&out.stderr);
         assert!(
             stderr.contains("/nonexistent/tko/root")
-                && stderr.contains("No such file or directory"),
+                && stderr.contains("no such file or directory"),
             "{stderr}"
         );
     }
