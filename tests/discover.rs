@@ -167,12 +167,18 @@ fn two_directories_with_one_tag_are_an_error_naming_both() -> TestResult {
         .lines()
         .find(|l| l.contains("already taken"))
         .ok_or("no collision reported")?;
-    assert!(line.contains(s(&first)) && line.contains(s(&second)), "{line}");
+    assert!(
+        line.contains(s(&first)) && line.contains(s(&second)),
+        "{line}"
+    );
 
     // `load`: the first is loaded, the second refused, exit 1.
     let db = t.path().join("tko.db");
     let url = format!("sqlite:{}", s(&db));
-    let run = tko(&["load", "--quiet", "--level", "1", "--db", &url, s(&r)], &r)?;
+    let run = tko(
+        &["load", "--quiet", "--level", "1", "--db", &url, s(&r)],
+        &r,
+    )?;
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(
         run.stderr.contains(s(&first)) && run.stderr.contains(s(&second)),
@@ -301,7 +307,12 @@ fn path_longer_than_the_kernel_allows_is_reported() -> TestResult {
             libc::close(fd);
             fd = next;
         }
-        let log = libc::openat(fd, c"status.log".as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o644);
+        let log = libc::openat(
+            fd,
+            c"status.log".as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY,
+            0o644,
+        );
         assert!(log >= 0);
         libc::close(log);
         libc::close(fd);
