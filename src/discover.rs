@@ -331,18 +331,27 @@ fn machines(dir: &Path, out: &mut UnitOut) -> Vec<(OsString, bool)> {
     names
 }
 
-/// `_get_job_subdirs`: the sub-jobs of a multi-machine directory (name,
-/// is a symlink), or `None` for a job directory.
-fn job_subdirs(dir: &Path, out: &mut UnitOut) -> Option<Vec<(OsString, bool)>> {
+/// What `_get_job_subdirs` says of a directory.
+enum Subdirs {
+    /// A job directory.
+    Leaf,
+    /// A multi-machine directory: its sub-jobs (name, is a symlink).
+    Multi(Vec<(OsString, bool)>),
+    /// It cannot be listed (an error was recorded; Autotest's run dies).
+    Unreadable,
+}
+
+/// `_get_job_subdirs`.
+fn job_subdirs(dir: &Path, out: &mut UnitOut) -> Subdirs {
     let named = machines(dir, out);
     if !named.is_empty() {
-        return Some(named);
+        return Subdirs::Multi(named);
     }
     let listing = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) => {
             out.io(dir, e);
-            return None;
+            return Subdirs::Unreadable;
         }
     };
     let mut dirs = Vec::new();
@@ -351,7 +360,7 @@ fn job_subdirs(dir: &Path, out: &mut UnitOut) -> Option<Vec<(OsString, bool)>> {
             Ok(e) => e,
             Err(e) => {
                 out.io(dir, e);
-                return None;
+                return Subdirs::Unreadable;
             }
         };
         let name = entry.file_name();
@@ -367,12 +376,15 @@ fn job_subdirs(dir: &Path, out: &mut UnitOut) -> Option<Vec<(OsString, bool)>> {
         };
         if !is_dir {
             // One non-directory is enough: this is a job directory.
-            return None;
+            return Subdirs::Leaf;
         }
         dirs.push((name, link));
     }
+    if dirs.is_empty() {
+        return Subdirs::Leaf;
+    }
     dirs.sort();
-    (!dirs.is_empty()).then_some(dirs)
+    Subdirs::Multi(dirs)
 }
 
 /// One step of the [`parse_path`] walk.
@@ -438,8 +450,9 @@ fn parse_path(path: &Path, level: usize, out: &mut UnitOut) {
             })
         };
         match job_subdirs(&path, out) {
-            None => leaf(out, &path),
-            Some(subdirs) => {
+            Subdirs::Unreadable => {}
+            Subdirs::Leaf => leaf(out, &path),
+            Subdirs::Multi(subdirs) => {
                 if path.join("status.log").exists() {
                     leaf(out, &path);
                 }
@@ -1090,8 +1103,17 @@ mod tests {
         file(r, "1-a/hA/status.log", b"")?;
         file(r, "2-b/.machines", b".\n")?;
         file(r, "2-b/status.log", b"")?;
-        let (jobs, errors, _) = discover_all(&[r.join("1-a"), r.join("2-b")], Level::Auto, 10);
-        assert_eq!(tags(&jobs), ["1-a/hA", "2-b"]);
+        // A name that is a file: an error, not a job.
+        file(r, "3-c/.machines", b"f\n")?;
+        file(r, "3-c/f", b"")?;
+        file(r, "3-c/status.log", b"")?;
+        let paths = [r.join("1-a"), r.join("2-b"), r.join("3-c")];
+        let (jobs, errors, _) = discover_all(&paths, Level::Auto, 10);
+        assert_eq!(tags(&jobs), ["1-a/hA", "2-b", "3-c"]);
+        let not_dir = errors
+            .iter()
+            .filter(|e| matches!(e, Error::Io { path, .. } if *path == r.join("3-c/f")));
+        assert_eq!(not_dir.count(), 1, "{errors:?}");
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         let machines = r.join("1-a/.machines").display().to_string();
         for line in [2, 3, 4, 5] {
@@ -1107,7 +1129,7 @@ mod tests {
             lines.iter().any(|l| l.starts_with(&format!("{other}:1: "))),
             "{lines:?}"
         );
-        assert_eq!(errors.len(), 5);
+        assert_eq!(errors.len(), 6);
         Ok(())
     }
 
