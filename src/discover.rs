@@ -482,8 +482,9 @@ fn names_job_file<'a>(mut names: impl Iterator<Item = &'a OsStr>) -> bool {
     names.any(|n| JOB_NAMES.iter().any(|j| n == *j))
 }
 
-/// Whether a search stops at `dir` (a job directory) or looks below it:
-/// as [`is_job_dir`], except that an `<id>-<owner>` directory whose only
+/// Whether a search stops at `dir` (a job directory) or looks below it,
+/// from its listing (its position is checked first): a job file named,
+/// except that an `<id>-<owner>` directory whose only
 /// job file is `.machines` (the scheduler's asynchronous multi-machine
 /// job) is searched, its hosts being the job directories: the level
 /// applies to them, as in the scheduler's own parse.
@@ -493,19 +494,6 @@ fn search_stops_at(dir: &Path, names: &[OsString]) -> bool {
     names
         .iter()
         .any(|n| job_file(n) && !(scheduler && n == ".machines"))
-}
-
-/// Whether `dir` is a job directory (see the module doc), from its
-/// position or its listing; `Err` when it cannot be listed.
-pub fn is_job_dir(dir: &Path) -> io::Result<bool> {
-    if in_scheduler_position(dir) {
-        return Ok(true);
-    }
-    let mut names = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        names.push(e?.file_name());
-    }
-    Ok(names_job_file(names.iter().map(OsString::as_os_str)))
 }
 
 /// Searches `root` (itself included) for job directories: down through
@@ -677,7 +665,7 @@ impl Units {
             Ok(rd) => rd,
             Err(source) => return Some(Err(Error::Io { path, source })),
         };
-        let mut names = Vec::new();
+        let mut job = false;
         let mut tops = Vec::new();
         for e in listing {
             match e {
@@ -685,12 +673,12 @@ impl Units {
                     if e.file_type().is_ok_and(|t| t.is_dir()) {
                         tops.push(e.path());
                     }
-                    names.push(e.file_name());
+                    job |= names_job_file(std::iter::once(e.file_name().as_os_str()));
                 }
                 Err(source) => return Some(Err(Error::Io { path, source })),
             }
         }
-        if names_job_file(names.iter().map(OsString::as_os_str)) {
+        if job {
             return Some(Ok(Unit::Job(path, index)));
         }
         tops.sort();
