@@ -745,6 +745,8 @@ pub struct Discovery {
     announced: bool,
     /// Paths already reported as [`Notice::SameDirectory`].
     reported: HashSet<PathBuf>,
+    /// Job directories refused for their tag (reported once).
+    refused: HashSet<Id>,
     /// Jobs reached through symlinks, handed on last.
     linked: Vec<Found>,
     done: bool,
@@ -762,6 +764,7 @@ impl Discovery {
             tags: HashMap::new(),
             announced: false,
             reported: HashSet::new(),
+            refused: HashSet::new(),
             linked: Vec::new(),
             done: false,
         }
@@ -837,6 +840,9 @@ impl Discovery {
             return;
         }
         if let Some(id) = self.tags.get(f.dir.tag.as_str()) {
+            if !self.refused.insert(f.id) {
+                return;
+            }
             round.errors.push(Error::TagCollision {
                 first: self.seen[id].to_path_buf(),
                 second: f.dir.path,
@@ -1002,7 +1008,8 @@ mod tests {
         file(r, "1-a/host1/status.log", b"")?;
         file(r, "2-b/host1/status.log", b"")?;
         for units in [1, 100] {
-            let (jobs, errors, _) = discover_all(&[r.to_path_buf()], Level::Fixed(1), units);
+            let paths = [r.to_path_buf(), r.to_path_buf()];
+            let (jobs, errors, _) = discover_all(&paths, Level::Fixed(1), units);
             assert_eq!(tags(&jobs), ["host1"]);
             assert_eq!(jobs[0].path, r.join("1-a/host1"));
             assert_eq!(errors.len(), 1);
