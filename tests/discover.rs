@@ -229,10 +229,9 @@ fn job_directory_without_status_log_is_not_taken_for_a_root() -> TestResult {
     let host160 = r.join("123-alice/host160");
     job(&host160.join("fsx"))?;
     std::os::unix::fs::symlink("..", host160.join("up"))?;
-    // A dangling status log, a test sub-directory.
+    // Only a dangling status log and a test sub-directory.
     let guest = r.join("124-bob/kvm-guest-260");
     job(&guest.join("aiostress"))?;
-    std::fs::write(guest.join("keyval"), "status_version=1\n")?;
     std::os::unix::fs::symlink("gone", guest.join("status.log"))?;
 
     // Autotest: `-o -l 2`, sub-jobs at level 3.
