@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 /// How a backfill runs.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Tag level (`--level`).
-    pub level: usize,
+    /// Tag level (`--level`; `None`: detected, see `discover::Level`).
+    pub level: Option<usize>,
     /// Parser threads (0 = one per core).
     pub threads: usize,
     /// Say what would happen; write nothing (no locks, no rows).
@@ -52,7 +52,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
-            level: 1,
+            level: None,
             threads: 0,
             dry_run: false,
             force: false,
@@ -88,6 +88,9 @@ pub trait Observer {
     /// For each job that could not be read (not loaded; its previous
     /// version stays).
     fn unread(&mut self, _tag: &str, _error: &str) {}
+    /// A discovery notice (no effect on the outcome), e.g. the level
+    /// chosen for the scheduler's layout.
+    fn notice(&mut self, _text: &str) {}
 }
 
 /// What a backfill did (or, with `dry_run`, would do).
@@ -237,6 +240,8 @@ struct Chunk {
     found: usize,
     unchanged_by_metadata: usize,
     walk_errors: Vec<String>,
+    /// Discovery notices (level detected, cycles, aliases).
+    notices: Vec<String>,
 }
 
 /// Runs a backfill of `roots` into `store`, reading the ledger through
@@ -256,7 +261,7 @@ pub fn run(
 ) -> Result<Summary, crate::store::Error> {
     let start = Instant::now();
     let mut summary = Summary {
-        units: discover::units(roots).filter(Result::is_ok).count(),
+        units: discover::count_units(roots),
         ..Summary::default()
     };
     let pool = rayon::ThreadPoolBuilder::new()
@@ -275,35 +280,22 @@ pub fn run(
         // rows of the previous one and parses what changed.
         let (walked_tx, walked_rx) = sync_channel::<(Vec<JobDir>, Vec<String>, Chunk)>(1);
         scope.spawn(move || {
-            let mut units = discover::units(roots);
+            let mut discovery = discover::Discovery::new(roots, opts.level);
             while !stop.load(Ordering::Relaxed) {
-                let mut chunk = Chunk::default();
-                let mut round = Vec::new();
-                for u in units.by_ref().take(opts.units_per_round.max(1)) {
-                    match u {
-                        Ok(u) => round.push(u),
-                        Err(e) => chunk.walk_errors.push(e.to_string()),
-                    }
-                }
-                if round.is_empty() && chunk.walk_errors.is_empty() {
+                let Some(round) =
+                    pool.install(|| discovery.next_round(opts.units_per_round.max(1)))
+                else {
                     return;
-                }
-                chunk.units_done = round.len();
-                let (dirs, signatures) = pool.install(|| {
-                    let found: Vec<_> = round
-                        .par_iter()
-                        .map(|u| discover::jobs_in(u, opts.level))
-                        .collect();
-                    let mut dirs = Vec::new();
-                    for (jobs, errors) in found {
-                        dirs.extend(jobs);
-                        chunk
-                            .walk_errors
-                            .extend(errors.iter().map(ToString::to_string));
-                    }
-                    let sigs: Vec<String> = dirs.par_iter().map(|d| signature(&d.path)).collect();
-                    (dirs, sigs)
-                });
+                };
+                let chunk = Chunk {
+                    units_done: round.units,
+                    walk_errors: round.errors.iter().map(ToString::to_string).collect(),
+                    notices: round.notices.iter().map(ToString::to_string).collect(),
+                    ..Chunk::default()
+                };
+                let dirs = round.jobs;
+                let signatures: Vec<String> =
+                    pool.install(|| dirs.par_iter().map(|d| signature(&d.path)).collect());
                 if walked_tx.send((dirs, signatures, chunk)).is_err() {
                     return;
                 }
@@ -367,6 +359,9 @@ pub fn run(
                 observer.unread(tag, e);
             }
             summary.failed.extend(chunk.failed);
+            for n in &chunk.notices {
+                observer.notice(n);
+            }
             locked.extend(chunk.busy);
             write_chunk(
                 store,

@@ -182,10 +182,11 @@ pub(crate) enum DbAction {
 /// Flags shared by everything that finds jobs.
 #[derive(Debug, Args)]
 pub(crate) struct JobsArgs {
-    /// Path components in the job tag (`autotest-tko-parse -l`); the
-    /// scheduler uses 2 (`123-alice/host1`).
-    #[arg(short, long, default_value_t = 1)]
-    pub(crate) level: usize,
+    /// Path components in the job tag (`autotest-tko-parse -l`). Default:
+    /// 2 for job directories in the scheduler's `<id>-<owner>/<host>`
+    /// layout (`123-alice/host1`, as the scheduler parses them), else 1.
+    #[arg(short, long)]
+    pub(crate) level: Option<usize>,
     /// Worker threads for parsing (0 = one per core).
     #[arg(short = 'j', long, default_value_t = 0)]
     pub(crate) threads: usize,
@@ -299,9 +300,10 @@ pub(crate) struct SummaryArgs {
     /// A job tag in the warehouse, or a job directory (read directly, no
     /// database).
     pub(crate) job: String,
-    /// For a directory: path components in the job tag (as `tko parse`).
-    #[arg(short, long, default_value_t = 1)]
-    pub(crate) level: usize,
+    /// For a directory: path components in the job tag (as `tko parse`;
+    /// default: detected the same way).
+    #[arg(short, long)]
+    pub(crate) level: Option<usize>,
     /// Warehouse (for a job tag).
     #[command(flatten)]
     pub(crate) db: DbUrl,

@@ -1,17 +1,27 @@
-//! Finds job directories under the paths given on the command line, the way
-//! `autotest-tko-parse` walks them (spec §1.5): `.machines` and
-//! all-directories multi-machine dirs recurse with `level + 1`, the top of a
-//! synchronous multi-machine job is a job too when it has `status.log`.
-//! A path that is not itself a job is a results root: it is walked with
-//! walkdir (sorted, no symlinks followed) down to the first directories that
-//! look like jobs, its top-level directories in parallel (rayon; the walk is
-//! all metadata syscalls). Reads directory listings and `.machines`, never
-//! contents of results files (see `ingest`).
+//! Finds job directories under the paths given on the command line: the one
+//! discovery walk every command uses. A directory is a *job directory* when
+//! its listing names `status.log`, `status`, `keyval`, `.autoserv_execute`
+//! or `.machines` (any kind of entry: a dangling link counts), or when it
+//! sits where the scheduler puts job directories, `<id>-<owner>/<host or
+//! groupN>`; it is then parsed exactly as `autotest-tko-parse -o` would
+//! (spec §1.5: `.machines` and all-directories multi-machine dirs recurse
+//! with `level + 1`, symlinks followed, no depth limit, cycles cut by
+//! device + inode). Any other directory is a results root, searched (no
+//! symlinks followed) down to its job directories, its top-level
+//! directories a round at a time, in parallel (rayon; the walk is all
+//! metadata syscalls). A [`Discovery`] streams rounds of jobs: each job
+//! directory once per run (by device + inode, however many paths or
+//! symlinks reach it), two directories with one tag an error. Reads
+//! directory listings and `.machines`, never contents of results files
+//! (see `ingest`).
 
 use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
-use walkdir::WalkDir;
 
 /// One job directory to parse, with the tag level that applies to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,10 +34,10 @@ pub struct JobDir {
     pub tag: String,
 }
 
-/// A problem met while walking (unreadable directory, bad `.machines`).
+/// A problem met while walking; every one makes the run exit 1.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The path given does not exist or cannot be read.
+    /// A path that does not exist or cannot be read.
     #[error("{path}: {source}")]
     Io {
         /// The path.
@@ -36,22 +46,130 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// A `.machines` entry or nesting that would make Autotest recurse
-    /// forever.
+    /// A path given that cannot be walked (not a directory).
     #[error("{path}: {message}")]
     Layout {
-        /// The directory.
+        /// The path.
         path: PathBuf,
         /// What is wrong.
         message: String,
     },
+    /// A `.machines` line that is not followed (Autotest would recurse on
+    /// it forever, or leave the job directory).
+    #[error("{file}:{line}: {message}")]
+    Machines {
+        /// The `.machines` file.
+        file: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// Two different job directories with one tag: the second is not
+    /// parsed, so it can never replace the first.
+    #[error("{second}: job tag {tag:?} is already taken by {first}; not parsed (give --level to tell them apart)")]
+    TagCollision {
+        /// The tag.
+        tag: String,
+        /// The job directory that has the tag in this run.
+        first: PathBuf,
+        /// The job directory refused.
+        second: PathBuf,
+    },
 }
 
-/// Files whose presence makes a directory a job (or the top of one).
+/// Something worth telling that is not an error (no effect on exit codes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// No `--level` was given and job directories of the scheduler's layout
+    /// were found under `path`: they get level 2.
+    SchedulerLayout {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A directory that is one of its own ancestors (a symlink such as
+    /// `up -> ..`): not followed again.
+    Cycle {
+        /// Where the cycle was met.
+        path: PathBuf,
+        /// The ancestor it leads back to.
+        ancestor: PathBuf,
+    },
+    /// A job directory reached a second time under another path (a
+    /// symlink, overlapping paths given): parsed once, as `first`.
+    SameDirectory {
+        /// The path skipped.
+        path: PathBuf,
+        /// The path it was parsed as.
+        first: PathBuf,
+    },
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::SchedulerLayout { path } => write!(
+                f,
+                "{}: scheduler layout <id>-<owner>/<host> found; using --level 2 for those job directories (give --level to choose)",
+                path.display()
+            ),
+            Notice::Cycle { path, ancestor } => write!(
+                f,
+                "{}: directory cycle (it is {}); not followed again",
+                path.display(),
+                ancestor.display()
+            ),
+            Notice::SameDirectory { path, first } => write!(
+                f,
+                "{}: same directory as {}; parsed once",
+                path.display(),
+                first.display()
+            ),
+        }
+    }
+}
+
+/// How the tag level of a job directory is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Level {
+    /// No `--level`: 2 for job directories in the scheduler's
+    /// `<id>-<owner>/<host>` position, else 1 (see [`auto_level`]).
+    #[default]
+    Auto,
+    /// `--level N`, always obeyed.
+    Fixed(usize),
+}
+
+impl From<usize> for Level {
+    fn from(n: usize) -> Level {
+        Level::Fixed(n)
+    }
+}
+
+impl From<Option<usize>> for Level {
+    fn from(n: Option<usize>) -> Level {
+        n.map_or(Level::Auto, Level::Fixed)
+    }
+}
+
+/// Names whose presence in a listing makes a directory a job directory.
+const JOB_NAMES: [&str; 5] = [
+    "status.log",
+    "status",
+    "keyval",
+    ".autoserv_execute",
+    ".machines",
+];
+
+/// Files whose metadata the fast visit probes (first hit wins).
 const JOB_MARKERS: [&str; 4] = ["status.log", "status", "keyval", ".autoserv_execute"];
 
-/// Deepest multi-machine nesting followed below one job directory.
-const MAX_NESTING: usize = 8;
+/// A directory's identity: device and inode (symlinks followed).
+type Id = (u64, u64);
+
+fn identity(path: &Path) -> io::Result<Id> {
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
 
 /// `os.path.abspath`: absolute and lexically normalised (no symlink
 /// resolution).
@@ -96,8 +214,325 @@ pub fn afe_job_id(tag: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn is_job_like(dir: &Path) -> bool {
-    job_marker(dir).is_some()
+/// A scheduler job directory name, `<afe job id>-<owner>`: digits, `-`,
+/// and an owner with at least one letter (so dates such as `2019-05-01`
+/// are not taken for one).
+pub fn is_scheduler_job_name(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    digits > 0
+        && b.get(digits) == Some(&b'-')
+        && b[digits + 1..].iter().any(u8::is_ascii_alphabetic)
+}
+
+/// True when `dir` is `<id>-<owner>/<host or groupN>`: its parent's name
+/// is a scheduler job name.
+pub fn in_scheduler_position(dir: &Path) -> bool {
+    dir.parent()
+        .and_then(Path::file_name)
+        .is_some_and(is_scheduler_job_name)
+}
+
+/// The level a job directory gets: `--level` when given, else 2 in the
+/// scheduler's position (the scheduler's own `autotest-tko-parse -l 2 -o
+/// <results>/<id>-<owner>/<host>`), else 1 (Autotest's default).
+pub fn auto_level(dir: &Path, level: Level) -> usize {
+    match level {
+        Level::Fixed(n) => n,
+        Level::Auto if in_scheduler_position(dir) => 2,
+        Level::Auto => 1,
+    }
+}
+
+/// One job directory found, with what deduplication needs.
+#[derive(Debug)]
+struct Found {
+    dir: JobDir,
+    id: Id,
+    /// Reached through a symlink below the path given: handed on after
+    /// every directly reached job, so the real directory wins.
+    via_link: bool,
+}
+
+/// What walking one unit produced.
+#[derive(Debug, Default)]
+struct UnitOut {
+    found: Vec<Found>,
+    errors: Vec<Error>,
+    notices: Vec<Notice>,
+    /// Some job got level 2 from [`Level::Auto`].
+    detected: bool,
+}
+
+impl UnitOut {
+    fn io(&mut self, path: &Path, source: io::Error) {
+        self.errors.push(Error::Io {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
+}
+
+/// Python's `str.strip()` on bytes.
+fn strip(line: &[u8]) -> &[u8] {
+    let ws = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    let start = line.iter().position(|c| !ws(c)).unwrap_or(line.len());
+    let end = line.iter().rposition(|c| !ws(c)).map_or(start, |e| e + 1);
+    &line[start..end]
+}
+
+/// The sub-jobs named by `dir/.machines` that exist, sorted; lines
+/// Autotest would recurse on forever (blank, `.`) or that leave the
+/// directory (`..`, a `/`) are skipped with an error naming file and line.
+fn machines(dir: &Path, out: &mut UnitOut) -> Vec<(OsString, bool)> {
+    let file = dir.join(".machines");
+    if !file.exists() {
+        return Vec::new();
+    }
+    let text = match std::fs::read(&file) {
+        Ok(t) => t,
+        Err(e) => {
+            out.io(&file, e);
+            return Vec::new();
+        }
+    };
+    let mut names = Vec::new();
+    if text.is_empty() {
+        return names;
+    }
+    // Python iterates lines split after each "\n".
+    let body = text.strip_suffix(b"\n").unwrap_or(&text);
+    for (i, raw) in body.split(|&c| c == b'\n').enumerate() {
+        let name = strip(raw);
+        let bad = match name {
+            b"" => Some("blank line: autotest-tko-parse would recurse into the job directory itself forever; skipped"),
+            b"." => Some("\".\" names the job directory itself (autotest-tko-parse would recurse forever); skipped"),
+            b".." => Some("\"..\" names the parent directory; skipped"),
+            n if n.contains(&b'/') => Some("a machine name with \"/\" is not a sub-directory name; skipped"),
+            _ => None,
+        };
+        if let Some(message) = bad {
+            out.errors.push(Error::Machines {
+                file: file.clone(),
+                line: i + 1,
+                message: message.to_string(),
+            });
+            continue;
+        }
+        let name = OsStr::from_bytes(name).to_os_string();
+        let path = dir.join(&name);
+        if path.exists() {
+            let link = path.symlink_metadata().is_ok_and(|m| m.is_symlink());
+            names.push((name, link));
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// What `_get_job_subdirs` says of a directory.
+enum Subdirs {
+    /// A job directory.
+    Leaf,
+    /// A multi-machine directory: its sub-jobs (name, is a symlink).
+    Multi(Vec<(OsString, bool)>),
+    /// It cannot be listed (an error was recorded; Autotest's run dies).
+    Unreadable,
+}
+
+/// `_get_job_subdirs`.
+fn job_subdirs(dir: &Path, out: &mut UnitOut) -> Subdirs {
+    let named = machines(dir, out);
+    if !named.is_empty() {
+        return Subdirs::Multi(named);
+    }
+    let listing = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) => {
+            out.io(dir, e);
+            return Subdirs::Unreadable;
+        }
+    };
+    let mut dirs = Vec::new();
+    for entry in listing {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                out.io(dir, e);
+                return Subdirs::Unreadable;
+            }
+        };
+        let name = entry.file_name();
+        if name == ".parse.lock" {
+            continue;
+        }
+        // The entry's type costs no stat; symlinks are followed (Python's
+        // isdir does: a dangling or looping one is not a directory).
+        let (is_dir, link) = match entry.file_type() {
+            Ok(t) if t.is_symlink() => (entry.path().is_dir(), true),
+            Ok(t) => (t.is_dir(), false),
+            Err(_) => (entry.path().is_dir(), false),
+        };
+        if !is_dir {
+            // One non-directory is enough: this is a job directory.
+            return Subdirs::Leaf;
+        }
+        dirs.push((name, link));
+    }
+    if dirs.is_empty() {
+        return Subdirs::Leaf;
+    }
+    dirs.sort();
+    Subdirs::Multi(dirs)
+}
+
+/// One step of the [`parse_path`] walk.
+enum Step {
+    Enter {
+        path: PathBuf,
+        level: usize,
+        via_link: bool,
+    },
+    Leave(Id),
+}
+
+/// `parse_path`: the job directories at and below one job directory, as
+/// Autotest's recursion finds them (sub-jobs at `level + 1`, symlinks
+/// followed), without its limits: no depth bound (an explicit stack), and
+/// a directory that is its own ancestor is not entered again.
+fn parse_path(path: &Path, level: usize, out: &mut UnitOut) {
+    let mut stack = vec![Step::Enter {
+        path: path.to_path_buf(),
+        level,
+        via_link: false,
+    }];
+    let mut ancestors: HashMap<Id, PathBuf> = HashMap::new();
+    let mut visited: HashSet<Id> = HashSet::new();
+    while let Some(step) = stack.pop() {
+        let (path, level, via_link) = match step {
+            Step::Leave(id) => {
+                ancestors.remove(&id);
+                continue;
+            }
+            Step::Enter {
+                path,
+                level,
+                via_link,
+            } => (path, level, via_link),
+        };
+        let id = match identity(&path) {
+            Ok(id) => id,
+            Err(e) => {
+                out.io(&path, e);
+                continue;
+            }
+        };
+        if let Some(ancestor) = ancestors.get(&id) {
+            out.notices.push(Notice::Cycle {
+                ancestor: ancestor.clone(),
+                path,
+            });
+            continue;
+        }
+        if !visited.insert(id) {
+            continue;
+        }
+        let leaf = |out: &mut UnitOut, path: &Path| {
+            out.found.push(Found {
+                dir: JobDir {
+                    path: path.to_path_buf(),
+                    level,
+                    tag: job_tag(path, level),
+                },
+                id,
+                via_link,
+            })
+        };
+        match job_subdirs(&path, out) {
+            Subdirs::Unreadable => {}
+            Subdirs::Leaf => leaf(out, &path),
+            Subdirs::Multi(subdirs) => {
+                if path.join("status.log").exists() {
+                    leaf(out, &path);
+                }
+                ancestors.insert(id, path.clone());
+                stack.push(Step::Leave(id));
+                for (name, link) in subdirs.into_iter().rev() {
+                    stack.push(Step::Enter {
+                        path: path.join(name),
+                        level: level + 1,
+                        via_link: via_link || link,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A job directory met by a search or given: parsed with its level.
+fn job_entry(dir: &Path, level: Level, out: &mut UnitOut) {
+    let n = auto_level(dir, level);
+    out.detected |= level == Level::Auto && n == 2;
+    parse_path(dir, n, out);
+}
+
+/// True when a listing names a job file (any kind of entry).
+fn names_job_file<'a>(mut names: impl Iterator<Item = &'a OsStr>) -> bool {
+    names.any(|n| JOB_NAMES.iter().any(|j| n == *j))
+}
+
+/// Whether a search stops at `dir` (a job directory) or looks below it,
+/// from its listing (its position is checked first): a job file named,
+/// except that an `<id>-<owner>` directory whose only
+/// job file is `.machines` (the scheduler's asynchronous multi-machine
+/// job) is searched, its hosts being the job directories: the level
+/// applies to them, as in the scheduler's own parse.
+fn search_stops_at(dir: &Path, names: &[OsString]) -> bool {
+    let job_file = |n: &OsString| JOB_NAMES.iter().any(|j| n == *j);
+    let scheduler = dir.file_name().is_some_and(is_scheduler_job_name);
+    names
+        .iter()
+        .any(|n| job_file(n) && !(scheduler && n == ".machines"))
+}
+
+/// Searches `root` (itself included) for job directories: down through
+/// directories that are not job directories, symlinks not followed, to
+/// any depth.
+fn walk(root: &Path, level: Level, out: &mut UnitOut) {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if in_scheduler_position(&dir) {
+            job_entry(&dir, level, out);
+            continue;
+        }
+        let listing = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) => {
+                out.io(&dir, e);
+                continue;
+            }
+        };
+        let mut names = Vec::new();
+        let mut subdirs = Vec::new();
+        for entry in listing {
+            match entry {
+                Ok(e) => {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        subdirs.push(e.path());
+                    }
+                    names.push(e.file_name());
+                }
+                Err(e) => out.io(&dir, e),
+            }
+        }
+        if search_stops_at(&dir, &names) {
+            job_entry(&dir, level, out);
+            continue;
+        }
+        subdirs.sort();
+        stack.extend(subdirs.into_iter().rev());
+    }
 }
 
 /// The metadata of the first of [`JOB_MARKERS`] present in `dir`.
@@ -107,209 +542,25 @@ fn job_marker(dir: &Path) -> Option<std::fs::Metadata> {
         .find_map(|m| std::fs::metadata(dir.join(m)).ok())
 }
 
-/// `_get_job_subdirs`: the sub-jobs of a multi-machine directory, or `None`
-/// for a plain job directory.
-fn job_subdirs(dir: &Path) -> Result<Option<Vec<String>>, Error> {
-    let io_err = |source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let machines = dir.join(".machines");
-    if machines.is_file() {
-        let text = std::fs::read(&machines).map_err(io_err)?;
-        let mut names: Vec<String> = String::from_utf8_lossy(&text)
-            .lines()
-            .map(|l| l.trim().to_string())
-            // Autotest recurses forever on "" (and would on "." or ".."):
-            // only plain names count.
-            .filter(|n| !n.is_empty() && n != "." && n != ".." && !n.contains('/'))
-            .filter(|n| dir.join(n).exists())
-            .collect();
-        names.sort();
-        names.dedup();
-        if !names.is_empty() {
-            return Ok(Some(names));
-        }
+/// One top-level directory of a results root: the same as [`walk`] on it,
+/// in fewer system calls for the common layouts (this is most of the cost
+/// of re-running a backfill over an unchanged root). Its listing says
+/// whether it is a job; if not, each sub-directory is probed for a job
+/// file: a regular one without `.machines` is a job directory with no
+/// sub-jobs (Autotest's rule: a file among its entries), not listed.
+fn visit_top(dir: &Path, level: Level, out: &mut UnitOut) {
+    if in_scheduler_position(dir) {
+        return job_entry(dir, level, out);
     }
-    let mut dirs = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_err)? {
-        let entry = entry.map_err(io_err)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name == ".parse.lock" {
-            continue;
-        }
-        // The directory entry's type costs no stat; only symlinks are
-        // followed (Python's isdir does).
-        let is_dir = match entry.file_type() {
-            Ok(t) if t.is_symlink() => entry.path().is_dir(),
-            Ok(t) => t.is_dir(),
-            Err(_) => entry.path().is_dir(),
-        };
-        if !is_dir {
-            // One file is enough: this is a job directory.
-            return Ok(None);
-        }
-        dirs.push(name);
-    }
-    dirs.sort();
-    Ok((!dirs.is_empty()).then_some(dirs))
-}
-
-/// `parse_path`: the job directories at and below one job path.
-fn parse_path(
-    path: &Path,
-    level: usize,
-    depth: usize,
-    out: &mut Vec<JobDir>,
-    errors: &mut Vec<Error>,
-) {
-    if depth > MAX_NESTING {
-        errors.push(Error::Layout {
-            path: path.to_path_buf(),
-            message: format!(
-                "multi-machine nesting deeper than {MAX_NESTING} levels; not followed"
-            ),
-        });
-        return;
-    }
-    let leaf = |out: &mut Vec<JobDir>| {
-        out.push(JobDir {
-            path: path.to_path_buf(),
-            level,
-            tag: job_tag(path, level),
-        })
-    };
-    match job_subdirs(path) {
-        Err(e) => errors.push(e),
-        Ok(None) => leaf(out),
-        Ok(Some(subdirs)) => {
-            if path.join("status.log").exists() {
-                leaf(out);
-            }
-            for s in subdirs {
-                parse_path(&path.join(s), level + 1, depth + 1, out, errors);
-            }
-        }
-    }
-}
-
-/// Where jobs are looked for, one piece at a time: a path given as a job
-/// directory, or one top-level directory of a results root. Streaming
-/// units lets a caller handle a root of any size in bounded memory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unit {
-    /// A job directory given directly (`autotest-tko-parse -o`).
-    Job(PathBuf),
-    /// A top-level directory of a results root.
-    Top(PathBuf),
-}
-
-/// The units of `paths`, lazily (a root's listing is read as it goes, in
-/// directory order). Problems with a path come out as errors.
-pub fn units(paths: &[PathBuf]) -> impl Iterator<Item = Result<Unit, Error>> + '_ {
-    paths
-        .iter()
-        .flat_map(|given| -> Box<dyn Iterator<Item = Result<Unit, Error>>> {
-            let path = match absolute(given) {
-                Ok(p) => p,
-                Err(source) => {
-                    let path = given.clone();
-                    return Box::new(std::iter::once(Err(Error::Io { path, source })));
-                }
-            };
-            if let Err(source) = std::fs::metadata(&path) {
-                return Box::new(std::iter::once(Err(Error::Io { path, source })));
-            }
-            if !path.is_dir() {
-                return Box::new(std::iter::once(Err(Error::Layout {
-                    path,
-                    message: "not a directory (give a job directory or a results root)".into(),
-                })));
-            }
-            if is_job_like(&path) || path.join(".machines").is_file() {
-                return Box::new(std::iter::once(Ok(Unit::Job(path))));
-            }
-            match std::fs::read_dir(&path) {
-                Ok(rd) => Box::new(rd.filter_map(move |e| match e {
-                    Ok(e) if e.file_type().is_ok_and(|t| t.is_dir()) => {
-                        Some(Ok(Unit::Top(e.path())))
-                    }
-                    Ok(_) => None,
-                    Err(source) => Some(Err(Error::Io {
-                        path: path.clone(),
-                        source,
-                    })),
-                })),
-                Err(source) => Box::new(std::iter::once(Err(Error::Io { path, source }))),
-            }
-        })
-}
-
-/// The job directories of one unit, sorted by tag.
-pub fn jobs_in(unit: &Unit, level: usize) -> (Vec<JobDir>, Vec<Error>) {
-    let (mut out, errors) = match unit {
-        Unit::Job(path) => {
-            let (mut out, mut errors) = (Vec::new(), Vec::new());
-            parse_path(path, level, 0, &mut out, &mut errors);
-            (out, errors)
-        }
-        Unit::Top(dir) => visit_top(dir, level),
-    };
-    out.sort_by(|a, b| a.tag.cmp(&b.tag).then_with(|| a.path.cmp(&b.path)));
-    (out, errors)
-}
-
-/// Finds every job under `paths`. Each path is either a job directory (it
-/// has a status log, keyval, `.autoserv_execute` or `.machines`: parsed as
-/// `autotest-tko-parse -o` would) or a results root, walked down to the
-/// first job-like directories, its top-level directories in parallel.
-/// Output is sorted by tag, then path.
-pub fn find_jobs(paths: &[PathBuf], level: usize) -> (Vec<JobDir>, Vec<Error>) {
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    let mut todo = Vec::new();
-    for unit in units(paths) {
-        match unit {
-            Ok(u) => todo.push(u),
-            Err(e) => errors.push(e),
-        }
-    }
-    let found: Vec<(Vec<JobDir>, Vec<Error>)> =
-        todo.par_iter().map(|u| jobs_in(u, level)).collect();
-    for (jobs, errs) in found {
-        out.extend(jobs);
-        errors.extend(errs);
-    }
-    out.sort_by(|a, b| a.tag.cmp(&b.tag).then_with(|| a.path.cmp(&b.path)));
-    out.dedup_by(|a, b| a.path == b.path);
-    (out, errors)
-}
-
-/// One top-level directory of a results root, the common layouts without
-/// a `stat` per candidate: its listing says whether it is a job (e.g.
-/// `<root>/<job>`); if not, each sub-directory is probed for a job marker
-/// (`<root>/<id>-<owner>/<host>`), and anything deeper is walked with
-/// walkdir. Same result as [`walk`] on it, in fewer system calls (this is
-/// most of the cost of re-running a backfill over an unchanged root).
-fn visit_top(dir: &Path, level: usize) -> (Vec<JobDir>, Vec<Error>) {
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
     let listing = match std::fs::read_dir(dir) {
         Ok(rd) => rd.filter_map(Result::ok).collect::<Vec<_>>(),
-        Err(source) => {
-            errors.push(Error::Io {
-                path: dir.to_path_buf(),
-                source,
-            });
-            return (out, errors);
-        }
+        Err(e) => return out.io(dir, e),
     };
-    if listing
-        .iter()
-        .any(|e| JOB_MARKERS.iter().any(|m| e.file_name() == *m))
-    {
-        return walk(dir, level);
+    let names: Vec<OsString> = listing.iter().map(|e| e.file_name()).collect();
+    if search_stops_at(dir, &names) {
+        return job_entry(dir, level, out);
     }
+    let scheduler = dir.file_name().is_some_and(is_scheduler_job_name);
     let mut subdirs: Vec<PathBuf> = listing
         .iter()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
@@ -319,101 +570,372 @@ fn visit_top(dir: &Path, level: usize) -> (Vec<JobDir>, Vec<Error>) {
     for sub in subdirs {
         match job_marker(&sub) {
             Some(marker) if marker.is_file() && !sub.join(".machines").exists() => {
-                out.push(JobDir {
-                    tag: job_tag(&sub, level),
-                    path: sub,
-                    level,
-                });
+                let n = auto_level(&sub, level);
+                out.detected |= level == Level::Auto && n == 2;
+                match identity(&sub) {
+                    Ok(id) => out.found.push(Found {
+                        dir: JobDir {
+                            tag: job_tag(&sub, n),
+                            path: sub,
+                            level: n,
+                        },
+                        id,
+                        via_link: false,
+                    }),
+                    Err(e) => out.io(&sub, e),
+                }
             }
-            Some(_) => parse_path(&sub, level, 0, &mut out, &mut errors),
-            None => {
-                let (jobs, errs) = walk(&sub, level);
-                out.extend(jobs);
-                errors.extend(errs);
-            }
+            Some(_) => job_entry(&sub, level, out),
+            None if scheduler => job_entry(&sub, level, out),
+            None => walk(&sub, level, out),
         }
     }
-    (out, errors)
 }
 
-/// Walks one directory (itself included) down to its job-like directories.
-fn walk(root: &Path, level: usize) -> (Vec<JobDir>, Vec<Error>) {
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    let mut walker = WalkDir::new(root).sort_by_file_name().into_iter();
-    while let Some(entry) = walker.next() {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) => {
-                let p = e.path().unwrap_or(root).to_path_buf();
-                errors.push(Error::Io {
-                    path: p,
-                    source: e.into(),
-                });
-                continue;
-            }
-        };
-        if !entry.file_type().is_dir() {
-            continue;
-        }
-        let Some(marker) = job_marker(entry.path()) else {
-            continue;
-        };
-        walker.skip_current_dir();
-        if marker.is_file() && !entry.path().join(".machines").exists() {
-            // A file among its entries: `_get_job_subdirs` says "a job",
-            // no need to list it.
-            out.push(JobDir {
-                tag: job_tag(entry.path(), level),
-                path: entry.into_path(),
-                level,
-            });
-        } else {
-            parse_path(entry.path(), level, 0, &mut out, &mut errors);
+/// A piece of the work: a path given as a job directory, or one top-level
+/// directory of a results root, with the index of the path given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Unit {
+    Job(PathBuf, usize),
+    Top(PathBuf, usize),
+}
+
+impl Unit {
+    fn given(&self) -> usize {
+        match self {
+            Unit::Job(_, g) | Unit::Top(_, g) => *g,
         }
     }
-    (out, errors)
+
+    fn walk(&self, level: Level) -> UnitOut {
+        let mut out = UnitOut::default();
+        match self {
+            Unit::Job(path, _) => job_entry(path, level, &mut out),
+            Unit::Top(dir, _) => visit_top(dir, level, &mut out),
+        }
+        out
+    }
+}
+
+/// The units of the paths given, lazily: one root's sorted top-level
+/// listing is held at a time.
+#[derive(Debug)]
+struct Units {
+    paths: Vec<PathBuf>,
+    next: usize,
+    tops: std::vec::IntoIter<PathBuf>,
+    current: usize,
+}
+
+impl Units {
+    fn new(paths: &[PathBuf]) -> Units {
+        Units {
+            paths: paths.to_vec(),
+            next: 0,
+            tops: Vec::new().into_iter(),
+            current: 0,
+        }
+    }
+
+    /// Classifies the path given at `index`: a job unit, an error, or
+    /// (a root) its top-level directories queued.
+    fn open(&mut self, index: usize) -> Option<Result<Unit, Error>> {
+        let given = &self.paths[index];
+        let path = match absolute(given) {
+            Ok(p) => p,
+            Err(source) => {
+                let path = given.clone();
+                return Some(Err(Error::Io { path, source }));
+            }
+        };
+        match std::fs::metadata(&path) {
+            Err(source) => return Some(Err(Error::Io { path, source })),
+            Ok(m) if !m.is_dir() => {
+                return Some(Err(Error::Layout {
+                    path,
+                    message: "not a directory (give a job directory or a results root)".into(),
+                }))
+            }
+            Ok(_) => {}
+        }
+        if in_scheduler_position(&path) {
+            return Some(Ok(Unit::Job(path, index)));
+        }
+        let listing = match std::fs::read_dir(&path) {
+            Ok(rd) => rd,
+            Err(source) => return Some(Err(Error::Io { path, source })),
+        };
+        let mut job = false;
+        let mut tops = Vec::new();
+        for e in listing {
+            match e {
+                Ok(e) => {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        tops.push(e.path());
+                    }
+                    job |= names_job_file(std::iter::once(e.file_name().as_os_str()));
+                }
+                Err(source) => return Some(Err(Error::Io { path, source })),
+            }
+        }
+        if job {
+            return Some(Ok(Unit::Job(path, index)));
+        }
+        tops.sort();
+        self.tops = tops.into_iter();
+        self.current = index;
+        None
+    }
+}
+
+impl Iterator for Units {
+    type Item = Result<Unit, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(top) = self.tops.next() {
+                return Some(Ok(Unit::Top(top, self.current)));
+            }
+            if self.next >= self.paths.len() {
+                return None;
+            }
+            self.next += 1;
+            if let Some(unit) = self.open(self.next - 1) {
+                return Some(unit);
+            }
+        }
+    }
+}
+
+/// The number of units of `paths` (job directories given plus top-level
+/// directories of roots): a cheap count, the progress total of a
+/// [`Discovery`] (whose [`Round::units`] add up to it).
+pub fn count_units(paths: &[PathBuf]) -> usize {
+    Units::new(paths).filter(Result::is_ok).count()
+}
+
+/// What one round of a [`Discovery`] found.
+#[derive(Debug, Default)]
+pub struct Round {
+    /// Job directories new to this run, sorted by tag then path.
+    pub jobs: Vec<JobDir>,
+    /// Walk errors (each makes the run exit 1).
+    pub errors: Vec<Error>,
+    /// Notices (stderr, no effect on the exit code).
+    pub notices: Vec<Notice>,
+    /// Units walked in this round.
+    pub units: usize,
+}
+
+/// The discovery of one run, streamed a round of units at a time (rounds
+/// are walked in parallel on the current rayon pool). Holds, besides the
+/// round in flight, one root's top-level listing and the identities and
+/// tags of the jobs handed on so far, so every job directory comes out
+/// once, and a second directory with a tag already taken is an error.
+#[derive(Debug)]
+pub struct Discovery {
+    units: Units,
+    level: Level,
+    paths: Vec<PathBuf>,
+    /// Job directories handed on: identity → path.
+    seen: HashMap<Id, Box<Path>>,
+    /// Tags handed on → identity.
+    tags: HashMap<Box<str>, Id>,
+    /// The scheduler-layout notice was given.
+    announced: bool,
+    /// Paths already reported as [`Notice::SameDirectory`].
+    reported: HashSet<PathBuf>,
+    /// Job directories refused for their tag (reported once).
+    refused: HashSet<Id>,
+    /// Jobs reached through symlinks, handed on last.
+    linked: Vec<Found>,
+    done: bool,
+}
+
+impl Discovery {
+    /// A discovery of `paths` (job directories or results roots) with
+    /// `level` (`--level`, or [`Level::Auto`]).
+    pub fn new(paths: &[PathBuf], level: impl Into<Level>) -> Discovery {
+        Discovery {
+            units: Units::new(paths),
+            level: level.into(),
+            paths: paths.to_vec(),
+            seen: HashMap::new(),
+            tags: HashMap::new(),
+            announced: false,
+            reported: HashSet::new(),
+            refused: HashSet::new(),
+            linked: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// The next round: up to `max_units` units walked (in parallel), or
+    /// `None` when everything was handed on.
+    pub fn next_round(&mut self, max_units: usize) -> Option<Round> {
+        if self.done {
+            return None;
+        }
+        let mut round = Round::default();
+        let mut todo = Vec::new();
+        for u in self.units.by_ref().take(max_units.max(1)) {
+            match u {
+                Ok(u) => todo.push(u),
+                Err(e) => round.errors.push(e),
+            }
+        }
+        let mut found = Vec::new();
+        if todo.is_empty() && round.errors.is_empty() {
+            // Last: the jobs reached through symlinks.
+            self.done = true;
+            if self.linked.is_empty() {
+                return None;
+            }
+            found = std::mem::take(&mut self.linked);
+        }
+        round.units = todo.len();
+        let level = self.level;
+        let outs: Vec<(usize, UnitOut)> = todo
+            .par_iter()
+            .map(|u| (u.given(), u.walk(level)))
+            .collect();
+        for (given, out) in outs {
+            if out.detected && !self.announced {
+                self.announced = true;
+                round.notices.push(Notice::SchedulerLayout {
+                    path: absolute(&self.paths[given])
+                        .unwrap_or_else(|_| self.paths[given].clone()),
+                });
+            }
+            round.errors.extend(out.errors);
+            round.notices.extend(out.notices);
+            for f in out.found {
+                if f.via_link && !self.done {
+                    self.linked.push(f);
+                } else {
+                    found.push(f);
+                }
+            }
+        }
+        found.sort_by(|a, b| {
+            (a.dir.tag.as_str(), &a.dir.path).cmp(&(b.dir.tag.as_str(), &b.dir.path))
+        });
+        for f in found {
+            self.admit(f, &mut round);
+        }
+        Some(round)
+    }
+
+    /// Hands `f` on unless its directory was handed on already (a notice
+    /// when under another path) or its tag belongs to another directory
+    /// (an error naming both).
+    fn admit(&mut self, f: Found, round: &mut Round) {
+        if let Some(first) = self.seen.get(&f.id) {
+            if **first != *f.dir.path && self.reported.insert(f.dir.path.clone()) {
+                round.notices.push(Notice::SameDirectory {
+                    path: f.dir.path,
+                    first: first.to_path_buf(),
+                });
+            }
+            return;
+        }
+        if let Some(id) = self.tags.get(f.dir.tag.as_str()) {
+            if !self.refused.insert(f.id) {
+                return;
+            }
+            round.errors.push(Error::TagCollision {
+                first: self.seen[id].to_path_buf(),
+                second: f.dir.path,
+                tag: f.dir.tag,
+            });
+            return;
+        }
+        self.seen.insert(f.id, f.dir.path.clone().into_boxed_path());
+        self.tags.insert(f.dir.tag.clone().into_boxed_str(), f.id);
+        round.jobs.push(f.dir);
+    }
+}
+
+/// Everything a [`Discovery`] of `paths` finds, all rounds collected (for
+/// small inputs and tests): jobs sorted by tag then path, walk errors
+/// (notices are dropped).
+pub fn find_jobs(paths: &[PathBuf], level: impl Into<Level>) -> (Vec<JobDir>, Vec<Error>) {
+    let mut discovery = Discovery::new(paths, level);
+    let (mut jobs, mut errors) = (Vec::new(), Vec::new());
+    while let Some(round) = discovery.next_round(usize::MAX) {
+        jobs.extend(round.jobs);
+        errors.extend(round.errors);
+    }
+    jobs.sort_by(|a, b| (a.tag.as_str(), &a.path).cmp(&(b.tag.as_str(), &b.path)));
+    (jobs, errors)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn file(root: &Path, p: &str, text: &[u8]) -> io::Result<()> {
+        let p = root.join(p);
+        std::fs::create_dir_all(p.parent().expect("parent"))?;
+        std::fs::write(p, text)
+    }
+
+    fn tags(jobs: &[JobDir]) -> Vec<&str> {
+        jobs.iter().map(|j| j.tag.as_str()).collect()
+    }
+
+    /// All rounds of a discovery with `units` per round.
+    fn discover_all(
+        paths: &[PathBuf],
+        level: Level,
+        units: usize,
+    ) -> (Vec<JobDir>, Vec<Error>, Vec<Notice>) {
+        let mut d = Discovery::new(paths, level);
+        let (mut jobs, mut errors, mut notices) = (Vec::new(), Vec::new(), Vec::new());
+        while let Some(r) = d.next_round(units) {
+            jobs.extend(r.jobs);
+            errors.extend(r.errors);
+            notices.extend(r.notices);
+        }
+        (jobs, errors, notices)
+    }
 
     #[test]
-    fn fast_top_level_visit_finds_what_the_walk_finds() -> std::io::Result<()> {
+    fn fast_top_level_visit_finds_what_the_walk_finds() -> io::Result<()> {
         let tmp = tempfile::tempdir()?;
         let r = tmp.path();
-        let file = |p: &str| -> std::io::Result<()> {
-            let p = r.join(p);
-            std::fs::create_dir_all(p.parent().expect("parent"))?;
-            std::fs::write(p, b"x=1\n")
-        };
-        file("plainjob/status.log")?;
-        file("1-a/h1/status.log")?;
-        file("1-a/h1/t1/keyval")?;
-        file("1-a/h2/keyval")?;
-        file("2-b/group0/.machines")?;
-        std::fs::write(r.join("2-b/group0/.machines"), b"hA\nhB\n")?;
-        file("2-b/group0/status.log")?;
-        file("2-b/group0/hA/status.log")?;
-        file("2-b/group0/hB/status.log")?;
-        file("3-c/.machines")?;
-        std::fs::write(r.join("3-c/.machines"), b"hX\n")?;
-        file("3-c/hX/status.log")?;
-        file("4-d/x/y/z/status")?;
-        file("5-e/h/status.log/inner")?; // a directory named like a marker
+        file(r, "plainjob/status.log", b"x=1\n")?;
+        file(r, "1-a/h1/status.log", b"")?;
+        file(r, "1-a/h1/t1/keyval", b"")?;
+        file(r, "1-a/h2/keyval", b"")?;
+        file(r, "2-b/group0/.machines", b"hA\nhB\n")?;
+        file(r, "2-b/group0/status.log", b"")?;
+        file(r, "2-b/group0/hA/status.log", b"")?;
+        file(r, "2-b/group0/hB/status.log", b"")?;
+        file(r, "3-c/.machines", b"hX\n")?;
+        file(r, "3-c/hX/status.log", b"")?;
+        file(r, "4-d/x/y/z/status", b"")?;
+        file(r, "5-e/h/status.log/inner", b"")?; // a directory named like a marker
         std::fs::create_dir_all(r.join("6-empty/nothing"))?;
+        file(r, "archive/2019-05-01/7-f/h7/status.log", b"")?;
+        file(r, "archive/2019-05-01/dangling/keyval", b"")?;
+        symlink("nowhere", r.join("archive/2019-05-01/dangling/status.log"))?;
+        file(r, "archive/2019-05-01/dangling/t/status.log", b"")?;
         for top in std::fs::read_dir(r)? {
             let d = top?.path();
-            for level in [1, 2] {
-                let (fast, fast_errors) = visit_top(&d, level);
-                let (slow, slow_errors) = walk(&d, level);
-                assert_eq!(fast, slow, "{}", d.display());
-                assert_eq!(fast_errors.len(), slow_errors.len());
+            for level in [Level::Fixed(1), Level::Fixed(2), Level::Auto] {
+                let (mut fast, mut slow) = (UnitOut::default(), UnitOut::default());
+                visit_top(&d, level, &mut fast);
+                walk(&d, level, &mut slow);
+                let dirs = |o: &UnitOut| o.found.iter().map(|f| f.dir.clone()).collect::<Vec<_>>();
+                assert_eq!(dirs(&fast), dirs(&slow), "{}", d.display());
+                assert_eq!(fast.errors.len(), slow.errors.len());
+                assert_eq!(fast.detected, slow.detected);
             }
         }
-        let (jobs, _) = find_jobs(&[r.to_path_buf()], 2);
-        let tags: Vec<&str> = jobs.iter().map(|j| j.tag.as_str()).collect();
+        let (jobs, errors) = find_jobs(&[r.to_path_buf()], 2);
+        assert!(errors.is_empty(), "{errors:?}");
         let plain = format!(
             "{}/plainjob",
             r.file_name().expect("name").to_string_lossy()
@@ -425,16 +947,200 @@ mod tests {
             "2-b/group0/hA",
             "2-b/group0/hB",
             "3-c/hX",
+            // `<id>-<owner>/<host>` is a job directory (the scheduler's
+            // `-o` target): Autotest's recursion from there.
+            "4-d/x/y/z",
+            // A directory named like a marker file: Autotest's rules make
+            // it a multi-machine dir whose "host" is the directory itself.
             "5-e/h",
-            // A directory named like a marker file: Autotest's rules make it
-            // a multi-machine dir whose "host" is the directory itself.
             "5-e/h/status.log",
+            "6-empty/nothing",
+            "7-f/h7",
+            "2019-05-01/dangling",
             plain.as_str(),
-            "y/z",
         ];
         want.sort();
-        assert_eq!(tags, want);
+        assert_eq!(tags(&jobs), want);
         Ok(())
+    }
+
+    #[test]
+    fn each_job_once_across_paths_and_symlinks() -> io::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let r = tmp.path().join("results");
+        file(&r, "1-a/h1/status.log", b"")?;
+        file(&r, "2-b/h2/status.log", b"")?;
+        file(&r, "3-c/.machines", b"hZ\nh3\n")?;
+        file(&r, "3-c/h3/status.log", b"")?;
+        symlink("../2-b/h2", r.join("3-c/hZ"))?;
+        let paths = [
+            r.clone(),
+            r.clone(),
+            r.join("1-a/h1"),
+            r.join("1-a"),
+            r.join("3-c/hZ"),
+        ];
+        for units in [1, 2, 100] {
+            let (jobs, errors, notices) = discover_all(&paths, Level::Auto, units);
+            assert!(errors.is_empty(), "{errors:?}");
+            assert_eq!(tags(&jobs), ["1-a/h1", "2-b/h2", "3-c/h3"], "{units}");
+            // The symlinked `.machines` entry is the real directory's.
+            assert!(
+                notices.contains(&Notice::SameDirectory {
+                    path: r.join("3-c/hZ"),
+                    first: r.join("2-b/h2"),
+                }),
+                "{notices:?}"
+            );
+            let layout: Vec<_> = notices
+                .iter()
+                .filter(|n| matches!(n, Notice::SchedulerLayout { .. }))
+                .collect();
+            assert_eq!(layout.len(), 1, "{notices:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn two_directories_with_one_tag_is_an_error_naming_both() -> io::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let r = tmp.path();
+        file(r, "1-a/host1/status.log", b"")?;
+        file(r, "2-b/host1/status.log", b"")?;
+        for units in [1, 100] {
+            let paths = [r.to_path_buf(), r.to_path_buf()];
+            let (jobs, errors, _) = discover_all(&paths, Level::Fixed(1), units);
+            assert_eq!(tags(&jobs), ["host1"]);
+            assert_eq!(jobs[0].path, r.join("1-a/host1"));
+            assert_eq!(errors.len(), 1);
+            let text = errors[0].to_string();
+            assert!(matches!(errors[0], Error::TagCollision { .. }));
+            assert!(
+                text.contains(&r.join("1-a/host1").display().to_string()),
+                "{text}"
+            );
+            assert!(
+                text.contains(&r.join("2-b/host1").display().to_string()),
+                "{text}"
+            );
+        }
+        // The default detects the layout.
+        let (jobs, errors, _) = discover_all(&[r.to_path_buf()], Level::Auto, 100);
+        assert!(errors.is_empty());
+        assert_eq!(tags(&jobs), ["1-a/host1", "2-b/host1"]);
+        Ok(())
+    }
+
+    #[test]
+    fn job_directory_without_status_log_is_not_a_root() -> io::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let r = tmp.path();
+        // Only test subdirs and `up -> ..`.
+        file(r, "123-alice/host160/fsx/status.log", b"")?;
+        file(r, "123-alice/host160/fsx/keyval", b"")?;
+        symlink("..", r.join("123-alice/host160/up"))?;
+        // A dangling status log.
+        file(r, "124-bob/kvm-guest-260/aiostress/status.log", b"")?;
+        symlink("gone", r.join("124-bob/kvm-guest-260/status.log"))?;
+        // Not in the scheduler's layout, only a dangling status log.
+        file(r, "job/t/status.log", b"")?;
+        symlink("gone", r.join("job/status.log"))?;
+        let one = |p: &str, level: Level| discover_all(&[r.join(p)], level, 10);
+
+        let (jobs, errors, notices) = one("123-alice/host160", Level::Auto);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(tags(&jobs), ["123-alice/host160/fsx"]);
+        assert!(
+            notices.iter().any(|n| matches!(n, Notice::Cycle { .. })),
+            "{notices:?}"
+        );
+        let (jobs, _, _) = one("123-alice/host160", Level::Fixed(2));
+        assert_eq!(tags(&jobs), ["123-alice/host160/fsx"]);
+        assert_eq!(jobs[0].level, 3);
+        // The same from the root.
+        let (jobs, _, _) = discover_all(&[r.to_path_buf()], Level::Auto, 10);
+        let dangling = format!("{}/job", r.file_name().expect("name").to_string_lossy());
+        let mut want = vec!["123-alice/host160/fsx", "124-bob/kvm-guest-260", "job"];
+        want.sort();
+        let _ = dangling;
+        assert_eq!(tags(&jobs), want);
+        let (jobs, _, _) = one("124-bob/kvm-guest-260", Level::Auto);
+        assert_eq!(tags(&jobs), ["124-bob/kvm-guest-260"]);
+        let (jobs, _, _) = one("job", Level::Fixed(1));
+        assert_eq!(tags(&jobs), ["job"]);
+        Ok(())
+    }
+
+    #[test]
+    fn deep_tree_is_found_and_cycles_end() -> io::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let r = tmp.path();
+        let deep: String = std::iter::repeat_n("d/", 300).collect();
+        file(r, &format!("1-a/g/{deep}status.log"), b"")?;
+        let (jobs, errors, _) = discover_all(&[r.join("1-a/g")], Level::Auto, 10);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].level, 302);
+        assert_eq!(jobs[0].tag, format!("1-a/g/{}", deep.trim_end_matches('/')));
+        // A symlink cycle in a multi-machine directory ends.
+        symlink("..", r.join("1-a/g/d/back"))?;
+        let (jobs, _, notices) = discover_all(&[r.join("1-a/g")], Level::Auto, 10);
+        assert_eq!(jobs.len(), 1);
+        assert!(notices.iter().any(|n| matches!(n, Notice::Cycle { .. })));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_machines_lines_are_skipped_with_file_and_line() -> io::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let r = tmp.path();
+        file(r, "1-a/.machines", b"hA\n.\n\n..\n../2-b\n")?;
+        file(r, "1-a/hA/status.log", b"")?;
+        file(r, "2-b/.machines", b".\n")?;
+        file(r, "2-b/status.log", b"")?;
+        // A name that is a file: an error, not a job.
+        file(r, "3-c/.machines", b"f\n")?;
+        file(r, "3-c/f", b"")?;
+        file(r, "3-c/status.log", b"")?;
+        let paths = [r.join("1-a"), r.join("2-b"), r.join("3-c")];
+        let (jobs, errors, _) = discover_all(&paths, Level::Auto, 10);
+        assert_eq!(tags(&jobs), ["1-a/hA", "2-b", "3-c"]);
+        let not_dir = errors
+            .iter()
+            .filter(|e| matches!(e, Error::Io { path, .. } if *path == r.join("3-c/f")));
+        assert_eq!(not_dir.count(), 1, "{errors:?}");
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let machines = r.join("1-a/.machines").display().to_string();
+        for line in [2, 3, 4, 5] {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(&format!("{machines}:{line}: "))),
+                "{lines:?}"
+            );
+        }
+        let other = r.join("2-b/.machines").display().to_string();
+        assert!(
+            lines.iter().any(|l| l.starts_with(&format!("{other}:1: "))),
+            "{lines:?}"
+        );
+        assert_eq!(errors.len(), 6);
+        Ok(())
+    }
+
+    #[test]
+    fn level_detection() {
+        assert!(is_scheduler_job_name(OsStr::new("123-alice")));
+        assert!(is_scheduler_job_name(OsStr::new("1-a_b")));
+        assert!(!is_scheduler_job_name(OsStr::new("2019-05-01")));
+        assert!(!is_scheduler_job_name(OsStr::new("alice-1")));
+        assert!(!is_scheduler_job_name(OsStr::new("123")));
+        assert_eq!(auto_level(Path::new("/r/123-alice/host1"), Level::Auto), 2);
+        assert_eq!(auto_level(Path::new("/r/123-alice"), Level::Auto), 1);
+        assert_eq!(
+            auto_level(Path::new("/r/123-alice/host1"), Level::Fixed(1)),
+            1
+        );
     }
 
     #[test]

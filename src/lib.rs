@@ -2,7 +2,7 @@
 //! warehouse.
 //!
 //! ```text
-//! discover (walkdir) ─▶ ingest (rayon: read files, run parsers) ─▶ Job trees
+//! discover (dedup) ─▶ ingest   (rayon: read files, run parsers) ─▶ Job trees
 //!                                   │                                  │
 //!                               parse (nom, pure)            table (flat rows) ─▶ store
 //!                                                            (PostgreSQL binary COPY / SQLite)

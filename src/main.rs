@@ -64,43 +64,64 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// round of job trees, however large the root.
 const CHUNK_JOBS: usize = 256;
 
-/// Finds the jobs under the given paths; walk problems are printed, and
-/// fatal when nothing could be found at all. Returns the job directories
-/// and whether any walk problem occurred.
-fn find(args: &JobsArgs) -> anyhow::Result<(Vec<discover::JobDir>, bool)> {
-    if args.threads > 0 {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(args.threads)
-            .build_global()
-            .context("setting up the parser threads")?;
+/// Streams the jobs under `paths` to `each`, a round of top-level
+/// directories at a time (each job directory once; see
+/// `discover::Discovery`); walk errors and notices are printed as they
+/// come. Fatal when nothing was found and something was wrong; else
+/// returns whether any walk error occurred.
+fn discover_jobs(
+    paths: &[std::path::PathBuf],
+    level: Option<usize>,
+    mut each: impl FnMut(Vec<discover::JobDir>) -> anyhow::Result<()>,
+) -> anyhow::Result<bool> {
+    let mut discovery = discover::Discovery::new(paths, level);
+    let units = backfill::Options::default().units_per_round;
+    let (mut found, mut failed) = (0, false);
+    while let Some(round) = discovery.next_round(units) {
+        for n in &round.notices {
+            eprintln!("tko: {n}");
+        }
+        for e in &round.errors {
+            eprintln!("tko: {e}");
+        }
+        failed |= !round.errors.is_empty();
+        found += round.jobs.len();
+        each(round.jobs)?;
     }
-    let (dirs, errors) = discover::find_jobs(&args.paths, args.level);
-    for e in &errors {
-        eprintln!("tko: {e}");
+    if found == 0 {
+        anyhow::bail!(
+            "no job directory found (a job directory holds status.log, status, keyval, .autoserv_execute or .machines)"
+        );
     }
-    if dirs.is_empty() && !errors.is_empty() {
-        anyhow::bail!("no job directories found");
-    }
-    Ok((dirs, !errors.is_empty()))
+    Ok(failed)
 }
 
 fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
-    let (dirs, mut failed) = find(&args.jobs)?;
+    if args.jobs.threads > 0 {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(args.jobs.threads)
+            .build_global()
+            .context("setting up the parser threads")?;
+    }
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    for chunk in dirs.chunks(CHUNK_JOBS) {
-        for job in ingest::parse_jobs(chunk) {
-            if args.json {
-                serde_json::to_writer(&mut out, &job).context("writing JSON")?;
-                writeln!(out)?;
-            } else {
-                write_summary(&mut out, &job)?;
+    let mut failed = false;
+    let walk_failed = discover_jobs(&args.jobs.paths, args.jobs.level, |dirs| {
+        for chunk in dirs.chunks(CHUNK_JOBS) {
+            for job in ingest::parse_jobs(chunk) {
+                if args.json {
+                    serde_json::to_writer(&mut out, &job).context("writing JSON")?;
+                    writeln!(out)?;
+                } else {
+                    write_summary(&mut out, &job)?;
+                }
+                failed |= job.has_errors();
             }
-            failed |= job.has_errors();
         }
-    }
+        Ok(())
+    })?;
     out.flush()?;
-    Ok(if failed {
+    Ok(if failed || walk_failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -411,10 +432,11 @@ fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
     let mut out = io::BufWriter::new(stdout.lock());
     let path = std::path::Path::new(&args.job);
     if path.is_dir() {
-        let (dirs, errors) = discover::find_jobs(&[path.to_path_buf()], args.level);
-        for e in &errors {
-            eprintln!("tko: {e}");
-        }
+        let mut dirs = Vec::new();
+        discover_jobs(&[path.to_path_buf()], args.level, |round| {
+            dirs.extend(round);
+            Ok(())
+        })?;
         if dirs.is_empty() {
             anyhow::bail!("no job directory found at {}", path.display());
         }

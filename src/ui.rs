@@ -145,6 +145,10 @@ impl Observer for Reporter {
         }
     }
 
+    fn notice(&mut self, text: &str) {
+        say(&format!("tko: {text}"));
+    }
+
     fn unread(&mut self, tag: &str, error: &str) {
         say(&format!("{tag}: not loaded: {error}"));
     }

@@ -221,7 +221,7 @@ fn many_small_rounds_and_chunks_give_the_same_warehouse() -> TestResult {
     store.set_batch_jobs(3);
     let mut reader = tko::store::open(&f.url)?;
     let opts = tko::backfill::Options {
-        level: 2,
+        level: Some(2),
         chunk_jobs: 4,
         units_per_round: 7,
         ..tko::backfill::Options::default()

@@ -224,18 +224,27 @@ fn visible(text: &str) -> String {
 /// it leaves (exit 130), so the shell prompt starts on a clean line.
 #[test]
 fn double_ctrl_c_leaves_a_clean_terminal() -> TestResult {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
     let t = tempfile::tempdir()?;
     let root = t.path().join("results");
     let opts = tko::gen::GenOptions {
-        jobs: 600,
+        jobs: 20,
         tests_per_job: 2..=3,
         fraction_bad: 0.0,
         ..tko::gen::GenOptions::default()
     };
     tko::gen::generate(&root, &opts)?;
-    let db = format!("sqlite:{}", t.path().join("w.db").display());
+    let (jobs, _) = tko::discover::find_jobs(std::slice::from_ref(&root), 2);
+    let db_path = t.path().join("w.db");
+    let db = format!("sqlite:{}", db_path.display());
+    // One job is locked by "another parser", so the run waits for it with
+    // its bar on screen once the other 19 are loaded.
+    let lock = std::fs::File::create(jobs[7].path.join(".parse.lock"))?;
+    lock.try_lock()?;
     let cmd = format!(
-        "exec {} backfill --batch 300 -j 1 --level 2 --db {db} {}",
+        "exec {} backfill --lock-timeout 120 --level 2 --db {db} {}",
         env!("CARGO_BIN_EXE_tko"),
         root.display()
     );
@@ -245,28 +254,55 @@ fn double_ctrl_c_leaves_a_clean_terminal() -> TestResult {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .spawn()?;
-    let tko_pid = {
-        let start = std::time::Instant::now();
-        loop {
-            let out = Command::new("pgrep")
-                .args(["-P", &child.id().to_string()])
-                .output()?;
-            let text = String::from_utf8(out.stdout)?;
-            if let Some(pid) = text.split_whitespace().next() {
-                break pid.to_string();
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let screen = Arc::clone(&screen);
+        let mut stdout = child.stdout.take().ok_or("stdout")?;
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                screen.lock().expect("screen").extend_from_slice(&buf[..n]);
             }
-            assert!(start.elapsed().as_secs() < 30, "tko did not start");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        })
     };
-    // Let the bar be drawn, then Ctrl-C twice.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let shown =
+        |what: &str| String::from_utf8_lossy(&screen.lock().expect("screen")).contains(what);
+    let start = Instant::now();
+    while !shown("19 loaded") {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the 19 free jobs did not load"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Now another writer holds the warehouse and the lock is freed: the
+    // run reads the last job and waits to write it, bar on screen.
+    let blocker = rusqlite::Connection::open(&db_path)?;
+    blocker.execute_batch("BEGIN IMMEDIATE")?;
+    drop(lock);
+    std::thread::sleep(Duration::from_millis(1500));
+    let tko_pid = {
+        let out = Command::new("pgrep")
+            .args(["-P", &child.id().to_string()])
+            .output()?;
+        String::from_utf8(out.stdout)?
+            .split_whitespace()
+            .next()
+            .ok_or("tko's pid")?
+            .to_string()
+    };
     for _ in 0..2 {
         Command::new("kill").args(["-INT", &tko_pid]).status()?;
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(300));
     }
-    let out = child.wait_with_output()?;
-    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = child.wait()?;
+    reader.join().map_err(|_| "reader")?;
+    blocker.execute_batch("ROLLBACK")?;
+    assert!(!status.success());
+    let screen = String::from_utf8_lossy(&screen.lock().expect("screen")).into_owned();
     assert!(screen.contains("dirs"), "no progress bar drawn: {screen:?}");
     for message in ["tko: stopping after the current batch", "tko: interrupted"] {
         let at = screen
