@@ -24,6 +24,7 @@ pub mod gen;
 pub mod ingest;
 pub mod model;
 pub mod parse;
+pub mod query;
 pub mod report;
 pub mod store;
 pub mod table;

@@ -1,0 +1,563 @@
+//! SQL planning: a [`Query`] (a [`Kind`] of row plus a [`Filter`]) becomes
+//! one SELECT per [`Dialect`] over the TKO tables, with every column already
+//! rendered as the text the output carries: timestamps as `YYYY-MM-DD
+//! HH:MM:SS`, perf values as PostgreSQL floats (NaN as NULL, `-0` as `0`),
+//! rows ordered by job tag in byte order and then by test id. The plan also
+//! names and types the output columns. Planning is pure: no connection, no
+//! I/O; [`super::rows`] runs the plans.
+
+use super::filter::{glob_to_like, glob_to_sqlite, time_text, Filter};
+use super::Error;
+use jiff::civil::DateTime;
+use std::fmt::Write as _;
+
+/// What rows to export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One row per job.
+    Jobs,
+    /// One row per test.
+    Tests,
+    /// One row per test attribute.
+    Attributes,
+    /// One row per iteration attribute.
+    Iterations,
+    /// One row per iteration result (perf value).
+    Perf,
+    /// One row per job keyval.
+    Keyvals,
+}
+
+impl Kind {
+    /// Every kind, in documentation order.
+    pub const ALL: [Kind; 6] = [
+        Kind::Jobs,
+        Kind::Tests,
+        Kind::Attributes,
+        Kind::Iterations,
+        Kind::Perf,
+        Kind::Keyvals,
+    ];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Jobs => "jobs",
+            Kind::Tests => "tests",
+            Kind::Attributes => "attributes",
+            Kind::Iterations => "iterations",
+            Kind::Perf => "perf",
+            Kind::Keyvals => "keyvals",
+        }
+    }
+}
+
+/// How a column's text is typed in JSON output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColType {
+    /// A string.
+    Text,
+    /// An integer (written as a JSON number).
+    Int,
+    /// A float in PostgreSQL's text form (a JSON number, or
+    /// `{"$float": "inf"|"-inf"}` as in `tko parse --json`).
+    Float,
+}
+
+/// One output column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// Header name.
+    pub name: String,
+    /// JSON typing.
+    pub ty: ColType,
+}
+
+/// An export: what, which rows, and (for perf) whether to pivot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    /// Row kind.
+    pub kind: Kind,
+    /// Row filter.
+    pub filter: Filter,
+    /// `perf` only: one row per test iteration, one column per perf key.
+    pub wide: bool,
+}
+
+impl Query {
+    /// A long-form export of `kind`.
+    pub fn new(kind: Kind, filter: Filter) -> Query {
+        Query {
+            kind,
+            filter,
+            wide: false,
+        }
+    }
+}
+
+/// Which SQL to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// PostgreSQL (12 or newer: shortest round-trip float output).
+    Postgres,
+    /// SQLite.
+    Sqlite,
+}
+
+/// A statement being built: SQL text plus (SQLite) its bound parameters.
+struct Sql {
+    dialect: Dialect,
+    text: String,
+    params: Vec<String>,
+}
+
+impl Sql {
+    fn new(dialect: Dialect) -> Sql {
+        Sql {
+            dialect,
+            text: String::new(),
+            params: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, s: &str) -> &mut Sql {
+        self.text.push_str(s);
+        self
+    }
+
+    /// Appends a string value. SQLite: a bound parameter. PostgreSQL: the
+    /// statement runs inside `COPY (...) TO STDOUT`, which cannot take
+    /// parameters, so the value is written as an escape-string literal
+    /// (`E'...'`, backslashes and single quotes doubled — safe whatever
+    /// `standard_conforming_strings` says); values are UTF-8 Rust strings
+    /// and a NUL (which PostgreSQL text cannot hold) is rejected.
+    fn lit(&mut self, v: &str) -> Result<&mut Sql, Error> {
+        match self.dialect {
+            Dialect::Sqlite => {
+                self.params.push(v.to_owned());
+                let n = self.params.len();
+                let _ = write!(self.text, "?{n}");
+            }
+            Dialect::Postgres => self.text.push_str(&pg_literal(v)?),
+        }
+        Ok(self)
+    }
+}
+
+/// `v` as a PostgreSQL escape-string literal; NUL is rejected.
+pub fn pg_literal(v: &str) -> Result<String, Error> {
+    if v.contains('\0') {
+        return Err(Error::Filter(format!(
+            "{v:?} contains a NUL character, which no stored value can hold"
+        )));
+    }
+    let mut out = String::with_capacity(v.len() + 3);
+    out.push_str("E'");
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("''"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    Ok(out)
+}
+
+/// A planned statement: SQL, SQLite parameters, output columns.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The SELECT (without `COPY`).
+    pub sql: String,
+    /// SQLite parameters (`?1`, `?2`, …); empty for PostgreSQL.
+    pub params: Vec<String>,
+    /// Output columns.
+    pub columns: Vec<Column>,
+}
+
+fn col(name: &str, ty: ColType) -> Column {
+    Column {
+        name: name.to_owned(),
+        ty,
+    }
+}
+
+/// Dialect-specific expressions.
+fn ts(d: Dialect, c: &str) -> String {
+    match d {
+        Dialect::Postgres => format!("to_char({c}, 'YYYY-MM-DD HH24:MI:SS')"),
+        Dialect::Sqlite => c.to_owned(),
+    }
+}
+
+fn float(d: Dialect, c: &str) -> String {
+    match d {
+        // Shortest round-trip text (extra_float_digits = 1, set per
+        // session); NaN as NULL because SQLite stores NaN as NULL; `+ 0`
+        // turns -0 into 0 because SQLite does not keep the sign of zero.
+        Dialect::Postgres => format!("NULLIF({c}, 'NaN'::float8) + 0::float8"),
+        Dialect::Sqlite => c.to_owned(),
+    }
+}
+
+fn coll(d: Dialect, c: &str) -> String {
+    match d {
+        Dialect::Postgres => format!("{c} COLLATE \"C\""),
+        Dialect::Sqlite => c.to_owned(),
+    }
+}
+
+const TEST_JOINS: &str = " FROM tko_tests t \
+    JOIN tko_jobs j ON j.job_idx = t.job_idx \
+    JOIN tko_machines m ON m.machine_idx = j.machine_idx \
+    JOIN tko_kernels k ON k.kernel_idx = t.kernel_idx \
+    JOIN tko_status s ON s.status_idx = t.status";
+
+/// Columns of `tests` (stable; documented in README.md).
+pub const TEST_COLUMNS: [&str; 15] = [
+    "job_tag",
+    "afe_job_id",
+    "label",
+    "username",
+    "machine",
+    "machine_group",
+    "kernel",
+    "kernel_hash",
+    "test",
+    "subdir",
+    "status",
+    "reason",
+    "started_time",
+    "finished_time",
+    "duration_s",
+];
+
+/// Leading columns of `attributes`, `iterations` and `perf`.
+const PREFIX: [&str; 8] = [
+    "job_tag",
+    "label",
+    "machine",
+    "kernel",
+    "test",
+    "subdir",
+    "status",
+    "finished_time",
+];
+
+fn prefix_select(d: Dialect) -> String {
+    format!(
+        "SELECT j.tag, j.label, m.hostname, k.base, t.test, t.subdir, s.word, {}",
+        ts(d, "t.finished_time")
+    )
+}
+
+fn text_cols(names: &[&str]) -> Vec<Column> {
+    names.iter().map(|n| col(n, ColType::Text)).collect()
+}
+
+/// Appends ` AND <column> matches glob`.
+fn glob_cond(q: &mut Sql, column: &str, glob: &str) -> Result<(), Error> {
+    match q.dialect {
+        Dialect::Postgres => {
+            q.push(" AND ").push(column).push(" LIKE ");
+            q.lit(&glob_to_like(glob))?.push(" ESCAPE E'\\\\'");
+        }
+        Dialect::Sqlite => {
+            q.push(" AND ").push(column).push(" GLOB ");
+            q.lit(&glob_to_sqlite(glob))?;
+        }
+    }
+    Ok(())
+}
+
+fn time_cond(q: &mut Sql, column: &str, op: &str, t: &DateTime) -> Result<(), Error> {
+    q.push(" AND ").push(column).push(op);
+    q.lit(&time_text(*t))?;
+    if q.dialect == Dialect::Postgres {
+        q.push("::timestamp");
+    }
+    Ok(())
+}
+
+/// Conditions on tests (`t`, `k`, `s` in scope).
+fn test_conds(q: &mut Sql, f: &Filter, with_time: bool) -> Result<(), Error> {
+    if let Some(g) = &f.test {
+        glob_cond(q, "t.test", g)?;
+    }
+    if let Some(g) = &f.kernel {
+        glob_cond(q, "k.base", g)?;
+    }
+    if !f.status.is_empty() {
+        q.push(" AND s.word IN (");
+        for (i, st) in f.status.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.lit(st.word())?;
+        }
+        q.push(")");
+    }
+    if with_time {
+        if let Some(t) = &f.since {
+            time_cond(q, "t.finished_time", " >= ", t)?;
+        }
+        if let Some(t) = &f.until {
+            time_cond(q, "t.finished_time", " <= ", t)?;
+        }
+    }
+    Ok(())
+}
+
+/// Conditions on jobs (`j`, `m` in scope).
+fn job_conds(q: &mut Sql, f: &Filter, with_time: bool) -> Result<(), Error> {
+    if let Some(g) = &f.job {
+        glob_cond(q, "j.tag", g)?;
+    }
+    if let Some(g) = &f.label {
+        glob_cond(q, "j.label", g)?;
+    }
+    if let Some(g) = &f.machine {
+        glob_cond(q, "m.hostname", g)?;
+    }
+    if with_time {
+        if let Some(t) = &f.since {
+            time_cond(q, "j.finished_time", " >= ", t)?;
+        }
+        if let Some(t) = &f.until {
+            time_cond(q, "j.finished_time", " <= ", t)?;
+        }
+    }
+    Ok(())
+}
+
+/// For job-level kinds: keep jobs with at least one test matching the
+/// test filters (when there are any).
+fn job_test_exists(q: &mut Sql, f: &Filter) -> Result<(), Error> {
+    if f.test.is_none() && f.kernel.is_none() && f.status.is_empty() {
+        return Ok(());
+    }
+    q.push(
+        " AND EXISTS (SELECT 1 FROM tko_tests t \
+         JOIN tko_kernels k ON k.kernel_idx = t.kernel_idx \
+         JOIN tko_status s ON s.status_idx = t.status WHERE t.job_idx = j.job_idx",
+    );
+    test_conds(q, f, false)?;
+    q.push(")");
+    Ok(())
+}
+
+/// Plans the statement for `query`. `perf_keys` are the pivot columns of a
+/// wide perf export (see [`super::Warehouse::export`], which looks them up first).
+pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Error> {
+    let f = &query.filter;
+    let mut q = Sql::new(d);
+    let columns: Vec<Column>;
+    match query.kind {
+        Kind::Jobs => {
+            columns = vec![
+                col("job_tag", ColType::Text),
+                col("afe_job_id", ColType::Int),
+                col("label", ColType::Text),
+                col("username", ColType::Text),
+                col("machine", ColType::Text),
+                col("machine_group", ColType::Text),
+                col("machine_owner", ColType::Text),
+                col("queued_time", ColType::Text),
+                col("started_time", ColType::Text),
+                col("finished_time", ColType::Text),
+                col("tests", ColType::Int),
+                col("good", ColType::Int),
+            ];
+            q.push(&format!(
+                "SELECT j.tag, j.afe_job_id, j.label, j.username, m.hostname, m.machine_group, \
+                 m.owner, {}, {}, {}, \
+                 (SELECT count(*) FROM tko_tests t WHERE t.job_idx = j.job_idx), \
+                 (SELECT count(*) FROM tko_tests t JOIN tko_status s ON s.status_idx = t.status \
+                  WHERE t.job_idx = j.job_idx AND s.word = 'GOOD') \
+                 FROM tko_jobs j JOIN tko_machines m ON m.machine_idx = j.machine_idx WHERE true",
+                ts(d, "j.queued_time"),
+                ts(d, "j.started_time"),
+                ts(d, "j.finished_time")
+            ));
+            job_conds(&mut q, f, true)?;
+            job_test_exists(&mut q, f)?;
+            q.push(&format!(" ORDER BY {}", coll(d, "j.tag")));
+        }
+        Kind::Keyvals => {
+            columns = text_cols(&[
+                "job_tag",
+                "label",
+                "machine",
+                "finished_time",
+                "key",
+                "value",
+            ]);
+            q.push(&format!(
+                "SELECT j.tag, j.label, m.hostname, {}, kv.key, kv.value \
+                 FROM tko_job_keyvals kv JOIN tko_jobs j ON j.job_idx = kv.job_id \
+                 JOIN tko_machines m ON m.machine_idx = j.machine_idx WHERE true",
+                ts(d, "j.finished_time")
+            ));
+            job_conds(&mut q, f, true)?;
+            job_test_exists(&mut q, f)?;
+            q.push(&format!(
+                " ORDER BY {}, {}, kv.id",
+                coll(d, "j.tag"),
+                coll(d, "kv.key")
+            ));
+        }
+        Kind::Tests => {
+            columns = TEST_COLUMNS
+                .iter()
+                .map(|n| {
+                    let ty = if matches!(*n, "afe_job_id" | "duration_s") {
+                        ColType::Int
+                    } else {
+                        ColType::Text
+                    };
+                    col(n, ty)
+                })
+                .collect();
+            let duration = match d {
+                Dialect::Postgres => "EXTRACT(EPOCH FROM t.finished_time - t.started_time)::bigint",
+                Dialect::Sqlite => {
+                    "CAST(strftime('%s', t.finished_time) AS INTEGER) \
+                     - CAST(strftime('%s', t.started_time) AS INTEGER)"
+                }
+            };
+            q.push(&format!(
+                "SELECT j.tag, j.afe_job_id, j.label, j.username, m.hostname, m.machine_group, \
+                 k.base, k.kernel_hash, t.test, t.subdir, s.word, t.reason, {}, {}, {duration}{TEST_JOINS} \
+                 WHERE true",
+                ts(d, "t.started_time"),
+                ts(d, "t.finished_time"),
+            ));
+            job_conds(&mut q, f, false)?;
+            test_conds(&mut q, f, true)?;
+            q.push(&format!(" ORDER BY {}, t.test_idx", coll(d, "j.tag")));
+        }
+        Kind::Attributes | Kind::Iterations => {
+            let (table, iteration) = if query.kind == Kind::Attributes {
+                ("tko_test_attributes", false)
+            } else {
+                ("tko_iteration_attributes", true)
+            };
+            let mut names = PREFIX.to_vec();
+            if iteration {
+                names.push("iteration");
+            }
+            names.extend(["attribute", "value"]);
+            columns = names
+                .iter()
+                .map(|n| {
+                    col(
+                        n,
+                        if *n == "iteration" {
+                            ColType::Int
+                        } else {
+                            ColType::Text
+                        },
+                    )
+                })
+                .collect();
+            q.push(&prefix_select(d));
+            if iteration {
+                q.push(", a.iteration");
+            }
+            q.push(&format!(
+                ", a.attribute, a.value{TEST_JOINS} JOIN {table} a ON a.test_idx = t.test_idx WHERE true"
+            ));
+            job_conds(&mut q, f, false)?;
+            test_conds(&mut q, f, true)?;
+            q.push(&format!(" ORDER BY {}, t.test_idx", coll(d, "j.tag")));
+            if iteration {
+                q.push(", a.iteration");
+            }
+            q.push(&format!(
+                ", {}, {}",
+                coll(d, "a.attribute"),
+                coll(d, "a.value")
+            ));
+        }
+        Kind::Perf if !query.wide => {
+            columns = PREFIX
+                .iter()
+                .map(|n| col(n, ColType::Text))
+                .chain([
+                    col("iteration", ColType::Int),
+                    col("key", ColType::Text),
+                    col("value", ColType::Float),
+                ])
+                .collect();
+            q.push(&prefix_select(d));
+            q.push(&format!(
+                ", r.iteration, r.attribute, {}{TEST_JOINS} \
+                 JOIN tko_iteration_result r ON r.test_idx = t.test_idx WHERE true",
+                float(d, "r.value")
+            ));
+            job_conds(&mut q, f, false)?;
+            test_conds(&mut q, f, true)?;
+            q.push(&format!(
+                " ORDER BY {}, t.test_idx, r.iteration, {}",
+                coll(d, "j.tag"),
+                coll(d, "r.attribute")
+            ));
+        }
+        Kind::Perf => {
+            columns = PREFIX
+                .iter()
+                .map(|n| col(n, ColType::Text))
+                .chain([col("iteration", ColType::Int)])
+                .chain(perf_keys.iter().map(|k| col(k, ColType::Float)))
+                .collect();
+            q.push(&prefix_select(d));
+            q.push(", r.iteration");
+            for key in perf_keys {
+                q.push(", ");
+                q.push(match d {
+                    Dialect::Postgres => "NULLIF(max(CASE WHEN r.attribute = ",
+                    Dialect::Sqlite => "max(CASE WHEN r.attribute = ",
+                });
+                q.lit(key)?;
+                q.push(match d {
+                    Dialect::Postgres => " THEN r.value END), 'NaN'::float8) + 0::float8",
+                    Dialect::Sqlite => " THEN r.value END)",
+                });
+            }
+            q.push(&format!(
+                "{TEST_JOINS} JOIN tko_iteration_result r ON r.test_idx = t.test_idx WHERE true"
+            ));
+            job_conds(&mut q, f, false)?;
+            test_conds(&mut q, f, true)?;
+            q.push(&format!(
+                " GROUP BY t.test_idx, j.job_idx, m.machine_idx, k.kernel_idx, s.status_idx, \
+                 r.iteration ORDER BY {}, t.test_idx, r.iteration",
+                coll(d, "j.tag")
+            ));
+        }
+    }
+    Ok(Plan {
+        sql: q.text,
+        params: q.params,
+        columns,
+    })
+}
+
+/// The distinct perf keys a wide perf export pivots into columns.
+pub(crate) fn perf_keys_plan(filter: &Filter, d: Dialect) -> Result<Plan, Error> {
+    let mut q = Sql::new(d);
+    q.push(&format!(
+        "SELECT DISTINCT {}{TEST_JOINS} \
+         JOIN tko_iteration_result r ON r.test_idx = t.test_idx \
+         WHERE r.attribute IS NOT NULL",
+        coll(d, "r.attribute")
+    ));
+    job_conds(&mut q, filter, false)?;
+    test_conds(&mut q, filter, true)?;
+    q.push(" ORDER BY 1");
+    Ok(Plan {
+        sql: q.text,
+        params: q.params,
+        columns: vec![col("key", ColType::Text)],
+    })
+}
