@@ -219,10 +219,12 @@ pub(crate) struct FilterArgs {
     /// Test status words, comma-separated (e.g. `FAIL,ERROR`).
     #[arg(long, value_name = "S[,S]", value_delimiter = ',')]
     pub(crate) status: Vec<String>,
-    /// Finished at or after: `YYYY-MM-DD` or `YYYY-MM-DD HH:MM[:SS]` (UTC).
+    /// Finished at or after: `YYYY-MM-DD` or `YYYY-MM-DD HH:MM[:SS]`, in
+    /// UTC (the warehouse stores UTC).
     #[arg(long, value_name = "TIME")]
     pub(crate) since: Option<String>,
-    /// Finished at or before (a date alone includes that whole day).
+    /// Finished at or before, in UTC (a date alone includes that whole
+    /// day).
     #[arg(long, value_name = "TIME")]
     pub(crate) until: Option<String>,
 }

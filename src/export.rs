@@ -11,7 +11,9 @@ pub use crate::query::{
     parse_time, ColType, Column, Error, Filter, Kind, Query as ExportQuery, Sink, Warehouse,
     TEST_COLUMNS,
 };
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -166,6 +168,71 @@ pub fn write<W: Write>(
     match format {
         Format::Csv => wh.export(query, &mut CsvWriter::new(out)),
         Format::Json => wh.export(query, &mut JsonWriter::new(out)),
+    }
+}
+
+/// An output file written beside its final path (`.NAME.tko-PID-N.tmp`
+/// in the same directory) and renamed over it by [`AtomicFile::commit`]:
+/// readers never see a partial file, and one dropped uncommitted (a failed
+/// export) is removed, leaving any earlier file at the path untouched.
+pub struct AtomicFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: Option<io::BufWriter<File>>,
+}
+
+impl AtomicFile {
+    /// Creates the temporary file for `path`.
+    pub fn create(path: &Path) -> io::Result<AtomicFile> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let mut attempt = 0u32;
+        loop {
+            let mut tmp_name = std::ffi::OsString::from(".");
+            tmp_name.push(name);
+            tmp_name.push(format!(".tko-{}-{attempt}.tmp", std::process::id()));
+            let tmp = dir.join(tmp_name);
+            match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+                Ok(file) => {
+                    return Ok(AtomicFile {
+                        path: path.to_owned(),
+                        tmp,
+                        out: Some(io::BufWriter::with_capacity(1 << 16, file)),
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Where to write.
+    pub fn writer(&mut self) -> &mut io::BufWriter<File> {
+        self.out.as_mut().expect("not yet committed")
+    }
+
+    /// Flushes the data to disk and renames the file to its final path.
+    pub fn commit(mut self) -> io::Result<()> {
+        let out = self.out.take().expect("committed once");
+        let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        file.sync_all()?;
+        std::fs::rename(&self.tmp, &self.path)
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.out.is_some() || self.tmp.exists() {
+            // Best effort: the temporary file is ours and unfinished.
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tko::export::{self, ExportQuery, Filter, Kind, Warehouse};
 use tko::model::{Job, Status};
+use tko::query;
 use tko::store::{self, Action};
 use tko::{backfill, discover, ingest, report};
 
@@ -449,32 +450,32 @@ fn print_summary(s: &backfill::Summary, dry_run: bool, url: &str) {
     }
 }
 
-/// The library filter of the shared filter flags.
+/// The library filter of the shared filter flags, validated (dates,
+/// status words, glob lengths) before any database is opened.
 fn filter(args: FilterArgs) -> anyhow::Result<Filter> {
     let status = args
         .status
         .iter()
-        .map(|s| {
-            tko::model::Status::from_word(&s.to_ascii_uppercase())
-                .with_context(|| format!("unknown status {s:?}"))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    Ok(Filter {
+        .map(|s| query::parse_status(s))
+        .collect::<Result<_, _>>()?;
+    let time = |flag: &str, value: Option<String>, end_of_day: bool| {
+        value
+            .map(|t| query::parse_time(&t, end_of_day))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+    };
+    let f = Filter {
         job: args.job,
         label: args.label,
         test: args.test,
         machine: args.machine,
         kernel: args.kernel,
         status,
-        since: args
-            .since
-            .map(|t| export::parse_time(&t, false))
-            .transpose()?,
-        until: args
-            .until
-            .map(|t| export::parse_time(&t, true))
-            .transpose()?,
-    })
+        since: time("--since", args.since, false)?,
+        until: time("--until", args.until, true)?,
+    };
+    f.validate()?;
+    Ok(f)
 }
 
 fn open_warehouse(url: &str) -> anyhow::Result<Warehouse> {
@@ -507,10 +508,12 @@ fn export_cmd(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let what = format!("exporting {} from {}", kind.name(), args.db.db);
     match &args.out {
         Some(path) => {
-            let file = std::fs::File::create(path)
+            // Written beside `path` and renamed over it on success only.
+            let mut file = export::AtomicFile::create(path)
                 .with_context(|| format!("creating {}", path.display()))?;
-            let out = io::BufWriter::with_capacity(1 << 16, file);
-            export::write(&mut wh, &query, format, out).context(what)?;
+            export::write(&mut wh, &query, format, file.writer()).context(what)?;
+            file.commit()
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         None => {
             let stdout = io::stdout();

@@ -807,10 +807,10 @@ fn corpus_round_trip(backend: Backend) -> TestResult {
     let mut db = Db::open(&f);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let corpus = root.join("tests/corpus/autotest");
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(corpus.join("manifest.json")).map_err(
-            |e| format!("{}: {e}", corpus.join("manifest.json").display()),
-        )?)?;
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(corpus.join("manifest.json"))
+            .map_err(|e| format!("{}: {e}", corpus.join("manifest.json").display()))?,
+    )?;
     let mut inputs = vec![(root.join("fixtures/example-results"), 2)];
     for case in manifest["cases"].as_array().expect("cases") {
         for run in case["runs"].as_array().expect("runs") {

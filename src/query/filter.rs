@@ -142,7 +142,7 @@ pub fn parse_status(word: &str) -> Result<Status, Error> {
     Status::from_word(&word.to_ascii_uppercase()).ok_or_else(|| {
         let valid: Vec<&str> = Status::ALL.iter().map(|s| s.word()).collect();
         Error::Filter(format!(
-            "unknown status {word:?}; valid words (any case): {}",
+            "--status: unknown status {word:?}; valid words (any case): {}",
             valid.join(", ")
         ))
     })

@@ -26,7 +26,7 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A filter value cannot be used.
-    #[error("invalid filter: {0}")]
+    #[error("{0}")]
     Filter(String),
     /// The query cannot be run as asked (on either store).
     #[error("{0}")]

@@ -171,8 +171,83 @@ pub struct Plan {
     pub sql: String,
     /// SQLite parameters (`?1`, `?2`, …); empty for PostgreSQL.
     pub params: Vec<String>,
-    /// Output columns.
+    /// The statement's columns (the output columns unless [`Plan::pivot`]).
     pub columns: Vec<Column>,
+    /// A wide perf export: how the long rows become wide ones.
+    pub pivot: Option<Pivot>,
+}
+
+impl Plan {
+    /// The columns the output carries.
+    pub fn output_columns(&self) -> Vec<Column> {
+        match &self.pivot {
+            Some(p) => p.columns.clone(),
+            None => self.columns.clone(),
+        }
+    }
+}
+
+/// Fixed leading columns of `perf --wide`.
+pub const WIDE_FIXED: [&str; 9] = [
+    "job_tag",
+    "label",
+    "machine",
+    "kernel",
+    "test",
+    "subdir",
+    "status",
+    "finished_time",
+    "iteration",
+];
+
+/// The prefix that keeps a perf key's column name unique in `perf --wide`.
+pub const PERF_PREFIX: &str = "perf:";
+
+/// The column name of perf key `key` in `perf --wide`: the key itself,
+/// or `perf:KEY` when the key equals a fixed column name ([`WIDE_FIXED`])
+/// or itself starts with `perf:`. Keys are distinct, so names are unique.
+pub fn wide_column_name(key: &str) -> String {
+    if WIDE_FIXED.contains(&key) || key.starts_with(PERF_PREFIX) {
+        format!("{PERF_PREFIX}{key}")
+    } else {
+        key.to_owned()
+    }
+}
+
+/// How a wide perf export pivots its long rows: statement rows are
+/// `WIDE_FIXED[..8], iteration, key, value, test_idx`, ordered by job tag,
+/// test id and iteration; each run of rows with one test id and iteration
+/// becomes one output row with a column per key (in `keys` order).
+#[derive(Debug, Clone)]
+pub struct Pivot {
+    /// The perf keys, in column order (byte order).
+    pub keys: Vec<String>,
+    /// Output columns: the fixed ones, then one per key.
+    pub columns: Vec<Column>,
+}
+
+impl Pivot {
+    fn new(keys: &[String]) -> Pivot {
+        let columns = WIDE_FIXED
+            .iter()
+            .map(|n| {
+                let ty = if *n == "iteration" {
+                    ColType::Int
+                } else {
+                    ColType::Text
+                };
+                col(n, ty)
+            })
+            .chain(
+                keys.iter()
+                    .map(|k| col(&wide_column_name(k), ColType::Float)),
+            )
+            .collect();
+        Pivot {
+            keys: keys.to_vec(),
+            columns,
+        }
+    }
 }
 
 fn col(name: &str, ty: ColType) -> Column {
@@ -352,6 +427,7 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
     let f = &query.filter;
     let mut q = Sql::new(d);
     let columns: Vec<Column>;
+    let mut pivot = None;
     match query.kind {
         Kind::Jobs => {
             columns = vec![
@@ -479,7 +555,9 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
                 coll(d, "a.value")
             ));
         }
-        Kind::Perf if !query.wide => {
+        Kind::Perf => {
+            // Wide: the same long rows plus the test id, pivoted while they
+            // stream (see [`Pivot`]); no per-key SQL, so no limit on keys.
             columns = PREFIX
                 .iter()
                 .map(|n| col(n, ColType::Text))
@@ -488,12 +566,14 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
                     col("key", ColType::Text),
                     col("value", ColType::Float),
                 ])
+                .chain(query.wide.then(|| col("test_idx", ColType::Int)))
                 .collect();
             q.push(&prefix_select(d));
             q.push(&format!(
-                ", r.iteration, r.attribute, {}{TEST_JOINS} \
+                ", r.iteration, r.attribute, {}{}{TEST_JOINS} \
                  JOIN tko_iteration_result r ON r.test_idx = t.test_idx WHERE true",
-                float(d, "r.value")
+                float(d, "r.value"),
+                if query.wide { ", t.test_idx" } else { "" }
             ));
             job_conds(&mut q, f, false)?;
             test_conds(&mut q, f, true)?;
@@ -502,44 +582,16 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
                 coll(d, "j.tag"),
                 coll(d, "r.attribute")
             ));
-        }
-        Kind::Perf => {
-            columns = PREFIX
-                .iter()
-                .map(|n| col(n, ColType::Text))
-                .chain([col("iteration", ColType::Int)])
-                .chain(perf_keys.iter().map(|k| col(k, ColType::Float)))
-                .collect();
-            q.push(&prefix_select(d));
-            q.push(", r.iteration");
-            for key in perf_keys {
-                q.push(", ");
-                q.push(match d {
-                    Dialect::Postgres => "NULLIF(max(CASE WHEN r.attribute = ",
-                    Dialect::Sqlite => "max(CASE WHEN r.attribute = ",
-                });
-                q.lit(key)?;
-                q.push(match d {
-                    Dialect::Postgres => " THEN r.value END), 'NaN'::float8) + 0::float8",
-                    Dialect::Sqlite => " THEN r.value END)",
-                });
+            if query.wide {
+                pivot = Some(Pivot::new(perf_keys));
             }
-            q.push(&format!(
-                "{TEST_JOINS} JOIN tko_iteration_result r ON r.test_idx = t.test_idx WHERE true"
-            ));
-            job_conds(&mut q, f, false)?;
-            test_conds(&mut q, f, true)?;
-            q.push(&format!(
-                " GROUP BY t.test_idx, j.job_idx, m.machine_idx, k.kernel_idx, s.status_idx, \
-                 r.iteration ORDER BY {}, t.test_idx, r.iteration",
-                coll(d, "j.tag")
-            ));
         }
     }
     Ok(Plan {
         sql: q.text,
         params: q.params,
         columns,
+        pivot,
     })
 }
 
@@ -559,5 +611,6 @@ pub(crate) fn perf_keys_plan(filter: &Filter, d: Dialect) -> Result<Plan, Error>
         sql: q.text,
         params: q.params,
         columns: vec![col("key", ColType::Text)],
+        pivot: None,
     })
 }

@@ -10,11 +10,12 @@
 //! without any), so a query that fails writes no header.
 
 use super::float::pg_float;
-use super::plan::{perf_keys_plan, plan, ColType, Column, Dialect, Kind, Plan, Query};
+use super::plan::{perf_keys_plan, plan, ColType, Column, Dialect, Kind, Pivot, Plan, Query};
 use super::Error;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{self};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io;
 use std::io::{BufRead, Write};
@@ -74,6 +75,7 @@ impl Warehouse {
     /// Streams `query` into `sink` (`begin`, rows, `finish`); returns the
     /// number of rows.
     pub fn export(&mut self, query: &Query, sink: &mut dyn Sink) -> Result<u64, Error> {
+        query.filter.validate()?;
         let d = self.dialect();
         if d == Dialect::Postgres {
             self.pg_session()?;
@@ -90,23 +92,35 @@ impl Warehouse {
             Vec::new()
         };
         let p = plan(query, d, &keys)?;
-        sink.begin(&p.columns)?;
-        let passthrough = d == Dialect::Postgres && sink.csv_passthrough().is_some();
-        let n = match self {
-            Warehouse::Postgres(pg) if passthrough => {
-                let out = sink.csv_passthrough().expect("checked above");
-                pg_copy_csv(pg, &p.sql, out)?
-            }
-            wh => {
-                let mut n = 0u64;
-                wh.rows(&p, &mut |f| {
-                    n += 1;
-                    sink.row(f).map_err(Error::Io)
-                })?;
-                n
-            }
+        let columns = p.output_columns();
+        let mut out = Started {
+            sink,
+            columns: &columns,
+            begun: false,
         };
-        sink.finish()?;
+        let passthrough =
+            d == Dialect::Postgres && p.pivot.is_none() && out.sink.csv_passthrough().is_some();
+        let n = match self {
+            Warehouse::Postgres(pg) if passthrough => pg_copy_csv(pg, &p.sql, &mut out)?,
+            wh => match &p.pivot {
+                Some(pivot) => {
+                    let mut wide = Wide::new(pivot);
+                    wh.rows(&p, &mut |f| wide.push(f, &mut out))?;
+                    wide.flush(&mut out)?;
+                    wide.rows
+                }
+                None => {
+                    let mut n = 0u64;
+                    wh.rows(&p, &mut |f| {
+                        n += 1;
+                        out.row(f)
+                    })?;
+                    n
+                }
+            },
+        };
+        out.begin()?;
+        out.sink.finish()?;
         Ok(n)
     }
 
@@ -129,12 +143,110 @@ impl Warehouse {
     }
 }
 
+/// A sink whose `begin` is called only when the first row arrives, or at
+/// the end for an empty result: a statement that fails writes nothing.
+struct Started<'a> {
+    sink: &'a mut dyn Sink,
+    columns: &'a [Column],
+    begun: bool,
+}
+
+impl Started<'_> {
+    fn begin(&mut self) -> Result<(), Error> {
+        if !self.begun {
+            self.begun = true;
+            self.sink.begin(self.columns)?;
+        }
+        Ok(())
+    }
+
+    fn row(&mut self, fields: &[Option<&str>]) -> Result<(), Error> {
+        self.begin()?;
+        Ok(self.sink.row(fields)?)
+    }
+}
+
+/// The row being pivoted by a wide perf export (see [`Pivot`]).
+struct Wide<'p> {
+    at: HashMap<&'p str, usize>,
+    /// (test_idx, iteration) of the current row.
+    group: Option<(String, Option<String>)>,
+    fixed: Vec<Option<String>>,
+    values: Vec<Option<String>>,
+    rows: u64,
+}
+
+/// Statement columns before `iteration` in a wide perf export.
+const WIDE_PREFIX: usize = 8;
+
+impl<'p> Wide<'p> {
+    fn new(pivot: &'p Pivot) -> Wide<'p> {
+        Wide {
+            at: pivot
+                .keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (k.as_str(), i))
+                .collect(),
+            group: None,
+            fixed: Vec::new(),
+            values: vec![None; pivot.keys.len()],
+            rows: 0,
+        }
+    }
+
+    /// One long row: `prefix.., iteration, key, value, test_idx`.
+    fn push(&mut self, f: &[Option<&str>], out: &mut Started<'_>) -> Result<(), Error> {
+        let (iteration, key, value, test) = (
+            f[WIDE_PREFIX],
+            f[WIDE_PREFIX + 1],
+            f[WIDE_PREFIX + 2],
+            f[WIDE_PREFIX + 3].unwrap_or_default(),
+        );
+        let same = self
+            .group
+            .as_ref()
+            .is_some_and(|(t, i)| t == test && i.as_deref() == iteration);
+        if !same {
+            self.flush(out)?;
+            self.group = Some((test.to_owned(), iteration.map(str::to_owned)));
+            self.fixed = f[..=WIDE_PREFIX]
+                .iter()
+                .map(|v| v.map(str::to_owned))
+                .collect();
+        }
+        if let Some(i) = key.and_then(|k| self.at.get(k)) {
+            if value.is_some() {
+                self.values[*i] = value.map(str::to_owned);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the current row, if any.
+    fn flush(&mut self, out: &mut Started<'_>) -> Result<(), Error> {
+        if self.group.take().is_none() {
+            return Ok(());
+        }
+        let fields: Vec<Option<&str>> = self
+            .fixed
+            .iter()
+            .chain(&self.values)
+            .map(Option::as_deref)
+            .collect();
+        out.row(&fields)?;
+        self.rows += 1;
+        self.values.iter_mut().for_each(|v| *v = None);
+        Ok(())
+    }
+}
+
 /// Receives one row's fields as text (`None` is NULL).
 type RowFn<'a> = dyn FnMut(&[Option<&str>]) -> Result<(), Error> + 'a;
 
 /// `COPY (sql) TO STDOUT (FORMAT csv)` straight into `out`; counts rows
 /// (line ends outside quotes).
-fn pg_copy_csv(pg: &mut PgStore, sql: &str, out: &mut dyn Write) -> Result<u64, Error> {
+fn pg_copy_csv(pg: &mut PgStore, sql: &str, out: &mut Started<'_>) -> Result<u64, Error> {
     let copy = format!("COPY ({sql}) TO STDOUT (FORMAT csv)");
     let mut reader = pg.client().copy_out(&copy).map_err(db("COPY TO STDOUT"))?;
     let mut rows = 0u64;
@@ -151,7 +263,11 @@ fn pg_copy_csv(pg: &mut PgStore, sql: &str, out: &mut dyn Write) -> Result<u64, 
                 rows += 1;
             }
         }
-        out.write_all(buf)?;
+        out.begin()?;
+        out.sink
+            .csv_passthrough()
+            .expect("a passthrough sink")
+            .write_all(buf)?;
         let n = buf.len();
         reader.consume(n);
     }

@@ -1,0 +1,354 @@
+//! The read commands (`export`, `stats`, `summary`, `diagnostics`,
+//! `db status`) as a user runs them: real `tko` processes on a real SQLite
+//! file and on the throwaway PostgreSQL (`support::pg`), over the bundled
+//! example tree or small job trees written here. Each behaviour is checked
+//! on both stores, and where both answer, the answers are compared.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use support::{fresh, Backend, Db, Fresh, TestResult};
+
+const BOTH: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+fn tko(args: &[&str], db: &str, cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tko"))
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .current_dir(cwd)
+        .env_remove("TKO_DB")
+        .output()
+        .expect("run tko")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("utf-8 stdout")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn example_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/example-results")
+}
+
+/// A fresh warehouse of `backend` with `root` loaded (`--level 2`).
+fn loaded(backend: Backend, root: &Path) -> Fresh {
+    let f = fresh(backend);
+    let root_arg = root.to_str().expect("utf-8 path");
+    let out = tko(&["load", "--quiet", "--level", "2", root_arg], &f.url, root);
+    // `load` exits 1 on the example's deliberately broken jobs.
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "load: {}",
+        stderr(&out)
+    );
+    f
+}
+
+/// One test of a hand-written job: name, status word, perf keyvals of
+/// one iteration.
+struct T<'a> {
+    name: &'a str,
+    status: &'a str,
+    perf: Vec<(String, String)>,
+}
+
+fn t<'a>(name: &'a str, status: &'a str) -> T<'a> {
+    T {
+        name,
+        status,
+        perf: Vec::new(),
+    }
+}
+
+/// Writes job `root/<id>-u/<host>` with the given tests.
+fn write_job(root: &Path, id: u32, host: &str, tests: &[T<'_>]) {
+    let dir = root.join(format!("{id}-u")).join(host);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("keyval"),
+        format!("hostname={host}\njob_started=1300000000\nlabel=l{id}\nstatus_version=1\nuser=u\n"),
+    )
+    .expect("keyval");
+    let mut log =
+        String::from("START\t----\t----\ttimestamp=1300000001\tlocaltime=Mar 13 07:06:41\t\n");
+    for (i, test) in tests.iter().enumerate() {
+        let ts = 1_300_000_002 + i as u64;
+        log.push_str(&format!(
+            "\tSTART\t{n}\t{n}\ttimestamp={ts}\tlocaltime=Mar 13 07:06:42\t\n\
+             \t\t{s}\t{n}\t{n}\ttimestamp={ts}\tlocaltime=Mar 13 07:06:42\tdone\n\
+             \tEND {s}\t{n}\t{n}\ttimestamp={ts}\tlocaltime=Mar 13 07:06:42\t\n",
+            n = test.name,
+            s = test.status
+        ));
+        if !test.perf.is_empty() {
+            let res = dir.join(test.name).join("results");
+            std::fs::create_dir_all(&res).expect("mkdir results");
+            let kv: String = test
+                .perf
+                .iter()
+                .map(|(k, v)| format!("{k}{{perf}}={v}\n"))
+                .collect();
+            std::fs::write(res.join("keyval"), kv).expect("perf keyval");
+        }
+    }
+    log.push_str("END GOOD\t----\t----\ttimestamp=1300000100\tlocaltime=Mar 13 07:08:20\t\n");
+    std::fs::write(dir.join("status.log"), log).expect("status.log");
+}
+
+// ------------------------------------------------------------ dates
+
+/// Impossible dates are refused before any query, naming the value, and
+/// the same way on both stores (SQLite used to return rows, PostgreSQL to
+/// fail after the CSV header).
+#[test]
+fn impossible_dates_are_refused_before_any_query() -> TestResult {
+    for backend in BOTH {
+        let f = loaded(backend, &example_root());
+        let cwd = tempfile::tempdir()?;
+        for (flag, value) in [
+            ("--since", "2011-02-30"),
+            ("--until", "2011-02-29"),
+            ("--since", "0000-01-01"),
+            ("--until", "2011-04-31 10:00"),
+            ("--since", "2011-03-13 24:00"),
+        ] {
+            for cmd in [&["export", "tests"][..], &["stats"][..]] {
+                let mut args = cmd.to_vec();
+                args.extend([flag, value]);
+                let out = tko(&args, &f.url, cwd.path());
+                assert_eq!(out.status.code(), Some(2), "{backend:?} {args:?}");
+                assert_eq!(stdout(&out), "", "{backend:?} {args:?}: no partial output");
+                let err = stderr(&out);
+                assert!(
+                    err.contains(flag) && err.contains(&format!("{value:?}")),
+                    "{backend:?} {args:?}: {err}"
+                );
+            }
+        }
+        // A real leap day is fine.
+        let out = tko(
+            &["export", "tests", "--since", "2012-02-29"],
+            &f.url,
+            cwd.path(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    Ok(())
+}
+
+#[test]
+fn help_says_which_time_zone() -> TestResult {
+    let cwd = tempfile::tempdir()?;
+    for cmd in ["export", "stats", "diagnostics"] {
+        let out = tko(&[cmd, "--help"], "sqlite:x.db", cwd.path());
+        let text = stdout(&out);
+        for line in ["--since", "--until"] {
+            let l = text
+                .lines()
+                .skip_while(|l| !l.contains(line))
+                .take(3)
+                .collect::<String>();
+            assert!(l.contains("UTC"), "{cmd} {line}: {l}");
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------ status words
+
+#[test]
+fn unknown_status_lists_the_valid_words() -> TestResult {
+    let f = loaded(Backend::Sqlite, &example_root());
+    let cwd = tempfile::tempdir()?;
+    let out = tko(
+        &["export", "tests", "--status", "GOOD,PASS"],
+        &f.url,
+        cwd.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("\"PASS\""), "{err}");
+    for w in [
+        "GOOD", "FAIL", "ERROR", "ABORT", "WARN", "TEST_NA", "NOSTATUS", "ALERT", "RUNNING", "BUG",
+    ] {
+        assert!(err.contains(w), "{w} missing: {err}");
+    }
+    assert_eq!(stdout(&out), "");
+    Ok(())
+}
+
+// ------------------------------------------------------------ no partial output
+
+/// An export whose statement fails writes no header to stdout, and with
+/// `--out FILE` leaves no file (and an existing file untouched).
+#[test]
+fn a_failed_export_writes_nothing() -> TestResult {
+    for backend in BOTH {
+        let f = loaded(backend, &example_root());
+        Db::open(&f).exec(match backend {
+            Backend::Postgres => "DROP TABLE tko_iteration_result CASCADE",
+            Backend::Sqlite => "DROP TABLE tko_iteration_result",
+        });
+        let cwd = tempfile::tempdir()?;
+        for format in ["csv", "json"] {
+            let out = tko(&["export", "perf", "--format", format], &f.url, cwd.path());
+            assert_eq!(out.status.code(), Some(2), "{backend:?}");
+            assert_eq!(stdout(&out), "", "{backend:?} {format}: header written");
+            let out = tko(
+                &["export", "perf", "--format", format, "--out", "perf.out"],
+                &f.url,
+                cwd.path(),
+            );
+            assert_eq!(out.status.code(), Some(2), "{backend:?}");
+            let left: Vec<_> = std::fs::read_dir(cwd.path())?.collect();
+            assert!(left.is_empty(), "{backend:?}: left behind {left:?}");
+        }
+        std::fs::write(cwd.path().join("keep.csv"), "old\n")?;
+        let out = tko(&["export", "perf", "--out", "keep.csv"], &f.url, cwd.path());
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(
+            std::fs::read_to_string(cwd.path().join("keep.csv"))?,
+            "old\n"
+        );
+        assert_eq!(std::fs::read_dir(cwd.path())?.count(), 1);
+        // A good export to --out replaces the file whole.
+        let out = tko(&["export", "jobs", "--out", "keep.csv"], &f.url, cwd.path());
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = std::fs::read_to_string(cwd.path().join("keep.csv"))?;
+        assert!(text.starts_with("job_tag,afe_job_id,"), "{text}");
+        assert_eq!(std::fs::read_dir(cwd.path())?.count(), 1);
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------ wide perf
+
+fn header(csv: &str) -> Vec<String> {
+    csv.lines()
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Perf keys equal to fixed column names get a `perf:` prefix, so JSON
+/// keys and CSV headers are unique.
+#[test]
+fn wide_perf_column_names_are_unique() -> TestResult {
+    let root = tempfile::tempdir()?;
+    let perf: Vec<(String, String)> = ["job_tag", "iteration", "perf:x", "x", "status"]
+        .iter()
+        .enumerate()
+        .map(|(i, k)| ((*k).to_owned(), format!("{}", i + 1)))
+        .collect();
+    write_job(
+        root.path(),
+        1,
+        "h1",
+        &[T {
+            name: "bench",
+            status: "GOOD",
+            perf,
+        }],
+    );
+    let mut outs = Vec::new();
+    for backend in BOTH {
+        let f = loaded(backend, root.path());
+        let out = tko(&["export", "perf", "--wide"], &f.url, root.path());
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let csv = stdout(&out);
+        let h = header(&csv);
+        let mut uniq = h.clone();
+        uniq.sort();
+        uniq.dedup();
+        assert_eq!(uniq.len(), h.len(), "{backend:?}: {h:?}");
+        assert_eq!(
+            &h[9..],
+            [
+                "perf:iteration",
+                "perf:job_tag",
+                "perf:perf:x",
+                "perf:status",
+                "x"
+            ],
+            "{backend:?}"
+        );
+        let out = tko(
+            &["export", "perf", "--wide", "--format", "json"],
+            &f.url,
+            root.path(),
+        );
+        let row: serde_json::Value = serde_json::from_str(stdout(&out).trim())?;
+        assert_eq!(row["job_tag"], "1-u/h1");
+        assert_eq!(row["perf:job_tag"], 1);
+        assert_eq!(row["iteration"], 1);
+        assert_eq!(row["perf:iteration"], 2);
+        outs.push(csv);
+    }
+    assert_eq!(outs[0], outs[1]);
+    Ok(())
+}
+
+/// More perf keys than PostgreSQL's 1,664 target-list entries: the wide
+/// export works on both stores, with identical output.
+#[test]
+fn wide_perf_past_the_postgres_target_list_limit() -> TestResult {
+    let root = tempfile::tempdir()?;
+    let keys = 1_700;
+    let perf: Vec<(String, String)> = (0..keys)
+        .map(|i| (format!("k{i:04}"), format!("{i}.5")))
+        .collect();
+    write_job(
+        root.path(),
+        1,
+        "h1",
+        &[T {
+            name: "bench",
+            status: "GOOD",
+            perf,
+        }],
+    );
+    let mut outs = Vec::new();
+    for backend in BOTH {
+        let f = loaded(backend, root.path());
+        let out = tko(&["export", "perf", "--wide"], &f.url, root.path());
+        assert_eq!(out.status.code(), Some(0), "{backend:?}: {}", stderr(&out));
+        let csv = stdout(&out);
+        assert_eq!(header(&csv).len(), 9 + keys, "{backend:?}");
+        assert_eq!(csv.lines().count(), 2, "{backend:?}");
+        assert!(csv.trim_end().ends_with(",1698.5,1699.5"), "{backend:?}");
+        outs.push(csv);
+    }
+    assert_eq!(outs[0], outs[1]);
+    Ok(())
+}
+
+/// A very long glob gets the same clear refusal on both stores (SQLite
+/// refuses patterns over 50,000 bytes; PostgreSQL did not).
+#[test]
+fn very_long_globs_are_refused_alike() -> TestResult {
+    let glob = "a".repeat(60_000);
+    let mut errs = Vec::new();
+    for backend in BOTH {
+        let f = loaded(backend, &example_root());
+        let cwd = tempfile::tempdir()?;
+        let out = tko(&["export", "tests", "--test", &glob], &f.url, cwd.path());
+        assert_eq!(out.status.code(), Some(2), "{backend:?}");
+        assert_eq!(stdout(&out), "");
+        let err = stderr(&out);
+        assert!(err.contains("--test") && err.contains("4096"), "{err}");
+        errs.push(err.replace(&f.url, "URL"));
+        // At the limit, both answer (no rows).
+        let ok = "b".repeat(4096);
+        let out = tko(&["export", "tests", "--test", &ok], &f.url, cwd.path());
+        assert_eq!(out.status.code(), Some(0), "{backend:?}: {}", stderr(&out));
+    }
+    assert_eq!(errs[0], errs[1]);
+    Ok(())
+}
