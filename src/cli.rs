@@ -57,6 +57,9 @@ pub(crate) enum Command {
     /// Totals, pass rates, counts by status, machine, label and kernel,
     /// durations, most executed and flaky tests.
     Stats(StatsArgs),
+    /// What the parser recorded about the loaded jobs (file, line,
+    /// severity, message), from `tko_diagnostics`.
+    Diagnostics(DiagnosticsArgs),
 }
 
 /// `tko backfill`.
@@ -133,7 +136,11 @@ pub(crate) enum DbAction {
     /// Apply newer schema versions in place.
     Migrate,
     /// Show the schema version and row counts per table.
-    Status,
+    Status {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: StatsFormat,
+    },
 }
 
 /// Flags shared by everything that finds jobs.
@@ -178,6 +185,8 @@ pub(crate) enum ExportKind {
     Perf,
     /// One row per job keyval.
     Keyvals,
+    /// One row per parser diagnostic.
+    Diagnostics,
 }
 
 /// Output format of `tko export`.
@@ -189,7 +198,7 @@ pub(crate) enum ExportFormat {
     Json,
 }
 
-/// Output format of `tko stats`.
+/// Output format of `tko stats`, `tko summary` and `tko db status`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub(crate) enum StatsFormat {
     /// Human-readable tables.
@@ -261,6 +270,10 @@ pub(crate) struct SummaryArgs {
     /// For a directory: path components in the job tag (as `tko parse`).
     #[arg(short, long, default_value_t = 1)]
     pub(crate) level: usize,
+    /// Output format (`json`: one object per job, `{"job", "tests",
+    /// "runs", "passed", "failed", "running", "lines": [...]}`).
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: StatsFormat,
     /// Warehouse (for a job tag).
     #[command(flatten)]
     pub(crate) db: DbUrl,
@@ -275,6 +288,35 @@ pub(crate) struct StatsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: StatsFormat,
+    /// Entries per list (machines, labels, kernels, most executed, flaky);
+    /// 0 lists all.
+    #[arg(long, value_name = "N", default_value_t = tko::report::stats::DEFAULT_TOP)]
+    pub(crate) top: usize,
+    /// Warehouse.
+    #[command(flatten)]
+    pub(crate) db: DbUrl,
+}
+
+/// Output format of `tko diagnostics`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum DiagnosticsFormat {
+    /// `JOB: severity: FILE:LINE: message`, one per line.
+    Text,
+    /// CSV, as `tko export diagnostics`.
+    Csv,
+    /// JSON Lines, as `tko export diagnostics --format json`.
+    Json,
+}
+
+/// `tko diagnostics`.
+#[derive(Debug, Args)]
+pub(crate) struct DiagnosticsArgs {
+    /// Filters (test filters keep jobs with a matching test).
+    #[command(flatten)]
+    pub(crate) filter: FilterArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: DiagnosticsFormat,
     /// Warehouse.
     #[command(flatten)]
     pub(crate) db: DbUrl,

@@ -7,8 +7,9 @@ mod cli;
 use anyhow::Context;
 use clap::Parser;
 use cli::{
-    BackfillArgs, Cli, Command, DbAction, DbArgs, ExportArgs, ExportFormat, ExportKind, FilterArgs,
-    JobsArgs, LoadArgs, ParseArgs, StatsArgs, StatsFormat, SummaryArgs,
+    BackfillArgs, Cli, Command, DbAction, DbArgs, DiagnosticsArgs, DiagnosticsFormat, ExportArgs,
+    ExportFormat, ExportKind, FilterArgs, JobsArgs, LoadArgs, ParseArgs, StatsArgs, StatsFormat,
+    SummaryArgs,
 };
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -46,6 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => export_cmd(args),
         Command::Summary(args) => summary(args),
         Command::Stats(args) => stats(args),
+        Command::Diagnostics(args) => diagnostics(args),
     }
 }
 
@@ -146,9 +148,25 @@ fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
                 println!("{url}: applied schema version(s) {}", list.join(", "));
             }
         }
-        DbAction::Status => {
+        DbAction::Status { format } => {
             let report = store.status().context("reading status")?;
-            println!("{}", report.to_string().trim_end());
+            match format {
+                StatsFormat::Text => println!("{}", report.to_string().trim_end()),
+                StatsFormat::Json => {
+                    let tables: Vec<serde_json::Value> = report
+                        .tables
+                        .iter()
+                        .map(|(name, rows)| serde_json::json!({"name": name, "rows": rows}))
+                        .collect();
+                    let j = serde_json::json!({
+                        "backend": report.backend,
+                        "schema_version": report.schema_version,
+                        "latest_version": report.latest_version,
+                        "tables": tables,
+                    });
+                    println!("{}", serde_json::to_string_pretty(&j)?);
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -491,6 +509,7 @@ fn export_cmd(args: ExportArgs) -> anyhow::Result<ExitCode> {
         ExportKind::Iterations => Kind::Iterations,
         ExportKind::Perf => Kind::Perf,
         ExportKind::Keyvals => Kind::Keyvals,
+        ExportKind::Diagnostics => Kind::Diagnostics,
     };
     if args.wide && !matches!(kind, Kind::Perf) {
         anyhow::bail!("--wide applies to `tko export perf` only");
@@ -540,7 +559,7 @@ fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
         }
         for job in ingest::parse_jobs(&dirs) {
             let lines = report::summarize(&report::records_from_job(&job));
-            report::write_summary(&mut out, &job.tag, &lines)?;
+            write_summary_as(&mut out, args.format, &job.tag, &lines)?;
         }
     } else {
         let mut wh = open_warehouse(&args.db.db)?;
@@ -556,10 +575,22 @@ fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
             );
         }
         let lines = report::summarize(&records.records);
-        report::write_summary(&mut out, &args.job, &lines)?;
+        write_summary_as(&mut out, args.format, &args.job, &lines)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn write_summary_as(
+    out: &mut impl Write,
+    format: StatsFormat,
+    tag: &str,
+    lines: &[report::SummaryLine],
+) -> io::Result<()> {
+    match format {
+        StatsFormat::Text => report::write_summary(out, tag, lines),
+        StatsFormat::Json => report::write_summary_json(out, tag, lines),
+    }
 }
 
 /// `tko stats`: aggregates the filtered `tests` export.
@@ -569,12 +600,34 @@ fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
     let mut builder = report::StatsBuilder::default();
     wh.export(&query, &mut builder)
         .with_context(|| format!("reading tests from {}", args.db.db))?;
-    let st = builder.build();
+    let st = builder.build_top(args.top);
     let stdout = io::stdout();
     let out = io::BufWriter::new(stdout.lock());
     match args.format {
         StatsFormat::Text => report::write_stats_text(out, &st)?,
         StatsFormat::Json => report::write_stats_json(out, &st)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tko diagnostics`: the filtered `tko_diagnostics` rows.
+fn diagnostics(args: DiagnosticsArgs) -> anyhow::Result<ExitCode> {
+    let query = ExportQuery::new(Kind::Diagnostics, filter(args.filter)?);
+    let mut wh = open_warehouse(&args.db.db)?;
+    let stdout = io::stdout();
+    let out = io::BufWriter::new(stdout.lock());
+    let what = || format!("reading diagnostics from {}", args.db.db);
+    match args.format {
+        DiagnosticsFormat::Text => {
+            let mut sink = report::diagnostics::TextWriter::new(out);
+            wh.export(&query, &mut sink).with_context(what)?;
+        }
+        DiagnosticsFormat::Csv => {
+            export::write(&mut wh, &query, export::Format::Csv, out).with_context(what)?;
+        }
+        DiagnosticsFormat::Json => {
+            export::write(&mut wh, &query, export::Format::Json, out).with_context(what)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -352,3 +352,219 @@ fn very_long_globs_are_refused_alike() -> TestResult {
     assert_eq!(errs[0], errs[1]);
     Ok(())
 }
+
+// ------------------------------------------------------------ stats
+
+/// Hosts `h01`..`h12` each run their own test once (GOOD); `t` runs GOOD
+/// on `ha`, FAIL on `hb`, and both GOOD and FAIL on `hc`, all with an
+/// empty machine group.
+fn stats_tree() -> tempfile::TempDir {
+    let root = tempfile::tempdir().expect("tempdir");
+    let names: Vec<String> = (1..=12).map(|i| format!("only_h{i:02}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        write_job(
+            root.path(),
+            100 + i as u32,
+            &format!("h{:02}", i + 1),
+            &[t(name, "GOOD")],
+        );
+    }
+    write_job(root.path(), 1, "ha", &[t("t", "GOOD")]);
+    write_job(root.path(), 2, "hb", &[t("t", "FAIL")]);
+    write_job(root.path(), 3, "hc", &[t("t", "GOOD")]);
+    write_job(root.path(), 4, "hc", &[t("t", "FAIL")]);
+    root
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
+    serde_json::from_str(&stdout(o)).expect("json")
+}
+
+/// `--top N` cuts each list (default 10) and says how many were left out.
+#[test]
+fn stats_top_cuts_lists_and_says_how_many_more() -> TestResult {
+    let root = stats_tree();
+    let mut all = Vec::new();
+    for backend in BOTH {
+        let f = loaded(backend, root.path());
+        let cwd = root.path();
+        let out = tko(&["stats"], &f.url, cwd);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        let machines: Vec<&str> = text
+            .lines()
+            .skip_while(|l| *l != "by machine")
+            .skip(2)
+            .take_while(|l| !l.is_empty())
+            .collect();
+        assert_eq!(machines.len(), 11, "{backend:?}: {machines:?}");
+        assert_eq!(machines[10], "... and 5 more (--top 0 lists all)");
+        assert!(text.contains("... and 6 more"), "labels: {text}");
+        let j = json(&tko(
+            &["stats", "--top", "3", "--format", "json"],
+            &f.url,
+            cwd,
+        ));
+        assert_eq!(j["by_machine"].as_array().map(Vec::len), Some(3));
+        assert_eq!(j["more"]["by_machine"], 12);
+        assert_eq!(j["more"]["most_executed"], 12);
+        let j = json(&tko(
+            &["stats", "--top", "0", "--format", "json"],
+            &f.url,
+            cwd,
+        ));
+        assert_eq!(j["by_machine"].as_array().map(Vec::len), Some(15));
+        assert_eq!(j["most_executed"].as_array().map(Vec::len), Some(15));
+        assert!(j.get("more").is_none(), "{j}");
+        all.push(j);
+    }
+    assert_eq!(all[0], all[1]);
+    Ok(())
+}
+
+/// With an empty machine group, runs on different machines are not
+/// compared: `t` is flaky on `hc` only.
+#[test]
+fn flaky_tests_never_lump_hosts_without_a_group() -> TestResult {
+    let root = stats_tree();
+    for backend in BOTH {
+        let f = loaded(backend, root.path());
+        let j = json(&tko(&["stats", "--format", "json"], &f.url, root.path()));
+        let flaky = j["flaky"].as_array().ok_or("flaky list")?;
+        assert_eq!(flaky.len(), 1, "{backend:?}: {flaky:?}");
+        assert_eq!(flaky[0]["test"], "t");
+        assert_eq!(flaky[0]["machine"], "hc");
+        assert_eq!(flaky[0]["machine_group"], "");
+        assert_eq!(
+            (flaky[0]["passed"].as_u64(), flaky[0]["failed"].as_u64()),
+            (Some(1), Some(1))
+        );
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------ JSON for scripts
+
+#[test]
+fn summary_and_db_status_as_json() -> TestResult {
+    let mut all = Vec::new();
+    for backend in BOTH {
+        let f = loaded(backend, &example_root());
+        let cwd = tempfile::tempdir()?;
+        let j = json(&tko(
+            &["summary", "400-gina/host5", "--format", "json"],
+            &f.url,
+            cwd.path(),
+        ));
+        assert_eq!(j["job"], "400-gina/host5");
+        assert_eq!(
+            (
+                j["tests"].as_u64(),
+                j["runs"].as_u64(),
+                j["passed"].as_u64()
+            ),
+            (Some(5), Some(5), Some(1))
+        );
+        assert_eq!(
+            (j["failed"].as_u64(), j["running"].as_u64()),
+            (Some(3), Some(1))
+        );
+        let lines = j["lines"].as_array().ok_or("lines")?;
+        assert_eq!(lines[2]["test"], "sleeptest");
+        assert_eq!(lines[2]["last_status"], "GOOD");
+        assert_eq!(lines[2]["info"], "completed successfully");
+        assert_eq!(lines[2]["elapsed_s"], 2);
+        all.push(j);
+        let j = json(&tko(
+            &["db", "status", "--format", "json"],
+            &f.url,
+            cwd.path(),
+        ));
+        assert_eq!(j["schema_version"], j["latest_version"]);
+        let tables = j["tables"].as_array().ok_or("tables")?;
+        let jobs = tables
+            .iter()
+            .find(|t| t["name"] == "tko_jobs")
+            .ok_or("tko_jobs")?;
+        assert_eq!(jobs["rows"], 8, "{backend:?}");
+    }
+    assert_eq!(all[0], all[1]);
+    // A job directory read directly gives the same object.
+    let cwd = tempfile::tempdir()?;
+    let dir = example_root().join("400-gina/host5");
+    let out = tko(
+        &[
+            "summary",
+            "--level",
+            "2",
+            "--format",
+            "json",
+            dir.to_str().ok_or("path")?,
+        ],
+        "sqlite:unused.db",
+        cwd.path(),
+    );
+    assert_eq!(json(&out), all[0]);
+    Ok(())
+}
+
+// ------------------------------------------------------------ diagnostics
+
+#[test]
+fn diagnostics_lists_what_the_parser_recorded() -> TestResult {
+    let mut csvs = Vec::new();
+    for backend in BOTH {
+        let f = loaded(backend, &example_root());
+        let cwd = tempfile::tempdir()?;
+        let out = tko(&["diagnostics"], &f.url, cwd.path());
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains("905-vic/host16: error: status.log:3: unknown status \"END PASS\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("903-tina/host9: warning: perf/results/keyval:8: line 'weird{PERF}=1'"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 3, "{text}");
+        let out = tko(
+            &["diagnostics", "--job", "905-*", "--format", "csv"],
+            &f.url,
+            cwd.path(),
+        );
+        let csv = stdout(&out);
+        assert_eq!(
+            csv,
+            "job_tag,file,line,severity,message\n\
+             905-vic/host16,status.log,3,error,\"unknown status \"\"END PASS\"\" \
+             (Autotest's parser loses the job here); line ignored\"\n"
+        );
+        csvs.push(csv);
+        let out = tko(
+            &["diagnostics", "--format", "json", "--machine", "host14"],
+            &f.url,
+            cwd.path(),
+        );
+        let rows: Vec<serde_json::Value> = stdout(&out)
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[0]["line"], 8);
+        assert_eq!(rows[0]["severity"], "warning");
+        assert_eq!(rows[0]["file"], "perf/results/keyval");
+        // Test filters keep jobs with a matching test.
+        let out = tko(&["diagnostics", "--test", "t?"], &f.url, cwd.path());
+        assert_eq!(stdout(&out).lines().count(), 1, "{backend:?}");
+        let out = tko(
+            &["diagnostics", "--test", "no such test"],
+            &f.url,
+            cwd.path(),
+        );
+        assert_eq!(stdout(&out), "", "{backend:?}");
+    }
+    assert_eq!(csvs[0], csvs[1]);
+    Ok(())
+}

@@ -26,17 +26,20 @@ pub enum Kind {
     Perf,
     /// One row per job keyval.
     Keyvals,
+    /// One row per parser diagnostic (`tko_diagnostics`).
+    Diagnostics,
 }
 
 impl Kind {
     /// Every kind, in documentation order.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Jobs,
         Kind::Tests,
         Kind::Attributes,
         Kind::Iterations,
         Kind::Perf,
         Kind::Keyvals,
+        Kind::Diagnostics,
     ];
 
     /// The command-line name.
@@ -48,6 +51,7 @@ impl Kind {
             Kind::Iterations => "iterations",
             Kind::Perf => "perf",
             Kind::Keyvals => "keyvals",
+            Kind::Diagnostics => "diagnostics",
         }
     }
 }
@@ -480,6 +484,31 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
                 " ORDER BY {}, {}, kv.id",
                 coll(d, "j.tag"),
                 coll(d, "kv.key")
+            ));
+        }
+        Kind::Diagnostics => {
+            columns = vec![
+                col("job_tag", ColType::Text),
+                col("file", ColType::Text),
+                col("line", ColType::Int),
+                col("severity", ColType::Text),
+                col("message", ColType::Text),
+            ];
+            q.push(
+                "SELECT j.tag, dg.file, dg.line, dg.severity, dg.message \
+                 FROM tko_diagnostics dg JOIN tko_jobs j ON j.job_idx = dg.job_idx \
+                 JOIN tko_machines m ON m.machine_idx = j.machine_idx WHERE true",
+            );
+            job_conds(&mut q, f, true)?;
+            job_test_exists(&mut q, f)?;
+            // No id column: a total order on the values, alike on both
+            // stores (NULLs sort differently, hence COALESCE).
+            q.push(&format!(
+                " ORDER BY {}, {}, COALESCE(dg.line, 0), {}, {}",
+                coll(d, "j.tag"),
+                coll(d, "COALESCE(dg.file, '')"),
+                coll(d, "dg.severity"),
+                coll(d, "COALESCE(dg.message, '')")
             ));
         }
         Kind::Tests => {

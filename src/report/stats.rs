@@ -39,7 +39,9 @@ pub struct Executed {
     pub failed: u64,
 }
 
-/// A test that both passed and failed on one kernel and machine group.
+/// A test that both passed and failed on one kernel and machine group (or,
+/// when the machine group is empty, on one machine: runs on different
+/// machines without a group are never compared).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Flaky {
     /// Test name.
@@ -48,6 +50,8 @@ pub struct Flaky {
     pub kernel: Option<String>,
     /// Machine group.
     pub machine_group: Option<String>,
+    /// The machine, when the machine group is empty (else `null`).
+    pub machine: Option<String>,
     /// Passed runs.
     pub passed: u64,
     /// Failed runs.
@@ -90,11 +94,32 @@ pub struct Stats {
     pub by_label: Vec<Group>,
     /// Per kernel, most tests first.
     pub by_kernel: Vec<Group>,
-    /// The ten tests run most often.
+    /// The tests run most often.
     pub most_executed: Vec<Executed>,
-    /// Tests that passed and failed on the same kernel and machine group.
+    /// Tests that passed and failed on the same kernel and machine group
+    /// (or machine), most evenly split first.
     pub flaky: Vec<Flaky>,
+    /// Entries left out of each list cut to the top N (`by_machine`,
+    /// `by_label`, `by_kernel`, `most_executed`, `flaky`); absent when
+    /// nothing was left out.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub more: BTreeMap<String, u64>,
 }
+
+/// How many entries each list of [`Stats`] keeps by default.
+pub const DEFAULT_TOP: usize = 10;
+
+/// Keeps the first `top` entries of `v` (all when `top` is 0) and records
+/// how many were left out under `name`.
+fn cut<T>(v: &mut Vec<T>, top: usize, name: &str, more: &mut BTreeMap<String, u64>) {
+    if top > 0 && v.len() > top {
+        more.insert(name.to_owned(), (v.len() - top) as u64);
+        v.truncate(top);
+    }
+}
+
+/// Test, kernel, machine group, and the machine when the group is empty.
+type FlakyKey = (String, Option<String>, Option<String>, Option<String>);
 
 #[derive(Default, Clone, Copy)]
 struct Count {
@@ -139,7 +164,7 @@ pub struct StatsBuilder {
     by_label: HashMap<Option<String>, Count>,
     by_kernel: HashMap<Option<String>, Count>,
     by_test: HashMap<String, Count>,
-    by_flaky: HashMap<(String, Option<String>, Option<String>), Count>,
+    by_flaky: HashMap<FlakyKey, Count>,
 }
 
 impl StatsBuilder {
@@ -161,14 +186,25 @@ impl StatsBuilder {
         self.by_label.entry(r.label.clone()).or_default().add(s);
         self.by_kernel.entry(r.kernel.clone()).or_default().add(s);
         self.by_test.entry(r.test.clone()).or_default().add(s);
+        let group_empty = r.machine_group.as_deref().is_none_or(str::is_empty);
         self.by_flaky
-            .entry((r.test.clone(), r.kernel.clone(), r.machine_group.clone()))
+            .entry((
+                r.test.clone(),
+                r.kernel.clone(),
+                r.machine_group.clone(),
+                if group_empty { r.machine.clone() } else { None },
+            ))
             .or_default()
             .add(s);
     }
 
-    /// The statistics so far.
+    /// The statistics so far, each list cut to [`DEFAULT_TOP`] entries.
     pub fn build(&self) -> Stats {
+        self.build_top(DEFAULT_TOP)
+    }
+
+    /// The statistics so far, each list cut to `top` entries (0: all).
+    pub fn build_top(&self, top: usize) -> Stats {
         fn groups(m: &HashMap<Option<String>, Count>) -> Vec<Group> {
             let mut v: Vec<Group> = m
                 .iter()
@@ -194,22 +230,39 @@ impl StatsBuilder {
             })
             .collect();
         most.sort_by(|a, b| b.runs.cmp(&a.runs).then_with(|| a.test.cmp(&b.test)));
-        most.truncate(10);
         let mut flaky: Vec<Flaky> = self
             .by_flaky
             .iter()
             .filter(|(_, c)| c.passed > 0 && c.failed > 0)
-            .map(|((t, k, g), c)| Flaky {
+            .map(|((t, k, g, m), c)| Flaky {
                 test: t.clone(),
                 kernel: k.clone(),
                 machine_group: g.clone(),
+                machine: m.clone(),
                 passed: c.passed,
                 failed: c.failed,
             })
             .collect();
         flaky.sort_by(|a, b| {
-            (&a.test, &a.kernel, &a.machine_group).cmp(&(&b.test, &b.kernel, &b.machine_group))
+            let split = |f: &Flaky| (f.passed.min(f.failed), f.passed + f.failed);
+            split(b).cmp(&split(a)).then_with(|| {
+                (&a.test, &a.kernel, &a.machine_group, &a.machine).cmp(&(
+                    &b.test,
+                    &b.kernel,
+                    &b.machine_group,
+                    &b.machine,
+                ))
+            })
         });
+        let mut more = BTreeMap::new();
+        let mut by_machine = groups(&self.by_machine);
+        let mut by_label = groups(&self.by_label);
+        let mut by_kernel = groups(&self.by_kernel);
+        cut(&mut by_machine, top, "by_machine", &mut more);
+        cut(&mut by_label, top, "by_label", &mut more);
+        cut(&mut by_kernel, top, "by_kernel", &mut more);
+        cut(&mut most, top, "most_executed", &mut more);
+        cut(&mut flaky, top, "flaky", &mut more);
         Stats {
             tests: self.all.tests,
             jobs: self.jobs,
@@ -224,11 +277,12 @@ impl StatsBuilder {
                     .then(|| round(self.total_s as f64 / self.timed as f64, 1)),
             },
             by_status: self.by_status.clone(),
-            by_machine: groups(&self.by_machine),
-            by_label: groups(&self.by_label),
-            by_kernel: groups(&self.by_kernel),
+            by_machine,
+            by_label,
+            by_kernel,
             most_executed: most,
             flaky,
+            more,
         }
     }
 }
@@ -286,10 +340,10 @@ pub fn write_stats_text<W: Write>(mut out: W, st: &Stats) -> io::Result<()> {
         .map(|(s, n)| vec![s.clone(), n.to_string()])
         .collect();
     table(&mut out, &["STATUS", "TESTS"], &[false, true], rows)?;
-    for (title, head, groups) in [
-        ("by machine", "MACHINE", &st.by_machine),
-        ("by label", "LABEL", &st.by_label),
-        ("by kernel", "KERNEL", &st.by_kernel),
+    for (title, head, groups, key) in [
+        ("by machine", "MACHINE", &st.by_machine, "by_machine"),
+        ("by label", "LABEL", &st.by_label, "by_label"),
+        ("by kernel", "KERNEL", &st.by_kernel, "by_kernel"),
     ] {
         writeln!(out, "\n{title}")?;
         let rows = groups
@@ -310,6 +364,7 @@ pub fn write_stats_text<W: Write>(mut out: W, st: &Stats) -> io::Result<()> {
             &[false, true, true, true, true],
             rows,
         )?;
+        and_more(&mut out, st, key)?;
     }
     writeln!(out, "\nmost executed tests")?;
     let rows = st
@@ -330,9 +385,10 @@ pub fn write_stats_text<W: Write>(mut out: W, st: &Stats) -> io::Result<()> {
         &[false, true, true, true],
         rows,
     )?;
+    and_more(&mut out, st, "most_executed")?;
     writeln!(
         out,
-        "\nflaky tests (passed and failed on one kernel and machine group)"
+        "\nflaky tests (passed and failed on one kernel and machine group, or one machine when the group is empty)"
     )?;
     if st.flaky.is_empty() {
         writeln!(out, "none")?;
@@ -345,6 +401,7 @@ pub fn write_stats_text<W: Write>(mut out: W, st: &Stats) -> io::Result<()> {
                     one_line(&f.test),
                     name(&f.kernel),
                     name(&f.machine_group),
+                    name(&f.machine),
                     f.passed.to_string(),
                     f.failed.to_string(),
                 ]
@@ -352,12 +409,28 @@ pub fn write_stats_text<W: Write>(mut out: W, st: &Stats) -> io::Result<()> {
             .collect();
         table(
             &mut out,
-            &["TEST", "KERNEL", "MACHINE GROUP", "PASSED", "FAILED"],
-            &[false, false, false, true, true],
+            &[
+                "TEST",
+                "KERNEL",
+                "MACHINE GROUP",
+                "MACHINE",
+                "PASSED",
+                "FAILED",
+            ],
+            &[false, false, false, false, true, true],
             rows,
         )?;
+        and_more(&mut out, st, "flaky")?;
     }
     out.flush()
+}
+
+/// `... and N more` under a list cut to the top N.
+fn and_more<W: Write>(out: &mut W, st: &Stats, key: &str) -> io::Result<()> {
+    match st.more.get(key) {
+        Some(n) => writeln!(out, "... and {n} more (--top 0 lists all)"),
+        None => Ok(()),
+    }
 }
 
 /// Writes `stats` as one pretty-printed JSON object and a newline.

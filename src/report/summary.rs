@@ -57,16 +57,58 @@ pub fn summarize(records: &[TestRecord]) -> Vec<SummaryLine> {
     lines
 }
 
+/// The totals of a summary: tests, runs, passed, failed, running.
+fn totals(lines: &[SummaryLine]) -> (usize, u64, u64, u64, usize) {
+    (
+        lines.len(),
+        lines.iter().map(|l| l.starts).sum(),
+        lines.iter().map(|l| l.passes).sum(),
+        lines.iter().map(|l| l.fails).sum(),
+        lines.iter().filter(|l| l.last_status == "RUNNING").count(),
+    )
+}
+
+/// The JSON form of one job's summary (`tko summary --format json`).
+#[derive(Debug, Serialize)]
+struct SummaryJson<'a> {
+    job: &'a str,
+    tests: usize,
+    runs: u64,
+    passed: u64,
+    failed: u64,
+    running: usize,
+    lines: &'a [SummaryLine],
+}
+
+/// Writes the summary of job `tag` as one JSON object on one line: `{"job",
+/// "tests", "runs", "passed", "failed", "running", "lines": [{"test",
+/// "passes", "fails", "elapsed_s", "starts", "last_status", "info"}]}`.
+pub fn write_summary_json<W: Write>(
+    mut out: W,
+    tag: &str,
+    lines: &[SummaryLine],
+) -> io::Result<()> {
+    let (tests, runs, passed, failed, running) = totals(lines);
+    let j = SummaryJson {
+        job: tag,
+        tests,
+        runs,
+        passed,
+        failed,
+        running,
+        lines,
+    };
+    serde_json::to_writer(&mut out, &j)?;
+    writeln!(out)?;
+    out.flush()
+}
+
 /// Writes the summary of job `tag`: a title line, then a table.
 pub fn write_summary<W: Write>(mut out: W, tag: &str, lines: &[SummaryLine]) -> io::Result<()> {
-    let runs: u64 = lines.iter().map(|l| l.starts).sum();
-    let passed: u64 = lines.iter().map(|l| l.passes).sum();
-    let failed: u64 = lines.iter().map(|l| l.fails).sum();
-    let running = lines.iter().filter(|l| l.last_status == "RUNNING").count();
+    let (tests, runs, passed, failed, running) = totals(lines);
     writeln!(
         out,
-        "{tag}: {} tests, {runs} runs, {passed} passed, {failed} failed, {running} running",
-        lines.len()
+        "{tag}: {tests} tests, {runs} runs, {passed} passed, {failed} failed, {running} running"
     )?;
     let rows = lines
         .iter()
