@@ -60,6 +60,9 @@ pub(crate) enum Command {
     /// What the parser recorded about the loaded jobs (file, line,
     /// severity, message), from `tko_diagnostics`.
     Diagnostics(DiagnosticsArgs),
+    /// One test's runs, newest first (time, job, machine, kernel, status,
+    /// reason), and how often it switched between pass and fail.
+    History(HistoryArgs),
 }
 
 /// `tko backfill`.
@@ -317,6 +320,28 @@ pub(crate) struct DiagnosticsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: DiagnosticsFormat,
+    /// Warehouse.
+    #[command(flatten)]
+    pub(crate) db: DbUrl,
+}
+
+/// `tko history`.
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    /// The test name (exact, not a glob).
+    pub(crate) test: String,
+    /// Machine (hostname) glob.
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) machine: Option<String>,
+    /// Kernel base version glob.
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) kernel: Option<String>,
+    /// The newest N runs (0: all).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub(crate) last: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: StatsFormat,
     /// Warehouse.
     #[command(flatten)]
     pub(crate) db: DbUrl,

@@ -8,8 +8,8 @@ use anyhow::Context;
 use clap::Parser;
 use cli::{
     BackfillArgs, Cli, Command, DbAction, DbArgs, DiagnosticsArgs, DiagnosticsFormat, ExportArgs,
-    ExportFormat, ExportKind, FilterArgs, JobsArgs, LoadArgs, ParseArgs, StatsArgs, StatsFormat,
-    SummaryArgs,
+    ExportFormat, ExportKind, FilterArgs, HistoryArgs, JobsArgs, LoadArgs, ParseArgs, StatsArgs,
+    StatsFormat, SummaryArgs,
 };
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -48,6 +48,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Summary(args) => summary(args),
         Command::Stats(args) => stats(args),
         Command::Diagnostics(args) => diagnostics(args),
+        Command::History(args) => history(args),
     }
 }
 
@@ -519,9 +520,8 @@ fn export_cmd(args: ExportArgs) -> anyhow::Result<ExitCode> {
         ExportFormat::Json => export::Format::Json,
     };
     let query = ExportQuery {
-        kind,
-        filter: filter(args.filter)?,
         wide: args.wide,
+        ..ExportQuery::new(kind, filter(args.filter)?)
     };
     let mut wh = open_warehouse(&args.db.db)?;
     let what = format!("exporting {} from {}", kind.name(), args.db.db);
@@ -628,6 +628,34 @@ fn diagnostics(args: DiagnosticsArgs) -> anyhow::Result<ExitCode> {
         DiagnosticsFormat::Json => {
             export::write(&mut wh, &query, export::Format::Json, out).with_context(what)?;
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tko history TEST`: the newest runs of one test.
+fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let f = Filter {
+        test: Some(query::glob_escape(&args.test)),
+        machine: args.machine,
+        kernel: args.kernel,
+        ..Filter::default()
+    };
+    f.validate()?;
+    let q = ExportQuery {
+        newest_first: true,
+        limit: (args.last > 0).then_some(args.last),
+        ..ExportQuery::new(Kind::Tests, f)
+    };
+    let mut wh = open_warehouse(&args.db.db)?;
+    let mut records = report::Records::default();
+    wh.export(&q, &mut records)
+        .with_context(|| format!("reading the history of {:?} from {}", args.test, args.db.db))?;
+    let h = report::history::history(&args.test, &records.records);
+    let stdout = io::stdout();
+    let out = io::BufWriter::new(stdout.lock());
+    match args.format {
+        StatsFormat::Text => report::history::write_history_text(out, &h)?,
+        StatsFormat::Json => report::history::write_history_json(out, &h)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -77,7 +77,7 @@ fn write_job(root: &Path, id: u32, host: &str, tests: &[T<'_>]) {
     let mut log =
         String::from("START\t----\t----\ttimestamp=1300000001\tlocaltime=Mar 13 07:06:41\t\n");
     for (i, test) in tests.iter().enumerate() {
-        let ts = 1_300_000_002 + i as u64;
+        let ts = 1_300_000_002 + u64::from(id) * 1000 + i as u64;
         log.push_str(&format!(
             "\tSTART\t{n}\t{n}\ttimestamp={ts}\tlocaltime=Mar 13 07:06:42\t\n\
              \t\t{s}\t{n}\t{n}\ttimestamp={ts}\tlocaltime=Mar 13 07:06:42\tdone\n\
@@ -566,5 +566,64 @@ fn diagnostics_lists_what_the_parser_recorded() -> TestResult {
         assert_eq!(stdout(&out), "", "{backend:?}");
     }
     assert_eq!(csvs[0], csvs[1]);
+    Ok(())
+}
+
+// ------------------------------------------------------------ history
+
+#[test]
+fn history_lists_runs_newest_first_with_switches() -> TestResult {
+    let root = stats_tree();
+    let mut all = Vec::new();
+    for backend in BOTH {
+        let f = loaded(backend, root.path());
+        let cwd = root.path();
+        let j = json(&tko(&["history", "t", "--format", "json"], &f.url, cwd));
+        let jobs: Vec<&str> = j["runs"]
+            .as_array()
+            .ok_or("runs")?
+            .iter()
+            .filter_map(|r| r["job"].as_str())
+            .collect();
+        assert_eq!(
+            jobs,
+            ["4-u/hc", "3-u/hc", "2-u/hb", "1-u/ha"],
+            "{backend:?}"
+        );
+        assert_eq!(j["runs"][0]["status"], "FAIL");
+        assert_eq!(j["runs"][0]["machine"], "hc");
+        assert_eq!(j["runs"][0]["time"], "2011-03-13 08:13:22");
+        assert_eq!(
+            (j["passed"].as_u64(), j["failed"].as_u64()),
+            (Some(2), Some(2))
+        );
+        assert_eq!(j["switches"], 3);
+        let j = json(&tko(
+            &["history", "t", "--machine", "hc", "--format", "json"],
+            &f.url,
+            cwd,
+        ));
+        assert_eq!(j["runs"].as_array().map(Vec::len), Some(2));
+        assert_eq!(j["switches"], 1);
+        let j = json(&tko(
+            &["history", "t", "--last", "3", "--format", "json"],
+            &f.url,
+            cwd,
+        ));
+        assert_eq!(j["runs"].as_array().map(Vec::len), Some(3));
+        assert_eq!(j["switches"], 2);
+        // A glob character in TEST is literal.
+        let j = json(&tko(&["history", "?", "--format", "json"], &f.url, cwd));
+        assert_eq!(j["runs"].as_array().map(Vec::len), Some(0));
+        let out = tko(&["history", "t"], &f.url, cwd);
+        let text = stdout(&out);
+        assert!(text.starts_with("TIME "), "{text}");
+        assert!(
+            text.ends_with("t: 4 runs, 2 passed, 2 failed, 3 pass/fail switches\n"),
+            "{text}"
+        );
+        all.push(text);
+    }
+    assert_eq!(all[0], all[1]);
     Ok(())
 }

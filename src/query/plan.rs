@@ -86,6 +86,11 @@ pub struct Query {
     pub filter: Filter,
     /// `perf` only: one row per test iteration, one column per perf key.
     pub wide: bool,
+    /// `tests` only: newest first (by finished time, unfinished last, then
+    /// job tag and test id descending) instead of job tag order.
+    pub newest_first: bool,
+    /// At most this many rows.
+    pub limit: Option<u64>,
 }
 
 impl Query {
@@ -95,6 +100,8 @@ impl Query {
             kind,
             filter,
             wide: false,
+            newest_first: false,
+            limit: None,
         }
     }
 }
@@ -539,7 +546,15 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
             ));
             job_conds(&mut q, f, false)?;
             test_conds(&mut q, f, true)?;
-            q.push(&format!(" ORDER BY {}, t.test_idx", coll(d, "j.tag")));
+            if query.newest_first {
+                q.push(&format!(
+                    " ORDER BY t.finished_time IS NULL, t.finished_time DESC, {} DESC, \
+                     t.test_idx DESC",
+                    coll(d, "j.tag")
+                ));
+            } else {
+                q.push(&format!(" ORDER BY {}, t.test_idx", coll(d, "j.tag")));
+            }
         }
         Kind::Attributes | Kind::Iterations => {
             let (table, iteration) = if query.kind == Kind::Attributes {
@@ -615,6 +630,20 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
                 pivot = Some(Pivot::new(perf_keys));
             }
         }
+    }
+    if query.newest_first && query.kind != Kind::Tests {
+        return Err(Error::Unsupported(format!(
+            "newest-first order is for tests only, not {}",
+            query.kind.name()
+        )));
+    }
+    if let Some(n) = query.limit {
+        if pivot.is_some() {
+            return Err(Error::Unsupported(
+                "a row limit does not apply to a wide perf export".into(),
+            ));
+        }
+        let _ = write!(q.text, " LIMIT {n}");
     }
     Ok(Plan {
         sql: q.text,

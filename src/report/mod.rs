@@ -12,6 +12,7 @@
 //! pass rates.
 
 pub mod diagnostics;
+pub mod history;
 pub mod stats;
 pub mod summary;
 pub mod text;
@@ -39,12 +40,16 @@ pub struct TestRecord {
     pub kernel: Option<String>,
     /// Test name (empty when NULL).
     pub test: String,
+    /// Test subdirectory (`None` for `----`).
+    pub subdir: Option<String>,
     /// Status word.
     pub status: String,
     /// Reason.
     pub reason: Option<String>,
     /// Finished minus started, in seconds, when both are known.
     pub duration_s: Option<i64>,
+    /// Finished time, `YYYY-MM-DD HH:MM:SS` UTC.
+    pub finished_time: Option<String>,
 }
 
 pub(crate) const PASS: &[&str] = &["GOOD"];
@@ -72,6 +77,12 @@ pub fn records_from_job(job: &Job) -> Vec<TestRecord> {
             status: t.status.word().to_owned(),
             reason: t.reason.clone(),
             duration_s: t.started_time.zip(t.finished_time).map(|(s, f)| f - s),
+            subdir: t.subdir.clone(),
+            finished_time: t.finished_time.and_then(|f| {
+                jiff::Timestamp::from_second(f)
+                    .ok()
+                    .map(|ts| ts.strftime("%Y-%m-%d %H:%M:%S").to_string())
+            }),
         })
         .collect()
 }
@@ -87,6 +98,8 @@ pub(crate) struct Cols {
     status: usize,
     reason: usize,
     duration_s: usize,
+    subdir: usize,
+    finished_time: usize,
 }
 
 impl Cols {
@@ -109,6 +122,8 @@ impl Cols {
             status: at("status")?,
             reason: at("reason")?,
             duration_s: at("duration_s")?,
+            subdir: at("subdir")?,
+            finished_time: at("finished_time")?,
         })
     }
 
@@ -124,6 +139,8 @@ impl Cols {
             status: s(self.status).unwrap_or_default(),
             reason: s(self.reason),
             duration_s: f[self.duration_s].and_then(|d| d.parse().ok()),
+            subdir: s(self.subdir),
+            finished_time: s(self.finished_time),
         }
     }
 }
@@ -169,6 +186,8 @@ pub(crate) mod tests {
             status: status.into(),
             reason: Some(reason.into()),
             duration_s: d,
+            subdir: None,
+            finished_time: None,
         }
     }
 }
