@@ -15,6 +15,7 @@ pub mod diagnostics;
 pub mod history;
 pub mod stats;
 pub mod summary;
+pub mod welch;
 pub mod text;
 
 pub use stats::{write_stats_json, write_stats_text, Stats, StatsBuilder};
