@@ -63,6 +63,12 @@ pub(crate) enum Command {
     /// One test's runs, newest first (time, job, machine, kernel, status,
     /// reason), and how often it switched between pass and fail.
     History(HistoryArgs),
+    /// What changed between two sets of jobs: regressions, fixes, still
+    /// failing, new and missing tests, and perf keys that moved.
+    ///
+    /// Exit status: 0 nothing regressed, 1 a regression or a flagged perf
+    /// change, 2 errors.
+    Compare(CompareArgs),
 }
 
 /// `tko backfill`.
@@ -339,6 +345,48 @@ pub(crate) struct HistoryArgs {
     /// The newest N runs (0: all).
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub(crate) last: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: StatsFormat,
+    /// Warehouse.
+    #[command(flatten)]
+    pub(crate) db: DbUrl,
+}
+
+/// `tko compare`.
+#[derive(Debug, Args)]
+pub(crate) struct CompareArgs {
+    /// BASE job tag (or select BASE with --base-kernel / --base-label).
+    pub(crate) base: Option<String>,
+    /// NEW job tag (or select NEW with --new-kernel / --new-label).
+    pub(crate) new: Option<String>,
+    /// BASE: jobs whose tests ran this kernel (glob).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) base_kernel: Option<String>,
+    /// NEW: jobs whose tests ran this kernel (glob).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) new_kernel: Option<String>,
+    /// BASE: jobs with this label (glob).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) base_label: Option<String>,
+    /// NEW: jobs with this label (glob).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) new_label: Option<String>,
+    /// Both sets: only this machine (glob).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) machine: Option<String>,
+    /// Both sets: only tests with this name (glob).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) test: Option<String>,
+    /// Match tests per machine too (default: by test name and subdir).
+    #[arg(long)]
+    pub(crate) by_machine: bool,
+    /// Flag perf keys whose mean moved by more than PCT percent...
+    #[arg(long, value_name = "PCT", default_value_t = 5.0)]
+    pub(crate) threshold: f64,
+    /// ...and whose Welch's t-test p-value is below P.
+    #[arg(long, value_name = "P", default_value_t = 0.05)]
+    pub(crate) alpha: f64,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: StatsFormat,

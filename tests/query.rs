@@ -65,13 +65,21 @@ fn t<'a>(name: &'a str, status: &'a str) -> T<'a> {
     }
 }
 
-/// Writes job `root/<id>-u/<host>` with the given tests.
+/// Writes job `root/<id>-u/<host>` (label `l<id>`) with the given tests.
 fn write_job(root: &Path, id: u32, host: &str, tests: &[T<'_>]) {
+    write_labeled_job(root, id, host, &format!("l{id}"), tests);
+}
+
+/// Writes job `root/<id>-u/<host>` with the given label and tests; a perf
+/// entry with an empty key starts the next iteration.
+fn write_labeled_job(root: &Path, id: u32, host: &str, label: &str, tests: &[T<'_>]) {
     let dir = root.join(format!("{id}-u")).join(host);
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(
         dir.join("keyval"),
-        format!("hostname={host}\njob_started=1300000000\nlabel=l{id}\nstatus_version=1\nuser=u\n"),
+        format!(
+            "hostname={host}\njob_started=1300000000\nlabel={label}\nstatus_version=1\nuser=u\n"
+        ),
     )
     .expect("keyval");
     let mut log =
@@ -91,7 +99,13 @@ fn write_job(root: &Path, id: u32, host: &str, tests: &[T<'_>]) {
             let kv: String = test
                 .perf
                 .iter()
-                .map(|(k, v)| format!("{k}{{perf}}={v}\n"))
+                .map(|(k, v)| {
+                    if k.is_empty() {
+                        "\n".to_owned()
+                    } else {
+                        format!("{k}{{perf}}={v}\n")
+                    }
+                })
                 .collect();
             std::fs::write(res.join("keyval"), kv).expect("perf keyval");
         }
@@ -623,6 +637,183 @@ fn history_lists_runs_newest_first_with_switches() -> TestResult {
             "{text}"
         );
         all.push(text);
+    }
+    assert_eq!(all[0], all[1]);
+    Ok(())
+}
+
+// ------------------------------------------------------------ compare
+
+/// Perf entries: `key` with each value in its own iteration.
+fn iterations(key: &str, values: &[f64]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for v in values {
+        if !out.is_empty() {
+            out.push((String::new(), String::new()));
+        }
+        out.push((key.to_owned(), v.to_string()));
+    }
+    out
+}
+
+fn perf_test<'a>(name: &'a str, perf: Vec<(String, String)>) -> T<'a> {
+    T {
+        name,
+        status: "GOOD",
+        perf,
+    }
+}
+
+/// BASE (label `base`): a GOOD, b FAIL, c FAIL, d GOOD, e GOOD twice with
+/// `tput` around 100. NEW (label `new`): a FAIL, b GOOD, c ERROR, f GOOD, e
+/// GOOD with `tput` around 120 and `lat` unchanged.
+fn compare_tree() -> tempfile::TempDir {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut e1 = iterations("tput", &[100.0, 101.0, 99.0, 100.0]);
+    e1.push((String::new(), String::new()));
+    e1.extend(iterations("lat", &[5.0, 5.1, 4.9]));
+    write_labeled_job(
+        root.path(),
+        10,
+        "h1",
+        "base",
+        &[
+            t("a", "GOOD"),
+            t("b", "FAIL"),
+            t("c", "FAIL"),
+            t("d", "GOOD"),
+            perf_test("e", e1),
+        ],
+    );
+    write_labeled_job(
+        root.path(),
+        11,
+        "h1",
+        "base",
+        &[perf_test("e", iterations("tput", &[100.0, 100.5]))],
+    );
+    let mut e2 = iterations("tput", &[120.0, 121.0, 119.0, 120.0]);
+    e2.push((String::new(), String::new()));
+    e2.extend(iterations("lat", &[5.0, 5.05, 4.95]));
+    write_labeled_job(
+        root.path(),
+        20,
+        "h1",
+        "new",
+        &[
+            t("a", "FAIL"),
+            t("b", "GOOD"),
+            t("c", "ERROR"),
+            t("f", "GOOD"),
+            perf_test("e", e2),
+        ],
+    );
+    root
+}
+
+#[test]
+fn compare_classes_tests_and_flags_perf_shifts() -> TestResult {
+    let root = compare_tree();
+    let mut all = Vec::new();
+    for backend in BOTH {
+        let f = loaded(backend, root.path());
+        let cwd = root.path();
+        let args = [
+            "compare",
+            "--base-label",
+            "base",
+            "--new-label",
+            "new",
+            "--test",
+            "?",
+        ];
+        let mut json_args = args.to_vec();
+        json_args.extend(["--format", "json"]);
+        let out = tko(&json_args, &f.url, cwd);
+        assert_eq!(out.status.code(), Some(1), "{backend:?}: {}", stderr(&out));
+        let j: serde_json::Value = serde_json::from_str(&stdout(&out))?;
+        assert_eq!(j["base"]["label"], "base");
+        assert_eq!(j["base"]["jobs"], serde_json::json!(["10-u/h1", "11-u/h1"]));
+        assert_eq!(j["new"]["jobs"], serde_json::json!(["20-u/h1"]));
+        let classes: Vec<(String, String, u64, u64)> = j["tests"]
+            .as_array()
+            .ok_or("tests")?
+            .iter()
+            .map(|t| {
+                (
+                    t["test"].as_str().unwrap_or_default().to_owned(),
+                    t["class"].as_str().unwrap_or_default().to_owned(),
+                    t["base_runs"].as_u64().unwrap_or(99),
+                    t["new_runs"].as_u64().unwrap_or(99),
+                )
+            })
+            .collect();
+        let want = [
+            ("a", "regression", 1, 1),
+            ("b", "fix", 1, 1),
+            ("c", "still_failing", 1, 1),
+            ("d", "missing", 1, 0),
+            ("e", "unchanged", 2, 1),
+            ("f", "new", 0, 1),
+        ];
+        let want: Vec<(String, String, u64, u64)> = want
+            .iter()
+            .map(|(a, b, c, d)| ((*a).to_owned(), (*b).to_owned(), *c, *d))
+            .collect();
+        assert_eq!(classes, want, "{backend:?}");
+        assert_eq!(j["tests"][0]["base_status"], "GOOD");
+        assert_eq!(j["tests"][0]["new_status"], "FAIL");
+        assert_eq!(j["tests"][2]["new_status"], "ERROR");
+        let perf = j["perf"].as_array().ok_or("perf")?;
+        assert_eq!(perf.len(), 2, "{perf:?}");
+        let (lat, tput) = (&perf[0], &perf[1]);
+        assert_eq!(
+            (lat["key"].as_str(), tput["key"].as_str()),
+            (Some("lat"), Some("tput"))
+        );
+        // tput: base 100, 101, 99, 100, 100, 100.5; new 120, 121, 119, 120.
+        assert_eq!(tput["base_n"], 6);
+        assert_eq!(tput["new_n"], 4);
+        let f64_of = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+        assert!((f64_of(&tput["base_mean"]) - 100.083_333_333_333_33).abs() < 1e-9);
+        assert!((f64_of(&tput["new_mean"]) - 120.0).abs() < 1e-12);
+        assert!((f64_of(&tput["new_stddev"]) - (2.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert!((f64_of(&tput["change_pct"]) - 19.900_083_263_946_71).abs() < 1e-6);
+        assert_eq!(tput["direction"], "up");
+        assert!(f64_of(&tput["p_value"]) < 1e-6, "{tput}");
+        assert_eq!(tput["flagged"], true);
+        assert_eq!(lat["change_pct"].as_f64(), Some(0.0));
+        assert_eq!(lat["direction"], "same");
+        assert!((f64_of(&lat["p_value"]) - 1.0).abs() < 1e-12, "{lat}");
+        assert_eq!(lat["flagged"], false);
+        all.push(j);
+        let out = tko(&args, &f.url, cwd);
+        assert_eq!(out.status.code(), Some(1));
+        let text = stdout(&out);
+        assert!(
+            text.contains(
+                "tests: 1 regression, 1 fix, 1 still failing, 1 new, 1 missing, 1 unchanged"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("perf: 2 keys, 1 flagged"), "{text}");
+        // The same set on both sides: nothing regressed, exit 0.
+        let out = tko(
+            &["compare", "--base-label", "new", "--new-label", "new"],
+            &f.url,
+            cwd,
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+        // A job tag selects one job; a missing side is an error.
+        let out = tko(
+            &["compare", "10-u/h1", "20-u/h1", "--test", "a"],
+            &f.url,
+            cwd,
+        );
+        assert_eq!(out.status.code(), Some(1));
+        let out = tko(&["compare", "--base-label", "base"], &f.url, cwd);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(stderr(&out).contains("select new"), "{}", stderr(&out));
     }
     assert_eq!(all[0], all[1]);
     Ok(())

@@ -11,12 +11,13 @@
 //! count as runs only; RUNNING tests are shown as running and left out of
 //! pass rates.
 
+pub mod compare;
 pub mod diagnostics;
 pub mod history;
 pub mod stats;
 pub mod summary;
-pub mod welch;
 pub mod text;
+pub mod welch;
 
 pub use stats::{write_stats_json, write_stats_text, Stats, StatsBuilder};
 pub use summary::{summarize, write_summary, write_summary_json, SummaryLine};
