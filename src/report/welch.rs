@@ -148,7 +148,7 @@ mod tests {
         let w = welch(&[2.0, 1.0, 3.0, 4.0], &[6.0, 5.0, 7.0, 9.0]).unwrap();
         assert!(close(w.t, -3.970_344_615_223_767_4, 1e-12), "{w:?}");
         assert!(close(w.df, 5.584_615_384_615_385, 1e-12), "{w:?}");
-        assert!(close(w.p, 0.008_512_863_131_378_169_5, 1e-9), "{w:?}");
+        assert!(close(w.p, 0.008_512_863_131_378_17, 1e-9), "{w:?}");
         let same = welch(&[2.0, 1.0, 3.0, 4.0], &[2.0, 1.0, 3.0, 4.0]).unwrap();
         assert_eq!((same.t, same.df), (0.0, 6.0));
         assert!(close(same.p, 1.0, 1e-12));
