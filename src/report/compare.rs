@@ -378,12 +378,17 @@ pub fn write_compare_text<W: Write>(mut out: W, c: &Comparison, o: &Options) -> 
         .collect();
     if !rows.is_empty() {
         writeln!(out)?;
-        table(
-            &mut out,
-            &["CLASS", "TEST", "SUBDIR", "MACHINE", "BASE", "NEW", "RUNS"],
-            &[false, false, false, false, false, false, true],
-            rows,
-        )?;
+        let mut heads = vec!["CLASS", "TEST", "SUBDIR", "MACHINE", "BASE", "NEW", "RUNS"];
+        let mut right = vec![false, false, false, false, false, false, true];
+        let mut rows = rows;
+        if !o.by_machine {
+            heads.remove(3);
+            right.remove(3);
+            rows.iter_mut().for_each(|r| {
+                r.remove(3);
+            });
+        }
+        table(&mut out, &heads, &right, rows)?;
     }
     let counts: Vec<String> = Class::ALL
         .iter()
