@@ -306,14 +306,14 @@ pub(crate) struct StatsArgs {
     pub(crate) db: DbUrl,
 }
 
-/// Output format of `tko diagnostics`.
+/// Output format of `tko diagnostics` and `tko compare`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub(crate) enum DiagnosticsFormat {
-    /// `JOB: severity: FILE:LINE: message`, one per line.
+    /// Human-readable text.
     Text,
-    /// CSV, as `tko export diagnostics`.
+    /// CSV (RFC 4180, a header row).
     Csv,
-    /// JSON Lines, as `tko export diagnostics --format json`.
+    /// JSON (diagnostics: JSON Lines).
     Json,
 }
 
@@ -387,9 +387,9 @@ pub(crate) struct CompareArgs {
     /// ...and whose Welch's t-test p-value is below P.
     #[arg(long, value_name = "P", default_value_t = 0.05)]
     pub(crate) alpha: f64,
-    /// Output format.
+    /// Output format (`csv`: one table, tests then perf keys).
     #[arg(long, value_enum, default_value = "text")]
-    pub(crate) format: StatsFormat,
+    pub(crate) format: DiagnosticsFormat,
     /// Warehouse.
     #[command(flatten)]
     pub(crate) db: DbUrl,

@@ -745,8 +745,9 @@ fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     let out = io::BufWriter::new(stdout.lock());
     match args.format {
-        StatsFormat::Text => cmp::write_compare_text(out, &c, &o)?,
-        StatsFormat::Json => cmp::write_compare_json(out, &c)?,
+        DiagnosticsFormat::Text => cmp::write_compare_text(out, &c, &o)?,
+        DiagnosticsFormat::Csv => cmp::write_compare_csv(out, &c)?,
+        DiagnosticsFormat::Json => cmp::write_compare_json(out, &c)?,
     }
     Ok(if c.failing() {
         ExitCode::from(1)

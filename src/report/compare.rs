@@ -440,6 +440,99 @@ pub fn write_compare_text<W: Write>(mut out: W, c: &Comparison, o: &Options) -> 
     out.flush()
 }
 
+/// Columns of `tko compare --format csv`: one table, a `record` column
+/// telling test rows (`test`) from perf rows (`perf`).
+pub const CSV_COLUMNS: [&str; 20] = [
+    "record",
+    "test",
+    "subdir",
+    "machine",
+    "class",
+    "base_status",
+    "new_status",
+    "base_runs",
+    "new_runs",
+    "key",
+    "base_mean",
+    "base_stddev",
+    "base_n",
+    "new_mean",
+    "new_stddev",
+    "new_n",
+    "change_pct",
+    "direction",
+    "p_value",
+    "flagged",
+];
+
+/// Writes the comparison as one CSV table (quoted as `tko export` does):
+/// the tests, then the perf keys; fields that do not apply are empty.
+pub fn write_compare_csv<W: Write>(out: W, c: &Comparison) -> io::Result<()> {
+    let mut w = crate::export::CsvWriter::new(out);
+    let columns: Vec<Column> = CSV_COLUMNS
+        .iter()
+        .map(|n| Column {
+            name: (*n).to_owned(),
+            ty: crate::query::ColType::Text,
+        })
+        .collect();
+    w.begin(&columns)?;
+    // Floats as `tko export` writes them (PostgreSQL's text form).
+    let f = |v: Option<f64>| {
+        v.map(|v| {
+            let mut s = String::new();
+            crate::query::pg_float(v, &mut s);
+            s
+        })
+    };
+    for t in &c.tests {
+        let row = [
+            Some("test".to_owned()),
+            Some(t.test.clone()),
+            t.subdir.clone(),
+            t.machine.clone(),
+            Some(t.class.name().to_owned()),
+            t.base_status.clone(),
+            t.new_status.clone(),
+            Some(t.base_runs.to_string()),
+            Some(t.new_runs.to_string()),
+        ];
+        let fields: Vec<Option<&str>> = row
+            .iter()
+            .map(Option::as_deref)
+            .chain(std::iter::repeat_n(None, CSV_COLUMNS.len() - row.len()))
+            .collect();
+        w.row(&fields)?;
+    }
+    for p in &c.perf {
+        let row = [
+            Some("perf".to_owned()),
+            Some(p.test.clone()),
+            p.subdir.clone(),
+            p.machine.clone(),
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some(p.key.clone()),
+            f(p.base_mean),
+            f(p.base_stddev),
+            Some(p.base_n.to_string()),
+            f(p.new_mean),
+            f(p.new_stddev),
+            Some(p.new_n.to_string()),
+            f(p.change_pct),
+            Some(p.direction.to_owned()),
+            f(p.p_value),
+            Some(p.flagged.to_string()),
+        ];
+        let fields: Vec<Option<&str>> = row.iter().map(Option::as_deref).collect();
+        w.row(&fields)?;
+    }
+    w.finish()
+}
+
 /// Writes the comparison as one pretty-printed JSON object.
 pub fn write_compare_json<W: Write>(mut out: W, c: &Comparison) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut out, c)?;
