@@ -672,3 +672,66 @@ pub(crate) fn perf_keys_plan(filter: &Filter, d: Dialect) -> Result<Plan, Error>
         pivot: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_are_escaped_and_nul_rejected() {
+        assert_eq!(
+            pg_literal("it's a \\ test").unwrap(),
+            "E'it''s a \\\\ test'"
+        );
+        assert!(pg_literal("a\0b").is_err());
+    }
+
+    #[test]
+    fn wide_names_are_unique() {
+        let keys: Vec<String> = ["x", "job_tag", "iteration", "perf:x", "perf:job_tag"]
+            .iter()
+            .map(|k| (*k).to_owned())
+            .collect();
+        let p = Pivot::new(&keys);
+        let names: Vec<&str> = p.columns[WIDE_FIXED.len()..]
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "x",
+                "perf:job_tag",
+                "perf:iteration",
+                "perf:perf:x",
+                "perf:perf:job_tag"
+            ]
+        );
+        let mut all: Vec<&str> = p.columns.iter().map(|c| c.name.as_str()).collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), p.columns.len());
+    }
+
+    #[test]
+    fn limits_and_order_are_planned_per_kind() {
+        let q = Query {
+            newest_first: true,
+            limit: Some(3),
+            ..Query::new(Kind::Tests, Filter::default())
+        };
+        for d in [Dialect::Postgres, Dialect::Sqlite] {
+            let p = plan(&q, d, &[]).unwrap();
+            assert!(p.sql.ends_with(" LIMIT 3"), "{}", p.sql);
+            assert!(p.sql.contains("t.finished_time DESC"), "{}", p.sql);
+        }
+        let q = Query {
+            newest_first: true,
+            ..Query::new(Kind::Jobs, Filter::default())
+        };
+        assert!(matches!(
+            plan(&q, Dialect::Sqlite, &[]),
+            Err(Error::Unsupported(_))
+        ));
+    }
+}
