@@ -234,7 +234,8 @@ pub(crate) struct FilterArgs {
     /// Kernel base version glob (e.g. `2.6.35*`).
     #[arg(long, value_name = "GLOB")]
     pub(crate) kernel: Option<String>,
-    /// Test status words, comma-separated (e.g. `FAIL,ERROR`).
+    /// Test status words, comma-separated, any case (e.g. `FAIL,ERROR`):
+    /// GOOD, FAIL, ERROR, ABORT, WARN, TEST_NA, NOSTATUS, ALERT, RUNNING, BUG.
     #[arg(long, value_name = "S[,S]", value_delimiter = ',')]
     pub(crate) status: Vec<String>,
     /// Finished at or after: `YYYY-MM-DD` or `YYYY-MM-DD HH:MM[:SS]`, in

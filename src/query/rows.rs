@@ -14,7 +14,7 @@ use super::plan::{perf_keys_plan, plan, ColType, Column, Dialect, Kind, Pivot, P
 use super::Error;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{self};
+use crate::store;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io;
@@ -29,7 +29,8 @@ fn db<E: std::error::Error + Send + Sync + 'static>(what: &'static str) -> impl 
 
 /// Receives an export: the columns once, then the rows.
 pub trait Sink {
-    /// Called once before any row.
+    /// Called once: before the first row, or after the statement finished
+    /// for an empty result (never when the statement fails first).
     fn begin(&mut self, columns: &[Column]) -> io::Result<()>;
     /// One row, fields in column order (`None` is SQL NULL).
     fn row(&mut self, fields: &[Option<&str>]) -> io::Result<()>;
@@ -53,7 +54,8 @@ pub enum Warehouse {
 }
 
 impl Warehouse {
-    /// Opens `postgres://…`/`postgresql://…` or `sqlite:PATH`.
+    /// Opens `postgres://…`/`postgresql://…` or `sqlite:PATH`: the one place
+    /// read commands open the warehouse.
     pub fn open(url: &str) -> Result<Warehouse, Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Warehouse::Postgres(Box::new(PgStore::connect(url)?)))
