@@ -302,6 +302,17 @@ pub(crate) struct StatsArgs {
     /// 0 lists all.
     #[arg(long, value_name = "N", default_value_t = tko::report::stats::DEFAULT_TOP)]
     pub(crate) top: usize,
+    /// Instead of the totals: tests whose result switched between pass and
+    /// fail at least `--switches` times over their last `--last` runs on one
+    /// kernel and machine group (or machine when the group is empty).
+    #[arg(long)]
+    pub(crate) flaky: bool,
+    /// With --flaky: runs looked at per test, kernel and group.
+    #[arg(long, value_name = "N", default_value_t = 20, requires = "flaky")]
+    pub(crate) last: usize,
+    /// With --flaky: pass/fail switches that make a test flaky.
+    #[arg(long, value_name = "K", default_value_t = 3, requires = "flaky")]
+    pub(crate) switches: u64,
     /// Warehouse.
     #[command(flatten)]
     pub(crate) db: DbUrl,

@@ -596,6 +596,9 @@ fn write_summary_as(
 
 /// `tko stats`: aggregates the filtered `tests` export.
 fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
+    if args.flaky {
+        return flaky(args);
+    }
     let query = ExportQuery::new(Kind::Tests, filter(args.filter)?);
     let mut wh = open_warehouse(&args.db.db)?;
     let mut builder = report::StatsBuilder::default();
@@ -754,4 +757,25 @@ fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `tko stats --flaky`: pass/fail switches over each test's newest runs.
+fn flaky(args: StatsArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.last > 0, "--last must be at least 1");
+    let query = ExportQuery {
+        newest_first: true,
+        ..ExportQuery::new(Kind::Tests, filter(args.filter)?)
+    };
+    let mut wh = open_warehouse(&args.db.db)?;
+    let mut builder = report::flaky::FlakyBuilder::new(args.last);
+    wh.export(&query, &mut builder)
+        .with_context(|| format!("reading tests from {}", args.db.db))?;
+    let r = builder.build(args.switches, args.top);
+    let stdout = io::stdout();
+    let out = io::BufWriter::new(stdout.lock());
+    match args.format {
+        StatsFormat::Text => report::flaky::write_flaky_text(out, &r)?,
+        StatsFormat::Json => report::flaky::write_flaky_json(out, &r)?,
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -837,3 +837,67 @@ fn compare_classes_tests_and_flags_perf_shifts() -> TestResult {
     assert_eq!(all[..2], all[2..]);
     Ok(())
 }
+
+/// Flakiness over history: `t` on `hx` runs GOOD FAIL GOOD FAIL GOOD GOOD
+/// (4 switches), on `hy` GOOD GOOD GOOD FAIL FAIL FAIL (1 switch).
+#[test]
+fn stats_flaky_counts_switches_over_the_last_runs() -> TestResult {
+    let root = tempfile::tempdir()?;
+    for (i, s) in ["GOOD", "FAIL", "GOOD", "FAIL", "GOOD", "GOOD"]
+        .iter()
+        .enumerate()
+    {
+        write_job(root.path(), 1 + i as u32, "hx", &[t("t", s)]);
+    }
+    for (i, s) in ["GOOD", "GOOD", "GOOD", "FAIL", "FAIL", "FAIL"]
+        .iter()
+        .enumerate()
+    {
+        write_job(root.path(), 11 + i as u32, "hy", &[t("t", s)]);
+    }
+    let mut all = Vec::new();
+    for backend in BOTH {
+        let f = loaded(backend, root.path());
+        let cwd = root.path();
+        let args = ["stats", "--flaky", "--test", "t", "--format", "json"];
+        let j = json(&tko(&args, &f.url, cwd));
+        assert_eq!(
+            (j["last"].as_u64(), j["min_switches"].as_u64()),
+            (Some(20), Some(3))
+        );
+        let flaky = j["flaky"].as_array().ok_or("flaky")?;
+        assert_eq!(flaky.len(), 1, "{backend:?}: {j}");
+        assert_eq!(flaky[0]["machine"], "hx");
+        assert_eq!(flaky[0]["switches"], 4);
+        assert_eq!(flaky[0]["runs"], 6);
+        let mut a = args.to_vec();
+        a.extend(["--last", "3", "--switches", "1"]);
+        let j = json(&tko(&a, &f.url, cwd));
+        let flaky = j["flaky"].as_array().ok_or("flaky")?;
+        assert_eq!(flaky.len(), 1, "{backend:?}: {j}");
+        assert_eq!(
+            (flaky[0]["machine"].as_str(), flaky[0]["switches"].as_u64()),
+            (Some("hx"), Some(1))
+        );
+        let mut a = args[..4].to_vec();
+        a.extend(["--switches", "1"]);
+        let text = stdout(&tko(&a, &f.url, cwd));
+        assert!(
+            text.contains("at least 1 pass/fail switches over their last 20 runs"),
+            "{text}"
+        );
+        let rows: Vec<&str> = text.lines().skip(2).collect();
+        assert_eq!(rows.len(), 2, "{text}");
+        assert!(
+            rows[0].starts_with("t ") && rows[0].contains(" hx "),
+            "{text}"
+        );
+        assert!(rows[0].trim_end().ends_with(" 4"), "{text}");
+        all.push(j);
+        // --last without --flaky is a usage error.
+        let out = tko(&["stats", "--last", "3"], &f.url, cwd);
+        assert_eq!(out.status.code(), Some(2));
+    }
+    assert_eq!(all[0], all[1]);
+    Ok(())
+}

@@ -12,9 +12,9 @@
 use super::float::pg_float;
 use super::plan::{perf_keys_plan, plan, ColType, Column, Dialect, Kind, Pivot, Plan, Query};
 use super::Error;
+use crate::store;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io;

@@ -13,6 +13,7 @@
 
 pub mod compare;
 pub mod diagnostics;
+pub mod flaky;
 pub mod history;
 pub mod stats;
 pub mod summary;
