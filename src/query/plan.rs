@@ -365,6 +365,17 @@ fn time_cond(q: &mut Sql, column: &str, op: &str, t: &DateTime) -> Result<(), Er
     Ok(())
 }
 
+/// Appends the `--since`/`--until` window on `column`.
+fn time_window(q: &mut Sql, f: &Filter, column: &str) -> Result<(), Error> {
+    if let Some(t) = &f.since {
+        time_cond(q, column, " >= ", t)?;
+    }
+    if let Some(t) = &f.until {
+        time_cond(q, column, " <= ", t)?;
+    }
+    Ok(())
+}
+
 /// Conditions on tests (`t`, `k`, `s` in scope).
 fn test_conds(q: &mut Sql, f: &Filter, with_time: bool) -> Result<(), Error> {
     if let Some(g) = &f.test {
@@ -384,12 +395,7 @@ fn test_conds(q: &mut Sql, f: &Filter, with_time: bool) -> Result<(), Error> {
         q.push(")");
     }
     if with_time {
-        if let Some(t) = &f.since {
-            time_cond(q, "t.finished_time", " >= ", t)?;
-        }
-        if let Some(t) = &f.until {
-            time_cond(q, "t.finished_time", " <= ", t)?;
-        }
+        time_window(q, f, "t.finished_time")?;
     }
     Ok(())
 }
@@ -406,12 +412,7 @@ fn job_conds(q: &mut Sql, f: &Filter, with_time: bool) -> Result<(), Error> {
         glob_cond(q, "m.hostname", g)?;
     }
     if with_time {
-        if let Some(t) = &f.since {
-            time_cond(q, "j.finished_time", " >= ", t)?;
-        }
-        if let Some(t) = &f.until {
-            time_cond(q, "j.finished_time", " <= ", t)?;
-        }
+        time_window(q, f, "j.finished_time")?;
     }
     Ok(())
 }

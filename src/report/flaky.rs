@@ -8,7 +8,7 @@
 
 use super::history::switches;
 use super::text::{one_line, table};
-use super::{Cols, TestRecord};
+use super::{flaky_key, Cols, FlakyKey, TestRecord};
 use crate::query::{Column, Sink};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -49,14 +49,12 @@ pub struct FlakyReport {
     pub more: Option<u64>,
 }
 
-type Key = (String, Option<String>, Option<String>, Option<String>);
-
 /// Accumulates newest-first test rows (a [`Sink`] for a newest-first
 /// `tests` query).
 pub struct FlakyBuilder {
     last: usize,
     cols: Option<Cols>,
-    runs: HashMap<Key, Vec<&'static str>>,
+    runs: HashMap<FlakyKey, Vec<&'static str>>,
 }
 
 impl FlakyBuilder {
@@ -71,14 +69,7 @@ impl FlakyBuilder {
 
     /// Adds one run; runs must come newest first.
     pub fn add(&mut self, r: &TestRecord) {
-        let group_empty = r.machine_group.as_deref().is_none_or(str::is_empty);
-        let k = (
-            r.test.clone(),
-            r.kernel.clone(),
-            r.machine_group.clone(),
-            if group_empty { r.machine.clone() } else { None },
-        );
-        let v = self.runs.entry(k).or_default();
+        let v = self.runs.entry(flaky_key(r)).or_default();
         if v.len() < self.last {
             v.push(if super::passes(&r.status) {
                 "GOOD"

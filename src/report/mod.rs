@@ -90,6 +90,22 @@ pub fn records_from_job(job: &Job) -> Vec<TestRecord> {
         .collect()
 }
 
+/// Test, kernel, machine group, and the machine when the group is empty:
+/// where a test's runs are compared for flakiness (runs on different
+/// machines without a group are never compared).
+pub(crate) type FlakyKey = (String, Option<String>, Option<String>, Option<String>);
+
+/// The [`FlakyKey`] of a record.
+pub(crate) fn flaky_key(r: &TestRecord) -> FlakyKey {
+    let group_empty = r.machine_group.as_deref().is_none_or(str::is_empty);
+    (
+        r.test.clone(),
+        r.kernel.clone(),
+        r.machine_group.clone(),
+        if group_empty { r.machine.clone() } else { None },
+    )
+}
+
 /// Column positions of a `tests` export ([`crate::query::TEST_COLUMNS`]).
 pub(crate) struct Cols {
     job_tag: usize,

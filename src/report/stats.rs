@@ -4,7 +4,7 @@
 //! written as text tables or one JSON object.
 
 use super::text::{format_elapsed, one_line, table};
-use super::{fails, passes, Cols, TestRecord};
+use super::{fails, flaky_key, passes, Cols, FlakyKey, TestRecord};
 use crate::model::Status;
 use crate::query::{Column, Sink};
 use serde::Serialize;
@@ -118,9 +118,6 @@ fn cut<T>(v: &mut Vec<T>, top: usize, name: &str, more: &mut BTreeMap<String, u6
     }
 }
 
-/// Test, kernel, machine group, and the machine when the group is empty.
-type FlakyKey = (String, Option<String>, Option<String>, Option<String>);
-
 #[derive(Default, Clone, Copy)]
 struct Count {
     tests: u64,
@@ -186,16 +183,7 @@ impl StatsBuilder {
         self.by_label.entry(r.label.clone()).or_default().add(s);
         self.by_kernel.entry(r.kernel.clone()).or_default().add(s);
         self.by_test.entry(r.test.clone()).or_default().add(s);
-        let group_empty = r.machine_group.as_deref().is_none_or(str::is_empty);
-        self.by_flaky
-            .entry((
-                r.test.clone(),
-                r.kernel.clone(),
-                r.machine_group.clone(),
-                if group_empty { r.machine.clone() } else { None },
-            ))
-            .or_default()
-            .add(s);
+        self.by_flaky.entry(flaky_key(r)).or_default().add(s);
     }
 
     /// The statistics so far, each list cut to [`DEFAULT_TOP`] entries.
