@@ -213,6 +213,11 @@ impl AtomicFile {
         }
     }
 
+    /// The temporary file being written.
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+
     /// Where to write.
     pub fn writer(&mut self) -> &mut io::BufWriter<File> {
         self.out.as_mut().expect("not yet committed")

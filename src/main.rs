@@ -531,6 +531,13 @@ fn export_cmd(args: ExportArgs) -> anyhow::Result<ExitCode> {
             // Written beside `path` and renamed over it on success only.
             let mut file = export::AtomicFile::create(path)
                 .with_context(|| format!("creating {}", path.display()))?;
+            // Ctrl-C removes the unfinished file too.
+            let tmp = file.temp_path().to_owned();
+            ctrlc::set_handler(move || {
+                let _ = std::fs::remove_file(&tmp);
+                std::process::exit(130);
+            })
+            .context("installing the Ctrl-C handler")?;
             export::write(&mut wh, &query, format, file.writer()).context(what)?;
             file.commit()
                 .with_context(|| format!("writing {}", path.display()))?;

@@ -240,6 +240,43 @@ fn a_failed_export_writes_nothing() -> TestResult {
     Ok(())
 }
 
+/// Ctrl-C during `export --out FILE` leaves no file: the export waits on
+/// a locked table, the temporary file exists, SIGINT removes it.
+#[test]
+fn an_interrupted_export_leaves_no_file() -> TestResult {
+    let f = loaded(Backend::Postgres, &example_root());
+    let mut lock = postgres::Client::connect(&f.url, postgres::NoTls)?;
+    let mut tx = lock.transaction()?;
+    tx.batch_execute("LOCK TABLE tko_tests IN ACCESS EXCLUSIVE MODE")?;
+    let cwd = tempfile::tempdir()?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tko"))
+        .args(["export", "tests", "--out", "tests.csv", "--db", &f.url])
+        .current_dir(cwd.path())
+        .env_remove("TKO_DB")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_dir(cwd.path())?.count() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no temporary file appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The export is blocked on the lock; give it a moment to be inside the query.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pid = i32::try_from(child.id())?;
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = child.wait()?;
+    assert_eq!(status.code(), Some(130));
+    let left: Vec<_> = std::fs::read_dir(cwd.path())?.collect();
+    assert!(left.is_empty(), "left behind {left:?}");
+    tx.rollback()?;
+    Ok(())
+}
+
 // ------------------------------------------------------------ wide perf
 
 fn header(csv: &str) -> Vec<String> {
