@@ -276,7 +276,12 @@ pub(crate) struct ExportArgs {
 pub(crate) struct SummaryArgs {
     /// A job tag in the warehouse, or a job directory (read directly, no
     /// database).
-    pub(crate) job: String,
+    #[arg(required_unless_present = "running", conflicts_with = "running")]
+    pub(crate) job: Option<String>,
+    /// Every job in the warehouse with a RUNNING test (newest job tag
+    /// last), one summary each.
+    #[arg(long)]
+    pub(crate) running: bool,
     /// For a directory: path components in the job tag (as `tko parse`).
     #[arg(short, long, default_value_t = 1)]
     pub(crate) level: usize,

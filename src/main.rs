@@ -556,7 +556,12 @@ fn export_cmd(args: ExportArgs) -> anyhow::Result<ExitCode> {
 fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    let path = std::path::Path::new(&args.job);
+    let Some(job) = args.job.clone() else {
+        summary_running(&args, &mut out)?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let path = std::path::Path::new(&job);
     if path.is_dir() {
         let (dirs, errors) = discover::find_jobs(&[path.to_path_buf()], args.level);
         for e in &errors {
@@ -572,21 +577,36 @@ fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
     } else {
         let mut wh = open_warehouse(&args.db.db)?;
         let mut records = report::Records::default();
-        let query = ExportQuery::new(Kind::Tests, Filter::job(&args.job));
+        let query = ExportQuery::new(Kind::Tests, Filter::job(&job));
         wh.export(&query, &mut records)
-            .with_context(|| format!("reading job {} from {}", args.job, args.db.db))?;
+            .with_context(|| format!("reading job {job} from {}", args.db.db))?;
         if records.records.is_empty() {
-            anyhow::bail!(
-                "no job {:?} in {} (and no such directory)",
-                args.job,
-                args.db.db
-            );
+            anyhow::bail!("no job {job:?} in {} (and no such directory)", args.db.db);
         }
         let lines = report::summarize(&records.records);
-        write_summary_as(&mut out, args.format, &args.job, &lines)?;
+        write_summary_as(&mut out, args.format, &job, &lines)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tko summary --running`: the summary of every job with a RUNNING test.
+fn summary_running(args: &SummaryArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let mut wh = open_warehouse(&args.db.db)?;
+    let running = Filter {
+        status: vec![Status::Running],
+        ..Filter::default()
+    };
+    let mut jobs = report::JobTags::default();
+    wh.export(&ExportQuery::new(Kind::Jobs, running), &mut jobs)
+        .with_context(|| format!("reading running jobs from {}", args.db.db))?;
+    for tag in &jobs.tags {
+        let mut job = report::Records::default();
+        wh.export(&ExportQuery::new(Kind::Tests, Filter::job(tag)), &mut job)
+            .with_context(|| format!("reading job {tag} from {}", args.db.db))?;
+        write_summary_as(out, args.format, tag, &report::summarize(&job.records))?;
+    }
+    Ok(())
 }
 
 fn write_summary_as(

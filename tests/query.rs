@@ -938,3 +938,43 @@ fn stats_flaky_counts_switches_over_the_last_runs() -> TestResult {
     assert_eq!(all[0], all[1]);
     Ok(())
 }
+
+/// `tko summary --running`: one summary per job with a RUNNING test.
+#[test]
+fn summary_of_running_jobs() -> TestResult {
+    let mut all = Vec::new();
+    for backend in BOTH {
+        let f = loaded(backend, &example_root());
+        let cwd = tempfile::tempdir()?;
+        let out = tko(
+            &["summary", "--running", "--format", "json"],
+            &f.url,
+            cwd.path(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let jobs: Vec<serde_json::Value> = stdout(&out)
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        let tags: Vec<&str> = jobs.iter().filter_map(|j| j["job"].as_str()).collect();
+        assert_eq!(tags, ["400-gina/host5", "905-vic/host16"], "{backend:?}");
+        assert_eq!(jobs[0]["running"], 1);
+        assert_eq!(jobs[0]["tests"], 5);
+        let out = tko(&["summary", "--running"], &f.url, cwd.path());
+        let text = stdout(&out);
+        assert!(
+            text.starts_with("400-gina/host5: 5 tests, 5 runs, 1 passed, 3 failed, 1 running\n"),
+            "{text}"
+        );
+        all.push(text);
+        // A job and --running together are a usage error.
+        let out = tko(
+            &["summary", "--running", "400-gina/host5"],
+            &f.url,
+            cwd.path(),
+        );
+        assert_eq!(out.status.code(), Some(2));
+    }
+    assert_eq!(all[0], all[1]);
+    Ok(())
+}

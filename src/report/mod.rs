@@ -190,6 +190,35 @@ impl Sink for Records {
     }
 }
 
+/// A [`Sink`] collecting the `job_tag` column of a query (e.g. the jobs
+/// with a RUNNING test, for `tko summary --running`).
+#[derive(Default)]
+pub struct JobTags {
+    at: usize,
+    /// The tags, in query order.
+    pub tags: Vec<String>,
+}
+
+impl Sink for JobTags {
+    fn begin(&mut self, columns: &[Column]) -> io::Result<()> {
+        self.at = columns
+            .iter()
+            .position(|c| c.name == "job_tag")
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no column job_tag"))?;
+        Ok(())
+    }
+
+    fn row(&mut self, fields: &[Option<&str>]) -> io::Result<()> {
+        self.tags
+            .push(fields[self.at].unwrap_or_default().to_owned());
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
