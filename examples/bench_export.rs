@@ -19,8 +19,9 @@ use std::io::BufWriter;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
-use tko::export::{self, Dialect, ExportQuery, Filter, Format, Kind, Warehouse};
+use tko::export::{self, ExportQuery, Filter, Format, Kind, Warehouse};
 use tko::gen::{self, GenOptions};
+use tko::query::{self, Dialect};
 use tko::store::{self, LoadItem};
 
 #[path = "../tests/support/pg.rs"]
@@ -143,7 +144,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let q = ExportQuery::new(Kind::Perf, Filter::default());
-    let sql = export::plan(&q, Dialect::Postgres, &[])?.sql;
+    let sql = query::plan(&q, Dialect::Postgres, &[])?.sql;
     println!("SQL: {sql}");
     let ours = dir.path().join("tko.csv");
     let theirs = dir.path().join("psql.csv");

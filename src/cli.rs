@@ -58,6 +58,18 @@ pub(crate) enum Command {
     /// Totals, pass rates, counts by status, machine, label and kernel,
     /// durations, most executed and flaky tests.
     Stats(StatsArgs),
+    /// What the parser recorded about the loaded jobs (file, line,
+    /// severity, message), from `tko_diagnostics`.
+    Diagnostics(DiagnosticsArgs),
+    /// One test's runs, newest first (time, job, machine, kernel, status,
+    /// reason), and how often it switched between pass and fail.
+    History(HistoryArgs),
+    /// What changed between two sets of jobs: regressions, fixes, still
+    /// failing, new and missing tests, and perf keys that moved.
+    ///
+    /// Exit status: 0 nothing regressed, 1 a regression or a flagged perf
+    /// change, 2 errors.
+    Compare(CompareArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish or
     /// powershell) on stdout, e.g. `tko completions bash >
     /// /etc/bash_completion.d/tko`.
@@ -176,7 +188,11 @@ pub(crate) enum DbAction {
     /// Apply newer schema versions in place.
     Migrate,
     /// Show the schema version and row counts per table.
-    Status,
+    Status {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: StatsFormat,
+    },
 }
 
 /// Flags shared by everything that finds jobs.
@@ -222,6 +238,8 @@ pub(crate) enum ExportKind {
     Perf,
     /// One row per job keyval.
     Keyvals,
+    /// One row per parser diagnostic.
+    Diagnostics,
 }
 
 /// Output format of `tko export`.
@@ -233,7 +251,7 @@ pub(crate) enum ExportFormat {
     Json,
 }
 
-/// Output format of `tko stats`.
+/// Output format of `tko stats`, `tko summary` and `tko db status`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub(crate) enum StatsFormat {
     /// Human-readable tables.
@@ -260,13 +278,16 @@ pub(crate) struct FilterArgs {
     /// Kernel base version glob (e.g. `2.6.35*`).
     #[arg(long, value_name = "GLOB")]
     pub(crate) kernel: Option<String>,
-    /// Test status words, comma-separated (e.g. `FAIL,ERROR`).
+    /// Test status words, comma-separated, any case (e.g. `FAIL,ERROR`):
+    /// GOOD, FAIL, ERROR, ABORT, WARN, TEST_NA, NOSTATUS, ALERT, RUNNING, BUG.
     #[arg(long, value_name = "S[,S]", value_delimiter = ',')]
     pub(crate) status: Vec<String>,
-    /// Finished at or after: `YYYY-MM-DD` or `YYYY-MM-DD HH:MM[:SS]` (UTC).
+    /// Finished at or after: `YYYY-MM-DD` or `YYYY-MM-DD HH:MM[:SS]`, in
+    /// UTC (the warehouse stores UTC).
     #[arg(long, value_name = "TIME")]
     pub(crate) since: Option<String>,
-    /// Finished at or before (a date alone includes that whole day).
+    /// Finished at or before, in UTC (a date alone includes that whole
+    /// day).
     #[arg(long, value_name = "TIME")]
     pub(crate) until: Option<String>,
 }
@@ -299,11 +320,20 @@ pub(crate) struct ExportArgs {
 pub(crate) struct SummaryArgs {
     /// A job tag in the warehouse, or a job directory (read directly, no
     /// database).
-    pub(crate) job: String,
+    #[arg(required_unless_present = "running", conflicts_with = "running")]
+    pub(crate) job: Option<String>,
+    /// Every job in the warehouse with a RUNNING test (newest job tag
+    /// last), one summary each.
+    #[arg(long)]
+    pub(crate) running: bool,
     /// For a directory: path components in the job tag (as `tko parse`;
     /// default: detected the same way).
     #[arg(short, long)]
     pub(crate) level: Option<usize>,
+    /// Output format (`json`: one object per job, `{"job", "tests",
+    /// "runs", "passed", "failed", "running", "lines": [...]}`).
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: StatsFormat,
     /// Warehouse (for a job tag).
     #[command(flatten)]
     pub(crate) db: DbUrl,
@@ -318,6 +348,110 @@ pub(crate) struct StatsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: StatsFormat,
+    /// Entries per list (machines, labels, kernels, most executed, flaky);
+    /// 0 lists all.
+    #[arg(long, value_name = "N", default_value_t = tko::report::stats::DEFAULT_TOP)]
+    pub(crate) top: usize,
+    /// Instead of the totals: tests whose result switched between pass and
+    /// fail at least `--switches` times over their last `--last` runs on one
+    /// kernel and machine group (or machine when the group is empty).
+    #[arg(long)]
+    pub(crate) flaky: bool,
+    /// With --flaky: runs looked at per test, kernel and group.
+    #[arg(long, value_name = "N", default_value_t = 20, requires = "flaky")]
+    pub(crate) last: usize,
+    /// With --flaky: pass/fail switches that make a test flaky.
+    #[arg(long, value_name = "K", default_value_t = 3, requires = "flaky")]
+    pub(crate) switches: u64,
+    /// Warehouse.
+    #[command(flatten)]
+    pub(crate) db: DbUrl,
+}
+
+/// Output format of `tko diagnostics` and `tko compare`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum DiagnosticsFormat {
+    /// Human-readable text.
+    Text,
+    /// CSV (RFC 4180, a header row).
+    Csv,
+    /// JSON (diagnostics: JSON Lines).
+    Json,
+}
+
+/// `tko diagnostics`.
+#[derive(Debug, Args)]
+pub(crate) struct DiagnosticsArgs {
+    /// Filters (test filters keep jobs with a matching test).
+    #[command(flatten)]
+    pub(crate) filter: FilterArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: DiagnosticsFormat,
+    /// Warehouse.
+    #[command(flatten)]
+    pub(crate) db: DbUrl,
+}
+
+/// `tko history`.
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    /// The test name (exact, not a glob).
+    pub(crate) test: String,
+    /// Machine (hostname) glob.
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) machine: Option<String>,
+    /// Kernel base version glob.
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) kernel: Option<String>,
+    /// The newest N runs (0: all).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub(crate) last: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: StatsFormat,
+    /// Warehouse.
+    #[command(flatten)]
+    pub(crate) db: DbUrl,
+}
+
+/// `tko compare`.
+#[derive(Debug, Args)]
+pub(crate) struct CompareArgs {
+    /// BASE job tag (or select BASE with --base-kernel / --base-label).
+    pub(crate) base: Option<String>,
+    /// NEW job tag (or select NEW with --new-kernel / --new-label).
+    pub(crate) new: Option<String>,
+    /// BASE: jobs whose tests ran this kernel (glob).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) base_kernel: Option<String>,
+    /// NEW: jobs whose tests ran this kernel (glob).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) new_kernel: Option<String>,
+    /// BASE: jobs with this label (glob).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) base_label: Option<String>,
+    /// NEW: jobs with this label (glob).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) new_label: Option<String>,
+    /// Both sets: only this machine (glob).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) machine: Option<String>,
+    /// Both sets: only tests with this name (glob).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) test: Option<String>,
+    /// Match tests per machine too (default: by test name and subdir).
+    #[arg(long)]
+    pub(crate) by_machine: bool,
+    /// Flag perf keys whose mean moved by more than PCT percent...
+    #[arg(long, value_name = "PCT", default_value_t = 5.0)]
+    pub(crate) threshold: f64,
+    /// ...and whose Welch's t-test p-value is below P.
+    #[arg(long, value_name = "P", default_value_t = 0.05)]
+    pub(crate) alpha: f64,
+    /// Output format (`csv`: one table, tests then perf keys).
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: DiagnosticsFormat,
     /// Warehouse.
     #[command(flatten)]
     pub(crate) db: DbUrl,

@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod lock;
 pub mod model;
 pub mod parse;
+pub mod query;
 pub mod report;
 pub mod store;
 pub mod table;

@@ -8,13 +8,15 @@ mod ui;
 use anyhow::Context;
 use clap::Parser;
 use cli::{
-    BackfillArgs, Cli, Command, DbAction, DbArgs, ExportArgs, ExportFormat, ExportKind, FilterArgs,
-    JobsArgs, LoadArgs, ParseArgs, RunArgs, StatsArgs, StatsFormat, SummaryArgs,
+    BackfillArgs, Cli, Command, CompareArgs, DbAction, DbArgs, DiagnosticsArgs, DiagnosticsFormat,
+    ExportArgs, ExportFormat, ExportKind, FilterArgs, HistoryArgs, JobsArgs, LoadArgs, ParseArgs,
+    RunArgs, StatsArgs, StatsFormat, SummaryArgs,
 };
 use std::io::{self, Write};
 use std::process::ExitCode;
 use tko::export::{self, ExportQuery, Filter, Kind, Warehouse};
 use tko::model::{Job, Status};
+use tko::query;
 use tko::store;
 use tko::{backfill, discover, ingest, report};
 
@@ -45,6 +47,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => export_cmd(args),
         Command::Summary(args) => summary(args),
         Command::Stats(args) => stats(args),
+        Command::Diagnostics(args) => diagnostics(args),
+        Command::History(args) => history(args),
+        Command::Compare(args) => compare(args),
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut cmd, "tko", &mut io::stdout());
@@ -164,32 +169,49 @@ fn write_summary(out: &mut impl Write, job: &Job) -> io::Result<()> {
 fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
     let url = &args.db.db;
     let shown = store::display_url(url);
-    if let DbAction::Status = args.action {
-        let report = store::open_existing(url)?
-            .into_store()
-            .status()
-            .context("reading status")?;
-        println!("{}", report.to_string().trim_end());
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut store = store::open(url)?;
-    match args.action {
-        DbAction::Init | DbAction::Migrate => {
-            let applied = match args.action {
-                DbAction::Init => store.init(),
-                _ => store.migrate(),
-            }
-            .with_context(|| format!("updating the schema of {shown}"))?;
-            if applied.is_empty() {
-                println!("{shown}: schema is up to date");
-            } else {
-                let list: Vec<String> = applied.iter().map(u32::to_string).collect();
-                println!("{shown}: applied schema version(s) {}", list.join(", "));
-            }
+    let applied = match args.action {
+        DbAction::Status { format } => {
+            // Reading only: never creates a warehouse.
+            let report = store::open_existing(url)?
+                .into_store()
+                .status()
+                .context("reading status")?;
+            write_status(&report, format)?;
+            return Ok(ExitCode::SUCCESS);
         }
-        DbAction::Status => unreachable!("handled above"),
+        DbAction::Init => store::open(url)?.init(),
+        DbAction::Migrate => store::open(url)?.migrate(),
+    }
+    .with_context(|| format!("updating the schema of {shown}"))?;
+    if applied.is_empty() {
+        println!("{shown}: schema is up to date");
+    } else {
+        let list: Vec<String> = applied.iter().map(u32::to_string).collect();
+        println!("{shown}: applied schema version(s) {}", list.join(", "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tko db status` as text or JSON.
+fn write_status(report: &store::StatusReport, format: StatsFormat) -> anyhow::Result<()> {
+    match format {
+        StatsFormat::Text => println!("{}", report.to_string().trim_end()),
+        StatsFormat::Json => {
+            let tables: Vec<serde_json::Value> = report
+                .tables
+                .iter()
+                .map(|(name, rows)| serde_json::json!({"name": name, "rows": rows}))
+                .collect();
+            let j = serde_json::json!({
+                "backend": report.backend,
+                "schema_version": report.schema_version,
+                "latest_version": report.latest_version,
+                "tables": tables,
+            });
+            println!("{}", serde_json::to_string_pretty(&j)?);
+        }
+    }
+    Ok(())
 }
 
 /// What differs between `tko load` and `tko backfill`: both run the
@@ -317,40 +339,37 @@ fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The library filter of the shared filter flags.
+/// The library filter of the shared filter flags, validated (dates,
+/// status words, glob lengths) before any database is opened.
 fn filter(args: FilterArgs) -> anyhow::Result<Filter> {
     let status = args
         .status
         .iter()
-        .map(|s| {
-            tko::model::Status::from_word(&s.to_ascii_uppercase())
-                .with_context(|| format!("unknown status {s:?}"))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    Ok(Filter {
+        .map(|s| query::parse_status(s))
+        .collect::<Result<_, _>>()?;
+    let time = |flag: &str, value: Option<String>, end_of_day: bool| {
+        value
+            .map(|t| query::parse_time(&t, end_of_day))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+    };
+    let f = Filter {
         job: args.job,
         label: args.label,
         test: args.test,
         machine: args.machine,
         kernel: args.kernel,
         status,
-        since: args
-            .since
-            .map(|t| export::parse_time(&t, false))
-            .transpose()?,
-        until: args
-            .until
-            .map(|t| export::parse_time(&t, true))
-            .transpose()?,
-    })
+        since: time("--since", args.since, false)?,
+        until: time("--until", args.until, true)?,
+    };
+    f.validate()?;
+    Ok(f)
 }
 
 /// Opens an existing warehouse for reading (never creates one).
 fn open_warehouse(url: &str) -> anyhow::Result<Warehouse> {
-    Ok(match store::open_existing(url)? {
-        store::Opened::Postgres(s) => Warehouse::Postgres(s),
-        store::Opened::Sqlite(s) => Warehouse::Sqlite(s),
-    })
+    Ok(Warehouse::open(url)?)
 }
 
 /// The store of a backfill. A dry run writes nothing, so it never creates
@@ -390,6 +409,7 @@ fn export_cmd(args: ExportArgs) -> anyhow::Result<ExitCode> {
         ExportKind::Iterations => Kind::Iterations,
         ExportKind::Perf => Kind::Perf,
         ExportKind::Keyvals => Kind::Keyvals,
+        ExportKind::Diagnostics => Kind::Diagnostics,
     };
     if args.wide && !matches!(kind, Kind::Perf) {
         anyhow::bail!("--wide applies to `tko export perf` only");
@@ -399,9 +419,8 @@ fn export_cmd(args: ExportArgs) -> anyhow::Result<ExitCode> {
         ExportFormat::Json => export::Format::Json,
     };
     let query = ExportQuery {
-        kind,
-        filter: filter(args.filter)?,
         wide: args.wide,
+        ..ExportQuery::new(kind, filter(args.filter)?)
     };
     let mut wh = open_warehouse(&args.db.db)?;
     let what = format!(
@@ -411,10 +430,19 @@ fn export_cmd(args: ExportArgs) -> anyhow::Result<ExitCode> {
     );
     match &args.out {
         Some(path) => {
-            let file = std::fs::File::create(path)
+            // Written beside `path` and renamed over it on success only.
+            let mut file = export::AtomicFile::create(path)
                 .with_context(|| format!("creating {}", path.display()))?;
-            let out = io::BufWriter::with_capacity(1 << 16, file);
-            export::write(&mut wh, &query, format, out).context(what)?;
+            // Ctrl-C removes the unfinished file too.
+            let tmp = file.temp_path().to_owned();
+            ctrlc::set_handler(move || {
+                let _ = std::fs::remove_file(&tmp);
+                std::process::exit(130);
+            })
+            .context("installing the Ctrl-C handler")?;
+            export::write(&mut wh, &query, format, file.writer()).context(what)?;
+            file.commit()
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         None => {
             let stdout = io::stdout();
@@ -430,7 +458,12 @@ fn export_cmd(args: ExportArgs) -> anyhow::Result<ExitCode> {
 fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    let path = std::path::Path::new(&args.job);
+    let Some(job) = args.job.clone() else {
+        summary_running(&args, &mut out)?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let path = std::path::Path::new(&job);
     if path.is_dir() {
         let mut dirs = Vec::new();
         discover_jobs(&[path.to_path_buf()], args.level, |round| {
@@ -442,46 +475,241 @@ fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
         }
         for job in ingest::parse_jobs(&dirs) {
             let lines = report::summarize(&report::records_from_job(&job));
-            report::write_summary(&mut out, &job.tag, &lines)?;
+            write_summary_as(&mut out, args.format, &job.tag, &lines)?;
         }
     } else {
         let mut wh = open_warehouse(&args.db.db)?;
         let mut records = report::Records::default();
-        let query = ExportQuery::new(Kind::Tests, Filter::job(&args.job));
+        let query = ExportQuery::new(Kind::Tests, Filter::job(&job));
         wh.export(&query, &mut records).with_context(|| {
-            format!(
-                "reading job {} from {}",
-                args.job,
-                store::display_url(&args.db.db)
-            )
+            format!("reading job {job} from {}", store::display_url(&args.db.db))
         })?;
         if records.records.is_empty() {
             anyhow::bail!(
-                "no job {:?} in {} (and no such directory)",
-                args.job,
+                "no job {job:?} in {} (and no such directory)",
                 store::display_url(&args.db.db)
             );
         }
         let lines = report::summarize(&records.records);
-        report::write_summary(&mut out, &args.job, &lines)?;
+        write_summary_as(&mut out, args.format, &job, &lines)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// `tko summary --running`: the summary of every job with a RUNNING test.
+fn summary_running(args: &SummaryArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let mut wh = open_warehouse(&args.db.db)?;
+    let running = Filter {
+        status: vec![Status::Running],
+        ..Filter::default()
+    };
+    let mut jobs = report::JobTags::default();
+    wh.export(&ExportQuery::new(Kind::Jobs, running), &mut jobs)
+        .with_context(|| format!("reading running jobs from {}", args.db.db))?;
+    for tag in &jobs.tags {
+        let mut job = report::Records::default();
+        wh.export(&ExportQuery::new(Kind::Tests, Filter::job(tag)), &mut job)
+            .with_context(|| format!("reading job {tag} from {}", args.db.db))?;
+        write_summary_as(out, args.format, tag, &report::summarize(&job.records))?;
+    }
+    Ok(())
+}
+
+fn write_summary_as(
+    out: &mut impl Write,
+    format: StatsFormat,
+    tag: &str,
+    lines: &[report::SummaryLine],
+) -> io::Result<()> {
+    match format {
+        StatsFormat::Text => report::write_summary(out, tag, lines),
+        StatsFormat::Json => report::write_summary_json(out, tag, lines),
+    }
+}
+
 /// `tko stats`: aggregates the filtered `tests` export.
 fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
+    if args.flaky {
+        return flaky(args);
+    }
     let query = ExportQuery::new(Kind::Tests, filter(args.filter)?);
     let mut wh = open_warehouse(&args.db.db)?;
     let mut builder = report::StatsBuilder::default();
     wh.export(&query, &mut builder)
         .with_context(|| format!("reading tests from {}", store::display_url(&args.db.db)))?;
-    let st = builder.build();
+    let st = builder.build_top(args.top);
     let stdout = io::stdout();
     let out = io::BufWriter::new(stdout.lock());
     match args.format {
         StatsFormat::Text => report::write_stats_text(out, &st)?,
         StatsFormat::Json => report::write_stats_json(out, &st)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tko diagnostics`: the filtered `tko_diagnostics` rows.
+fn diagnostics(args: DiagnosticsArgs) -> anyhow::Result<ExitCode> {
+    let query = ExportQuery::new(Kind::Diagnostics, filter(args.filter)?);
+    let mut wh = open_warehouse(&args.db.db)?;
+    let stdout = io::stdout();
+    let out = io::BufWriter::new(stdout.lock());
+    let what = || format!("reading diagnostics from {}", args.db.db);
+    match args.format {
+        DiagnosticsFormat::Text => {
+            let mut sink = report::diagnostics::TextWriter::new(out);
+            wh.export(&query, &mut sink).with_context(what)?;
+        }
+        DiagnosticsFormat::Csv => {
+            export::write(&mut wh, &query, export::Format::Csv, out).with_context(what)?;
+        }
+        DiagnosticsFormat::Json => {
+            export::write(&mut wh, &query, export::Format::Json, out).with_context(what)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tko history TEST`: the newest runs of one test.
+fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let f = Filter {
+        test: Some(query::glob_escape(&args.test)),
+        machine: args.machine,
+        kernel: args.kernel,
+        ..Filter::default()
+    };
+    f.validate()?;
+    let q = ExportQuery {
+        newest_first: true,
+        limit: (args.last > 0).then_some(args.last),
+        ..ExportQuery::new(Kind::Tests, f)
+    };
+    let mut wh = open_warehouse(&args.db.db)?;
+    let mut records = report::Records::default();
+    wh.export(&q, &mut records)
+        .with_context(|| format!("reading the history of {:?} from {}", args.test, args.db.db))?;
+    let h = report::history::history(&args.test, &records.records);
+    let stdout = io::stdout();
+    let out = io::BufWriter::new(stdout.lock());
+    match args.format {
+        StatsFormat::Text => report::history::write_history_text(out, &h)?,
+        StatsFormat::Json => report::history::write_history_json(out, &h)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One side of `tko compare`: its filter and how the user selected it.
+fn compare_side(
+    side: &str,
+    tag: Option<String>,
+    kernel: Option<String>,
+    label: Option<String>,
+    args: &CompareArgs,
+) -> anyhow::Result<(Filter, std::collections::BTreeMap<String, String>)> {
+    if tag.is_none() && kernel.is_none() && label.is_none() {
+        anyhow::bail!(
+            "select {side}: a job tag, or --{side}-kernel / --{side}-label",
+            side = side.to_ascii_lowercase()
+        );
+    }
+    let mut by = std::collections::BTreeMap::new();
+    for (k, v) in [
+        ("job", &tag),
+        ("kernel", &kernel),
+        ("label", &label),
+        ("machine", &args.machine),
+        ("test", &args.test),
+    ] {
+        if let Some(v) = v {
+            by.insert(k.to_owned(), v.clone());
+        }
+    }
+    let f = Filter {
+        job: tag.as_deref().map(query::glob_escape),
+        kernel,
+        label,
+        machine: args.machine.clone(),
+        test: args.test.clone(),
+        ..Filter::default()
+    };
+    f.validate()?;
+    Ok((f, by))
+}
+
+/// `tko compare`: exit 1 on a regression or a flagged perf change.
+fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
+    use report::compare::{self as cmp, PerfRows};
+    anyhow::ensure!(
+        args.threshold >= 0.0 && args.threshold.is_finite(),
+        "--threshold must be a percentage >= 0"
+    );
+    anyhow::ensure!(
+        args.alpha > 0.0 && args.alpha < 1.0,
+        "--alpha must be between 0 and 1"
+    );
+    let (bf, bby) = compare_side(
+        "BASE",
+        args.base.clone(),
+        args.base_kernel.clone(),
+        args.base_label.clone(),
+        &args,
+    )?;
+    let (nf, nby) = compare_side(
+        "NEW",
+        args.new.clone(),
+        args.new_kernel.clone(),
+        args.new_label.clone(),
+        &args,
+    )?;
+    let mut wh = open_warehouse(&args.db.db)?;
+    let mut read = |f: Filter| -> anyhow::Result<(Vec<report::TestRecord>, PerfRows)> {
+        let mut records = report::Records::default();
+        wh.export(&ExportQuery::new(Kind::Tests, f.clone()), &mut records)
+            .with_context(|| format!("reading tests from {}", args.db.db))?;
+        let mut perf = PerfRows::new(args.by_machine);
+        wh.export(&ExportQuery::new(Kind::Perf, f), &mut perf)
+            .with_context(|| format!("reading perf values from {}", args.db.db))?;
+        Ok((records.records, perf))
+    };
+    let (brec, bperf) = read(bf)?;
+    let (nrec, nperf) = read(nf)?;
+    let o = cmp::Options {
+        by_machine: args.by_machine,
+        threshold_pct: args.threshold,
+        alpha: args.alpha,
+    };
+    let c = cmp::compare((bby, &brec, &bperf), (nby, &nrec, &nperf), &o);
+    let stdout = io::stdout();
+    let out = io::BufWriter::new(stdout.lock());
+    match args.format {
+        DiagnosticsFormat::Text => cmp::write_compare_text(out, &c, &o)?,
+        DiagnosticsFormat::Csv => cmp::write_compare_csv(out, &c)?,
+        DiagnosticsFormat::Json => cmp::write_compare_json(out, &c)?,
+    }
+    Ok(if c.failing() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `tko stats --flaky`: pass/fail switches over each test's newest runs.
+fn flaky(args: StatsArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.last > 0, "--last must be at least 1");
+    let query = ExportQuery {
+        newest_first: true,
+        ..ExportQuery::new(Kind::Tests, filter(args.filter)?)
+    };
+    let mut wh = open_warehouse(&args.db.db)?;
+    let mut builder = report::flaky::FlakyBuilder::new(args.last);
+    wh.export(&query, &mut builder)
+        .with_context(|| format!("reading tests from {}", args.db.db))?;
+    let r = builder.build(args.switches, args.top);
+    let stdout = io::stdout();
+    let out = io::BufWriter::new(stdout.lock());
+    match args.format {
+        StatsFormat::Text => report::flaky::write_flaky_text(out, &r)?,
+        StatsFormat::Json => report::flaky::write_flaky_json(out, &r)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,49 @@
+//! The one read layer of the warehouse, shared by `tko export`, `stats`,
+//! `summary`, `diagnostics` (and later `serve`, `compare`, `history`):
+//! [`filter`] turns flag values into a validated [`Filter`] (dates through
+//! `jiff`, status words, globs), [`plan`] writes one SELECT per dialect
+//! whose columns are already the output text, and [`rows`] streams the rows
+//! of either store into a [`Sink`]. Both stores give byte-identical rows
+//! for the same query ([`float`] formats SQLite's doubles as PostgreSQL
+//! does). Nothing here prints; sinks (CSV and JSON Lines in
+//! [`crate::export`], aggregations in [`crate::report`]) decide what the
+//! rows become.
+
+pub mod filter;
+pub mod float;
+pub mod plan;
+pub mod rows;
+
+pub use filter::{glob_escape, parse_status, parse_time, Filter};
+pub use float::pg_float;
+pub use plan::{pg_literal, plan, ColType, Column, Dialect, Kind, Plan, Query, TEST_COLUMNS};
+pub use rows::{Sink, Warehouse};
+
+use crate::store::{self, BoxError};
+use std::io;
+
+/// What went wrong in a query.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A filter value cannot be used.
+    #[error("{0}")]
+    Filter(String),
+    /// The query cannot be run as asked (on either store).
+    #[error("{0}")]
+    Unsupported(String),
+    /// Opening the warehouse failed.
+    #[error(transparent)]
+    Open(#[from] store::Error),
+    /// A statement failed.
+    #[error("database error during export ({what})")]
+    Db {
+        /// What was running.
+        what: &'static str,
+        /// Driver error.
+        #[source]
+        source: BoxError,
+    },
+    /// Writing the output failed.
+    #[error("writing the export")]
+    Io(#[from] io::Error),
+}

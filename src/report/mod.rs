@@ -1,0 +1,241 @@
+//! Summaries and statistics over test rows: `tko summary` (one line per
+//! test of one job, like a test harness's testcase listing) and `tko stats`
+//! (totals, pass rates, counts by status, machine, label and kernel,
+//! durations, most executed and flaky tests). Both read [`TestRecord`]s,
+//! which come either from a `tests` export of the warehouse (streamed
+//! through [`StatsBuilder`] / [`Records`], both [`Sink`]s, so stats keep
+//! only per-group counters, never the rows) or from a parsed [`Job`]
+//! ([`records_from_job`], for a job directory read without a database).
+//! A test **passes** when its status is GOOD and **fails** when it is FAIL,
+//! ERROR or ABORT; other statuses (WARN, TEST_NA, NOSTATUS, ALERT, BUG)
+//! count as runs only; RUNNING tests are shown as running and left out of
+//! pass rates.
+
+pub mod compare;
+pub mod diagnostics;
+pub mod flaky;
+pub mod history;
+pub mod stats;
+pub mod summary;
+pub mod text;
+pub mod welch;
+
+pub use stats::{write_stats_json, write_stats_text, Stats, StatsBuilder};
+pub use summary::{summarize, write_summary, write_summary_json, SummaryLine};
+pub use text::format_elapsed;
+
+use crate::model::Job;
+use crate::query::{Column, Sink};
+use std::io;
+
+/// One test row, as summaries and statistics need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRecord {
+    /// Job tag.
+    pub job_tag: String,
+    /// Job label.
+    pub label: Option<String>,
+    /// The job's machine.
+    pub machine: Option<String>,
+    /// The machine's group (platforms).
+    pub machine_group: Option<String>,
+    /// Kernel (base version).
+    pub kernel: Option<String>,
+    /// Test name (empty when NULL).
+    pub test: String,
+    /// Test subdirectory (`None` for `----`).
+    pub subdir: Option<String>,
+    /// Status word.
+    pub status: String,
+    /// Reason.
+    pub reason: Option<String>,
+    /// Finished minus started, in seconds, when both are known.
+    pub duration_s: Option<i64>,
+    /// Finished time, `YYYY-MM-DD HH:MM:SS` UTC.
+    pub finished_time: Option<String>,
+}
+
+pub(crate) const PASS: &[&str] = &["GOOD"];
+pub(crate) const FAIL: &[&str] = &["FAIL", "ERROR", "ABORT"];
+
+pub(crate) fn passes(status: &str) -> bool {
+    PASS.contains(&status)
+}
+
+pub(crate) fn fails(status: &str) -> bool {
+    FAIL.contains(&status)
+}
+
+/// The records of a parsed job (no database).
+pub fn records_from_job(job: &Job) -> Vec<TestRecord> {
+    job.tests
+        .iter()
+        .map(|t| TestRecord {
+            job_tag: job.tag.clone(),
+            label: job.label.clone(),
+            machine: Some(job.machine.clone()),
+            machine_group: Some(job.machine_group.clone()),
+            kernel: Some(t.kernel.base.clone()),
+            test: t.testname.clone(),
+            status: t.status.word().to_owned(),
+            reason: t.reason.clone(),
+            duration_s: t.started_time.zip(t.finished_time).map(|(s, f)| f - s),
+            subdir: t.subdir.clone(),
+            finished_time: t.finished_time.and_then(|f| {
+                jiff::Timestamp::from_second(f)
+                    .ok()
+                    .map(|ts| ts.strftime("%Y-%m-%d %H:%M:%S").to_string())
+            }),
+        })
+        .collect()
+}
+
+/// Test, kernel, machine group, and the machine when the group is empty:
+/// where a test's runs are compared for flakiness (runs on different
+/// machines without a group are never compared).
+pub(crate) type FlakyKey = (String, Option<String>, Option<String>, Option<String>);
+
+/// The [`FlakyKey`] of a record.
+pub(crate) fn flaky_key(r: &TestRecord) -> FlakyKey {
+    let group_empty = r.machine_group.as_deref().is_none_or(str::is_empty);
+    (
+        r.test.clone(),
+        r.kernel.clone(),
+        r.machine_group.clone(),
+        if group_empty { r.machine.clone() } else { None },
+    )
+}
+
+/// Column positions of a `tests` export ([`crate::query::TEST_COLUMNS`]).
+pub(crate) struct Cols {
+    job_tag: usize,
+    label: usize,
+    machine: usize,
+    machine_group: usize,
+    kernel: usize,
+    test: usize,
+    status: usize,
+    reason: usize,
+    duration_s: usize,
+    subdir: usize,
+    finished_time: usize,
+}
+
+impl Cols {
+    pub(crate) fn find(columns: &[Column]) -> io::Result<Cols> {
+        let at = |name: &str| {
+            columns.iter().position(|c| c.name == name).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("not a tests export: no column {name}"),
+                )
+            })
+        };
+        Ok(Cols {
+            job_tag: at("job_tag")?,
+            label: at("label")?,
+            machine: at("machine")?,
+            machine_group: at("machine_group")?,
+            kernel: at("kernel")?,
+            test: at("test")?,
+            status: at("status")?,
+            reason: at("reason")?,
+            duration_s: at("duration_s")?,
+            subdir: at("subdir")?,
+            finished_time: at("finished_time")?,
+        })
+    }
+
+    pub(crate) fn record(&self, f: &[Option<&str>]) -> TestRecord {
+        let s = |i: usize| f[i].map(str::to_owned);
+        TestRecord {
+            job_tag: s(self.job_tag).unwrap_or_default(),
+            label: s(self.label),
+            machine: s(self.machine),
+            machine_group: s(self.machine_group),
+            kernel: s(self.kernel),
+            test: s(self.test).unwrap_or_default(),
+            status: s(self.status).unwrap_or_default(),
+            reason: s(self.reason),
+            duration_s: f[self.duration_s].and_then(|d| d.parse().ok()),
+            subdir: s(self.subdir),
+            finished_time: s(self.finished_time),
+        }
+    }
+}
+
+/// A [`Sink`] collecting the records of a (small) `tests` export, e.g. one
+/// job's for a summary.
+#[derive(Default)]
+pub struct Records {
+    cols: Option<Cols>,
+    /// The records, in export order.
+    pub records: Vec<TestRecord>,
+}
+
+impl Sink for Records {
+    fn begin(&mut self, columns: &[Column]) -> io::Result<()> {
+        self.cols = Some(Cols::find(columns)?);
+        Ok(())
+    }
+
+    fn row(&mut self, fields: &[Option<&str>]) -> io::Result<()> {
+        let cols = self.cols.as_ref().expect("begin before row");
+        self.records.push(cols.record(fields));
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A [`Sink`] collecting the `job_tag` column of a query (e.g. the jobs
+/// with a RUNNING test, for `tko summary --running`).
+#[derive(Default)]
+pub struct JobTags {
+    at: usize,
+    /// The tags, in query order.
+    pub tags: Vec<String>,
+}
+
+impl Sink for JobTags {
+    fn begin(&mut self, columns: &[Column]) -> io::Result<()> {
+        self.at = columns
+            .iter()
+            .position(|c| c.name == "job_tag")
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no column job_tag"))?;
+        Ok(())
+    }
+
+    fn row(&mut self, fields: &[Option<&str>]) -> io::Result<()> {
+        self.tags
+            .push(fields[self.at].unwrap_or_default().to_owned());
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn rec(test: &str, status: &str, d: Option<i64>, reason: &str) -> TestRecord {
+        TestRecord {
+            job_tag: "1-a/h".into(),
+            label: None,
+            machine: Some("h".into()),
+            machine_group: Some("x86_64".into()),
+            kernel: Some("2.6".into()),
+            test: test.into(),
+            status: status.into(),
+            reason: Some(reason.into()),
+            duration_s: d,
+            subdir: None,
+            finished_time: None,
+        }
+    }
+}
