@@ -543,7 +543,7 @@ impl JobWriter {
         let machine = 1 + r.below(opts.machines.max(1) as u64) as u32;
         let hostname = format!("host{machine}");
         // A separate stream, so the option changes nothing else of the job.
-        let mut relabel = Rng::new(mix(opts.seed ^ 0x7265_6c61_6265_6c, idx));
+        let mut relabel = Rng::new(mix(opts.seed ^ 0x0072_656c_6162_656c, idx));
         let (platform, machine_owner) = if opts.relabel_machines {
             let owner = relabel.chance(0.5).then(|| *relabel.pick(OWNERS));
             (*relabel.pick(PLATFORMS), owner)

@@ -224,11 +224,11 @@ fn init_migrate_status(backend: Backend) -> TestResult {
     let mut s = store::open(&f.url)?;
     assert!(matches!(s.migrate(), Err(Error::NotInitialized)));
     assert_eq!(s.status()?.schema_version, None);
-    assert_eq!(s.init()?, vec![1, 2]);
+    assert_eq!(s.init()?, vec![1, 2, 3]);
     assert_eq!(s.init()?, Vec::<u32>::new(), "init is idempotent");
     assert_eq!(s.migrate()?, Vec::<u32>::new());
     let report = s.status()?;
-    assert_eq!(report.schema_version, Some(2));
+    assert_eq!(report.schema_version, Some(3));
     let status_rows = report
         .tables
         .iter()
@@ -253,10 +253,13 @@ fn init_migrate_status(backend: Backend) -> TestResult {
         vec![vec![Some("invalidated".into())]]
     );
     // A warehouse at version 1 is upgraded in place, its rows kept.
-    db.exec("DROP TABLE tko_scan_state; DELETE FROM tko_schema_version WHERE version = 2");
+    db.exec(
+        "DROP TABLE tko_scan_state; DROP TABLE tko_job_machines; \
+         DELETE FROM tko_schema_version WHERE version IN (2, 3)",
+    );
     assert_eq!(s.status()?.schema_version, Some(1));
-    assert_eq!(s.migrate()?, vec![2]);
-    assert_eq!(s.status()?.schema_version, Some(2));
+    assert_eq!(s.migrate()?, vec![2, 3]);
+    assert_eq!(s.status()?.schema_version, Some(3));
     assert_eq!(db.int("SELECT count(*) FROM tko_scan_state"), 0);
     assert_eq!(db.int("SELECT count(*) FROM tko_status"), 10);
     Ok(())
@@ -807,10 +810,10 @@ fn corpus_round_trip(backend: Backend) -> TestResult {
     let mut db = Db::open(&f);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let corpus = root.join("tests/corpus/autotest");
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(corpus.join("manifest.json")).map_err(
-            |e| format!("{}: {e}", corpus.join("manifest.json").display()),
-        )?)?;
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(corpus.join("manifest.json"))
+            .map_err(|e| format!("{}: {e}", corpus.join("manifest.json").display()))?,
+    )?;
     let mut inputs = vec![(root.join("fixtures/example-results"), 2)];
     for case in manifest["cases"].as_array().expect("cases") {
         for run in case["runs"].as_array().expect("runs") {
@@ -840,7 +843,8 @@ fn corpus_round_trip(backend: Backend) -> TestResult {
                 job: &p.job,
                 source: p.path.clone(),
                 fingerprint: p.fingerprint.clone(),
-                force: false,
+                // Corpus cases reuse tags (`as-v1`): each replaces the last.
+                force: true,
             })
             .collect();
         load_ok(s.as_mut(), &items);
