@@ -1054,7 +1054,11 @@ fn machine_rows_follow_only_committed_jobs(backend: Backend) -> TestResult {
     bad.finished_time = Some(1_300_009_999);
     let r = s.load_jobs(&[item(&bad, "fp")]).remove(0);
     assert!(r.is_err(), "the job fails");
-    assert_eq!(db.texts(MACHINES), before, "the failed job changed no machine");
+    assert_eq!(
+        db.texts(MACHINES),
+        before,
+        "the failed job changed no machine"
+    );
     assert_eq!(before, newest_job_machine_rows());
 
     // 10-a/h1 (h1's newest) moves to h2 and becomes h2's newest: h1 falls
