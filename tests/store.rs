@@ -1341,3 +1341,81 @@ fn sqlite_recorded_failure_keeps_job_and_is_retried() -> TestResult {
 fn pg_recorded_failure_keeps_job_and_is_retried() -> TestResult {
     recorded_failure_keeps_job_and_is_retried(Backend::Postgres)
 }
+
+/// Two loaders race to load the same tags from two different results
+/// directories: for each tag exactly one wins, the other is refused with
+/// both paths named (never a silent replacement), whatever the timing.
+fn racing_sources_one_wins_per_tag(backend: Backend) -> TestResult {
+    let f = fresh(backend);
+    open_init(&f.url)?;
+    let jobs = Arc::new(many_jobs());
+    let barrier = Arc::new(Barrier::new(2));
+    let handles: Vec<_> = ["/lab/a", "/lab/b"]
+        .into_iter()
+        .enumerate()
+        .map(|(t, root)| {
+            let (jobs, barrier, url) = (jobs.clone(), barrier.clone(), f.url.clone());
+            std::thread::spawn(move || -> Vec<Result<Action, String>> {
+                let mut s = store::open(&url).expect("open");
+                s.set_batch_jobs(2 + t);
+                let mut items: Vec<_> = jobs
+                    .iter()
+                    .map(|j| at(j, &format!("{root}/{}", j.tag), "fp"))
+                    .collect();
+                if t == 1 {
+                    items.reverse();
+                }
+                barrier.wait();
+                let mut out = s.load_jobs(&items);
+                if t == 1 {
+                    out.reverse();
+                }
+                out.into_iter()
+                    .map(|r| match r {
+                        Ok(o) => Ok(o.action),
+                        Err(e @ Error::SourceConflict { .. }) => Err(e.to_string()),
+                        Err(e) => panic!("unexpected error: {}", error_chain(&e)),
+                    })
+                    .collect()
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.join().expect("loader thread"))
+        .collect();
+    let mut db = Db::open(&f);
+    for (i, j) in jobs.iter().enumerate() {
+        let (a, b) = (&results[0][i], &results[1][i]);
+        let winner = match (a, b) {
+            (Ok(Action::Inserted), Err(e)) | (Err(e), Ok(Action::Inserted)) => {
+                assert!(e.contains("/lab/a/") && e.contains("/lab/b/"), "{e}");
+                if a.is_ok() {
+                    "/lab/a"
+                } else {
+                    "/lab/b"
+                }
+            }
+            other => panic!(
+                "{}: expected one load and one refusal, got {other:?}",
+                j.tag
+            ),
+        };
+        assert_eq!(
+            ledger_row(&mut db, &j.tag)[0][0],
+            Some(format!("{winner}/{}", j.tag))
+        );
+    }
+    assert_eq!(db.int("SELECT count(*) FROM tko_jobs"), jobs.len() as i64);
+    Ok(())
+}
+
+#[test]
+fn sqlite_racing_sources_one_wins_per_tag() -> TestResult {
+    racing_sources_one_wins_per_tag(Backend::Sqlite)
+}
+
+#[test]
+fn pg_racing_sources_one_wins_per_tag() -> TestResult {
+    racing_sources_one_wins_per_tag(Backend::Postgres)
+}
