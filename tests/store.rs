@@ -731,11 +731,17 @@ fn many_jobs() -> Vec<tko::model::Job> {
                     )
                 })
                 .collect();
-            job(
+            let mut j = job(
                 &format!("{i}-load/m{}", i % 5),
                 &format!("m{}", i % 5),
                 tests,
-            )
+            );
+            // Each job sees its machine differently; newest is not last.
+            let age = (i * 7) % 24;
+            j.machine_group = format!("g-{age}");
+            j.machine_owner = (i % 3 == 0).then(|| format!("own-{age}"));
+            j.finished_time = Some(1_300_000_000 + age as i64 * 10);
+            j
         })
         .collect()
 }
@@ -786,6 +792,10 @@ fn pg_concurrent_loaders_match_serial_load() -> TestResult {
     let a = support::contents(&mut Db::open(&serial));
     let b = support::contents(&mut Db::open(&conc));
     assert_eq!(a, b);
+    assert_eq!(
+        Db::open(&conc).texts(MACHINES),
+        Db::open(&serial).texts(MACHINES)
+    );
     let mut db = Db::open(&conc);
     assert_eq!(db.int("SELECT count(*) FROM tko_machines"), 5);
     assert_eq!(db.int("SELECT count(*) FROM tko_kernels"), 3);
