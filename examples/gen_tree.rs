@@ -12,7 +12,7 @@ use tko::gen::{generate, modify, GenOptions};
 
 const USAGE: &str = "usage: gen_tree [--jobs N] [--seed S] [--first-id N] [--tests A-B] \
 [--iterations A-B] [--perf-keys A-B] [--failed F] [--bad F] [--reboot F] [--machines N] \
-[--kernels N] [--threads N] [--no-copies] [--modify K] OUT_DIR";
+[--kernels N] [--threads N] [--no-copies] [--relabel-machines] [--modify K] OUT_DIR";
 
 fn die(msg: &str) -> ! {
     eprintln!("gen_tree: {msg}\n{USAGE}");
@@ -54,6 +54,7 @@ fn main() {
             "--kernels" => opts.kernels = num(&a, args.next()),
             "--threads" => opts.threads = num(&a, args.next()),
             "--no-copies" => opts.subdir_status_copies = false,
+            "--relabel-machines" => opts.relabel_machines = true,
             "--modify" => modify_count = Some(num(&a, args.next())),
             "-h" | "--help" => {
                 println!("{USAGE}");

@@ -13,7 +13,7 @@
 use crate::discover::{self, JobDir};
 use crate::ingest::{self, Parsed};
 use crate::model::Job;
-use crate::store::{Action, LedgerState, LoadItem, LoadOutcome, Signature, Store};
+use crate::store::{Action, Failure, LedgerState, LoadItem, LoadOutcome, Signature, Store};
 use crate::table::RowCounts;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -232,8 +232,8 @@ struct Ready {
 struct Chunk {
     ready: Vec<Ready>,
     busy: Vec<Todo>,
-    /// Jobs that could not be read: (tag, reason).
-    failed: Vec<(String, String)>,
+    /// Jobs that could not be read, with the reason.
+    failed: Vec<Failure>,
     /// Ledger rows of the chunk's jobs (for the dry run's verdicts).
     ledger: HashMap<String, LedgerState>,
     units_done: usize,
@@ -353,12 +353,9 @@ pub fn run(
             summary.units_done += chunk.units_done;
             summary.found += chunk.found;
             summary.unchanged_by_metadata += chunk.unchanged_by_metadata;
-            summary.done += chunk.unchanged_by_metadata + chunk.busy.len() + chunk.failed.len();
+            summary.done += chunk.unchanged_by_metadata + chunk.busy.len();
             summary.walk_errors.extend(chunk.walk_errors);
-            for (tag, e) in &chunk.failed {
-                observer.unread(tag, e);
-            }
-            summary.failed.extend(chunk.failed);
+            record_unread(store, chunk.failed, opts, &mut summary, observer)?;
             for n in &chunk.notices {
                 observer.notice(n);
             }
@@ -389,11 +386,7 @@ pub fn run(
         while !locked.is_empty() && !stop.load(Ordering::Relaxed) && waiter.pause() {
             let chunk = pool.install(|| read_chunk(std::mem::take(&mut locked), opts));
             locked = chunk.busy;
-            for (tag, e) in &chunk.failed {
-                observer.unread(tag, e);
-            }
-            summary.done += chunk.failed.len();
-            summary.failed.extend(chunk.failed);
+            record_unread(store, chunk.failed, opts, &mut summary, observer)?;
             write_chunk(
                 store,
                 &chunk.ready,
@@ -421,7 +414,7 @@ fn read_chunk(todo: Vec<Todo>, opts: &Options) -> Chunk {
     enum Read {
         Ready(Box<Ready>),
         Busy(Todo),
-        Failed(String, String),
+        Failed(Failure),
     }
     let results: Vec<Read> = todo
         .into_par_iter()
@@ -434,10 +427,11 @@ fn read_chunk(todo: Vec<Todo>, opts: &Options) -> Chunk {
                     Ok(None) => return Read::Busy(t),
                     Err(e) => {
                         let path = t.dir.path.join(crate::lock::LOCK_FILE);
-                        return Read::Failed(
-                            t.dir.tag,
-                            format!("cannot open {}: {e}", path.display()),
-                        );
+                        return Read::Failed(Failure {
+                            error: format!("cannot open {}: {e}", path.display()),
+                            tag: t.dir.tag,
+                            source: t.dir.path,
+                        });
                     }
                 }
             };
@@ -452,10 +446,36 @@ fn read_chunk(todo: Vec<Todo>, opts: &Options) -> Chunk {
         match r {
             Read::Ready(x) => chunk.ready.push(*x),
             Read::Busy(t) => chunk.busy.push(t),
-            Read::Failed(tag, e) => chunk.failed.push((tag, e)),
+            Read::Failed(f) => chunk.failed.push(f),
         }
     }
     chunk
+}
+
+/// Jobs that could not be read: reported, counted as failed and recorded
+/// in the ledger as failed (their stored version, if any, untouched; no
+/// signature, so the next run reads them again).
+fn record_unread(
+    store: &mut dyn Store,
+    failed: Vec<Failure>,
+    opts: &Options,
+    summary: &mut Summary,
+    observer: &mut dyn Observer,
+) -> Result<(), crate::store::Error> {
+    if failed.is_empty() {
+        return Ok(());
+    }
+    for f in &failed {
+        observer.unread(&f.tag, &f.error);
+    }
+    if !opts.dry_run {
+        store.record_failures(&failed)?;
+    }
+    summary.done += failed.len();
+    summary
+        .failed
+        .extend(failed.into_iter().map(|f| (f.tag, f.error)));
+    Ok(())
 }
 
 /// Loads one parsed chunk (or, dry run, classifies it) and records

@@ -93,7 +93,8 @@ pub(crate) struct BackfillArgs {
     /// Say what would be loaded, reloaded and skipped; write nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
-    /// Reload every job, changed or not.
+    /// Reload every job, changed or not, also replacing a tag stored from
+    /// another results directory.
     #[arg(long)]
     pub(crate) force: bool,
     /// Read every job even when its metadata is unchanged (catches in-place
@@ -135,7 +136,8 @@ pub(crate) struct DbUrl {
 /// `tko load`.
 #[derive(Debug, Args)]
 pub(crate) struct LoadArgs {
-    /// Reload jobs whose content fingerprint is unchanged.
+    /// Reload jobs whose content fingerprint is unchanged, and replace a tag
+    /// stored from another results directory.
     #[arg(long)]
     pub(crate) force: bool,
     /// Output, progress and locks.

@@ -57,6 +57,12 @@ pub struct GenOptions {
     pub subdir_status_copies: bool,
     /// Writer threads; 0 means `available_parallelism`.
     pub threads: usize,
+    /// Machines change over time: each job sees its machine with a platform
+    /// drawn for that job (`host_keyvals`) and about half the jobs name a
+    /// machine `owner` (job keyval), so the TKO machine row depends on which
+    /// job is taken as the newest. Off, a machine's platform is fixed and no
+    /// job names an owner.
+    pub relabel_machines: bool,
 }
 
 impl Default for GenOptions {
@@ -75,6 +81,7 @@ impl Default for GenOptions {
             kernels: 12,
             subdir_status_copies: true,
             threads: 0,
+            relabel_machines: false,
         }
     }
 }
@@ -535,7 +542,14 @@ impl JobWriter {
         let owner = *r.pick(OWNERS);
         let machine = 1 + r.below(opts.machines.max(1) as u64) as u32;
         let hostname = format!("host{machine}");
-        let platform = platform_of(opts.seed, machine);
+        // A separate stream, so the option changes nothing else of the job.
+        let mut relabel = Rng::new(mix(opts.seed ^ 0x0072_656c_6162_656c, idx));
+        let (platform, machine_owner) = if opts.relabel_machines {
+            let owner = relabel.chance(0.5).then(|| *relabel.pick(OWNERS));
+            (*relabel.pick(PLATFORMS), owner)
+        } else {
+            (platform_of(opts.seed, machine), None)
+        };
         let dir = root.join(format!("{id}-{owner}")).join(&hostname);
         fs::create_dir_all(dir.join("host_keyvals"))?;
         fs::create_dir_all(dir.join("sysinfo"))?;
@@ -692,6 +706,9 @@ impl JobWriter {
             )
             .as_bytes(),
         );
+        if let Some(o) = machine_owner {
+            b.extend_from_slice(format!("owner={o}\n").as_bytes());
+        }
         if bad == Bad::KeyvalComment {
             b.extend_from_slice(b"# added by hand\n");
         }

@@ -224,11 +224,11 @@ fn init_migrate_status(backend: Backend) -> TestResult {
     let mut s = store::open(&f.url)?;
     assert!(matches!(s.migrate(), Err(Error::NotInitialized)));
     assert_eq!(s.status()?.schema_version, None);
-    assert_eq!(s.init()?, vec![1, 2]);
+    assert_eq!(s.init()?, vec![1, 2, 3]);
     assert_eq!(s.init()?, Vec::<u32>::new(), "init is idempotent");
     assert_eq!(s.migrate()?, Vec::<u32>::new());
     let report = s.status()?;
-    assert_eq!(report.schema_version, Some(2));
+    assert_eq!(report.schema_version, Some(3));
     let status_rows = report
         .tables
         .iter()
@@ -253,10 +253,13 @@ fn init_migrate_status(backend: Backend) -> TestResult {
         vec![vec![Some("invalidated".into())]]
     );
     // A warehouse at version 1 is upgraded in place, its rows kept.
-    db.exec("DROP TABLE tko_scan_state; DELETE FROM tko_schema_version WHERE version = 2");
+    db.exec(
+        "DROP TABLE tko_scan_state; DROP TABLE tko_job_machines; \
+         DELETE FROM tko_schema_version WHERE version IN (2, 3)",
+    );
     assert_eq!(s.status()?.schema_version, Some(1));
-    assert_eq!(s.migrate()?, vec![2]);
-    assert_eq!(s.status()?.schema_version, Some(2));
+    assert_eq!(s.migrate()?, vec![2, 3]);
+    assert_eq!(s.status()?.schema_version, Some(3));
     assert_eq!(db.int("SELECT count(*) FROM tko_scan_state"), 0);
     assert_eq!(db.int("SELECT count(*) FROM tko_status"), 10);
     Ok(())
@@ -728,11 +731,17 @@ fn many_jobs() -> Vec<tko::model::Job> {
                     )
                 })
                 .collect();
-            job(
+            let mut j = job(
                 &format!("{i}-load/m{}", i % 5),
                 &format!("m{}", i % 5),
                 tests,
-            )
+            );
+            // Each job sees its machine differently; newest is not last.
+            let age = (i * 7) % 24;
+            j.machine_group = format!("g-{age}");
+            j.machine_owner = (i % 3 == 0).then(|| format!("own-{age}"));
+            j.finished_time = Some(1_300_000_000 + age as i64 * 10);
+            j
         })
         .collect()
 }
@@ -783,6 +792,10 @@ fn pg_concurrent_loaders_match_serial_load() -> TestResult {
     let a = support::contents(&mut Db::open(&serial));
     let b = support::contents(&mut Db::open(&conc));
     assert_eq!(a, b);
+    assert_eq!(
+        Db::open(&conc).texts(MACHINES),
+        Db::open(&serial).texts(MACHINES)
+    );
     let mut db = Db::open(&conc);
     assert_eq!(db.int("SELECT count(*) FROM tko_machines"), 5);
     assert_eq!(db.int("SELECT count(*) FROM tko_kernels"), 3);
@@ -840,7 +853,8 @@ fn corpus_round_trip(backend: Backend) -> TestResult {
                 job: &p.job,
                 source: p.path.clone(),
                 fingerprint: p.fingerprint.clone(),
-                force: false,
+                // Corpus cases reuse tags (`as-v1`): each replaces the last.
+                force: true,
             })
             .collect();
         load_ok(s.as_mut(), &items);
@@ -940,4 +954,478 @@ fn sqlite_corpus_round_trip() -> TestResult {
 #[test]
 fn pg_corpus_round_trip() -> TestResult {
     corpus_round_trip(Backend::Postgres)
+}
+
+// ------------------------------------------------------- machine rows
+
+const MACHINES: &str = "SELECT hostname, machine_group, owner FROM tko_machines ORDER BY hostname";
+
+/// Jobs on two machines, each job seeing its machine with another group
+/// and (some) another owner; finish times out of tag order (`10-` sorts
+/// before `9-` by bytes but finished later).
+fn relabelled_jobs() -> Vec<tko::model::Job> {
+    let k = kernel("2.6.30", &[]);
+    let spec: [(&str, &str, &str, Option<&str>, i64); 6] = [
+        ("8-a/h1", "h1", "g-8", Some("own-8"), 800),
+        ("9-a/h1", "h1", "g-9", None, 900),
+        ("10-a/h1", "h1", "g-10", None, 1000),
+        ("11-a/h1", "h1", "g-11", None, 300),
+        ("5-b/h2", "h2", "g-5", Some("own-5"), 2000),
+        ("6-b/h2", "h2", "g-6", Some("own-6"), 2000),
+    ];
+    spec.iter()
+        .map(|&(tag, host, group, owner, finished)| {
+            let mut j = job(tag, host, vec![test("t", Some("t"), Status::Good, &k)]);
+            j.machine_group = group.into();
+            j.machine_owner = owner.map(Into::into);
+            j.finished_time = Some(1_300_000_000 + finished);
+            j
+        })
+        .collect()
+}
+
+/// The machine rows a load of `relabelled_jobs` must give: the group of the
+/// newest job (finished time, then tag), the owner of the newest that names
+/// one.
+fn newest_job_machine_rows() -> Vec<Vec<Option<String>>> {
+    let row = |h: &str, g: &str, o: &str| vec![Some(h.into()), Some(g.into()), Some(o.into())];
+    vec![row("h1", "g-10", "own-8"), row("h2", "g-6", "own-6")]
+}
+
+fn machine_rows_do_not_depend_on_load_order(backend: Backend) -> TestResult {
+    let jobs = relabelled_jobs();
+    let mut seen = Vec::new();
+    for (order, batch) in [(0, 100), (1, 1), (2, 2)] {
+        let f = fresh(backend);
+        let mut s = open_init(&f.url)?;
+        s.set_batch_jobs(batch);
+        let mut items: Vec<_> = jobs.iter().map(|j| item(j, "fp")).collect();
+        match order {
+            0 => {}
+            1 => items.reverse(),
+            _ => items.rotate_left(2),
+        }
+        // One call, or one call per job (separate transactions).
+        if order == 2 {
+            for it in &items {
+                load_ok(s.as_mut(), std::slice::from_ref(it));
+            }
+        } else {
+            load_ok(s.as_mut(), &items);
+        }
+        seen.push(Db::open(&f).texts(MACHINES));
+    }
+    for rows in &seen {
+        assert_eq!(rows, &newest_job_machine_rows());
+    }
+    Ok(())
+}
+
+#[test]
+fn sqlite_machine_rows_do_not_depend_on_load_order() -> TestResult {
+    machine_rows_do_not_depend_on_load_order(Backend::Sqlite)
+}
+
+#[test]
+fn pg_machine_rows_do_not_depend_on_load_order() -> TestResult {
+    machine_rows_do_not_depend_on_load_order(Backend::Postgres)
+}
+
+/// A job that fails changes no machine row; a reload that moves a job to
+/// another machine recomputes the one it left.
+fn machine_rows_follow_only_committed_jobs(backend: Backend) -> TestResult {
+    let f = fresh(backend);
+    let mut s = open_init(&f.url)?;
+    let mut db = Db::open(&f);
+    let jobs = relabelled_jobs();
+    let items: Vec<_> = jobs.iter().map(|j| item(j, "fp")).collect();
+    load_ok(s.as_mut(), &items);
+    let before = db.texts(MACHINES);
+    match backend {
+        Backend::Postgres => db.exec(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.test = 'explode' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER refuse BEFORE INSERT ON tko_tests FOR EACH ROW EXECUTE FUNCTION refuse();",
+        ),
+        Backend::Sqlite => db.exec(
+            "CREATE TRIGGER refuse BEFORE INSERT ON tko_tests WHEN NEW.test = 'explode' \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        ),
+    }
+    // The newest job of all, on h1, with a new group and owner: it fails.
+    let k = kernel("2.6.30", &[]);
+    let mut bad = job(
+        "12-a/h1",
+        "h1",
+        vec![test("explode", Some("explode"), Status::Good, &k)],
+    );
+    bad.machine_group = "g-bad".into();
+    bad.machine_owner = Some("own-bad".into());
+    bad.finished_time = Some(1_300_009_999);
+    let r = s.load_jobs(&[item(&bad, "fp")]).remove(0);
+    assert!(r.is_err(), "the job fails");
+    assert_eq!(
+        db.texts(MACHINES),
+        before,
+        "the failed job changed no machine"
+    );
+    assert_eq!(before, newest_job_machine_rows());
+
+    // 10-a/h1 (h1's newest) moves to h2 and becomes h2's newest: h1 falls
+    // back to its next newest job (9-a), h2 takes 10-a's values.
+    let mut moved = jobs[2].clone();
+    moved.machine = "h2".into();
+    moved.finished_time = Some(1_300_005_000);
+    load_ok(s.as_mut(), &[item(&moved, "fp2")]);
+    let row = |h: &str, g: &str, o: &str| vec![Some(h.into()), Some(g.into()), Some(o.into())];
+    assert_eq!(
+        db.texts(MACHINES),
+        vec![row("h1", "g-9", "own-8"), row("h2", "g-10", "own-6")]
+    );
+    Ok(())
+}
+
+#[test]
+fn sqlite_machine_rows_follow_only_committed_jobs() -> TestResult {
+    machine_rows_follow_only_committed_jobs(Backend::Sqlite)
+}
+
+#[test]
+fn pg_machine_rows_follow_only_committed_jobs() -> TestResult {
+    machine_rows_follow_only_committed_jobs(Backend::Postgres)
+}
+
+/// Migration 003 fills `tko_job_machines` for jobs loaded before it with
+/// the same `newest` keys the loader writes, and keeps the machine rows.
+fn migration_003_keys_match_the_loader(backend: Backend) -> TestResult {
+    let f = fresh(backend);
+    let mut s = open_init(&f.url)?;
+    let mut db = Db::open(&f);
+    let mut jobs = relabelled_jobs();
+    jobs[0].finished_time = None;
+    jobs[1].queued_time = Some(-86_400 * 365 * 30); // before the epoch
+    let items: Vec<_> = jobs.iter().map(|j| item(j, "fp")).collect();
+    load_ok(s.as_mut(), &items);
+    let keys = "SELECT CAST(job_idx AS TEXT), CAST(machine_idx AS TEXT), newest \
+                FROM tko_job_machines ORDER BY job_idx";
+    let loaded = db.texts(keys);
+    assert_eq!(loaded.len(), jobs.len());
+    let machines = db.texts(MACHINES);
+    db.exec("DROP TABLE tko_job_machines; DELETE FROM tko_schema_version WHERE version = 3");
+    assert_eq!(s.migrate()?, vec![3]);
+    assert_eq!(db.texts(keys), loaded);
+    assert_eq!(db.texts(MACHINES), machines);
+    Ok(())
+}
+
+#[test]
+fn sqlite_migration_003_keys_match_the_loader() -> TestResult {
+    migration_003_keys_match_the_loader(Backend::Sqlite)
+}
+
+#[test]
+fn pg_migration_003_keys_match_the_loader() -> TestResult {
+    migration_003_keys_match_the_loader(Backend::Postgres)
+}
+
+// ------------------------------------------------------- source paths
+
+fn at<'a>(job: &'a tko::model::Job, source: &str, fingerprint: &str) -> LoadItem<'a> {
+    LoadItem {
+        job,
+        source: source.into(),
+        fingerprint: fingerprint.into(),
+        force: false,
+    }
+}
+
+fn ledger_row(db: &mut Db, tag: &str) -> Vec<Vec<Option<String>>> {
+    db.texts(&format!(
+        "SELECT source_path, fingerprint, outcome, error, CAST(job_idx AS TEXT) \
+         FROM tko_ingest_ledger WHERE tag = {}",
+        lit(tag)
+    ))
+}
+
+fn other_source_path_is_refused_without_force(backend: Backend) -> TestResult {
+    let f = fresh(backend);
+    let mut s = open_init(&f.url)?;
+    let mut db = Db::open(&f);
+    let jobs = sample_jobs();
+    let v1 = &jobs[0];
+    let mut v2 = v1.clone();
+    v2.tests.truncate(1);
+    load_ok(s.as_mut(), &[at(v1, "/lab/a/123-alice/host1", "fp1")]);
+    let before = support::contents(&mut db);
+    let ledger_before = ledger_row(&mut db, &v1.tag);
+
+    let r = s.load_jobs(&[at(&v2, "/lab/b/123-alice/host1", "fp2")]);
+    match &r[0] {
+        Err(e @ Error::SourceConflict { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("/lab/a/123-alice/host1") && text.contains("/lab/b/123-alice/host1"),
+                "{text}"
+            );
+        }
+        other => panic!("expected a source conflict, got {other:?}"),
+    }
+    assert_eq!(
+        support::contents(&mut db),
+        before,
+        "previous version intact"
+    );
+    assert_eq!(
+        ledger_row(&mut db, &v1.tag),
+        ledger_before,
+        "ledger unchanged"
+    );
+
+    // The same source still reloads; --force replaces from another one.
+    let mut forced = at(&v2, "/lab/b/123-alice/host1", "fp2");
+    forced.force = true;
+    let o = load_ok(s.as_mut(), &[forced]).remove(0);
+    assert_eq!(o.action, Action::Replaced);
+    assert_eq!(
+        db.int(&format!(
+            "SELECT count(*) FROM tko_tests t JOIN tko_jobs j ON j.job_idx = t.job_idx \
+             WHERE j.tag = {}",
+            lit(&v1.tag)
+        )),
+        1
+    );
+    assert_eq!(
+        ledger_row(&mut db, &v1.tag)[0][0].as_deref(),
+        Some("/lab/b/123-alice/host1")
+    );
+    Ok(())
+}
+
+#[test]
+fn sqlite_other_source_path_is_refused_without_force() -> TestResult {
+    other_source_path_is_refused_without_force(Backend::Sqlite)
+}
+
+#[test]
+fn pg_other_source_path_is_refused_without_force() -> TestResult {
+    other_source_path_is_refused_without_force(Backend::Postgres)
+}
+
+fn same_tag_twice_in_one_load_is_an_error(backend: Backend) -> TestResult {
+    let f = fresh(backend);
+    let mut s = open_init(&f.url)?;
+    let mut db = Db::open(&f);
+    let jobs = sample_jobs();
+    let mut twin = jobs[0].clone();
+    twin.tests.truncate(2);
+    // In one batch, and in one call with other jobs around them.
+    for batch in [100, 1] {
+        s.set_batch_jobs(batch);
+        let items = [
+            at(&jobs[1], "/lab/124-bob/host2", "b"),
+            at(&jobs[0], "/lab/x/123-alice/host1", "x"),
+            at(&twin, "/lab/y/123-alice/host1", "y"),
+        ];
+        let r = s.load_jobs(&items);
+        assert!(r[0].is_ok(), "{:?}", r[0]);
+        assert!(r[1].is_ok(), "{:?}", r[1]);
+        match &r[2] {
+            Err(e @ Error::DuplicateTag { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("/lab/x/123-alice/host1")
+                        && text.contains("/lab/y/123-alice/host1"),
+                    "{text}"
+                );
+            }
+            other => panic!("expected a duplicate-tag error, got {other:?}"),
+        }
+    }
+    assert_eq!(db.int("SELECT count(*) FROM tko_jobs"), 2);
+    assert_eq!(
+        db.int("SELECT count(*) FROM tko_tests"),
+        jobs[0].tests.len() as i64 + jobs[1].tests.len() as i64,
+        "the first of the two is the one stored"
+    );
+    assert_eq!(
+        ledger_row(&mut db, &jobs[0].tag)[0][0].as_deref(),
+        Some("/lab/x/123-alice/host1")
+    );
+    Ok(())
+}
+
+#[test]
+fn sqlite_same_tag_twice_in_one_load_is_an_error() -> TestResult {
+    same_tag_twice_in_one_load_is_an_error(Backend::Sqlite)
+}
+
+#[test]
+fn pg_same_tag_twice_in_one_load_is_an_error() -> TestResult {
+    same_tag_twice_in_one_load_is_an_error(Backend::Postgres)
+}
+
+// ------------------------------------------------------- failed reads
+
+fn recorded_failure_keeps_job_and_is_retried(backend: Backend) -> TestResult {
+    let f = fresh(backend);
+    let mut s = open_init(&f.url)?;
+    let mut db = Db::open(&f);
+    let jobs = sample_jobs();
+    let source = "/lab/123-alice/host1";
+    let first = load_ok(s.as_mut(), &[at(&jobs[0], source, "fp")]).remove(0);
+    let before = support::contents(&mut db);
+
+    s.record_failures(&[
+        store::Failure {
+            tag: jobs[0].tag.clone(),
+            source: source.into(),
+            error: "status.log: Too many open files (os error 24)".into(),
+        },
+        store::Failure {
+            tag: "999-new/host9".into(),
+            source: "/lab/999-new/host9".into(),
+            error: "keyval: Permission denied (os error 13)".into(),
+        },
+    ])?;
+    assert_eq!(
+        support::contents(&mut db),
+        before,
+        "no row of the job touched"
+    );
+    let row = ledger_row(&mut db, &jobs[0].tag);
+    assert_eq!(row[0][0].as_deref(), Some(source));
+    assert_eq!(row[0][2].as_deref(), Some("failed"));
+    assert!(
+        row[0][3]
+            .as_deref()
+            .is_some_and(|e| e.contains("Too many open files")),
+        "{row:?}"
+    );
+    assert_eq!(row[0][4], Some(first.job_idx.to_string()), "job_idx kept");
+    let new = ledger_row(&mut db, "999-new/host9");
+    assert_eq!(new[0][2].as_deref(), Some("failed"));
+    assert_eq!(new[0][4], None);
+    // Backfill does not take a failed job as unchanged.
+    let state = s.ledger_state(&[&jobs[0].tag])?;
+    assert!(!state[&jobs[0].tag].loaded);
+
+    // The next run loads it again (same content: not skipped).
+    let again = load_ok(s.as_mut(), &[at(&jobs[0], source, "fp")]).remove(0);
+    assert_eq!(
+        (again.action, again.job_idx),
+        (Action::Replaced, first.job_idx)
+    );
+    assert_eq!(
+        ledger_row(&mut db, &jobs[0].tag)[0][2].as_deref(),
+        Some("loaded")
+    );
+    assert_eq!(support::contents(&mut db), before);
+
+    // A failure from another directory with the same tag does not make
+    // that directory the job's source.
+    s.record_failures(&[store::Failure {
+        tag: jobs[0].tag.clone(),
+        source: "/elsewhere/123-alice/host1".into(),
+        error: "unreadable".into(),
+    }])?;
+    let row = ledger_row(&mut db, &jobs[0].tag);
+    assert_eq!(row[0][0].as_deref(), Some(source));
+    assert!(row[0][3]
+        .as_deref()
+        .is_some_and(|e| e.contains("/elsewhere/")));
+    let r = s.load_jobs(&[at(&jobs[0], "/elsewhere/123-alice/host1", "fp")]);
+    assert!(
+        matches!(r[0], Err(Error::SourceConflict { .. })),
+        "{:?}",
+        r[0]
+    );
+    Ok(())
+}
+
+#[test]
+fn sqlite_recorded_failure_keeps_job_and_is_retried() -> TestResult {
+    recorded_failure_keeps_job_and_is_retried(Backend::Sqlite)
+}
+
+#[test]
+fn pg_recorded_failure_keeps_job_and_is_retried() -> TestResult {
+    recorded_failure_keeps_job_and_is_retried(Backend::Postgres)
+}
+
+/// Two loaders race to load the same tags from two different results
+/// directories: for each tag exactly one wins, the other is refused with
+/// both paths named (never a silent replacement), whatever the timing.
+fn racing_sources_one_wins_per_tag(backend: Backend) -> TestResult {
+    let f = fresh(backend);
+    open_init(&f.url)?;
+    let jobs = Arc::new(many_jobs());
+    let barrier = Arc::new(Barrier::new(2));
+    let handles: Vec<_> = ["/lab/a", "/lab/b"]
+        .into_iter()
+        .enumerate()
+        .map(|(t, root)| {
+            let (jobs, barrier, url) = (jobs.clone(), barrier.clone(), f.url.clone());
+            std::thread::spawn(move || -> Vec<Result<Action, String>> {
+                let mut s = store::open(&url).expect("open");
+                s.set_batch_jobs(2 + t);
+                let mut items: Vec<_> = jobs
+                    .iter()
+                    .map(|j| at(j, &format!("{root}/{}", j.tag), "fp"))
+                    .collect();
+                if t == 1 {
+                    items.reverse();
+                }
+                barrier.wait();
+                let mut out = s.load_jobs(&items);
+                if t == 1 {
+                    out.reverse();
+                }
+                out.into_iter()
+                    .map(|r| match r {
+                        Ok(o) => Ok(o.action),
+                        Err(e @ Error::SourceConflict { .. }) => Err(e.to_string()),
+                        Err(e) => panic!("unexpected error: {}", error_chain(&e)),
+                    })
+                    .collect()
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.join().expect("loader thread"))
+        .collect();
+    let mut db = Db::open(&f);
+    for (i, j) in jobs.iter().enumerate() {
+        let (a, b) = (&results[0][i], &results[1][i]);
+        let winner = match (a, b) {
+            (Ok(Action::Inserted), Err(e)) | (Err(e), Ok(Action::Inserted)) => {
+                assert!(e.contains("/lab/a/") && e.contains("/lab/b/"), "{e}");
+                if a.is_ok() {
+                    "/lab/a"
+                } else {
+                    "/lab/b"
+                }
+            }
+            other => panic!(
+                "{}: expected one load and one refusal, got {other:?}",
+                j.tag
+            ),
+        };
+        assert_eq!(
+            ledger_row(&mut db, &j.tag)[0][0],
+            Some(format!("{winner}/{}", j.tag))
+        );
+    }
+    assert_eq!(db.int("SELECT count(*) FROM tko_jobs"), jobs.len() as i64);
+    Ok(())
+}
+
+#[test]
+fn sqlite_racing_sources_one_wins_per_tag() -> TestResult {
+    racing_sources_one_wins_per_tag(Backend::Sqlite)
+}
+
+#[test]
+fn pg_racing_sources_one_wins_per_tag() -> TestResult {
+    racing_sources_one_wins_per_tag(Backend::Postgres)
 }

@@ -1,8 +1,9 @@
 //! The warehouse: opens a PostgreSQL or SQLite database by URL, creates and
 //! migrates the TKO schema, and loads parsed [`Job`]s with Autotest's reparse
 //! semantics (spec §6.3–6.4). This module owns the [`Store`] trait, the load
-//! API types, the error type and the backend-independent reparse plan; the
-//! backends own their SQL. It never parses results files (see `parse`) and
+//! API types, the error type and the backend-independent reparse plan;
+//! `ledger` owns every load decision (skip, source paths, outcomes, machine
+//! rows); the backends own their SQL. It never parses results files (see `parse`) and
 //! never builds SQL from values: every value travels as a bound parameter or
 //! in a binary COPY stream.
 
@@ -12,6 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::PathBuf;
 
+mod ledger;
 pub mod pgconfig;
 pub mod pgconnect;
 mod pgcopy;
@@ -85,6 +87,30 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// The tag is in the warehouse loaded from another results directory:
+    /// not replaced without `force` (stored version and ledger untouched).
+    #[error(
+        "job {tag:?} from {new} was not loaded: the warehouse holds that tag loaded from \
+         {stored} (use --force to replace it)"
+    )]
+    SourceConflict {
+        /// Job tag.
+        tag: String,
+        /// Source path of the stored version.
+        stored: String,
+        /// Source path of the refused item.
+        new: String,
+    },
+    /// A second item with the same tag in one load (the first was loaded).
+    #[error("job {tag:?} from {second} was not loaded: {first} has the same tag in this load")]
+    DuplicateTag {
+        /// Job tag.
+        tag: String,
+        /// Source path of the item loaded.
+        first: String,
+        /// Source path of this item.
+        second: String,
+    },
     /// Some other database statement failed.
     #[error("database error during {what}")]
     Db {
@@ -147,6 +173,17 @@ pub struct LoadOutcome {
     pub rows: RowCounts,
 }
 
+/// A job that could not be read (see [`Store::record_failures`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Job tag.
+    pub tag: String,
+    /// The results directory.
+    pub source: PathBuf,
+    /// What went wrong (recorded in `tko_ingest_ledger.error`).
+    pub error: String,
+}
+
 /// `tko db status`: schema version and row counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusReport {
@@ -187,9 +224,12 @@ pub trait Store: Send {
     fn migrate(&mut self) -> Result<Vec<u32>, Error>;
     /// Schema version and row counts.
     fn status(&mut self) -> Result<StatusReport, Error>;
-    /// Loads jobs; one result per item, in item order. Each job is atomic:
-    /// a failed job leaves its previous version intact and is recorded in
-    /// `tko_ingest_ledger` with its error.
+    /// Loads jobs; one result per item, in item order. Each job is atomic
+    /// with its machine, kernel and ledger rows: a failed job leaves its
+    /// previous version intact and is recorded in `tko_ingest_ledger` with
+    /// its error. Refused without writing anything: a second item with the
+    /// same tag ([`Error::DuplicateTag`]), and without `force` a tag stored
+    /// from another source path ([`Error::SourceConflict`]).
     fn load_jobs(&mut self, items: &[LoadItem<'_>]) -> Vec<Result<LoadOutcome, Error>>;
     /// How many jobs go into one transaction (default 100).
     fn set_batch_jobs(&mut self, jobs: usize);
@@ -201,6 +241,10 @@ pub trait Store: Send {
     /// Records (tag, signature, fingerprint) after a backfill handled the
     /// jobs, so that the next run can skip them by metadata alone.
     fn record_signatures(&mut self, rows: &[Signature]) -> Result<(), Error>;
+    /// Records jobs that could not be read as `failed` in the ledger (with
+    /// their error), touching none of their rows: a stored version stays
+    /// as it is, and the next run tries the job again.
+    fn record_failures(&mut self, failures: &[Failure]) -> Result<(), Error>;
 }
 
 /// What the warehouse knows about one job tag (for backfill).
@@ -231,15 +275,6 @@ pub struct Signature {
     /// Content fingerprint.
     pub fingerprint: String,
 }
-
-/// The SQL both backends use to read [`LedgerState`]s (`$1`: the parser
-/// version; each backend appends its list of tags). The signature counts
-/// only if taken with the loaded content.
-pub(super) const LEDGER_STATE_SQL: &str = "SELECT l.tag, l.fingerprint, \
-     (l.outcome = 'loaded' AND l.parser_version = $1) AS loaded, \
-     CASE WHEN s.fingerprint = l.fingerprint THEN s.signature END \
-     FROM tko_ingest_ledger l LEFT JOIN tko_scan_state s ON s.tag = l.tag \
-     WHERE ";
 
 pub use pgconfig::display_url;
 
@@ -360,42 +395,6 @@ pub(crate) fn plan_tests(old: &[OldTest], job: &Job) -> TestPlan {
     vanished.sort_unstable();
     plan.vanished = vanished;
     plan
-}
-
-/// Splits item indices (sorted by tag, so concurrent loaders lock job rows
-/// in one order) into batches of at most `size` with no tag twice in a
-/// batch (a second load of a tag must see the first's rows).
-pub(crate) fn batches(items: &[LoadItem<'_>], size: usize) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by(|&a, &b| items[a].job.tag.cmp(&items[b].job.tag));
-    let mut out: Vec<Vec<usize>> = Vec::new();
-    let mut cur: Vec<usize> = Vec::new();
-    for i in order {
-        let dup = cur
-            .last()
-            .is_some_and(|&j| items[j].job.tag == items[i].job.tag);
-        if cur.len() >= size.max(1) || dup {
-            out.push(std::mem::take(&mut cur));
-        }
-        cur.push(i);
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-/// True when a ledger row says this exact content was already loaded.
-pub(crate) fn unchanged(
-    item: &LoadItem<'_>,
-    ledger_fingerprint: &str,
-    ledger_version: &str,
-    outcome: &str,
-) -> bool {
-    !item.force
-        && outcome == "loaded"
-        && ledger_fingerprint == item.fingerprint
-        && ledger_version == PARSER_VERSION
 }
 
 /// An error and its sources, `: `-joined, for the ledger and summaries.

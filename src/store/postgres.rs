@@ -1,19 +1,23 @@
 //! PostgreSQL backend: binary COPY of the job tree, many jobs per
-//! transaction, one job per transaction on retry. Dimension rows (machines,
-//! kernels, patches) are upserted on their natural keys in short separate
-//! statements before a batch, so concurrent loaders never hold those locks
-//! while they COPY. Serialization failures and deadlocks are retried here and
-//! never reach the caller. This module must not build SQL from values: only
+//! transaction, one job per transaction on retry. Every row a job writes
+//! (its machine and kernel rows included) is written in that transaction,
+//! so a failed or interrupted job changes nothing; machine rows are locked
+//! in hostname order for the transaction, so concurrent loaders recompute
+//! them one at a time. Serialization failures and deadlocks are retried
+//! here and never reach the caller. What to load and what the ledger says
+//! is decided in `ledger`; this module holds the SQL. This module must not build SQL from values: only
 //! table and column names from `table`/`schema` constants are formatted in.
 
+use super::ledger::{
+    self, Backend, FailedRow, JobMachine, LedgerRow, LoadedRow, Planned, ReadRow, Written,
+};
 use super::pgconnect::{ConnectError, Connector};
 use super::pgcopy::{CopyBuf, CopyRow};
 use super::{
-    batches, error_chain, plan_tests, schema, unchanged, Action, BoxError, Error, LedgerState,
-    LoadItem, LoadOutcome, OldTest, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS,
-    LEDGER_STATE_SQL, PARSER_VERSION,
+    error_chain, plan_tests, schema, BoxError, Error, Failure, LedgerState, LoadItem, LoadOutcome,
+    OldTest, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS, PARSER_VERSION,
 };
-use crate::model::{Job, Kernel, Timestamp};
+use crate::model::{Kernel, Timestamp};
 use crate::table::{
     clean, DiagnosticRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow, JobRow,
     JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow, TreeIds,
@@ -136,11 +140,6 @@ fn db(what: &'static str) -> impl FnOnce(postgres::Error) -> Error {
     }
 }
 
-/// Machine ids of a batch by hostname (kernel ids live in the store's cache).
-struct Dims {
-    machine_idx: HashMap<String, i32>,
-}
-
 impl PgStore {
     /// Connects as `psql` would: a libpq URL merged with the `PG*`
     /// environment, the password file and TLS settings (see `pgconfig`).
@@ -211,160 +210,103 @@ impl PgStore {
         Ok(())
     }
 
-    /// Upserts the machines and kernels (with patches) of `jobs`.
-    fn dimensions(&mut self, jobs: &[&Job]) -> Result<Dims, StepError> {
-        // Last job wins for group/owner, as with Autotest's serial writes.
-        let mut machines: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
-        for j in jobs {
-            machines.insert(
-                clean(&j.machine),
-                (
-                    clean(&j.machine_group),
-                    j.machine_owner.as_deref().map(clean),
-                ),
-            );
-        }
-        let hosts: Vec<&str> = machines.keys().map(String::as_str).collect();
-        let groups: Vec<&str> = machines.values().map(|v| v.0.as_str()).collect();
-        let owners: Vec<Option<&str>> = machines.values().map(|v| v.1.as_deref()).collect();
-        let mut attempt = 0;
-        let rows = loop {
-            // Rows go in hostname order so concurrent upserts lock alike.
-            let r = self
-                .client
-                .execute(
-                    "INSERT INTO tko_machines (hostname, machine_group, owner) \
-                     SELECT h, g, o FROM unnest($1::text[], $2::text[], $3::text[]) AS u(h, g, o) \
-                     ORDER BY h \
-                     ON CONFLICT (hostname) DO UPDATE SET machine_group = EXCLUDED.machine_group, \
-                        owner = COALESCE(EXCLUDED.owner, tko_machines.owner) \
-                     WHERE tko_machines.machine_group IS DISTINCT FROM EXCLUDED.machine_group \
-                        OR (EXCLUDED.owner IS NOT NULL \
-                            AND tko_machines.owner IS DISTINCT FROM EXCLUDED.owner)",
-                    &[&hosts, &groups, &owners],
-                )
-                .and_then(|_| {
-                    self.client.query(
-                        "SELECT hostname, machine_idx FROM tko_machines WHERE hostname = ANY($1)",
-                        &[&hosts],
-                    )
-                });
-            match r {
-                Err(e) if retryable(&e) && attempt < MAX_RETRIES => {
-                    attempt += 1;
-                    backoff(attempt);
-                }
-                r => break step(None, "tko_machines", r)?,
-            }
-        };
-        let machine_idx = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    /// Writes `jobs` in one transaction (all or nothing): locks their
+    /// machine rows, adds missing kernels, upserts the job rows (locking
+    /// them), checks that their ledger rows are still those they were
+    /// planned on (else rolls back: [`Batch::Stale`]), then replaces their
+    /// trees, records their machine values and recomputes the machine rows,
+    /// and writes their ledger rows. Locks are taken machines, kernels, jobs,
+    /// each in key order, so concurrent loaders queue rather than deadlock.
+    fn write_batch(&mut self, jobs: &[&Planned<'_, '_>]) -> Result<Batch, StepError> {
+        let PgStore {
+            client,
+            status_idx,
+            kernels: kernel_cache,
+            ..
+        } = self;
+        let status_idx = &*status_idx;
+        let mut tx = step(None, "BEGIN", client.transaction())?;
+        let one = (jobs.len() == 1).then(|| jobs[0].item.job.tag.as_str());
+        let t0 = std::time::Instant::now();
 
+        // Machines: created if new, then locked in hostname order until
+        // commit, so their rows are recomputed by one loader at a time.
+        let machines: Vec<JobMachine> = jobs.iter().map(|p| JobMachine::of(p.item.job)).collect();
+        let mut hosts: Vec<&str> = machines.iter().map(|m| m.hostname.as_str()).collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        step(
+            one,
+            "tko_machines",
+            tx.execute(
+                "INSERT INTO tko_machines (hostname) SELECT h FROM unnest($1::text[]) AS u(h) \
+                 ORDER BY h ON CONFLICT (hostname) DO NOTHING",
+                &[&hosts],
+            ),
+        )?;
+        let machine_idx: HashMap<String, i32> = step(
+            one,
+            "tko_machines",
+            tx.query(
+                "SELECT hostname, machine_idx FROM tko_machines WHERE hostname = ANY($1) \
+                 ORDER BY hostname FOR UPDATE",
+                &[&hosts],
+            ),
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+        timing::add("write: machines", t0);
+
+        // Kernels (and patches) this loader has not seen committed yet.
+        let t0 = std::time::Instant::now();
         let mut wanted: BTreeMap<&str, &Kernel> = BTreeMap::new();
-        for j in jobs {
-            for t in &j.tests {
-                if !self.kernels.contains_key(&t.kernel.kernel_hash) {
+        for p in jobs {
+            for t in &p.item.job.tests {
+                if !kernel_cache.contains_key(&t.kernel.kernel_hash) {
                     wanted.insert(&t.kernel.kernel_hash, &t.kernel);
                 }
             }
         }
+        let mut new_kernels: HashMap<String, i32> = HashMap::new();
         if !wanted.is_empty() {
             let hashes: Vec<String> = wanted.keys().map(|h| clean(h)).collect();
-            let rows = step(
-                None,
+            let found: HashMap<String, i32> = step(
+                one,
                 "tko_kernels",
-                self.client.query(
+                tx.query(
                     "SELECT kernel_hash, kernel_idx FROM tko_kernels WHERE kernel_hash = ANY($1)",
                     &[&hashes],
                 ),
-            )?;
-            let found: HashMap<String, i32> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
             for (hash, kernel) in wanted {
                 let idx = match found.get(&clean(hash)) {
                     Some(&i) => i,
-                    None => self.insert_kernel(kernel)?,
+                    None => step(one, "tko_kernels", insert_kernel(&mut tx, kernel))?,
                 };
-                self.kernels.insert(hash.to_owned(), idx);
+                new_kernels.insert(hash.to_owned(), idx);
             }
         }
-        Ok(Dims { machine_idx })
-    }
-
-    /// Inserts a kernel and its patches in one short transaction, or returns
-    /// the id another loader committed first.
-    fn insert_kernel(&mut self, kernel: &Kernel) -> Result<i32, StepError> {
-        let mut attempt = 0;
-        loop {
-            match self.try_insert_kernel(kernel) {
-                Err(e) if retryable(&e) && attempt < MAX_RETRIES => {
-                    attempt += 1;
-                    backoff(attempt);
-                }
-                r => return step(None, "tko_kernels", r),
-            }
-        }
-    }
-
-    fn try_insert_kernel(&mut self, kernel: &Kernel) -> Result<i32, postgres::Error> {
-        let mut tx = self.client.transaction()?;
-        let row0 = KernelRow::new(kernel, 0);
-        let inserted = tx.query_opt(
-            "INSERT INTO tko_kernels (kernel_hash, base, printable) VALUES ($1, $2, $3) \
-             ON CONFLICT (kernel_hash) DO NOTHING RETURNING kernel_idx",
-            &[&row0.kernel_hash, &row0.base, &row0.base],
-        )?;
-        let idx: i32 = match inserted {
-            Some(r) => {
-                let idx: i32 = r.get(0);
-                let row = KernelRow::new(kernel, i64::from(idx));
-                if row.printable != row.base {
-                    tx.execute(
-                        "UPDATE tko_kernels SET printable = $1 WHERE kernel_idx = $2",
-                        &[&row.printable, &idx],
-                    )?;
-                }
-                for p in &kernel.patches {
-                    let p = PatchRow::new(idx, p);
-                    tx.execute(
-                        "INSERT INTO tko_patches (kernel_idx, name, url, hash) VALUES ($1, $2, $3, $4)",
-                        &[&p.kernel_idx, &p.name, &p.url, &p.hash],
-                    )?;
-                }
-                idx
-            }
-            None => tx
-                .query_one(
-                    "SELECT kernel_idx FROM tko_kernels WHERE kernel_hash = $1",
-                    &[&row0.kernel_hash],
-                )?
-                .get(0),
+        let kernel_idx = |hash: &str| -> i32 {
+            *kernel_cache
+                .get(hash)
+                .or_else(|| new_kernels.get(hash))
+                .expect("every kernel of the batch was resolved")
         };
-        tx.commit()?;
-        Ok(idx)
-    }
+        timing::add("write: kernels", t0);
 
-    /// Writes `items` in one transaction (all or nothing).
-    fn write_batch(
-        &mut self,
-        items: &[&LoadItem<'_>],
-        dims: &Dims,
-    ) -> Result<Vec<LoadOutcome>, StepError> {
-        let status_idx = &self.status_idx;
-        let kernels = &self.kernels;
-        let mut tx = step(None, "BEGIN", self.client.transaction())?;
+        // Job rows, upserted in one statement (rows locked in tag order,
+        // like concurrent loaders).
         let t0 = std::time::Instant::now();
-        // Phase A: job rows, upserted in one statement (rows locked in tag
-        // order, like concurrent loaders), then removal of the old rows of
-        // reloaded jobs (none for brand-new tags).
-        let one = |i: usize| (items.len() == 1).then(|| items[i].job.tag.as_str());
-        let mut machines = Vec::with_capacity(items.len());
-        let mut jrs = Vec::with_capacity(items.len());
-        for item in items {
-            let machine_idx = *dims
-                .machine_idx
-                .get(&clean(&item.job.machine))
-                .expect("dimensions() upserted every machine of the batch");
-            machines.push(machine_idx);
-            jrs.push(JobRow::new(item.job, machine_idx));
+        let mut jrs = Vec::with_capacity(jobs.len());
+        let mut job_machine = Vec::with_capacity(jobs.len());
+        for (p, m) in jobs.iter().zip(&machines) {
+            let idx = machine_idx[&m.hostname];
+            job_machine.push(idx);
+            jrs.push(JobRow::new(p.item.job, idx));
         }
         let tags: Vec<&str> = jrs.iter().map(|r| r.tag.as_str()).collect();
         let labels: Vec<Option<&str>> = jrs.iter().map(|r| r.label.as_deref()).collect();
@@ -374,7 +316,7 @@ impl PgStore {
         let finished: Vec<Option<SystemTime>> = jrs.iter().map(|r| ts(r.finished_time)).collect();
         let afe: Vec<Option<i64>> = jrs.iter().map(|r| r.afe_job_id).collect();
         let rows = step(
-            one(0),
+            one,
             "tko_jobs",
             tx.query(
                 "INSERT INTO tko_jobs (tag, label, username, machine_idx, queued_time, \
@@ -390,7 +332,14 @@ impl PgStore {
                     finished_time = EXCLUDED.finished_time, afe_job_id = EXCLUDED.afe_job_id \
                  RETURNING tag, job_idx, (xmax = 0) AS inserted",
                 &[
-                    &tags, &labels, &users, &machines, &queued, &started, &finished, &afe,
+                    &tags,
+                    &labels,
+                    &users,
+                    &job_machine,
+                    &queued,
+                    &started,
+                    &finished,
+                    &afe,
                 ],
             ),
         )?;
@@ -398,9 +347,23 @@ impl PgStore {
             .iter()
             .map(|r| (r.get::<_, &str>(0), (r.get(1), r.get(2))))
             .collect();
-        let mut staged = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            let job = item.job;
+
+        // With the job rows locked, their ledger rows cannot change under
+        // us any more: are they still the ones the jobs were planned on?
+        let owned_tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
+        let now = step(one, "tko_ingest_ledger", read_ledger(&mut tx, &owned_tags))?;
+        let stale = jobs
+            .iter()
+            .zip(&tags)
+            .any(|(p, t)| !p.still_current(now.get(*t).map(|r| &r.ledger)));
+        if stale {
+            return Ok(Batch::Stale); // dropping `tx` rolls back
+        }
+
+        let mut staged = Vec::with_capacity(jobs.len());
+        let mut job_ids = Vec::with_capacity(jobs.len());
+        for (i, p) in jobs.iter().enumerate() {
+            let job = p.item.job;
             let &(job_idx, inserted) = returned.get(tags[i]).ok_or_else(|| StepError {
                 tag: Some(job.tag.clone()),
                 table: "tko_jobs",
@@ -415,11 +378,13 @@ impl PgStore {
             };
             let plan = plan_tests(&old, job);
             remove_vanished(&mut tx, &plan.vanished, tag)?;
-            staged.push((job_idx, machines[i], inserted, plan));
+            job_ids.push(job_idx);
+            staged.push((job_idx, job_machine[i], inserted, plan));
         }
+        machine_values(&mut tx, &job_ids, &job_machine, &machines, one)?;
         timing::add("write: job upsert, old rows", t0);
         let t0 = std::time::Instant::now();
-        // Phase B: ids for the new tests, in one round trip.
+        // Ids for the new tests, in one round trip.
         let need: usize = staged.iter().map(|s| s.3.new_ids()).sum();
         let mut fresh = if need > 0 {
             step(
@@ -439,24 +404,21 @@ impl PgStore {
         .into_iter();
         timing::add("write: test ids", t0);
         let t0 = std::time::Instant::now();
-        // Phase C: ids and checks per job, then the rows of every job, one
-        // COPY per table.
-        let mut prepared = Vec::with_capacity(items.len());
-        for (item, (_, _, _, plan)) in items.iter().zip(&staged) {
-            let job = item.job;
+        // Ids and checks per job, then the rows of every job, one COPY per
+        // table.
+        let mut prepared = Vec::with_capacity(jobs.len());
+        for (p, (_, _, _, plan)) in jobs.iter().zip(&staged) {
+            let job = p.item.job;
             let test_idx: Vec<i32> = plan
                 .kept
                 .iter()
                 .map(|k| k.unwrap_or_else(|| fresh.next().expect("allocated enough test ids")))
                 .collect();
-            let mut kernel_idx = Vec::with_capacity(job.tests.len());
-            for t in &job.tests {
-                kernel_idx.push(
-                    *kernels
-                        .get(&t.kernel.kernel_hash)
-                        .expect("dimensions() resolved every kernel of the batch"),
-                );
-            }
+            let kernel_ids: Vec<i32> = job
+                .tests
+                .iter()
+                .map(|t| kernel_idx(&t.kernel.kernel_hash))
+                .collect();
             for t in &job.tests {
                 if !status_idx.contains_key(t.status.word()) {
                     return Err(StepError {
@@ -467,12 +429,12 @@ impl PgStore {
                     });
                 }
             }
-            prepared.push((test_idx, kernel_idx));
+            prepared.push((test_idx, kernel_ids));
         }
         timing::add("write: id mapping, checks", t0);
         let t1 = std::time::Instant::now();
         let mut all = JobTreeRows::default();
-        let counts: Vec<RowCounts> = (0..items.len())
+        let counts: Vec<RowCounts> = (0..jobs.len())
             .map(|i| {
                 let (job_idx, machine_idx, _, plan) = &staged[i];
                 let ids = TreeIds {
@@ -482,30 +444,19 @@ impl PgStore {
                     kernel_idx: &prepared[i].1,
                     invalid: &plan.invalid,
                 };
-                all.add_job(items[i].job, &ids, |s| status_idx[s.word()])
+                all.add_job(jobs[i].item.job, &ids, |s| status_idx[s.word()])
             })
             .collect();
         timing::add("write: build rows", t1);
-        let mut outcomes = Vec::with_capacity(items.len());
-        let mut ledger = Vec::with_capacity(items.len());
-        for ((item, (job_idx, _, inserted, plan)), counts) in items.iter().zip(&staged).zip(counts)
-        {
-            ledger.push((*job_idx, clean(&item.source.to_string_lossy()), counts));
-            outcomes.push(LoadOutcome {
-                tag: item.job.tag.clone(),
-                job_idx: i64::from(*job_idx),
-                action: if *inserted {
-                    Action::Inserted
-                } else {
-                    Action::Replaced
-                },
-                tests_kept: plan.kept.iter().filter(|k| k.is_some()).count(),
-                tests_deleted: plan.vanished.len(),
-                rows: counts,
-            });
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut ledger_rows = Vec::with_capacity(jobs.len());
+        for ((p, (job_idx, _, inserted, plan)), counts) in jobs.iter().zip(&staged).zip(counts) {
+            let (o, row) = ledger::loaded(p.item, *job_idx, *inserted, plan, counts);
+            outcomes.push(o);
+            ledger_rows.push(row);
         }
         let t0 = std::time::Instant::now();
-        write_ledger(&mut tx, items, &tags, &ledger)?;
+        write_ledger(&mut tx, &ledger_rows, one)?;
         timing::add("write: ledger upsert", t0);
         let t0 = std::time::Instant::now();
         copy_tree(&mut tx, &all)?;
@@ -513,39 +464,16 @@ impl PgStore {
         let t0 = std::time::Instant::now();
         step(None, "COMMIT", tx.commit())?;
         timing::add("write: COMMIT", t0);
-        Ok(outcomes)
+        kernel_cache.extend(new_kernels);
+        Ok(Batch::Done(outcomes))
     }
 
-    /// Records a failed job in the ledger (best effort: the connection may
-    /// be gone, which is why the job failed).
-    fn record_failure(&mut self, item: &LoadItem<'_>, err: &Error) {
-        let text = error_chain(err);
-        let _ = self.client.execute(
-            "INSERT INTO tko_ingest_ledger (tag, job_idx, source_path, fingerprint, \
-                parser_version, loaded_at, outcome, error) \
-             VALUES ($1, NULL, $2, $3, $4, now() AT TIME ZONE 'UTC', 'failed', $5) \
-             ON CONFLICT (tag) DO UPDATE SET source_path = EXCLUDED.source_path, \
-                fingerprint = EXCLUDED.fingerprint, parser_version = EXCLUDED.parser_version, \
-                loaded_at = EXCLUDED.loaded_at, outcome = 'failed', error = EXCLUDED.error",
-            &[
-                &clean(&item.job.tag),
-                &clean(&item.source.to_string_lossy()),
-                &clean(&item.fingerprint),
-                &PARSER_VERSION,
-                &clean(&text),
-            ],
-        );
-    }
-
-    /// Dimensions then one batch transaction, retried on conflicts.
-    fn load_batch(&mut self, items: &[&LoadItem<'_>]) -> Result<Vec<LoadOutcome>, StepError> {
-        let jobs: Vec<&Job> = items.iter().map(|i| i.job).collect();
-        let t0 = std::time::Instant::now();
-        let dims = self.dimensions(&jobs)?;
-        timing::add("dimensions", t0);
+    /// One batch transaction, retried on serialization failures and
+    /// deadlocks.
+    fn load_batch(&mut self, jobs: &[&Planned<'_, '_>]) -> Result<Batch, StepError> {
         let mut attempt = 0;
         loop {
-            match self.write_batch(items, &dims) {
+            match self.write_batch(jobs) {
                 Err(e) if e.retry && attempt < MAX_RETRIES => {
                     attempt += 1;
                     backoff(attempt);
@@ -617,6 +545,153 @@ impl PgStore {
     }
 }
 
+/// What one batch transaction did.
+enum Batch {
+    /// Committed: one outcome per job.
+    Done(Vec<LoadOutcome>),
+    /// Rolled back: a job's ledger row changed since planning (all of the
+    /// batch are planned again).
+    Stale,
+}
+
+/// Inserts a kernel and its patches, or returns the id another loader
+/// committed first (its insert of the same hash is waited for).
+fn insert_kernel(tx: &mut Transaction<'_>, kernel: &Kernel) -> Result<i32, postgres::Error> {
+    let row0 = KernelRow::new(kernel, 0);
+    let inserted = tx.query_opt(
+        "INSERT INTO tko_kernels (kernel_hash, base, printable) VALUES ($1, $2, $3) \
+         ON CONFLICT (kernel_hash) DO NOTHING RETURNING kernel_idx",
+        &[&row0.kernel_hash, &row0.base, &row0.base],
+    )?;
+    let Some(r) = inserted else {
+        return Ok(tx
+            .query_one(
+                "SELECT kernel_idx FROM tko_kernels WHERE kernel_hash = $1",
+                &[&row0.kernel_hash],
+            )?
+            .get(0));
+    };
+    let idx: i32 = r.get(0);
+    let row = KernelRow::new(kernel, i64::from(idx));
+    if row.printable != row.base {
+        tx.execute(
+            "UPDATE tko_kernels SET printable = $1 WHERE kernel_idx = $2",
+            &[&row.printable, &idx],
+        )?;
+    }
+    for p in &kernel.patches {
+        let p = PatchRow::new(idx, p);
+        tx.execute(
+            "INSERT INTO tko_patches (kernel_idx, name, url, hash) VALUES ($1, $2, $3, $4)",
+            &[&p.kernel_idx, &p.name, &p.url, &p.hash],
+        )?;
+    }
+    Ok(idx)
+}
+
+/// Ledger rows of `tags` (by tag).
+fn read_ledger(
+    c: &mut impl postgres::GenericClient,
+    tags: &[String],
+) -> Result<HashMap<String, ReadRow>, postgres::Error> {
+    let sql = format!("{}l.tag = ANY($1)", ledger::LEDGER_ROWS_SQL);
+    Ok(c.query(&sql, &[&tags])?
+        .iter()
+        .map(|r| {
+            let scan = match (r.get::<_, Option<String>>(6), r.get(7)) {
+                (Some(sig), Some(fp)) => Some((sig, fp)),
+                _ => None,
+            };
+            let row = ReadRow {
+                ledger: LedgerRow {
+                    job_idx: r.get(1),
+                    source_path: r.get(2),
+                    fingerprint: r.get(3),
+                    parser_version: r.get(4),
+                    outcome: r.get(5),
+                },
+                scan,
+            };
+            (r.get(0), row)
+        })
+        .collect())
+}
+
+/// Records what each job says about its machine and recomputes the machine
+/// rows that depend on them (their machines, and those a reloaded job
+/// moved away from): see [`JobMachine::of`].
+fn machine_values(
+    tx: &mut Transaction<'_>,
+    job_idx: &[i32],
+    machine_idx: &[i32],
+    machines: &[JobMachine],
+    tag: Option<&str>,
+) -> Result<(), StepError> {
+    let t = "tko_job_machines";
+    let moved: Vec<i32> = step(
+        tag,
+        t,
+        tx.query(
+            "SELECT DISTINCT h.machine_idx FROM tko_job_machines h \
+             JOIN unnest($1::int4[], $2::int4[]) AS u(j, m) ON u.j = h.job_idx \
+             WHERE h.machine_idx <> u.m ORDER BY 1",
+            &[&job_idx, &machine_idx],
+        ),
+    )?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    if !moved.is_empty() {
+        step(
+            tag,
+            "tko_machines",
+            tx.execute(
+                "SELECT 1 FROM tko_machines WHERE machine_idx = ANY($1) \
+                 ORDER BY machine_idx FOR UPDATE",
+                &[&moved],
+            ),
+        )?;
+    }
+    let newest: Vec<&str> = machines.iter().map(|m| m.newest.as_str()).collect();
+    let groups: Vec<&str> = machines.iter().map(|m| m.machine_group.as_str()).collect();
+    let owners: Vec<Option<&str>> = machines.iter().map(|m| m.owner.as_deref()).collect();
+    step(
+        tag,
+        t,
+        tx.execute(
+            "INSERT INTO tko_job_machines (job_idx, machine_idx, newest, machine_group, owner) \
+             SELECT * FROM unnest($1::int4[], $2::int4[], $3::text[], $4::text[], $5::text[]) \
+             ORDER BY 1 \
+             ON CONFLICT (job_idx) DO UPDATE SET machine_idx = EXCLUDED.machine_idx, \
+                newest = EXCLUDED.newest, machine_group = EXCLUDED.machine_group, \
+                owner = EXCLUDED.owner",
+            &[&job_idx, &machine_idx, &newest, &groups, &owners],
+        ),
+    )?;
+    let mut affected: Vec<i32> = machine_idx.iter().copied().chain(moved).collect();
+    affected.sort_unstable();
+    affected.dedup();
+    step(
+        tag,
+        "tko_machines",
+        tx.execute(
+            "UPDATE tko_machines m SET machine_group = c.g, owner = c.o \
+             FROM (SELECT x.idx, \
+                    (SELECT h.machine_group FROM tko_job_machines h \
+                     WHERE h.machine_idx = x.idx ORDER BY h.newest DESC LIMIT 1) AS g, \
+                    (SELECT h.owner FROM tko_job_machines h \
+                     WHERE h.machine_idx = x.idx AND h.owner IS NOT NULL \
+                     ORDER BY h.newest DESC LIMIT 1) AS o \
+                   FROM unnest($1::int4[]) AS x(idx) \
+                   WHERE EXISTS (SELECT 1 FROM tko_job_machines h WHERE h.machine_idx = x.idx)) c \
+             WHERE m.machine_idx = c.idx \
+                AND (m.machine_group IS DISTINCT FROM c.g OR m.owner IS DISTINCT FROM c.o)",
+            &[&affected],
+        ),
+    )?;
+    Ok(())
+}
+
 /// The tables [`PgStore::export_rows_to_dir`] exports, with their columns.
 const COPY_TABLES: &[(&str, &[&str])] = &[
     ("tko_tests", TestRow::COLUMNS),
@@ -627,29 +702,29 @@ const COPY_TABLES: &[(&str, &[&str])] = &[
     ("tko_diagnostics", DiagnosticRow::COLUMNS),
 ];
 
-/// Upserts the ledger rows of a batch (outcome `loaded`) in one statement,
-/// in tag order.
+/// Upserts the ledger rows of a batch's loaded jobs in one statement, in
+/// tag order.
 fn write_ledger(
     tx: &mut Transaction<'_>,
-    items: &[&LoadItem<'_>],
-    tags: &[&str],
-    ledger: &[(i32, String, RowCounts)],
+    rows: &[LoadedRow],
+    tag: Option<&str>,
 ) -> Result<(), StepError> {
-    let job_idx: Vec<i32> = ledger.iter().map(|l| l.0).collect();
-    let paths: Vec<&str> = ledger.iter().map(|l| l.1.as_str()).collect();
-    let fingerprints: Vec<String> = items.iter().map(|i| clean(&i.fingerprint)).collect();
+    let tags: Vec<&str> = rows.iter().map(|l| l.tag.as_str()).collect();
+    let job_idx: Vec<i32> = rows.iter().map(|l| l.job_idx).collect();
+    let paths: Vec<&str> = rows.iter().map(|l| l.source_path.as_str()).collect();
+    let fingerprints: Vec<&str> = rows.iter().map(|l| l.fingerprint.as_str()).collect();
     let count = |f: fn(&RowCounts) -> usize| -> Vec<i32> {
-        ledger.iter().map(|l| f(&l.2) as i32).collect()
+        rows.iter().map(|l| f(&l.counts) as i32).collect()
     };
     step(
-        (items.len() == 1).then(|| items[0].job.tag.as_str()),
+        tag,
         "tko_ingest_ledger",
         tx.execute(
             "INSERT INTO tko_ingest_ledger (tag, job_idx, source_path, fingerprint, \
                 parser_version, loaded_at, outcome, error, tests, test_attributes, \
                 iteration_attributes, iteration_results, job_keyvals, diagnostics) \
              SELECT tag, job_idx, source_path, fingerprint, $5, now() AT TIME ZONE 'UTC', \
-                'loaded', NULL, tests, test_attributes, iteration_attributes, \
+                $12, NULL, tests, test_attributes, iteration_attributes, \
                 iteration_results, job_keyvals, diagnostics \
              FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $6::int4[], \
                 $7::int4[], $8::int4[], $9::int4[], $10::int4[], $11::int4[]) \
@@ -659,7 +734,7 @@ fn write_ledger(
              ON CONFLICT (tag) DO UPDATE SET job_idx = EXCLUDED.job_idx, \
                 source_path = EXCLUDED.source_path, fingerprint = EXCLUDED.fingerprint, \
                 parser_version = EXCLUDED.parser_version, loaded_at = EXCLUDED.loaded_at, \
-                outcome = 'loaded', error = NULL, tests = EXCLUDED.tests, \
+                outcome = EXCLUDED.outcome, error = NULL, tests = EXCLUDED.tests, \
                 test_attributes = EXCLUDED.test_attributes, \
                 iteration_attributes = EXCLUDED.iteration_attributes, \
                 iteration_results = EXCLUDED.iteration_results, \
@@ -676,6 +751,7 @@ fn write_ledger(
                 &count(|c| c.iteration_results),
                 &count(|c| c.job_keyvals),
                 &count(|c| c.diagnostics),
+                &ledger::LOADED,
             ],
         ),
     )?;
@@ -921,21 +997,11 @@ impl Store for PgStore {
     }
 
     fn ledger_state(&mut self, tags: &[&str]) -> Result<HashMap<String, LedgerState>, Error> {
-        let sql = format!("{LEDGER_STATE_SQL}l.tag = ANY($2)");
-        let rows = self
-            .client
-            .query(&sql, &[&PARSER_VERSION, &tags])
-            .map_err(db("reading tko_ingest_ledger"))?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let state = LedgerState {
-                    fingerprint: r.get(1),
-                    loaded: r.get::<_, Option<bool>>(2).unwrap_or(false),
-                    signature: r.get(3),
-                };
-                (r.get(0), state)
-            })
+        let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
+        Ok(read_ledger(&mut self.client, &tags)
+            .map_err(db("reading tko_ingest_ledger"))?
+            .into_iter()
+            .map(|(tag, row)| (tag, ledger::state(&row)))
             .collect())
     }
 
@@ -958,123 +1024,113 @@ impl Store for PgStore {
         Ok(())
     }
 
+    fn record_failures(&mut self, failures: &[Failure]) -> Result<(), Error> {
+        self.write_failures(&ledger::failure_rows(failures))
+    }
+
     fn load_jobs(&mut self, items: &[LoadItem<'_>]) -> Vec<Result<LoadOutcome, Error>> {
-        let mut results: Vec<Option<Result<LoadOutcome, Error>>> =
-            (0..items.len()).map(|_| None).collect();
-        for batch in batches(items, self.batch_jobs) {
-            if let Err(e) = self
-                .reconnect_if_closed()
-                .and_then(|()| self.load_status_words())
-            {
-                let text = error_chain(&e);
-                for i in batch {
-                    results[i] = Some(Err(Error::Load {
-                        tag: items[i].job.tag.clone(),
-                        table: "connection",
-                        source: text.clone().into(),
-                    }));
-                }
-                continue;
-            }
-            let t0 = std::time::Instant::now();
-            let todo = match self.skip_unchanged(items, &batch, &mut results) {
-                Ok(t) => t,
-                Err(e) => {
-                    let text = error_chain(&e);
-                    for i in batch {
-                        results[i] = Some(Err(Error::Load {
-                            tag: items[i].job.tag.clone(),
-                            table: "tko_ingest_ledger",
-                            source: text.clone().into(),
-                        }));
-                    }
-                    continue;
-                }
-            };
-            timing::add("ledger skip check", t0);
-            if todo.is_empty() {
-                continue;
-            }
-            let refs: Vec<&LoadItem<'_>> = todo.iter().map(|&i| &items[i]).collect();
-            let first = self.load_batch(&refs);
-            let first_err = match first {
-                Ok(outs) => {
-                    for (i, o) in todo.iter().zip(outs) {
-                        results[*i] = Some(Ok(o));
-                    }
-                    continue;
-                }
-                Err(e) => e,
-            };
-            // The batch failed as a whole: retry each job alone so one bad
-            // job does not sink the others (a lone job keeps its error).
-            let mut lone = (todo.len() == 1).then_some(first_err);
-            for &i in &todo {
-                let item = &items[i];
-                let to_error = |e: StepError| Error::Load {
-                    tag: e.tag.unwrap_or_else(|| item.job.tag.clone()),
-                    table: e.table,
-                    source: e.source,
-                };
-                let r = match lone.take() {
-                    Some(e) => Err(to_error(e)),
-                    None => self
-                        .reconnect_if_closed()
-                        .and_then(|()| self.load_batch(&[item]).map_err(to_error)),
-                };
-                let r = r.map(|mut v| v.remove(0));
-                if let Err(e) = &r {
-                    self.record_failure(item, e);
-                }
-                results[i] = Some(r);
-            }
-        }
-        results
-            .into_iter()
-            .map(|r| r.expect("every item belongs to exactly one batch"))
-            .collect()
+        let batch = self.batch_jobs;
+        ledger::load_jobs(self, items, batch)
     }
 }
 
-impl PgStore {
-    /// Fills `results` for unchanged jobs; returns the indices to load.
-    fn skip_unchanged(
-        &mut self,
-        items: &[LoadItem<'_>],
-        batch: &[usize],
-        results: &mut [Option<Result<LoadOutcome, Error>>],
-    ) -> Result<Vec<usize>, Error> {
-        let tags: Vec<String> = batch.iter().map(|&i| clean(&items[i].job.tag)).collect();
-        let rows = self
-            .client
-            .query(
-                "SELECT tag, fingerprint, parser_version, outcome, job_idx \
-                 FROM tko_ingest_ledger WHERE tag = ANY($1)",
-                &[&tags],
-            )
-            .map_err(db("reading tko_ingest_ledger"))?;
-        let ledger: HashMap<String, (String, String, String, Option<i32>)> = rows
-            .iter()
-            .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
-            .collect();
-        let mut todo = Vec::new();
-        for (&i, tag) in batch.iter().zip(&tags) {
-            match ledger.get(tag) {
-                Some((fp, ver, outcome, Some(job_idx)))
-                    if unchanged(&items[i], fp, ver, outcome) =>
-                {
-                    results[i] = Some(Ok(LoadOutcome {
-                        tag: items[i].job.tag.clone(),
-                        job_idx: i64::from(*job_idx),
-                        action: Action::Skipped,
-                        tests_kept: 0,
-                        tests_deleted: 0,
-                        rows: RowCounts::default(),
-                    }));
-                }
-                _ => todo.push(i),
-            }
+impl Backend for PgStore {
+    fn ledger_rows(&mut self, tags: &[String]) -> Result<HashMap<String, ReadRow>, Error> {
+        self.reconnect_if_closed()?;
+        let t0 = std::time::Instant::now();
+        let rows = read_ledger(&mut self.client, tags).map_err(db("reading tko_ingest_ledger"));
+        timing::add("ledger skip check", t0);
+        rows
+    }
+
+    fn write_jobs(&mut self, jobs: &[Planned<'_, '_>]) -> Vec<Written> {
+        if let Err(e) = self
+            .reconnect_if_closed()
+            .and_then(|()| self.load_status_words())
+        {
+            let text = error_chain(&e);
+            return jobs
+                .iter()
+                .map(|p| {
+                    Written::Failed(Error::Load {
+                        tag: p.item.job.tag.clone(),
+                        table: "connection",
+                        source: text.clone().into(),
+                    })
+                })
+                .collect();
         }
-        Ok(todo)
+        let all: Vec<&Planned<'_, '_>> = jobs.iter().collect();
+        let to_error = |p: &Planned<'_, '_>, e: StepError| Error::Load {
+            tag: e.tag.unwrap_or_else(|| p.item.job.tag.clone()),
+            table: e.table,
+            source: e.source,
+        };
+        let first_err = match self.load_batch(&all) {
+            Ok(Batch::Done(outs)) => return outs.into_iter().map(Written::Done).collect(),
+            Ok(Batch::Stale) => return jobs.iter().map(|_| Written::Stale).collect(),
+            Err(e) => e,
+        };
+        if jobs.len() == 1 {
+            return vec![Written::Failed(to_error(&jobs[0], first_err))];
+        }
+        // The batch failed as a whole: retry each job alone so one bad job
+        // does not sink the others.
+        jobs.iter()
+            .map(|p| {
+                let r = self
+                    .reconnect_if_closed()
+                    .map_err(|e| to_error(p, connection_lost(e)))
+                    .and_then(|()| self.load_batch(&[p]).map_err(|e| to_error(p, e)));
+                match r {
+                    Ok(Batch::Done(mut outs)) => Written::Done(outs.remove(0)),
+                    Ok(Batch::Stale) => Written::Stale,
+                    Err(e) => Written::Failed(e),
+                }
+            })
+            .collect()
+    }
+
+    fn write_failures(&mut self, rows: &[FailedRow]) -> Result<(), Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.reconnect_if_closed()?;
+        // One statement per row: a tag twice in one upsert is an error.
+        for r in rows {
+            self.client
+                .execute(
+                    "INSERT INTO tko_ingest_ledger (tag, job_idx, source_path, fingerprint, \
+                        parser_version, loaded_at, outcome, error) \
+                     VALUES ($1, NULL, $2, $3, $4, now() AT TIME ZONE 'UTC', $5, $6) \
+                     ON CONFLICT (tag) DO UPDATE SET source_path = CASE \
+                            WHEN tko_ingest_ledger.job_idx IS NULL THEN EXCLUDED.source_path \
+                            ELSE tko_ingest_ledger.source_path END, \
+                        fingerprint = EXCLUDED.fingerprint, \
+                        parser_version = EXCLUDED.parser_version, \
+                        loaded_at = EXCLUDED.loaded_at, outcome = EXCLUDED.outcome, \
+                        error = EXCLUDED.error",
+                    &[
+                        &r.tag,
+                        &r.source_path,
+                        &r.fingerprint,
+                        &PARSER_VERSION,
+                        &ledger::FAILED,
+                        &r.error,
+                    ],
+                )
+                .map_err(db("writing tko_ingest_ledger"))?;
+        }
+        Ok(())
+    }
+}
+
+/// A lost connection as a step error.
+fn connection_lost(e: Error) -> StepError {
+    StepError {
+        tag: None,
+        table: "connection",
+        retry: false,
+        source: error_chain(&e).into(),
     }
 }

@@ -29,6 +29,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "scan_state",
         sql: include_str!("../../schema/postgres/002_scan_state.sql"),
     },
+    Migration {
+        version: 3,
+        name: "job_machines",
+        sql: include_str!("../../schema/postgres/003_job_machines.sql"),
+    },
 ];
 
 /// SQLite migrations, in order (same versions as [`POSTGRES`]).
@@ -42,6 +47,11 @@ pub const SQLITE: &[Migration] = &[
         version: 2,
         name: "scan_state",
         sql: include_str!("../../schema/sqlite/002_scan_state.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "job_machines",
+        sql: include_str!("../../schema/sqlite/003_job_machines.sql"),
     },
 ];
 
@@ -109,10 +119,11 @@ pub const TABLES: &[&str] = &[
     "tko_ingest_ledger",
     "tko_diagnostics",
     "tko_scan_state",
+    "tko_job_machines",
 ];
 
 /// Tables added after version 1, with the version that added them.
-const ADDED_LATER: &[(&str, u32)] = &[("tko_scan_state", 2)];
+const ADDED_LATER: &[(&str, u32)] = &[("tko_scan_state", 2), ("tko_job_machines", 3)];
 
 /// The tables that exist at schema `version`, in [`TABLES`] order.
 pub fn tables_at(version: u32) -> impl Iterator<Item = &'static str> {

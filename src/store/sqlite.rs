@@ -1,19 +1,23 @@
 //! SQLite backend, the embedded default: prepared statements inside one
-//! IMMEDIATE transaction per batch of jobs, each job in its own savepoint so
-//! a failing job is rolled back alone and recorded in the ledger. SQLite has
+//! IMMEDIATE transaction per batch of jobs, each job in its own savepoint
+//! (machine, kernels, job tree and ledger row together) so a failing job is
+//! rolled back alone. What to load and what the ledger says is decided in
+//! `ledger`; this module holds the SQL. SQLite has
 //! one writer at a time, so natural-key dedup needs no retries here. Times
 //! are stored as ISO text `YYYY-MM-DD HH:MM:SS` (UTC). Values are always
 //! bound parameters; only constant table names are formatted into SQL.
 
+use super::ledger::{
+    self, Backend, FailedRow, JobMachine, LedgerRow, LoadedRow, Planned, ReadRow, Written,
+};
 use super::{
-    batches, error_chain, plan_tests, schema, unchanged, Action, BoxError, Error, LedgerState,
-    LoadItem, LoadOutcome, OldTest, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS,
-    LEDGER_STATE_SQL, PARSER_VERSION,
+    error_chain, plan_tests, schema, BoxError, Error, Failure, LedgerState, LoadItem, LoadOutcome,
+    OldTest, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS, PARSER_VERSION,
 };
 use crate::model::{iso_datetime, Kernel, Timestamp};
 use crate::table::{
     clean, DiagnosticRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow, JobRow,
-    JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow, TreeIds,
+    JobTreeRows, KernelRow, PatchRow, TestAttributeRow, TestRow, TreeIds,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
@@ -189,30 +193,24 @@ fn kernel_idx(c: &Connection, kernel: &Kernel) -> Result<i32, Fail> {
     Ok(idx)
 }
 
-/// Loads one job (inside the caller's savepoint).
+/// Loads one job (inside the caller's savepoint): machine, kernels, job
+/// row, old rows out, new rows in, the job's machine values and the machine
+/// rows they decide, the ledger row.
 fn load_one(
     c: &Connection,
     item: &LoadItem<'_>,
     status_idx: &HashMap<String, i32>,
-) -> Result<LoadOutcome, Fail> {
+) -> Result<(LoadOutcome, LoadedRow), Fail> {
     let job = item.job;
-    let host = clean(&job.machine);
+    let jm = JobMachine::of(job);
     c.prepare_cached(
-        "INSERT INTO tko_machines (hostname, machine_group, owner) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (hostname) DO UPDATE SET machine_group = excluded.machine_group, \
-            owner = COALESCE(excluded.owner, tko_machines.owner)",
+        "INSERT INTO tko_machines (hostname) VALUES (?1) ON CONFLICT (hostname) DO NOTHING",
     )
-    .and_then(|mut s| {
-        s.execute(params![
-            host,
-            clean(&job.machine_group),
-            job.machine_owner.as_deref().map(clean)
-        ])
-    })
+    .and_then(|mut s| s.execute([&jm.hostname]))
     .at("tko_machines")?;
     let machine_idx: i32 = c
         .prepare_cached("SELECT machine_idx FROM tko_machines WHERE hostname = ?1")
-        .and_then(|mut s| s.query_row([&host], |r| r.get(0)))
+        .and_then(|mut s| s.query_row([&jm.hostname], |r| r.get(0)))
         .at("tko_machines")?;
 
     let mut kernels: HashMap<&str, i32> = HashMap::new();
@@ -271,6 +269,7 @@ fn load_one(
             c.last_insert_rowid() as i32
         }
     };
+    machine_values(c, job_idx, machine_idx, &jm)?;
 
     let old: Vec<OldTest> = if existing.is_some() {
         let mut s = c
@@ -378,16 +377,72 @@ fn load_one(
     };
     let rows = JobTreeRows::new(job, &ids, |s| status_idx[s.word()]);
     insert_rows(c, &rows)?;
-    let counts = rows.counts();
+    let (outcome, row) = ledger::loaded(item, job_idx, existing.is_none(), &plan, rows.counts());
+    write_loaded(c, &row)?;
+    Ok((outcome, row))
+}
+
+/// Records what the job says about its machine and recomputes the machine
+/// rows that depend on it (its machine, and the one it was on before if it
+/// moved): see [`JobMachine::of`].
+fn machine_values(
+    c: &Connection,
+    job_idx: i32,
+    machine_idx: i32,
+    jm: &JobMachine,
+) -> Result<(), Fail> {
+    let before: Option<i32> = c
+        .prepare_cached("SELECT machine_idx FROM tko_job_machines WHERE job_idx = ?1")
+        .and_then(|mut s| s.query_row([job_idx], |r| r.get(0)).optional())
+        .at("tko_job_machines")?;
+    c.prepare_cached(
+        "INSERT INTO tko_job_machines (job_idx, machine_idx, newest, machine_group, owner) \
+         VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (job_idx) DO UPDATE SET machine_idx = excluded.machine_idx, \
+            newest = excluded.newest, machine_group = excluded.machine_group, \
+            owner = excluded.owner",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            job_idx,
+            machine_idx,
+            jm.newest,
+            jm.machine_group,
+            jm.owner
+        ])
+    })
+    .at("tko_job_machines")?;
+    let mut affected = vec![machine_idx];
+    affected.extend(before.filter(|&b| b != machine_idx));
+    for m in affected {
+        c.prepare_cached(
+            "UPDATE tko_machines SET \
+                machine_group = (SELECT h.machine_group FROM tko_job_machines h \
+                    WHERE h.machine_idx = ?1 ORDER BY h.newest DESC LIMIT 1), \
+                owner = (SELECT h.owner FROM tko_job_machines h \
+                    WHERE h.machine_idx = ?1 AND h.owner IS NOT NULL \
+                    ORDER BY h.newest DESC LIMIT 1) \
+             WHERE machine_idx = ?1 \
+                AND EXISTS (SELECT 1 FROM tko_job_machines h WHERE h.machine_idx = ?1)",
+        )
+        .and_then(|mut s| s.execute([m]))
+        .at("tko_machines")?;
+    }
+    Ok(())
+}
+
+/// Upserts a loaded job's ledger row.
+fn write_loaded(c: &Connection, row: &LoadedRow) -> Result<(), Fail> {
+    let n = &row.counts;
     c.prepare_cached(
         "INSERT INTO tko_ingest_ledger (tag, job_idx, source_path, fingerprint, parser_version, \
             loaded_at, outcome, error, tests, test_attributes, iteration_attributes, \
             iteration_results, job_keyvals, diagnostics) \
-         VALUES (?1, ?2, ?3, ?4, ?5, datetime('now'), 'loaded', NULL, ?6, ?7, ?8, ?9, ?10, ?11) \
+         VALUES (?1, ?2, ?3, ?4, ?5, datetime('now'), ?6, NULL, ?7, ?8, ?9, ?10, ?11, ?12) \
          ON CONFLICT (tag) DO UPDATE SET job_idx = excluded.job_idx, \
             source_path = excluded.source_path, fingerprint = excluded.fingerprint, \
             parser_version = excluded.parser_version, loaded_at = excluded.loaded_at, \
-            outcome = 'loaded', error = NULL, tests = excluded.tests, \
+            outcome = excluded.outcome, error = NULL, tests = excluded.tests, \
             test_attributes = excluded.test_attributes, \
             iteration_attributes = excluded.iteration_attributes, \
             iteration_results = excluded.iteration_results, \
@@ -395,32 +450,22 @@ fn load_one(
     )
     .and_then(|mut s| {
         s.execute(params![
-            jr.tag,
-            job_idx,
-            clean(&item.source.to_string_lossy()),
-            clean(&item.fingerprint),
+            row.tag,
+            row.job_idx,
+            row.source_path,
+            row.fingerprint,
             PARSER_VERSION,
-            counts.tests as i64,
-            counts.test_attributes as i64,
-            counts.iteration_attributes as i64,
-            counts.iteration_results as i64,
-            counts.job_keyvals as i64,
-            counts.diagnostics as i64,
+            ledger::LOADED,
+            n.tests as i64,
+            n.test_attributes as i64,
+            n.iteration_attributes as i64,
+            n.iteration_results as i64,
+            n.job_keyvals as i64,
+            n.diagnostics as i64,
         ])
     })
     .at("tko_ingest_ledger")?;
-    Ok(LoadOutcome {
-        tag: job.tag.clone(),
-        job_idx: i64::from(job_idx),
-        action: if existing.is_some() {
-            Action::Replaced
-        } else {
-            Action::Inserted
-        },
-        tests_kept: plan.kept.iter().filter(|k| k.is_some()).count(),
-        tests_deleted: plan.vanished.len(),
-        rows: counts,
-    })
+    Ok(())
 }
 
 /// A flat row bound as SQLite parameters in its table's `COLUMNS` order
@@ -536,60 +581,38 @@ fn insert_rows(c: &Connection, rows: &JobTreeRows) -> Result<(), Fail> {
     insert_all(c, &rows.diagnostics)
 }
 
-/// Fills `results[i]` with Skipped if the ledger says `items[i]` is loaded.
-fn skipped(c: &Connection, item: &LoadItem<'_>) -> Result<Option<LoadOutcome>, Fail> {
-    let row: Option<(String, String, String, Option<i32>)> = c
-        .prepare_cached(
-            "SELECT fingerprint, parser_version, outcome, job_idx FROM tko_ingest_ledger \
-             WHERE tag = ?1",
-        )
-        .and_then(|mut s| {
-            s.query_row([clean(&item.job.tag)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .optional()
-        })
-        .at("tko_ingest_ledger")?;
-    Ok(match row {
-        Some((fp, ver, outcome, Some(job_idx))) if unchanged(item, &fp, &ver, &outcome) => {
-            Some(LoadOutcome {
-                tag: item.job.tag.clone(),
-                job_idx: i64::from(job_idx),
-                action: Action::Skipped,
-                tests_kept: 0,
-                tests_deleted: 0,
-                rows: RowCounts::default(),
-            })
-        }
-        _ => None,
-    })
-}
-
-fn record_failure(c: &Connection, item: &LoadItem<'_>, err: &Error) -> rusqlite::Result<usize> {
-    c.execute(
-        "INSERT INTO tko_ingest_ledger (tag, job_idx, source_path, fingerprint, parser_version, \
-            loaded_at, outcome, error) \
-         VALUES (?1, NULL, ?2, ?3, ?4, datetime('now'), 'failed', ?5) \
-         ON CONFLICT (tag) DO UPDATE SET source_path = excluded.source_path, \
-            fingerprint = excluded.fingerprint, parser_version = excluded.parser_version, \
-            loaded_at = excluded.loaded_at, outcome = 'failed', error = excluded.error",
-        params![
-            clean(&item.job.tag),
-            clean(&item.source.to_string_lossy()),
-            clean(&item.fingerprint),
-            PARSER_VERSION,
-            clean(&error_chain(err)),
-        ],
-    )
+/// Ledger rows of `tags` (by tag), on the connection or transaction `c`.
+fn read_ledger(c: &Connection, tags: &[String]) -> rusqlite::Result<HashMap<String, ReadRow>> {
+    let sql = format!(
+        "{}l.tag IN (SELECT value FROM json_each(?1))",
+        ledger::LEDGER_ROWS_SQL
+    );
+    let tags = serde_json::to_string(tags).expect("strings serialize");
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map([tags], |r| {
+        let scan = match (r.get::<_, Option<String>>(6)?, r.get(7)?) {
+            (Some(sig), Some(fp)) => Some((sig, fp)),
+            _ => None,
+        };
+        let row = ReadRow {
+            ledger: LedgerRow {
+                job_idx: r.get(1)?,
+                source_path: r.get(2)?,
+                fingerprint: r.get(3)?,
+                parser_version: r.get(4)?,
+                outcome: r.get(5)?,
+            },
+            scan,
+        };
+        Ok((r.get(0)?, row))
+    })?;
+    rows.collect()
 }
 
 impl SqliteStore {
-    fn load_batch(
-        &mut self,
-        items: &[LoadItem<'_>],
-        batch: &[usize],
-        results: &mut [Option<Result<LoadOutcome, Error>>],
-    ) -> Result<(), Error> {
+    /// One IMMEDIATE transaction; each job in its own savepoint, written
+    /// only if its ledger row is still the one it was planned on.
+    fn write_batch(&mut self, jobs: &[Planned<'_, '_>]) -> Result<Vec<Written>, Error> {
         let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -604,41 +627,103 @@ impl SqliteStore {
                 .map_err(db("reading tko_status"))?;
             rows
         };
-        for &i in batch {
-            let item = &items[i];
+        let mut out = Vec::with_capacity(jobs.len());
+        for p in jobs {
+            let item = p.item;
             let to_error = |f: Fail| Error::Load {
                 tag: item.job.tag.clone(),
                 table: f.table,
                 source: f.source,
             };
-            match skipped(&tx, item) {
-                Ok(Some(o)) => {
-                    results[i] = Some(Ok(o));
-                    continue;
-                }
-                Ok(None) => {}
+            let tag = clean(&item.job.tag);
+            let now = match read_ledger(&tx, std::slice::from_ref(&tag)).at("tko_ingest_ledger") {
+                Ok(mut rows) => rows.remove(&tag).map(|r| r.ledger),
                 Err(f) => {
-                    results[i] = Some(Err(to_error(f)));
+                    out.push(Written::Failed(to_error(f)));
                     continue;
                 }
+            };
+            if !p.still_current(now.as_ref()) {
+                out.push(Written::Stale);
+                continue;
             }
             let sp = tx.savepoint().map_err(db("SAVEPOINT"))?;
-            let r = load_one(&sp, item, &status_idx);
-            match r {
-                Ok(o) => {
+            match load_one(&sp, item, &status_idx) {
+                Ok((o, _)) => {
                     sp.commit().map_err(db("RELEASE SAVEPOINT"))?;
-                    results[i] = Some(Ok(o));
+                    out.push(Written::Done(o));
                 }
                 Err(f) => {
                     drop(sp); // rolls the job back
-                    let e = to_error(f);
-                    // Best effort: the error is returned either way.
-                    let _ = record_failure(&tx, item, &e);
-                    results[i] = Some(Err(e));
+                    out.push(Written::Failed(to_error(f)));
                 }
             }
         }
-        tx.commit().map_err(db("COMMIT"))
+        tx.commit().map_err(db("COMMIT"))?;
+        Ok(out)
+    }
+}
+
+impl Backend for SqliteStore {
+    fn ledger_rows(&mut self, tags: &[String]) -> Result<HashMap<String, ReadRow>, Error> {
+        read_ledger(&self.conn, tags).map_err(db("reading tko_ingest_ledger"))
+    }
+
+    fn write_jobs(&mut self, jobs: &[Planned<'_, '_>]) -> Vec<Written> {
+        match self.write_batch(jobs) {
+            Ok(w) => w,
+            Err(e) => {
+                // The batch transaction itself failed: nothing of it stayed.
+                let text = error_chain(&e);
+                jobs.iter()
+                    .map(|p| {
+                        Written::Failed(Error::Load {
+                            tag: p.item.job.tag.clone(),
+                            table: "transaction",
+                            source: text.clone().into(),
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn write_failures(&mut self, rows: &[FailedRow]) -> Result<(), Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("writing tko_ingest_ledger"))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO tko_ingest_ledger (tag, job_idx, source_path, fingerprint, \
+                        parser_version, loaded_at, outcome, error) \
+                     VALUES (?1, NULL, ?2, ?3, ?4, datetime('now'), ?5, ?6) \
+                     ON CONFLICT (tag) DO UPDATE SET source_path = CASE \
+                            WHEN tko_ingest_ledger.job_idx IS NULL THEN excluded.source_path \
+                            ELSE tko_ingest_ledger.source_path END, \
+                        fingerprint = excluded.fingerprint, \
+                        parser_version = excluded.parser_version, \
+                        loaded_at = excluded.loaded_at, outcome = excluded.outcome, \
+                        error = excluded.error",
+                )
+                .map_err(db("writing tko_ingest_ledger"))?;
+            for r in rows {
+                stmt.execute(params![
+                    r.tag,
+                    r.source_path,
+                    r.fingerprint,
+                    PARSER_VERSION,
+                    ledger::FAILED,
+                    r.error
+                ])
+                .map_err(db("writing tko_ingest_ledger"))?;
+            }
+        }
+        tx.commit().map_err(db("writing tko_ingest_ledger"))
     }
 }
 
@@ -680,24 +765,12 @@ impl Store for SqliteStore {
     }
 
     fn ledger_state(&mut self, tags: &[&str]) -> Result<HashMap<String, LedgerState>, Error> {
-        let sql = format!("{LEDGER_STATE_SQL}l.tag IN (SELECT value FROM json_each($2))");
-        let tags = serde_json::to_string(tags).expect("strings serialize");
-        let mut stmt = self
-            .conn
-            .prepare_cached(&sql)
-            .map_err(db("reading tko_ingest_ledger"))?;
-        let rows = stmt
-            .query_map(params![PARSER_VERSION, tags], |r| {
-                let state = LedgerState {
-                    fingerprint: r.get(1)?,
-                    loaded: r.get::<_, Option<bool>>(2)?.unwrap_or(false),
-                    signature: r.get(3)?,
-                };
-                Ok((r.get(0)?, state))
-            })
-            .map_err(db("reading tko_ingest_ledger"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(db("reading tko_ingest_ledger"))
+        let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
+        Ok(self
+            .ledger_rows(&tags)?
+            .into_iter()
+            .map(|(tag, row)| (tag, ledger::state(&row)))
+            .collect())
     }
 
     fn record_signatures(&mut self, rows: &[Signature]) -> Result<(), Error> {
@@ -721,25 +794,12 @@ impl Store for SqliteStore {
         tx.commit().map_err(db("writing tko_scan_state"))
     }
 
+    fn record_failures(&mut self, failures: &[Failure]) -> Result<(), Error> {
+        self.write_failures(&ledger::failure_rows(failures))
+    }
+
     fn load_jobs(&mut self, items: &[LoadItem<'_>]) -> Vec<Result<LoadOutcome, Error>> {
-        let mut results: Vec<Option<Result<LoadOutcome, Error>>> =
-            (0..items.len()).map(|_| None).collect();
-        for batch in batches(items, self.batch_jobs) {
-            if let Err(e) = self.load_batch(items, &batch, &mut results) {
-                // The batch transaction itself failed: nothing of it stayed.
-                let text = error_chain(&e);
-                for &i in &batch {
-                    results[i] = Some(Err(Error::Load {
-                        tag: items[i].job.tag.clone(),
-                        table: "transaction",
-                        source: text.clone().into(),
-                    }));
-                }
-            }
-        }
-        results
-            .into_iter()
-            .map(|r| r.expect("every item belongs to exactly one batch"))
-            .collect()
+        let batch = self.batch_jobs;
+        ledger::load_jobs(self, items, batch)
     }
 }
