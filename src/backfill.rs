@@ -186,7 +186,11 @@ struct Todo {
 
 /// One parsed job on its way to the writer, holding its lock.
 struct Ready {
-    parsed: Parsed,
+    /// The job's tag.
+    tag: String,
+    /// The parse, or why the job's files could not be read (then it must
+    /// not be loaded: the previous version stays).
+    parsed: Result<Parsed, ingest::ReadError>,
     signature: String,
     _lock: Option<File>,
 }
@@ -337,7 +341,7 @@ pub fn run(
                     let (ready, busy) = pool.install(|| read_chunk(piece, opts));
                     chunk.ledger = ready
                         .iter()
-                        .filter_map(|r| ledger.remove_entry(&r.parsed.job.tag))
+                        .filter_map(|r| ledger.remove_entry(&r.tag))
                         .collect();
                     chunk.ready = ready;
                     chunk.busy = busy;
@@ -408,6 +412,7 @@ fn read_chunk(todo: Vec<Todo>, opts: &Options) -> (Vec<Ready>, Vec<Todo>) {
             };
             Ok(Ready {
                 parsed: ingest::parse_dir(&t.dir),
+                tag: t.dir.tag,
                 signature: t.signature,
                 _lock: lock,
             })
@@ -437,8 +442,14 @@ fn write_chunk(
     let mut items = Vec::new();
     let mut signed = Vec::new();
     for r in ready {
-        let p = &r.parsed;
         summary.done += 1;
+        let p = match &r.parsed {
+            Ok(p) => p,
+            Err(e) => {
+                summary.failed.push((r.tag.clone(), e.to_string()));
+                continue;
+            }
+        };
         if p.status_file.is_none() {
             summary.no_status_file.push(p.job.tag.clone());
             observer.job(&p.job, JobOutcome::NoStatusFile);

@@ -78,6 +78,14 @@ fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
     let mut out = io::BufWriter::new(stdout.lock());
     for chunk in dirs.chunks(CHUNK_JOBS) {
         for job in ingest::parse_jobs(chunk) {
+            let job = match job {
+                Ok(job) => job,
+                Err(e) => {
+                    eprintln!("tko: {e}");
+                    failed = true;
+                    continue;
+                }
+            };
             if args.json {
                 serde_json::to_writer(&mut out, &job).context("writing JSON")?;
                 writeln!(out)?;
@@ -536,6 +544,7 @@ fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("no job directory found at {}", path.display());
         }
         for job in ingest::parse_jobs(&dirs) {
+            let job = job?;
             let lines = report::summarize(&report::records_from_job(&job));
             report::write_summary(&mut out, &job.tag, &lines)?;
         }

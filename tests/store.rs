@@ -807,10 +807,10 @@ fn corpus_round_trip(backend: Backend) -> TestResult {
     let mut db = Db::open(&f);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let corpus = root.join("tests/corpus/autotest");
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(corpus.join("manifest.json")).map_err(
-            |e| format!("{}: {e}", corpus.join("manifest.json").display()),
-        )?)?;
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(corpus.join("manifest.json"))
+            .map_err(|e| format!("{}: {e}", corpus.join("manifest.json").display()))?,
+    )?;
     let mut inputs = vec![(root.join("fixtures/example-results"), 2)];
     for case in manifest["cases"].as_array().expect("cases") {
         for run in case["runs"].as_array().expect("runs") {
@@ -832,6 +832,7 @@ fn corpus_round_trip(backend: Backend) -> TestResult {
         let (dirs, _) = tko::discover::find_jobs(&[input], level);
         let parsed: Vec<_> = tko::ingest::parse_all(&dirs)
             .into_iter()
+            .map(|p| p.expect("corpus files are readable"))
             .filter(|p| p.status_file.is_some())
             .collect();
         let items: Vec<LoadItem<'_>> = parsed

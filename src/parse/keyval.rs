@@ -20,6 +20,8 @@ pub struct Keyval {
     pub map: BTreeMap<String, Value>,
     /// Lines Autotest would have raised on.
     pub problems: Vec<Problem>,
+    /// Key → 1-based line of the value kept (the last duplicate).
+    pub lines: BTreeMap<String, u32>,
 }
 
 /// `key = [-.\w]+` (ASCII word characters, dash, dot).
@@ -70,6 +72,7 @@ pub fn keyval(input: &[u8]) -> Keyval {
         match entry(line) {
             Ok((_, (k, v))) => {
                 out.map.insert(k.to_string(), typed_value(v));
+                out.lines.insert(k.to_string(), number);
             }
             Err(_) => out.problems.push(Problem::error(
                 Some(number),

@@ -151,16 +151,25 @@ pub fn python_int(text: &str) -> Option<i64> {
     t.strip_prefix('+').unwrap_or(t).parse().ok()
 }
 
+/// True if `int(text)` would accept `text` as an integer of any size
+/// (surrounding whitespace, optional sign, decimal digits).
+pub fn is_python_int_literal(text: &str) -> bool {
+    let t = text.trim_matches(is_py_space);
+    let body = t.strip_prefix(['+', '-']).unwrap_or(t);
+    !body.is_empty() && body.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Largest timestamp Python's `datetime.fromtimestamp` accepts (year 9999).
 const MAX_TIMESTAMP: i64 = 253_402_300_799;
 
 /// Autotest's `get_timestamp`: `int(value)` seconds since the epoch. Floats
 /// are truncated; anything else is an error (Autotest raises).
 pub fn timestamp_of_value(v: &Value) -> Result<Timestamp, String> {
+    // Integers too large for i64 are out of range (Python: OverflowError).
     let ts = match v {
-        Value::Int(i) => i64::try_from(*i).ok(),
+        Value::Int(i) => Some(i64::try_from(*i).unwrap_or(i64::MAX)),
         Value::Float(f) if f.is_finite() => Some(f.trunc() as i64),
-        Value::Str(s) => python_int(s),
+        Value::Str(s) if is_python_int_literal(s) => Some(python_int(s).unwrap_or(i64::MAX)),
         _ => None,
     };
     timestamp_in_range(ts, v)
