@@ -148,6 +148,17 @@ fn read_optional(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, 
     Ok(Some(bytes))
 }
 
+/// [`read_optional`], but a directory (already reported) reads as empty.
+fn read_optional_unless_dir(
+    path: &Path,
+    diags: &mut Diags<'_>,
+) -> Result<Option<Vec<u8>>, ReadError> {
+    if path.is_dir() {
+        return Ok(Some(Vec::new()));
+    }
+    read_optional(path, diags)
+}
+
 /// Classifies an error met opening or reading an optional file: absent
 /// (`ENOENT`, `ENOTDIR`, as Autotest's `os.path.exists`), absent with a
 /// diagnostic (a directory, a symlink loop, a name too long: the same on
@@ -468,27 +479,33 @@ pub fn replay(jd: &JobDir) -> Result<(Parsed, Vec<Step>), ReadError> {
 }
 
 /// Finds the status file: `status.log` if it exists, else `status`. A
-/// `status.log` that is a directory is reported (Autotest loses the job
-/// there) and skipped; one that exists but cannot be examined is an error.
+/// `status.log` that is a directory is reported (Autotest raises and loses
+/// the job there); `status` is used if there is one, else the job is read
+/// as having an empty `status.log`, so it is kept. A status file that
+/// exists but cannot be examined is an error.
 fn status_file(dir: &Path, diags: &mut Diags<'_>) -> Result<Option<&'static str>, ReadError> {
+    let mut log_is_dir = false;
     for name in ["status.log", "status"] {
         let path = dir.join(name);
         match std::fs::metadata(&path) {
-            Ok(m) if m.is_dir() => diags.push(
-                &path,
-                Severity::Error,
-                None,
-                "is a directory (Autotest's parser raises IOError and loses the job here); \
-                 not read"
-                    .into(),
-            ),
+            Ok(m) if m.is_dir() => {
+                log_is_dir |= name == "status.log";
+                diags.push(
+                    &path,
+                    Severity::Error,
+                    None,
+                    "is a directory (Autotest's parser raises IOError and loses the job here); \
+                     read as an empty status log"
+                        .into(),
+                );
+            }
             Ok(_) => return Ok(Some(name)),
             Err(e) => {
                 absent::<()>(&path, e, diags)?;
             }
         }
     }
-    Ok(None)
+    Ok(log_is_dir.then_some("status.log"))
 }
 
 fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step>), ReadError> {
@@ -561,7 +578,7 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step
         Some(path) => {
             // The status file exists: not being able to read it now is an
             // error even if it vanished meanwhile.
-            let bytes = match read_optional(&path, &mut diags)? {
+            let bytes = match read_optional_unless_dir(&path, &mut diags)? {
                 Some(b) => b,
                 None if !path.exists() => {
                     let e = io::Error::from(io::ErrorKind::NotFound);

@@ -281,3 +281,98 @@ fn unreadable_files_fail_the_job_and_keep_the_loaded_one() -> Result<(), Box<dyn
     }
     Ok(())
 }
+
+fn parse_one(dir: &Path) -> tko::model::Job {
+    let (dirs, errors) = tko::discover::find_jobs(&[dir.to_path_buf()], 1);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    tko::ingest::parse_jobs(&dirs)
+        .pop()
+        .expect("one job")
+        .expect("readable")
+}
+
+/// Issue 10 item 3: subdirs that stay inside the job directory after
+/// normalising (`.`, `debug/../ltp.fs`) are read; `../x` is not.
+#[test]
+fn test_subdirs_inside_the_job_dir_are_read() -> Result<(), Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
+    let j = tmp.path().join("5-e");
+    write(&j.join("keyval"), b"status_version=1\njob_kv=7\n");
+    write(
+        &j.join("status.log"),
+        b"START\t----\t----\ttimestamp=10\t\n\
+\tSTART\tdebug/../ltp.fs\tltp\ttimestamp=11\t\n\
+\tEND GOOD\tdebug/../ltp.fs\tltp\ttimestamp=12\t\n\
+\tSTART\t.\tdot\ttimestamp=13\t\n\
+\tEND GOOD\t.\tdot\ttimestamp=14\t\n\
+\tSTART\t../x\tout\ttimestamp=15\t\n\
+\tEND GOOD\t../x\tout\ttimestamp=16\t\n\
+END GOOD\t----\t----\ttimestamp=17\t\n",
+    );
+    write(&j.join("ltp.fs/keyval"), b"version=3\n");
+    write(&j.join("ltp.fs/results/keyval"), b"thr{perf}=1.5\n\n");
+    fs::create_dir_all(j.join("debug"))?;
+    write(&tmp.path().join("x/keyval"), b"secret=1\n");
+    let job = parse_one(&j);
+    let test = |name: &str| {
+        job.tests
+            .iter()
+            .find(|t| t.testname == name)
+            .unwrap_or_else(|| panic!("{name} in {:?}", job.tests))
+    };
+    let ltp = test("ltp");
+    assert_eq!(ltp.attributes["version"], tko::model::Value::Int(3));
+    assert_eq!(ltp.iterations.len(), 1);
+    assert_eq!(ltp.subdir.as_deref(), Some("debug/../ltp.fs"));
+    // `.` is the job directory itself: its keyval, as Autotest reads it.
+    assert_eq!(test("dot").attributes["job_kv"], tko::model::Value::Int(7));
+    assert!(test("out").attributes.is_empty());
+    let warned: Vec<_> = job
+        .diagnostics
+        .iter()
+        .filter(|d| d.message.contains("leaves the job directory"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{:?}", job.diagnostics);
+    assert!(warned[0].message.contains("../x"));
+    Ok(())
+}
+
+/// Issue 10 item 4: where Autotest loses the job (a `status.log` that is a
+/// directory, an integer too large for it), the job is kept with an error
+/// diagnostic naming the file and line.
+#[test]
+fn jobs_autotest_loses_are_kept_with_file_and_line() -> Result<(), Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
+    // status.log is a directory: kept as an empty status log.
+    let a = tmp.path().join("6-f");
+    write(&a.join("keyval"), b"status_version=1\nuser=f\n");
+    fs::create_dir_all(a.join("status.log"))?;
+    let job = parse_one(&a);
+    assert_eq!(job.user.as_deref(), Some("f"));
+    assert_eq!(job.tests.len(), 1, "SERVER_JOB only: {:?}", job.tests);
+    assert!(job.diagnostics.iter().any(|d| d.severity == Severity::Error
+        && d.file == "status.log"
+        && d.message.contains("directory")));
+
+    // Integers Autotest overflows on.
+    let b = tmp.path().join("7-g");
+    write(
+        &b.join("keyval"),
+        b"status_version=1\nlabel=x\njob_started=99999999999999999999999\njob_queued=123456789012345678901234567890123456789012\n",
+    );
+    write(&b.join(".autoserv_execute"), b"1234\n4294967296\n0\n");
+    write(&b.join("status.log"), GOOD_LOG);
+    let job = parse_one(&b);
+    assert_eq!(job.tests.len(), 3);
+    assert_eq!(job.tests[0].status, Status::Abort);
+    let at = |file: &str, line: u32| {
+        job.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error && d.file == file && d.line == Some(line))
+    };
+    assert!(at(".autoserv_execute", 2), "{:?}", job.diagnostics);
+    assert!(at("keyval", 3), "{:?}", job.diagnostics);
+    assert!(at("keyval", 4), "{:?}", job.diagnostics);
+    Ok(())
+}
