@@ -9,6 +9,7 @@
 use crate::discover::{afe_job_id, JobDir};
 use crate::model::{Diagnostic, Job, Severity, Status, Test, Value};
 use crate::parse::{self, keyval::Keyval, v0, v1, Problem, TestResult};
+use crate::text;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::io;
@@ -80,6 +81,10 @@ impl Diags<'_> {
     }
     fn push(&mut self, path: &Path, severity: Severity, line: Option<u32>, message: String) {
         let file = self.name(path);
+        let message = match text::for_message(&message) {
+            std::borrow::Cow::Owned(m) => m,
+            std::borrow::Cow::Borrowed(_) => message,
+        };
         self.list.push(Diagnostic {
             severity,
             file,
@@ -142,7 +147,7 @@ fn read_optional(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, 
             path,
             Severity::Warning,
             u32::try_from(line).ok(),
-            "invalid UTF-8; undecodable bytes replaced with U+FFFD".into(),
+            "invalid UTF-8; lines that are not UTF-8 are read as Latin-1".into(),
         );
     }
     Ok(Some(bytes))
@@ -268,8 +273,14 @@ fn text(v: Option<&Value>) -> Option<String> {
 
 /// A first line of a file, without its line break.
 fn first_line(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    s.split('\n').next().unwrap_or("").to_string()
+    let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    text::decode(first).into_owned()
+}
+
+/// A model string as a file name: its original bytes.
+fn os_name(s: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    std::ffi::OsString::from_vec(text::bytes(s).into_owned())
 }
 
 /// Host keyval names must stay inside `host_keyvals/`.
@@ -285,7 +296,7 @@ fn safe_name(name: &str) -> bool {
 fn inside_job_dir(subdir: &str) -> Option<PathBuf> {
     use std::path::Component;
     let mut out = PathBuf::new();
-    for c in Path::new(subdir).components() {
+    for c in Path::new(&os_name(subdir)).components() {
         match c {
             Component::Normal(part) => out.push(part),
             Component::CurDir => {}
@@ -312,7 +323,7 @@ fn host_keyval(
     if !safe_name(host) {
         return Ok(BTreeMap::new());
     }
-    let path = top.join("host_keyvals").join(host);
+    let path = top.join("host_keyvals").join(os_name(host));
     if !path.is_file() {
         return Ok(BTreeMap::new());
     }
@@ -358,10 +369,11 @@ fn exit_status(top: Option<&Path>, diags: &mut Diags<'_>) -> Result<Status, Read
     let Some(bytes) = read_optional(&path, diags)? else {
         return Ok(Status::Abort);
     };
-    let text = String::from_utf8_lossy(&bytes);
-    let Some(line) = text.split_inclusive('\n').nth(1) else {
+    let Some(line) = bytes.split_inclusive(|&b| b == b'\n').nth(1) else {
         return Ok(Status::Abort);
     };
+    let line = text::decode(line);
+    let line = line.as_ref();
     let code = match parse::python_int(line) {
         Some(c) => i32::try_from(c).ok(),
         None if parse::is_python_int_literal(line) => None,
@@ -607,22 +619,14 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step
                 } else {
                     v1::V1::new(ctx)
                 };
-                let text = String::from_utf8_lossy(&bytes);
-                let lines = parse::lines_with_numbers(text.as_bytes()).map(|(n, l)| {
-                    (
-                        n,
-                        std::str::from_utf8(l).expect("split of valid UTF-8 at \\n is valid"),
-                    )
-                });
-                if line_by_line {
-                    for line in lines {
-                        let emitted = machine.process([line]);
-                        if !emitted.is_empty() {
-                            raw_steps.push((Some(line.0), emitted));
-                        }
+                // Line by line, each decoded on its own (UTF-8, else
+                // Latin-1), so only one line is held as text at a time.
+                for (n, raw) in parse::lines_with_numbers(&bytes) {
+                    let line = text::decode(raw);
+                    let emitted = machine.process([(n, line.as_ref())]);
+                    if line_by_line && !emitted.is_empty() {
+                        raw_steps.push((Some(n), emitted));
                     }
-                } else {
-                    machine.process(lines);
                 }
                 let out = machine.end();
                 if line_by_line && !out.emitted_at_end.is_empty() {

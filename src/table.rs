@@ -489,12 +489,14 @@ impl Cleaner {
     }
 }
 
-/// `s` with every NUL replaced by [`NUL_REPLACEMENT`].
+/// The stored form of a model string: Latin-1 bytes as Latin-1 text
+/// ([`crate::text::stored`]), every NUL replaced by [`NUL_REPLACEMENT`].
 pub fn clean(s: &str) -> String {
+    let s = crate::text::stored(s);
     if s.contains('\0') {
         s.replace('\0', "\u{FFFD}")
     } else {
-        s.to_owned()
+        s.into_owned()
     }
 }
 

@@ -141,7 +141,10 @@ fn broken_files_give_diagnostics_and_other_jobs_still_parse(
         .find(|t| t.status == Status::Fail)
         .expect("FAIL test kept");
     assert_eq!(failed.testname, "t\u{0}");
-    assert_eq!(failed.subdir.as_deref(), Some("t\u{fffd}t"));
+    // Not UTF-8: read as Latin-1, losslessly.
+    let subdir = failed.subdir.as_deref().expect("subdir");
+    assert_eq!(tko::text::stored(subdir), "t\u{ff}t");
+    assert_eq!(&*tko::text::bytes(subdir), b"t\xfft");
 
     // The unbalanced job is closed by implicit aborts, the long reason kept.
     let t = jobs[2]
@@ -374,5 +377,96 @@ fn jobs_autotest_loses_are_kept_with_file_and_line() -> Result<(), Box<dyn std::
     assert!(at(".autoserv_execute", 2), "{:?}", job.diagnostics);
     assert!(at("keyval", 3), "{:?}", job.diagnostics);
     assert!(at("keyval", 4), "{:?}", job.diagnostics);
+    Ok(())
+}
+
+/// Issue 10 item 5: bytes that are not UTF-8 are kept, read as Latin-1, in
+/// every text field; `tko parse --json` marks them with `$latin1`, the
+/// warehouse stores the Latin-1 text, and valid UTF-8 stays as it is.
+#[test]
+fn non_utf8_text_is_lossless_latin1() -> Result<(), Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
+    let r = tmp.path().join("results");
+    let j = r.join("8-h/host");
+    write(
+        &j.join("keyval"),
+        b"status_version=1\nlabel=caf\xe9\nuser=\xc3\xa9t\xc3\xa9\n",
+    );
+    write(
+        &j.join("status.log"),
+        b"INFO\t----\t----\tkernel=2.6-\xe9\t\n\
+START\t----\t----\ttimestamp=10\t\n\
+\tSTART\tt\xe9st\tt\xe9st\ttimestamp=11\t\n\
+\t\tWARN\tt\xe9st\tt\xe9st\ttimestamp=12\tslow \xff\n\
+\tEND WARN\tt\xe9st\tt\xe9st\ttimestamp=13\t\n\
+END GOOD\t----\t----\ttimestamp=14\t\n",
+    );
+    let test_dir = {
+        use std::os::unix::ffi::OsStrExt;
+        j.join(std::ffi::OsStr::from_bytes(b"t\xe9st"))
+    };
+    write(&test_dir.join("keyval"), b"v=x\xe9\n");
+    write(
+        &test_dir.join("results/keyval"),
+        b"a\xe9{attr}=b\xe9\nthr{perf}=1\n\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tko"))
+        .args(["parse", "--json", "--level", "2"])
+        .arg(&r)
+        .output()?;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let job: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let l = |s: &str| serde_json::json!({ "$latin1": s });
+    assert_eq!(job["label"], l("café"));
+    assert_eq!(job["user"], "été", "valid UTF-8 stays as is");
+    let t = &job["tests"][2];
+    assert_eq!(t["testname"], l("tést"));
+    assert_eq!(t["subdir"], l("tést"));
+    assert_eq!(t["reason"], l("slow ÿ"));
+    assert_eq!(t["attributes"]["v"], l("xé"));
+    assert_eq!(t["iterations"][0]["perf"]["thr"], 1.0);
+    assert_eq!(t["iterations"][0]["attr"]["$latin1:aé"], l("bé"));
+    assert_eq!(t["kernel"]["base"], l("2.6-é"));
+    let md5 = format!("{:x}", md5::compute(b"2.6-\xe9"));
+    assert_eq!(t["kernel"]["kernel_hash"], md5.as_str());
+    let diags = job["diagnostics"].as_array().expect("diagnostics");
+    assert!(
+        diags.iter().all(|d| d["severity"] == "warning"),
+        "{diags:?}"
+    );
+    assert!(diags.iter().any(|d| d["file"] == "status.log"
+        && d["line"] == 1
+        && d["message"].as_str().is_some_and(|m| m.contains("Latin-1"))));
+
+    let db = tmp.path().join("tko.db");
+    let url = format!("sqlite:{}", db.display());
+    let load = std::process::Command::new(env!("CARGO_BIN_EXE_tko"))
+        .args(["load", "--quiet", "--level", "2", "--db", &url])
+        .arg(&r)
+        .output()?;
+    assert!(load.status.success(), "{load:?}");
+    let conn = rusqlite::Connection::open(&db)?;
+    let (test, subdir, reason): (String, String, String) = conn.query_row(
+        "SELECT test, subdir, reason FROM tko_tests WHERE status = (SELECT status_idx FROM tko_status WHERE word = 'WARN')",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    assert_eq!(
+        (test.as_str(), subdir.as_str(), reason.as_str()),
+        ("tést", "tést", "slow ÿ")
+    );
+    let label: String = conn.query_row("SELECT label FROM tko_jobs", [], |r| r.get(0))?;
+    assert_eq!(label, "café");
+    let attr: String =
+        conn.query_row("SELECT attribute FROM tko_iteration_attributes", [], |r| {
+            r.get(0)
+        })?;
+    assert_eq!(attr, "aé");
+    let value: String = conn.query_row(
+        "SELECT value FROM tko_test_attributes WHERE attribute = 'v'",
+        [],
+        |r| r.get(0),
+    )?;
+    assert_eq!(value, "xé");
     Ok(())
 }

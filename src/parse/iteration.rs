@@ -69,7 +69,7 @@ pub fn iterations(input: &[u8], status_version: u32) -> Iterations {
     let mut perf = BTreeMap::new();
     let mut index = 1;
     for (number, raw) in lines_with_numbers(input) {
-        let text = String::from_utf8_lossy(raw);
+        let text = crate::text::decode(raw);
         // Python's str.strip(): ASCII whitespace on both ends.
         let line = text.trim_matches(|c: char| is_py_space(c));
         if line.is_empty() {

@@ -62,7 +62,7 @@ pub fn typed_value(v: &str) -> Value {
 pub fn keyval(input: &[u8]) -> Keyval {
     let mut out = Keyval::default();
     for (number, raw) in lines_with_numbers(input) {
-        let text = String::from_utf8_lossy(raw);
+        let text = crate::text::decode(raw);
         // Python: re.sub('#.*', '', line).rstrip()
         let uncommented = match text.find('#') {
             Some(p) => &text[..p],
