@@ -92,6 +92,21 @@ impl Diags<'_> {
             message,
         });
     }
+    /// Adds a file read to the fingerprint: its name, length and bytes.
+    fn consume(&mut self, path: &Path, bytes: &[u8]) {
+        let name = self.name(path);
+        self.hash.consume(name.as_bytes());
+        self.hash.consume((bytes.len() as u64).to_le_bytes());
+        self.hash.consume(bytes);
+    }
+    fn latin1_warning(&mut self, path: &Path, line: Option<u32>) {
+        self.push(
+            path,
+            Severity::Warning,
+            line,
+            "invalid UTF-8; lines that are not UTF-8 are read as Latin-1".into(),
+        );
+    }
     fn problems(&mut self, path: &Path, problems: impl IntoIterator<Item = Problem>) {
         for p in problems {
             self.push(path, p.severity, p.line, p.message);
@@ -104,14 +119,47 @@ impl Diags<'_> {
 /// when it exists and cannot be read. Invalid UTF-8 gets a warning naming
 /// its first line (the bytes are then read with U+FFFD replacement).
 fn read_optional(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, ReadError> {
+    let bytes = read_unhashed(path, diags)?;
+    if let Some(b) = &bytes {
+        diags.consume(path, b);
+    }
+    Ok(bytes)
+}
+
+/// [`read_optional`] without adding the file to the fingerprint (the
+/// caller does, with [`Diags::consume`], to keep the fingerprint's order).
+fn read_unhashed(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, ReadError> {
     use std::io::Read;
+    let Some((mut file, len)) = open_optional(path, diags)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    if let Err(e) = file.read_to_end(&mut bytes) {
+        return absent(path, e, diags);
+    }
+    if let Err(e) = std::str::from_utf8(&bytes) {
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        diags.latin1_warning(path, u32::try_from(line).ok());
+    }
+    Ok(Some(bytes))
+}
+
+/// Opens a file that may be absent (see [`read_optional`]), with its size.
+fn open_optional(
+    path: &Path,
+    diags: &mut Diags<'_>,
+) -> Result<Option<(std::fs::File, u64)>, ReadError> {
     use std::os::unix::fs::OpenOptionsExt;
     // O_NONBLOCK: opening a FIFO must not wait for a writer.
     let opened = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path);
-    let mut file = match opened {
+    let file = match opened {
         Ok(f) => f,
         Err(e) => return absent(path, e, diags),
     };
@@ -129,28 +177,49 @@ fn read_optional(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, 
         );
         return Ok(None);
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    if let Err(e) = file.read_to_end(&mut bytes) {
-        return absent(path, e, diags);
-    }
+    Ok(Some((file, meta.len())))
+}
+
+/// Streams a file that exists line by line (each with its `\n`, numbered
+/// from 1) into `f`, fingerprinting it as [`read_optional`] does: only one
+/// line is held at a time, however large the file.
+fn read_lines(
+    path: &Path,
+    diags: &mut Diags<'_>,
+    mut f: impl FnMut(u32, &[u8]),
+) -> Result<(), ReadError> {
+    use std::io::BufRead;
+    let Some((file, len)) = open_optional(path, diags)? else {
+        let e = io::Error::from(io::ErrorKind::NotFound);
+        return Err(ReadError::new(path, e));
+    };
     let name = diags.name(path);
     diags.hash.consume(name.as_bytes());
-    diags.hash.consume((bytes.len() as u64).to_le_bytes());
-    diags.hash.consume(&bytes);
-    if let Err(e) = std::str::from_utf8(&bytes) {
-        let line = bytes[..e.valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1;
-        diags.push(
-            path,
-            Severity::Warning,
-            u32::try_from(line).ok(),
-            "invalid UTF-8; lines that are not UTF-8 are read as Latin-1".into(),
-        );
+    diags.hash.consume(len.to_le_bytes());
+    let mut reader = io::BufReader::with_capacity(1 << 16, file);
+    let mut buf = Vec::new();
+    let mut number: u32 = 0;
+    let mut warned = false;
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return Err(ReadError::new(path, e)),
+        }
+        number = number.saturating_add(1);
+        diags.hash.consume(&buf);
+        if !warned && std::str::from_utf8(&buf).is_err() {
+            warned = true;
+            diags.latin1_warning(path, Some(number));
+        }
+        f(number, &buf);
+        if buf.capacity() > 1 << 20 {
+            // Give a very long line's memory back.
+            buf = Vec::new();
+        }
     }
-    Ok(Some(bytes))
+    Ok(())
 }
 
 /// [`read_optional`], but a directory (already reported) reads as empty.
@@ -360,29 +429,25 @@ fn machine_name(
     Ok(machine)
 }
 
-/// `job.exit_status()` from `<top>/.autoserv_execute`.
-fn exit_status(top: Option<&Path>, diags: &mut Diags<'_>) -> Result<Status, ReadError> {
-    let Some(top) = top else {
-        return Ok(Status::Abort);
-    };
-    let path = top.join(".autoserv_execute");
-    let Some(bytes) = read_optional(&path, diags)? else {
-        return Ok(Status::Abort);
+/// `job.exit_status()` from the bytes of `<top>/.autoserv_execute` (`path`).
+fn exit_status(path: &Path, bytes: Option<&[u8]>, diags: &mut Diags<'_>) -> Status {
+    let Some(bytes) = bytes else {
+        return Status::Abort;
     };
     let Some(line) = bytes.split_inclusive(|&b| b == b'\n').nth(1) else {
-        return Ok(Status::Abort);
+        return Status::Abort;
     };
     let line = text::decode(line);
     let line = line.as_ref();
     let code = match parse::python_int(line) {
         Some(c) => i32::try_from(c).ok(),
         None if parse::is_python_int_literal(line) => None,
-        None => return Ok(Status::Abort),
+        None => return Status::Abort,
     };
     // os.WIFEXITED takes a C int: a larger value raises OverflowError.
     let Some(code) = code else {
         diags.push(
-            &path,
+            path,
             Severity::Error,
             Some(2),
             format!(
@@ -391,16 +456,16 @@ fn exit_status(top: Option<&Path>, diags: &mut Diags<'_>) -> Result<Status, Read
                 line.trim_matches(parse::is_py_space)
             ),
         );
-        return Ok(Status::Abort);
+        return Status::Abort;
     };
     let signal = code & 0x7f;
-    Ok(if signal != 0 {
+    if signal != 0 {
         Status::Abort
     } else if (code >> 8) & 0xff != 0 {
         Status::Fail
     } else {
         Status::Good
-    })
+    }
 }
 
 fn timestamp(
@@ -588,17 +653,17 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step
             Vec::new()
         }
         Some(path) => {
-            // The status file exists: not being able to read it now is an
-            // error even if it vanished meanwhile.
-            let bytes = match read_optional_unless_dir(&path, &mut diags)? {
-                Some(b) => b,
-                None if !path.exists() => {
-                    let e = io::Error::from(io::ErrorKind::NotFound);
-                    return Err(ReadError::new(&path, e));
-                }
-                None => Vec::new(),
-            };
             let (results, problems) = if status_version == 0 {
+                // The status file exists: not being able to read it now is
+                // an error even if it vanished meanwhile.
+                let bytes = match read_optional_unless_dir(&path, &mut diags)? {
+                    Some(b) => b,
+                    None if !path.exists() => {
+                        let e = io::Error::from(io::ErrorKind::NotFound);
+                        return Err(ReadError::new(&path, e));
+                    }
+                    None => Vec::new(),
+                };
                 let mut kproblems = Vec::new();
                 let files = v0_kernel_files(dir, &mut diags)?;
                 let source = v0::KernelSource::new(&files, &mut kproblems);
@@ -607,26 +672,43 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step
                 }
                 v0::parse(&bytes, &source)
             } else {
+                // `.autoserv_execute` is read first (the machine needs its
+                // status) but fingerprinted after the status log, as before.
+                let autoserv = top.as_deref().map(|t| t.join(".autoserv_execute"));
+                let autoserv_bytes = match &autoserv {
+                    Some(p) => read_unhashed(p, &mut diags)?,
+                    None => None,
+                };
+                let exit = match &autoserv {
+                    Some(p) => exit_status(p, autoserv_bytes.as_deref(), &mut diags),
+                    None => Status::Abort,
+                };
                 let ctx = v1::JobContext {
                     started_time: job.started_time,
                     finished_time: job.finished_time,
                     aborted_by: job.aborted_by.clone(),
                     aborted_on: job.aborted_on,
-                    exit_status: Some(exit_status(top.as_deref(), &mut diags)?),
+                    exit_status: Some(exit),
                 };
                 let mut machine = if line_by_line {
                     v1::V1::new_live(ctx)
                 } else {
                     v1::V1::new(ctx)
                 };
-                // Line by line, each decoded on its own (UTF-8, else
-                // Latin-1), so only one line is held as text at a time.
-                for (n, raw) in parse::lines_with_numbers(&bytes) {
+                // Streamed line by line, each decoded on its own (UTF-8,
+                // else Latin-1): one line is held at a time.
+                let mut feed = |n: u32, raw: &[u8]| {
                     let line = text::decode(raw);
                     let emitted = machine.process([(n, line.as_ref())]);
                     if line_by_line && !emitted.is_empty() {
                         raw_steps.push((Some(n), emitted));
                     }
+                };
+                if !path.is_dir() {
+                    read_lines(&path, &mut diags, &mut feed)?;
+                }
+                if let (Some(p), Some(b)) = (&autoserv, &autoserv_bytes) {
+                    diags.consume(p, b);
                 }
                 let out = machine.end();
                 if line_by_line && !out.emitted_at_end.is_empty() {

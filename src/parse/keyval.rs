@@ -76,7 +76,10 @@ pub fn keyval(input: &[u8]) -> Keyval {
             }
             Err(_) => out.problems.push(Problem::error(
                 Some(number),
-                format!("invalid keyval line {line:?} (expected key=value)"),
+                format!(
+                    "invalid keyval line {:?} (expected key=value)",
+                    super::excerpt(line, super::EXCERPT_CHARS)
+                ),
             )),
         }
     }

@@ -79,6 +79,18 @@ pub fn lines_with_numbers(input: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
         .map(|(i, l)| (u32::try_from(i + 1).unwrap_or(u32::MAX), l))
 }
 
+/// At most the first `max` characters of `s`, with `...` when cut: what a
+/// diagnostic quotes of a line, so a huge line cannot make a huge message.
+pub fn excerpt(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        Some((end, _)) => format!("{}...", &s[..end]).into(),
+        None => s.into(),
+    }
+}
+
+/// Longest excerpt of a line a diagnostic quotes.
+pub const EXCERPT_CHARS: usize = 200;
+
 /// Python 2's `str.isspace` for one character (ASCII whitespace incl. `\v`).
 pub fn is_py_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
