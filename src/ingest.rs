@@ -49,6 +49,72 @@ impl ReadError {
     }
 }
 
+/// Roughly how many bytes parsing a job reads, from metadata only: its
+/// status file and `keyval`, plus `keyval` and `results/keyval` of every
+/// subdirectory (its tests). Memory for a job's tree grows with these, so
+/// rounds of jobs parsed together are bounded by their sum
+/// ([`Rounds`]). Unreadable entries count as empty (the parse reports them).
+pub fn input_bytes(jd: &JobDir) -> u64 {
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| if m.is_file() { m.len() } else { 0 });
+    let dir = jd.path.as_path();
+    let mut total = size(&dir.join("status.log")).max(size(&dir.join("status")));
+    total += size(&dir.join("keyval"));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let sub = e.path();
+                total += size(&sub.join("keyval")) + size(&sub.join("results/keyval"));
+            }
+        }
+    }
+    total
+}
+
+/// Splits items into consecutive rounds of at most `max_items` items and,
+/// unless one item alone is larger, at most `max_bytes` bytes by `size`
+/// (e.g. [`input_bytes`]); sizes are asked for lazily, one round ahead.
+pub struct Rounds<'a, T, F> {
+    items: &'a [T],
+    max_items: usize,
+    max_bytes: u64,
+    size: F,
+}
+
+impl<'a, T, F: FnMut(&T) -> u64> Rounds<'a, T, F> {
+    /// Rounds over `items`.
+    pub fn new(items: &'a [T], max_items: usize, max_bytes: u64, size: F) -> Self {
+        Rounds {
+            items,
+            max_items: max_items.max(1),
+            max_bytes,
+            size,
+        }
+    }
+}
+
+impl<'a, T, F: FnMut(&T) -> u64> Iterator for Rounds<'a, T, F> {
+    type Item = &'a [T];
+
+    fn next(&mut self) -> Option<&'a [T]> {
+        if self.items.is_empty() {
+            return None;
+        }
+        let mut n = 0;
+        let mut bytes = 0u64;
+        while n < self.items.len() && n < self.max_items {
+            let b = (self.size)(&self.items[n]);
+            if n > 0 && bytes.saturating_add(b) > self.max_bytes {
+                break;
+            }
+            bytes = bytes.saturating_add(b);
+            n += 1;
+        }
+        let (round, rest) = self.items.split_at(n);
+        self.items = rest;
+        Some(round)
+    }
+}
+
 /// A parsed job with what the loader needs to know about its files.
 #[derive(Debug, Clone)]
 pub struct Parsed {
@@ -812,4 +878,18 @@ fn build_test(
         iterations,
         labels: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rounds;
+
+    #[test]
+    fn rounds_are_bounded_by_items_and_bytes() {
+        let sizes = [5u64, 5, 20, 1, 1, 1, 1];
+        let rounds: Vec<Vec<u64>> = Rounds::new(&sizes, 3, 10, |&s| s)
+            .map(<[u64]>::to_vec)
+            .collect();
+        assert_eq!(rounds, vec![vec![5, 5], vec![20], vec![1, 1, 1], vec![1]]);
+    }
 }

@@ -52,6 +52,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// round of job trees, however large the root.
 const CHUNK_JOBS: usize = 256;
 
+/// Input bytes (`ingest::input_bytes`) parsed per round by `tko parse`: a
+/// job tree takes a few times its input, so a round of large jobs stays
+/// bounded however many there are (a larger job goes alone).
+const ROUND_BYTES: u64 = 16 << 20;
+
 /// Finds the jobs under the given paths; walk problems are printed, and
 /// fatal when nothing could be found at all. Returns the job directories
 /// and whether any walk problem occurred.
@@ -76,7 +81,7 @@ fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
     let (dirs, mut failed) = find(&args.jobs)?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    for chunk in dirs.chunks(CHUNK_JOBS) {
+    for chunk in ingest::Rounds::new(&dirs, CHUNK_JOBS, ROUND_BYTES, ingest::input_bytes) {
         for job in ingest::parse_jobs(chunk) {
             let job = match job {
                 Ok(job) => job,
