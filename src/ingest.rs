@@ -49,6 +49,10 @@ impl ReadError {
     }
 }
 
+/// Lines longer than this are handed to the status-log parser as owned
+/// buffers, so a very long line is not copied to make its reason.
+const LONG_LINE: usize = 1 << 16;
+
 /// Roughly how many bytes parsing a job reads, from metadata only: its
 /// status file and `keyval`, plus `keyval` and `results/keyval` of every
 /// subdirectory (its tests). Memory for a job's tree grows with these, so
@@ -248,11 +252,12 @@ fn open_optional(
 
 /// Streams a file that exists line by line (each with its `\n`, numbered
 /// from 1) into `f`, fingerprinting it as [`read_optional`] does: only one
-/// line is held at a time, however large the file.
+/// line is held at a time, however large the file. `f` may take the line's
+/// buffer.
 fn read_lines(
     path: &Path,
     diags: &mut Diags<'_>,
-    mut f: impl FnMut(u32, &[u8]),
+    mut f: impl FnMut(u32, &mut Vec<u8>),
 ) -> Result<(), ReadError> {
     use std::io::BufRead;
     let Some((file, len)) = open_optional(path, diags)? else {
@@ -279,7 +284,7 @@ fn read_lines(
             warned = true;
             diags.latin1_warning(path, Some(number));
         }
-        f(number, &buf);
+        f(number, &mut buf);
         if buf.capacity() > 1 << 20 {
             // Give a very long line's memory back.
             buf = Vec::new();
@@ -763,9 +768,15 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step
                 };
                 // Streamed line by line, each decoded on its own (UTF-8,
                 // else Latin-1): one line is held at a time.
-                let mut feed = |n: u32, raw: &[u8]| {
-                    let line = text::decode(raw);
-                    let emitted = machine.process([(n, line.as_ref())]);
+                let mut feed = |n: u32, raw: &mut Vec<u8>| {
+                    let emitted = if raw.len() > LONG_LINE {
+                        // Handed over whole: its reason is cut in place.
+                        let line = text::decode_owned(std::mem::take(raw));
+                        machine.process_line(n, line)
+                    } else {
+                        let line = text::decode(raw);
+                        machine.process([(n, line.as_ref())])
+                    };
                     if line_by_line && !emitted.is_empty() {
                         raw_steps.push((Some(n), emitted));
                     }

@@ -8,9 +8,10 @@
 //! becomes final. Where Autotest raises and loses the job, this machine
 //! reports a [`Problem`] and carries on with the most faithful reading.
 
-use super::line::{fields_and_reason, name, status_line, LineKind, StatusLine};
+use super::line::{fields_and_reason, name, status_line, status_line_owned, LineKind, StatusLine};
 use super::{timestamp_of_field, Problem, TestResult};
 use crate::model::{short_datetime, Kernel, Patch, Status, Timestamp};
+use std::borrow::Cow;
 use std::collections::{BTreeSet, VecDeque};
 use std::rc::Rc;
 
@@ -175,10 +176,20 @@ impl V1 {
         // Each line, then whatever it queued, before the next line: the
         // order Autotest's buffer gives.
         for (n, raw) in lines {
-            self.step_raw(Some(n), raw);
+            self.step_raw(Some(n), Cow::Borrowed(raw));
             while let Some(entry) = self.buffer.pop_front() {
                 self.step(entry);
             }
+        }
+        self.take_emitted()
+    }
+
+    /// [`V1::process`] of one owned line: its reason is the line's own
+    /// buffer, not a copy (for very long lines).
+    pub fn process_line(&mut self, number: u32, raw: String) -> Vec<TestResult> {
+        self.step_raw(Some(number), Cow::Owned(raw));
+        while let Some(entry) = self.buffer.pop_front() {
+            self.step(entry);
         }
         self.take_emitted()
     }
@@ -395,15 +406,17 @@ impl V1 {
     }
 
     /// One iteration of Autotest's main loop, for one raw line.
-    fn step_raw(&mut self, number: Option<u32>, raw: &str) {
-        let cleaned;
+    fn step_raw(&mut self, number: Option<u32>, raw: Cow<'_, str>) {
         let raw = if raw.contains("\r\0") {
-            cleaned = raw.replace("\r\0", "");
-            &cleaned
+            Cow::Owned(raw.replace("\r\0", ""))
         } else {
             raw
         };
-        match status_line(raw, 1) {
+        let parsed = match raw {
+            Cow::Borrowed(r) => status_line(r, 1),
+            Cow::Owned(r) => status_line_owned(r, 1),
+        };
+        match parsed {
             Ok(Some(l)) => self.step(Queued::Parsed(number, Rc::new(l))),
             Ok(None) => self.line = None,
             Err(bad) => self.problems.push(Problem::error(
