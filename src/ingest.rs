@@ -143,10 +143,17 @@ struct Diags<'a> {
 }
 
 impl Diags<'_> {
+    /// A file's name for diagnostics and the fingerprint: relative to the
+    /// job directory when inside it; bytes that are not UTF-8 as Latin-1.
     fn name(&self, path: &Path) -> String {
-        match path.strip_prefix(self.dir) {
-            Ok(rel) if !rel.as_os_str().is_empty() => rel.to_string_lossy().into_owned(),
-            _ => path.to_string_lossy().into_owned(),
+        use std::os::unix::ffi::OsStrExt;
+        let p = match path.strip_prefix(self.dir) {
+            Ok(rel) if !rel.as_os_str().is_empty() => rel,
+            _ => path,
+        };
+        match p.to_str() {
+            Some(s) => s.to_owned(),
+            None => text::stored(&text::decode(p.as_os_str().as_bytes())).into_owned(),
         }
     }
     fn push(&mut self, path: &Path, severity: Severity, line: Option<u32>, message: String) {

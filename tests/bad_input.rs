@@ -438,6 +438,10 @@ END GOOD\t----\t----\ttimestamp=14\t\n",
         && d["line"] == 1
         && d["message"].as_str().is_some_and(|m| m.contains("Latin-1"))));
 
+    assert!(
+        diags.iter().any(|d| d["file"] == "tést/keyval"),
+        "file names are shown as Latin-1 too: {diags:?}"
+    );
     let db = tmp.path().join("tko.db");
     let url = format!("sqlite:{}", db.display());
     let load = std::process::Command::new(env!("CARGO_BIN_EXE_tko"))
