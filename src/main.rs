@@ -129,9 +129,9 @@ fn write_summary(out: &mut impl Write, job: &Job) -> io::Result<()> {
         job.tests.len(),
         counts,
         if job.machine.is_empty() {
-            "?"
+            "?".into()
         } else {
-            &job.machine
+            tko::text::stored(&job.machine)
         },
         job.status_version
     )?;
