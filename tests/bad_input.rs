@@ -474,3 +474,64 @@ END GOOD\t----\t----\ttimestamp=14\t\n",
     assert_eq!(value, "xé");
     Ok(())
 }
+
+/// Issue 8 item 4 with too many open files: `tko parse` in a child whose
+/// `RLIMIT_NOFILE` leaves one descriptor free (`prlimit --nofile=4`) fails
+/// jobs it cannot read (exit 1) but never prints one parsed from part of
+/// its files: every job it prints is exactly the unrestricted parse's.
+#[test]
+fn too_many_open_files_never_gives_a_partial_job() -> Result<(), Box<dyn std::error::Error>> {
+    use std::collections::BTreeMap;
+    use std::process::Command;
+    let tmp = tempfile::tempdir()?;
+    let opts = tko::gen::GenOptions {
+        jobs: 30,
+        seed: 2,
+        fraction_bad: 0.0,
+        ..tko::gen::GenOptions::default()
+    };
+    tko::gen::generate(tmp.path(), &opts)?;
+    let parse = |limit: Option<&str>| -> std::io::Result<std::process::Output> {
+        let mut c = match limit {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}"))
+                    .arg("--")
+                    .arg(env!("CARGO_BIN_EXE_tko"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_tko")),
+        };
+        c.args(["parse", "--json", "--threads", "2", "--level", "2"])
+            .arg(tmp.path())
+            .output()
+    };
+    let by_tag = |stdout: &[u8]| -> BTreeMap<String, String> {
+        String::from_utf8_lossy(stdout)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json");
+                (v["tag"].to_string(), l.to_string())
+            })
+            .collect()
+    };
+    let full = parse(None)?;
+    assert!(full.status.success());
+    let full = by_tag(&full.stdout);
+    assert_eq!(full.len(), 30);
+    for _ in 0..3 {
+        let out = parse(Some("4"))?;
+        let got = by_tag(&out.stdout);
+        for (tag, line) in &got {
+            assert_eq!(
+                Some(line),
+                full.get(tag),
+                "{tag} printed from part of its files"
+            );
+        }
+        if got.len() < full.len() {
+            assert_eq!(out.status.code(), Some(1));
+        }
+    }
+    Ok(())
+}
