@@ -112,7 +112,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let (dirs, _) = tko::discover::find_jobs(&[root], 2);
-    let parsed = tko::ingest::parse_all(&dirs);
+    let parsed: Vec<_> = tko::ingest::parse_all(&dirs)
+        .into_iter()
+        .map(|p| p.expect("readable job"))
+        .collect();
     let items: Vec<LoadItem<'_>> = parsed
         .iter()
         .filter(|p| p.status_file.is_some())

@@ -140,7 +140,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let jobs = match std::env::var_os("TKO_BENCH_ROOT") {
         Some(root) => {
             let (dirs, _) = tko::discover::find_jobs(&[root.into()], 2);
-            let jobs = tko::ingest::parse_jobs(&dirs);
+            let jobs: Vec<_> = tko::ingest::parse_jobs(&dirs)
+                .into_iter()
+                .map(|j| j.expect("readable job"))
+                .collect();
             println!("parsed {} jobs from TKO_BENCH_ROOT", jobs.len());
             jobs
         }

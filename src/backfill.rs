@@ -435,10 +435,19 @@ fn read_chunk(todo: Vec<Todo>, opts: &Options) -> Chunk {
                     }
                 }
             };
-            Read::Ready(Box::new(Ready {
-                parsed: ingest::parse_dir(&t.dir),
-                signature: t.signature,
-            }))
+            match ingest::parse_dir(&t.dir) {
+                Ok(parsed) => Read::Ready(Box::new(Ready {
+                    parsed,
+                    signature: t.signature,
+                })),
+                // A read error is never a parse result: the job fails and
+                // its stored version stays.
+                Err(e) => Read::Failed(Failure {
+                    error: e.to_string(),
+                    tag: t.dir.tag,
+                    source: t.dir.path,
+                }),
+            }
         })
         .collect();
     let mut chunk = Chunk::default();
@@ -491,8 +500,8 @@ fn write_chunk(
     let mut items = Vec::new();
     let mut signed = Vec::new();
     for r in ready {
-        let p = &r.parsed;
         summary.done += 1;
+        let p = &r.parsed;
         if p.status_file.is_none() {
             summary.no_status_file.push(p.job.tag.clone());
             observer.job(&p.job, JobOutcome::NoStatusFile);

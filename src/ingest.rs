@@ -9,19 +9,114 @@
 use crate::discover::{afe_job_id, JobDir};
 use crate::model::{Diagnostic, Job, Severity, Status, Test, Value};
 use crate::parse::{self, keyval::Keyval, v0, v1, Problem, TestResult};
+use crate::text;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
 /// Parses many job directories in parallel; output order is input order.
-pub fn parse_jobs(dirs: &[JobDir]) -> Vec<Job> {
-    dirs.par_iter().map(|d| parse_dir(d).job).collect()
+pub fn parse_jobs(dirs: &[JobDir]) -> Vec<Result<Job, ReadError>> {
+    dirs.par_iter()
+        .map(|d| parse_dir(d).map(|p| p.job))
+        .collect()
 }
 
 /// Like [`parse_jobs`], with each job's fingerprint and status file.
-pub fn parse_all(dirs: &[JobDir]) -> Vec<Parsed> {
+pub fn parse_all(dirs: &[JobDir]) -> Vec<Result<Parsed, ReadError>> {
     dirs.par_iter().map(parse_dir).collect()
+}
+
+/// A file of a job that exists but could not be read: the job is not
+/// parsed at all (a partial parse would replace a good job with less).
+/// Absent files (`ENOENT`, `ENOTDIR`) are not read errors: Autotest's
+/// `os.path.exists` checks treat them as absent, and so does tko.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: cannot read: {error}", path.display())]
+pub struct ReadError {
+    /// The file (or directory) that could not be read.
+    pub path: PathBuf,
+    /// Why.
+    pub error: io::Error,
+}
+
+impl ReadError {
+    fn new(path: &Path, error: io::Error) -> ReadError {
+        ReadError {
+            path: path.to_path_buf(),
+            error,
+        }
+    }
+}
+
+/// Lines longer than this are handed to the status-log parser as owned
+/// buffers, so a very long line is not copied to make its reason.
+const LONG_LINE: usize = 1 << 16;
+
+/// Roughly how many bytes parsing a job reads, from metadata only: its
+/// status file and `keyval`, plus `keyval` and `results/keyval` of every
+/// subdirectory (its tests). Memory for a job's tree grows with these, so
+/// rounds of jobs parsed together are bounded by their sum
+/// ([`Rounds`]). Unreadable entries count as empty (the parse reports them).
+pub fn input_bytes(jd: &JobDir) -> u64 {
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| if m.is_file() { m.len() } else { 0 });
+    let dir = jd.path.as_path();
+    let mut total = size(&dir.join("status.log")).max(size(&dir.join("status")));
+    total += size(&dir.join("keyval"));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let sub = e.path();
+                total += size(&sub.join("keyval")) + size(&sub.join("results/keyval"));
+            }
+        }
+    }
+    total
+}
+
+/// Splits items into consecutive rounds of at most `max_items` items and,
+/// unless one item alone is larger, at most `max_bytes` bytes by `size`
+/// (e.g. [`input_bytes`]); sizes are asked for lazily, one round ahead.
+pub struct Rounds<'a, T, F> {
+    items: &'a [T],
+    max_items: usize,
+    max_bytes: u64,
+    size: F,
+}
+
+impl<'a, T, F: FnMut(&T) -> u64> Rounds<'a, T, F> {
+    /// Rounds over `items`.
+    pub fn new(items: &'a [T], max_items: usize, max_bytes: u64, size: F) -> Self {
+        Rounds {
+            items,
+            max_items: max_items.max(1),
+            max_bytes,
+            size,
+        }
+    }
+}
+
+impl<'a, T, F: FnMut(&T) -> u64> Iterator for Rounds<'a, T, F> {
+    type Item = &'a [T];
+
+    fn next(&mut self) -> Option<&'a [T]> {
+        if self.items.is_empty() {
+            return None;
+        }
+        let mut n = 0;
+        let mut bytes = 0u64;
+        while n < self.items.len() && n < self.max_items {
+            let b = (self.size)(&self.items[n]);
+            if n > 0 && bytes.saturating_add(b) > self.max_bytes {
+                break;
+            }
+            bytes = bytes.saturating_add(b);
+            n += 1;
+        }
+        let (round, rest) = self.items.split_at(n);
+        self.items = rest;
+        Some(round)
+    }
 }
 
 /// A parsed job with what the loader needs to know about its files.
@@ -48,20 +143,46 @@ struct Diags<'a> {
 }
 
 impl Diags<'_> {
+    /// A file's name for diagnostics and the fingerprint: relative to the
+    /// job directory when inside it; bytes that are not UTF-8 as Latin-1.
     fn name(&self, path: &Path) -> String {
-        match path.strip_prefix(self.dir) {
-            Ok(rel) if !rel.as_os_str().is_empty() => rel.to_string_lossy().into_owned(),
-            _ => path.to_string_lossy().into_owned(),
+        use std::os::unix::ffi::OsStrExt;
+        let p = match path.strip_prefix(self.dir) {
+            Ok(rel) if !rel.as_os_str().is_empty() => rel,
+            _ => path,
+        };
+        match p.to_str() {
+            Some(s) => s.to_owned(),
+            None => text::stored(&text::decode(p.as_os_str().as_bytes())).into_owned(),
         }
     }
     fn push(&mut self, path: &Path, severity: Severity, line: Option<u32>, message: String) {
         let file = self.name(path);
+        let message = match text::for_message(&message) {
+            std::borrow::Cow::Owned(m) => m,
+            std::borrow::Cow::Borrowed(_) => message,
+        };
         self.list.push(Diagnostic {
             severity,
             file,
             line,
             message,
         });
+    }
+    /// Adds a file read to the fingerprint: its name, length and bytes.
+    fn consume(&mut self, path: &Path, bytes: &[u8]) {
+        let name = self.name(path);
+        self.hash.consume(name.as_bytes());
+        self.hash.consume((bytes.len() as u64).to_le_bytes());
+        self.hash.consume(bytes);
+    }
+    fn latin1_warning(&mut self, path: &Path, line: Option<u32>) {
+        self.push(
+            path,
+            Severity::Warning,
+            line,
+            "invalid UTF-8; lines that are not UTF-8 are read as Latin-1".into(),
+        );
     }
     fn problems(&mut self, path: &Path, problems: impl IntoIterator<Item = Problem>) {
         for p in problems {
@@ -70,43 +191,172 @@ impl Diags<'_> {
     }
 }
 
-/// Reads a file that may be absent. Unreadable files become diagnostics;
-/// invalid UTF-8 gets a warning naming its first line (the bytes are then
-/// read with U+FFFD replacement).
-fn read_optional(path: &Path, diags: &mut Diags<'_>) -> Option<Vec<u8>> {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let name = diags.name(path);
-            diags.hash.consume(name.as_bytes());
-            diags.hash.consume((bytes.len() as u64).to_le_bytes());
-            diags.hash.consume(&bytes);
-            if let Err(e) = std::str::from_utf8(&bytes) {
-                let line = bytes[..e.valid_up_to()]
-                    .iter()
-                    .filter(|&&b| b == b'\n')
-                    .count()
-                    + 1;
-                diags.push(
-                    path,
-                    Severity::Warning,
-                    u32::try_from(line).ok(),
-                    "invalid UTF-8; undecodable bytes replaced with U+FFFD".into(),
-                );
-            }
-            Some(bytes)
+/// Reads a file that may be absent: `Ok(None)` when it is absent (or is
+/// not something Autotest could read: then with a diagnostic), an error
+/// when it exists and cannot be read. Invalid UTF-8 gets a warning naming
+/// its first line (the bytes are then read with U+FFFD replacement).
+fn read_optional(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, ReadError> {
+    let bytes = read_unhashed(path, diags)?;
+    if let Some(b) = &bytes {
+        diags.consume(path, b);
+    }
+    Ok(bytes)
+}
+
+/// [`read_optional`] without adding the file to the fingerprint (the
+/// caller does, with [`Diags::consume`], to keep the fingerprint's order).
+fn read_unhashed(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, ReadError> {
+    use std::io::Read;
+    let Some((mut file, len)) = open_optional(path, diags)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    if let Err(e) = file.read_to_end(&mut bytes) {
+        return absent(path, e, diags);
+    }
+    if let Err(e) = std::str::from_utf8(&bytes) {
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        diags.latin1_warning(path, u32::try_from(line).ok());
+    }
+    Ok(Some(bytes))
+}
+
+/// Opens a file that may be absent (see [`read_optional`]), with its size.
+fn open_optional(
+    path: &Path,
+    diags: &mut Diags<'_>,
+) -> Result<Option<(std::fs::File, u64)>, ReadError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO must not wait for a writer.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+    let file = match opened {
+        Ok(f) => f,
+        Err(e) => return absent(path, e, diags),
+    };
+    let meta = file.metadata().map_err(|e| ReadError::new(path, e))?;
+    if meta.is_dir() {
+        let e = io::Error::from(io::ErrorKind::IsADirectory);
+        return absent(path, e, diags);
+    }
+    if !meta.is_file() {
+        diags.push(
+            path,
+            Severity::Error,
+            None,
+            "not a regular file (a FIFO, socket or device); not read".into(),
+        );
+        return Ok(None);
+    }
+    Ok(Some((file, meta.len())))
+}
+
+/// Streams a file that exists line by line (each with its `\n`, numbered
+/// from 1) into `f`, fingerprinting it as [`read_optional`] does: only one
+/// line is held at a time, however large the file. `f` may take the line's
+/// buffer.
+fn read_lines(
+    path: &Path,
+    diags: &mut Diags<'_>,
+    mut f: impl FnMut(u32, &mut Vec<u8>),
+) -> Result<(), ReadError> {
+    use std::io::BufRead;
+    let Some((file, len)) = open_optional(path, diags)? else {
+        let e = io::Error::from(io::ErrorKind::NotFound);
+        return Err(ReadError::new(path, e));
+    };
+    let name = diags.name(path);
+    diags.hash.consume(name.as_bytes());
+    diags.hash.consume(len.to_le_bytes());
+    let mut reader = io::BufReader::with_capacity(1 << 16, file);
+    let mut buf = Vec::new();
+    let mut number: u32 = 0;
+    let mut warned = false;
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return Err(ReadError::new(path, e)),
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) if e.kind() == io::ErrorKind::NotADirectory => None,
-        Err(e) => {
-            diags.push(path, Severity::Error, None, format!("cannot read: {e}"));
-            None
+        number = number.saturating_add(1);
+        diags.hash.consume(&buf);
+        if !warned && std::str::from_utf8(&buf).is_err() {
+            warned = true;
+            diags.latin1_warning(path, Some(number));
         }
+        f(number, &mut buf);
+        if buf.capacity() > 1 << 20 {
+            // Give a very long line's memory back.
+            buf = Vec::new();
+        }
+    }
+    Ok(())
+}
+
+/// [`read_optional`], but a directory (already reported) reads as empty.
+fn read_optional_unless_dir(
+    path: &Path,
+    diags: &mut Diags<'_>,
+) -> Result<Option<Vec<u8>>, ReadError> {
+    if path.is_dir() {
+        return Ok(Some(Vec::new()));
+    }
+    read_optional(path, diags)
+}
+
+/// Classifies an error met opening or reading an optional file: absent
+/// (`ENOENT`, `ENOTDIR`, as Autotest's `os.path.exists`), absent with a
+/// diagnostic (a directory, a symlink loop, a name too long: the same on
+/// every run, so not worth failing the job for), or a [`ReadError`]
+/// (anything that may be transient: permissions, `EMFILE`, `EIO`).
+fn absent<T>(path: &Path, e: io::Error, diags: &mut Diags<'_>) -> Result<Option<T>, ReadError> {
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => Ok(None),
+        io::ErrorKind::IsADirectory => {
+            diags.push(
+                path,
+                Severity::Error,
+                None,
+                "is a directory (Autotest's parser raises IOError and loses the job here); \
+                 read as absent"
+                    .into(),
+            );
+            Ok(None)
+        }
+        _ if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENAMETOOLONG)) => {
+            diags.push(
+                path,
+                Severity::Warning,
+                None,
+                format!("cannot read: {e}; read as absent, as Autotest's os.path.exists does"),
+            );
+            Ok(None)
+        }
+        _ => Err(ReadError::new(path, e)),
     }
 }
 
+/// Where each kept keyval value came from: file and 1-based line.
+type Origins = BTreeMap<String, (PathBuf, u32)>;
+
 /// `read_keyval(path)` with problems reported (a directory means the
 /// `keyval` file inside it, as in Autotest).
-fn read_keyval(path: &Path, diags: &mut Diags<'_>) -> BTreeMap<String, Value> {
+fn read_keyval(path: &Path, diags: &mut Diags<'_>) -> Result<BTreeMap<String, Value>, ReadError> {
+    Ok(read_keyval_lines(path, diags)?.0)
+}
+
+/// [`read_keyval`], with the origin of every value.
+fn read_keyval_lines(
+    path: &Path,
+    diags: &mut Diags<'_>,
+) -> Result<(BTreeMap<String, Value>, Origins), ReadError> {
     let inner;
     let path = if path.is_dir() {
         inner = path.join("keyval");
@@ -114,14 +364,22 @@ fn read_keyval(path: &Path, diags: &mut Diags<'_>) -> BTreeMap<String, Value> {
     } else {
         path
     };
-    match read_optional(path, diags) {
+    Ok(match read_optional(path, diags)? {
         Some(bytes) => {
-            let Keyval { map, problems } = parse::keyval::keyval(&bytes);
+            let Keyval {
+                map,
+                problems,
+                lines,
+            } = parse::keyval::keyval(&bytes);
             diags.problems(path, problems);
-            map
+            let origins = lines
+                .into_iter()
+                .map(|(k, n)| (k, (path.to_path_buf(), n)))
+                .collect();
+            (map, origins)
         }
-        None => BTreeMap::new(),
-    }
+        None => (BTreeMap::new(), BTreeMap::new()),
+    })
 }
 
 /// `find_toplevel_job_dir`: the nearest directory at or above `dir` holding
@@ -134,19 +392,26 @@ fn toplevel_job_dir(dir: &Path) -> Option<PathBuf> {
 
 /// `job.read_keyval(dir)`: merges `keyval` files from `dir` up to `top`,
 /// upper files overriding lower ones except for `hostname`.
-fn merged_keyval(dir: &Path, top: &Path, diags: &mut Diags<'_>) -> BTreeMap<String, Value> {
+fn merged_keyval(
+    dir: &Path,
+    top: &Path,
+    diags: &mut Diags<'_>,
+) -> Result<(BTreeMap<String, Value>, Origins), ReadError> {
     let mut merged: BTreeMap<String, Value> = BTreeMap::new();
+    let mut origins = Origins::new();
     for d in dir.ancestors() {
-        let mut upper = read_keyval(&d.join("keyval"), diags);
+        let (mut upper, mut upper_origins) = read_keyval_lines(&d.join("keyval"), diags)?;
         if merged.contains_key("hostname") {
             upper.remove("hostname");
+            upper_origins.remove("hostname");
         }
         merged.extend(upper);
+        origins.extend(upper_origins);
         if d == top {
             break;
         }
     }
-    merged
+    Ok((merged, origins))
 }
 
 fn text(v: Option<&Value>) -> Option<String> {
@@ -155,8 +420,14 @@ fn text(v: Option<&Value>) -> Option<String> {
 
 /// A first line of a file, without its line break.
 fn first_line(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    s.split('\n').next().unwrap_or("").to_string()
+    let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    text::decode(first).into_owned()
+}
+
+/// A model string as a file name: its original bytes.
+fn os_name(s: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    std::ffi::OsString::from_vec(text::bytes(s).into_owned())
 }
 
 /// Host keyval names must stay inside `host_keyvals/`.
@@ -164,66 +435,105 @@ fn safe_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains('/')
 }
 
-/// A test subdir from a status log must stay inside the job directory.
-fn safe_subdir(subdir: &str) -> bool {
-    let p = Path::new(subdir);
-    !p.is_absolute()
-        && p.components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)))
+/// A test subdir from a status log, lexically normalised (`.` dropped,
+/// `x/..` folded), if it stays inside the job directory; `None` for an
+/// absolute path or one whose `..` climbs above the job directory.
+/// Symlinks inside the job directory are followed when the files are read,
+/// as for every other file of the job.
+fn inside_job_dir(subdir: &str) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in Path::new(&os_name(subdir)).components() {
+        match c {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
 }
 
 /// Reads `<top>/host_keyvals/<host>` (typed) if a top-level dir exists.
-fn host_keyval(top: Option<&Path>, host: &str, diags: &mut Diags<'_>) -> BTreeMap<String, Value> {
+fn host_keyval(
+    top: Option<&Path>,
+    host: &str,
+    diags: &mut Diags<'_>,
+) -> Result<BTreeMap<String, Value>, ReadError> {
     let Some(top) = top else {
-        return BTreeMap::new();
+        return Ok(BTreeMap::new());
     };
     if !safe_name(host) {
-        return BTreeMap::new();
+        return Ok(BTreeMap::new());
     }
-    let path = top.join("host_keyvals").join(host);
+    let path = top.join("host_keyvals").join(os_name(host));
     if !path.is_file() {
-        return BTreeMap::new();
+        return Ok(BTreeMap::new());
     }
     read_keyval(&path, diags)
 }
 
 /// `determine_hostname`.
-fn machine_name(keyval: &BTreeMap<String, Value>, dir: &Path, diags: &mut Diags<'_>) -> String {
+fn machine_name(
+    keyval: &BTreeMap<String, Value>,
+    dir: &Path,
+    diags: &mut Diags<'_>,
+) -> Result<String, ReadError> {
     let group = text(keyval.get("host_group_name")).filter(|g| !g.is_empty());
     let machine = text(keyval.get("hostname")).unwrap_or_default();
     let multi = machine.contains(',');
     if let Some(g) = group {
         if multi || machine.is_empty() {
-            return g;
+            return Ok(g);
         }
-        return machine;
+        return Ok(machine);
     }
     if multi {
-        if let Some(b) = read_optional(&dir.join("sysinfo/hostname"), diags) {
-            return first_line(&b)
+        if let Some(b) = read_optional(&dir.join("sysinfo/hostname"), diags)? {
+            return Ok(first_line(&b)
                 .trim_end_matches(parse::is_py_space)
-                .to_string();
+                .to_string());
         }
-        if let Some(b) = read_optional(&dir.join("sysinfo/uname_-a"), diags) {
+        if let Some(b) = read_optional(&dir.join("sysinfo/uname_-a"), diags)? {
             if let Some(host) = first_line(&b).split_ascii_whitespace().nth(1) {
-                return host.to_string();
+                return Ok(host.to_string());
             }
         }
     }
-    machine
+    Ok(machine)
 }
 
-/// `job.exit_status()` from `<top>/.autoserv_execute`.
-fn exit_status(top: Option<&Path>, diags: &mut Diags<'_>) -> Status {
-    let Some(bytes) = top.and_then(|t| read_optional(&t.join(".autoserv_execute"), diags)) else {
+/// `job.exit_status()` from the bytes of `<top>/.autoserv_execute` (`path`).
+fn exit_status(path: &Path, bytes: Option<&[u8]>, diags: &mut Diags<'_>) -> Status {
+    let Some(bytes) = bytes else {
         return Status::Abort;
     };
-    let text = String::from_utf8_lossy(&bytes);
-    let Some(code) = text
-        .split_inclusive('\n')
-        .nth(1)
-        .and_then(parse::python_int)
-    else {
+    let Some(line) = bytes.split_inclusive(|&b| b == b'\n').nth(1) else {
+        return Status::Abort;
+    };
+    let line = text::decode(line);
+    let line = line.as_ref();
+    let code = match parse::python_int(line) {
+        Some(c) => i32::try_from(c).ok(),
+        None if parse::is_python_int_literal(line) => None,
+        None => return Status::Abort,
+    };
+    // os.WIFEXITED takes a C int: a larger value raises OverflowError.
+    let Some(code) = code else {
+        diags.push(
+            path,
+            Severity::Error,
+            Some(2),
+            format!(
+                "exit status {:?} does not fit a C int (Autotest's parser raises \
+                 OverflowError and loses the job here); SERVER_JOB read as ABORT",
+                line.trim_matches(parse::is_py_space)
+            ),
+        );
         return Status::Abort;
     };
     let signal = code & 0x7f;
@@ -238,6 +548,7 @@ fn exit_status(top: Option<&Path>, diags: &mut Diags<'_>) -> Status {
 
 fn timestamp(
     keyval: &BTreeMap<String, Value>,
+    origins: &Origins,
     key: &str,
     dir: &Path,
     diags: &mut Diags<'_>,
@@ -246,47 +557,61 @@ fn timestamp(
     match parse::timestamp_of_value(v) {
         Ok(t) => Some(t),
         Err(e) => {
+            let (file, line) = keyval_origin(origins, key, dir);
             diags.push(
-                &dir.join("keyval"),
+                &file,
                 Severity::Error,
-                None,
-                format!("{key}: {e}"),
+                line,
+                format!("{key}: {e} (Autotest's parser loses the job here)"),
             );
             None
         }
     }
 }
 
+/// The file and line a merged keyval value came from.
+fn keyval_origin(origins: &Origins, key: &str, dir: &Path) -> (PathBuf, Option<u32>) {
+    match origins.get(key) {
+        Some((file, line)) => (file.clone(), Some(*line)),
+        None => (dir.join("keyval"), None),
+    }
+}
+
 /// Reads the kernel files version 0 consults.
-fn v0_kernel_files(dir: &Path, diags: &mut Diags<'_>) -> v0::KernelFiles {
+fn v0_kernel_files(dir: &Path, diags: &mut Diags<'_>) -> Result<v0::KernelFiles, ReadError> {
     let mut build_log = None;
     let mut build_dir = dir.join("build");
     let mut i = 1;
     while build_dir.exists() {
         let log = build_dir.join("debug/build_log");
-        if let Some(bytes) = read_optional(&log, diags) {
+        if let Some(bytes) = read_optional(&log, diags)? {
             build_log = Some((diags.name(&log), bytes));
             break;
         }
         i += 1;
         build_dir = dir.join(format!("build.{i}"));
     }
-    let uname = ["sysinfo/reboot1/uname_-a", "sysinfo/uname_-a"]
-        .iter()
-        .find_map(|p| read_optional(&dir.join(p), diags))
-        .map(|b| first_line(&b));
-    v0::KernelFiles { build_log, uname }
+    let mut uname = None;
+    for p in ["sysinfo/reboot1/uname_-a", "sysinfo/uname_-a"] {
+        if let Some(b) = read_optional(&dir.join(p), diags)? {
+            uname = Some(first_line(&b));
+            break;
+        }
+    }
+    Ok(v0::KernelFiles { build_log, uname })
 }
 
-/// Parses one job directory into a job tree. Never fails: every problem is
-/// a diagnostic on the returned job.
-pub fn parse_job(jd: &JobDir) -> Job {
-    parse_dir(jd).job
+/// Parses one job directory into a job tree. Every problem in the content
+/// is a diagnostic on the returned job; a file that exists but cannot be
+/// read fails the whole job.
+pub fn parse_job(jd: &JobDir) -> Result<Job, ReadError> {
+    parse_dir(jd).map(|p| p.job)
 }
 
-/// Parses one job directory, with its fingerprint and status file.
-pub fn parse_dir(jd: &JobDir) -> Parsed {
-    parse_with_steps(jd, false).0
+/// Parses one job directory, with its fingerprint and status file; fails
+/// when one of its files exists but cannot be read.
+pub fn parse_dir(jd: &JobDir) -> Result<Parsed, ReadError> {
+    Ok(parse_with_steps(jd, false)?.0)
 }
 
 /// What a continuous (live) parse of a job emits at one point: after the
@@ -304,11 +629,41 @@ pub struct Step {
 /// Parses a job feeding its status log one line at a time, as a live job
 /// is followed, and returns every non-empty step with the final parse.
 /// Version-0 jobs (no continuous parser in Autotest) have no steps.
-pub fn replay(jd: &JobDir) -> (Parsed, Vec<Step>) {
+pub fn replay(jd: &JobDir) -> Result<(Parsed, Vec<Step>), ReadError> {
     parse_with_steps(jd, true)
 }
 
-fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> (Parsed, Vec<Step>) {
+/// Finds the status file: `status.log` if it exists, else `status`. A
+/// `status.log` that is a directory is reported (Autotest raises and loses
+/// the job there); `status` is used if there is one, else the job is read
+/// as having an empty `status.log`, so it is kept. A status file that
+/// exists but cannot be examined is an error.
+fn status_file(dir: &Path, diags: &mut Diags<'_>) -> Result<Option<&'static str>, ReadError> {
+    let mut log_is_dir = false;
+    for name in ["status.log", "status"] {
+        let path = dir.join(name);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => {
+                log_is_dir |= name == "status.log";
+                diags.push(
+                    &path,
+                    Severity::Error,
+                    None,
+                    "is a directory (Autotest's parser raises IOError and loses the job here); \
+                     read as an empty status log"
+                        .into(),
+                );
+            }
+            Ok(_) => return Ok(Some(name)),
+            Err(e) => {
+                absent::<()>(&path, e, diags)?;
+            }
+        }
+    }
+    Ok(log_is_dir.then_some("status.log"))
+}
+
+fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step>), ReadError> {
     let dir = jd.path.as_path();
     let mut diags = Diags {
         dir,
@@ -316,7 +671,7 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> (Parsed, Vec<Step>) {
         hash: md5::Context::new(),
     };
     let top = toplevel_job_dir(dir);
-    let keyval = merged_keyval(dir, top.as_deref().unwrap_or(dir), &mut diags);
+    let (keyval, origins) = merged_keyval(dir, top.as_deref().unwrap_or(dir), &mut diags)?;
     let status_version = match keyval.get("status_version") {
         None => 0,
         Some(Value::Int(1)) => 1,
@@ -324,20 +679,23 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> (Parsed, Vec<Step>) {
         Some(Value::Float(f)) if *f == 1.0 || *f == 0.0 => *f as u32,
         Some(other) => {
             let shown = other.to_db_text().unwrap_or_default();
+            let (file, line) = keyval_origin(&origins, "status_version", dir);
             diags.push(
-                &dir.join("keyval"),
+                &file,
                 Severity::Error,
-                None,
+                line,
                 format!("status_version {shown:?} is not 0 or 1 (Autotest's parser loses the job here); read as version 1"),
             );
             1
         }
     };
-    let machine = machine_name(&keyval, dir, &mut diags);
-    let mut groups: Vec<String> = machine
-        .split(',')
-        .filter_map(|h| text(host_keyval(top.as_deref(), h, &mut diags).get("platform")))
-        .collect();
+    let machine = machine_name(&keyval, dir, &mut diags)?;
+    let mut groups = Vec::new();
+    for h in machine.split(',') {
+        groups.extend(text(
+            host_keyval(top.as_deref(), h, &mut diags)?.get("platform"),
+        ));
+    }
     groups.sort();
     groups.dedup();
     let mut job = Job {
@@ -348,20 +706,18 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> (Parsed, Vec<Step>) {
         user: text(keyval.get("user")),
         machine_group: groups.join(","),
         machine_owner: text(keyval.get("owner")),
-        queued_time: timestamp(&keyval, "job_queued", dir, &mut diags),
-        started_time: timestamp(&keyval, "job_started", dir, &mut diags),
-        finished_time: timestamp(&keyval, "job_finished", dir, &mut diags),
+        queued_time: timestamp(&keyval, &origins, "job_queued", dir, &mut diags),
+        started_time: timestamp(&keyval, &origins, "job_started", dir, &mut diags),
+        finished_time: timestamp(&keyval, &origins, "job_finished", dir, &mut diags),
         aborted_by: text(keyval.get("aborted_by")),
-        aborted_on: timestamp(&keyval, "aborted_on", dir, &mut diags),
+        aborted_on: timestamp(&keyval, &origins, "aborted_on", dir, &mut diags),
         machine,
         keyval: BTreeMap::new(),
         tests: Vec::new(),
         diagnostics: Vec::new(),
     };
 
-    let status_file = ["status.log", "status"]
-        .into_iter()
-        .find(|n| dir.join(n).is_file());
+    let status_file = status_file(dir, &mut diags)?;
     let status_path = status_file.map(|n| dir.join(n));
     let mut raw_steps: Vec<(Option<u32>, Vec<TestResult>)> = Vec::new();
     let results = match status_path {
@@ -375,44 +731,68 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> (Parsed, Vec<Step>) {
             Vec::new()
         }
         Some(path) => {
-            let bytes = read_optional(&path, &mut diags).unwrap_or_default();
             let (results, problems) = if status_version == 0 {
+                // The status file exists: not being able to read it now is
+                // an error even if it vanished meanwhile.
+                let bytes = match read_optional_unless_dir(&path, &mut diags)? {
+                    Some(b) => b,
+                    None if !path.exists() => {
+                        let e = io::Error::from(io::ErrorKind::NotFound);
+                        return Err(ReadError::new(&path, e));
+                    }
+                    None => Vec::new(),
+                };
                 let mut kproblems = Vec::new();
-                let files = v0_kernel_files(dir, &mut diags);
+                let files = v0_kernel_files(dir, &mut diags)?;
                 let source = v0::KernelSource::new(&files, &mut kproblems);
                 for (file, p) in kproblems {
                     diags.problems(&dir.join(file), [p]);
                 }
                 v0::parse(&bytes, &source)
             } else {
+                // `.autoserv_execute` is read first (the machine needs its
+                // status) but fingerprinted after the status log, as before.
+                let autoserv = top.as_deref().map(|t| t.join(".autoserv_execute"));
+                let autoserv_bytes = match &autoserv {
+                    Some(p) => read_unhashed(p, &mut diags)?,
+                    None => None,
+                };
+                let exit = match &autoserv {
+                    Some(p) => exit_status(p, autoserv_bytes.as_deref(), &mut diags),
+                    None => Status::Abort,
+                };
                 let ctx = v1::JobContext {
                     started_time: job.started_time,
                     finished_time: job.finished_time,
                     aborted_by: job.aborted_by.clone(),
                     aborted_on: job.aborted_on,
-                    exit_status: Some(exit_status(top.as_deref(), &mut diags)),
+                    exit_status: Some(exit),
                 };
                 let mut machine = if line_by_line {
                     v1::V1::new_live(ctx)
                 } else {
                     v1::V1::new(ctx)
                 };
-                let text = String::from_utf8_lossy(&bytes);
-                let lines = parse::lines_with_numbers(text.as_bytes()).map(|(n, l)| {
-                    (
-                        n,
-                        std::str::from_utf8(l).expect("split of valid UTF-8 at \\n is valid"),
-                    )
-                });
-                if line_by_line {
-                    for line in lines {
-                        let emitted = machine.process([line]);
-                        if !emitted.is_empty() {
-                            raw_steps.push((Some(line.0), emitted));
-                        }
+                // Streamed line by line, each decoded on its own (UTF-8,
+                // else Latin-1): one line is held at a time.
+                let mut feed = |n: u32, raw: &mut Vec<u8>| {
+                    let emitted = if raw.len() > LONG_LINE {
+                        // Handed over whole: its reason is cut in place.
+                        let line = text::decode_owned(std::mem::take(raw));
+                        machine.process_line(n, line)
+                    } else {
+                        let line = text::decode(raw);
+                        machine.process([(n, line.as_ref())])
+                    };
+                    if line_by_line && !emitted.is_empty() {
+                        raw_steps.push((Some(n), emitted));
                     }
-                } else {
-                    machine.process(lines);
+                };
+                if !path.is_dir() {
+                    read_lines(&path, &mut diags, &mut feed)?;
+                }
+                if let (Some(p), Some(b)) = (&autoserv, &autoserv_bytes) {
+                    diags.consume(p, b);
                 }
                 let out = machine.end();
                 if line_by_line && !out.emitted_at_end.is_empty() {
@@ -425,14 +805,15 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> (Parsed, Vec<Step>) {
         }
     };
 
-    let host_attrs: BTreeMap<String, Value> = host_keyval(top.as_deref(), &job.machine, &mut diags)
-        .into_iter()
-        .map(|(k, v)| (format!("host-{k}"), v))
-        .collect();
+    let host_attrs: BTreeMap<String, Value> =
+        host_keyval(top.as_deref(), &job.machine, &mut diags)?
+            .into_iter()
+            .map(|(k, v)| (format!("host-{k}"), v))
+            .collect();
     job.tests = results
         .into_iter()
         .map(|r| build_test(r, &job, dir, &host_attrs, &mut diags))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let steps = raw_steps
         .into_iter()
         .map(|(after_line, results)| {
@@ -446,10 +827,10 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> (Parsed, Vec<Step>) {
             let tests = results
                 .into_iter()
                 .map(|r| build_test(r, &job, dir, &host_attrs, &mut quiet))
-                .collect();
-            Step { after_line, tests }
+                .collect::<Result<_, _>>()?;
+            Ok(Step { after_line, tests })
         })
-        .collect();
+        .collect::<Result<_, ReadError>>()?;
     job.keyval = keyval;
     job.diagnostics = diags.list;
     let parsed = Parsed {
@@ -458,7 +839,7 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> (Parsed, Vec<Step>) {
         fingerprint: format!("{:x}", diags.hash.compute()),
         status_file,
     };
-    (parsed, steps)
+    Ok((parsed, steps))
 }
 
 /// `parse_test`: attaches a result's keyval attributes and iterations.
@@ -468,20 +849,20 @@ fn build_test(
     dir: &Path,
     host_attrs: &BTreeMap<String, Value>,
     diags: &mut Diags<'_>,
-) -> Test {
+) -> Result<Test, ReadError> {
     let mut attributes = BTreeMap::new();
     let mut iterations = Vec::new();
     if r.finalized {
         if let Some(subdir) = r.subdir.as_deref().filter(|s| !s.is_empty()) {
-            if safe_subdir(subdir) {
-                let test_dir = dir.join(subdir);
+            if let Some(inside) = inside_job_dir(subdir) {
+                let test_dir = dir.join(inside);
                 let results = test_dir.join("results/keyval");
-                if let Some(bytes) = read_optional(&results, diags) {
+                if let Some(bytes) = read_optional(&results, diags)? {
                     let parsed = parse::iteration::iterations(&bytes, job.status_version);
                     diags.problems(&results, parsed.problems);
                     iterations = parsed.iterations;
                 }
-                attributes = read_keyval(&test_dir.join("keyval"), diags);
+                attributes = read_keyval(&test_dir.join("keyval"), diags)?;
             } else {
                 diags.push(
                     dir,
@@ -502,7 +883,7 @@ fn build_test(
             attributes.insert("version".into(), version);
         }
     }
-    Test {
+    Ok(Test {
         subdir: r.subdir,
         testname: r.testname,
         status: r.status,
@@ -514,5 +895,19 @@ fn build_test(
         attributes,
         iterations,
         labels: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rounds;
+
+    #[test]
+    fn rounds_are_bounded_by_items_and_bytes() {
+        let sizes = [5u64, 5, 20, 1, 1, 1, 1];
+        let rounds: Vec<Vec<u64>> = Rounds::new(&sizes, 3, 10, |&s| s)
+            .map(<[u64]>::to_vec)
+            .collect();
+        assert_eq!(rounds, vec![vec![5, 5], vec![20], vec![1, 1, 1], vec![1]]);
     }
 }

@@ -13,7 +13,8 @@
 //! `ingest` is the only place results files are read and the only place
 //! rayon runs. `table` flattens job trees into rows; `store` loads them.
 //! `backfill` drives whole results roots through parse and load, resumably.
-//! `gen` writes synthetic results trees for benchmarks.
+//! `gen` writes synthetic results trees for benchmarks. `text` keeps
+//! non-UTF-8 bytes losslessly (Latin-1).
 
 #![warn(missing_docs)]
 
@@ -29,3 +30,4 @@ pub mod query;
 pub mod report;
 pub mod store;
 pub mod table;
+pub mod text;

@@ -69,6 +69,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// round of job trees, however large the root.
 const CHUNK_JOBS: usize = 256;
 
+/// Input bytes (`ingest::input_bytes`) parsed per round by `tko parse`: a
+/// job tree takes a few times its input, so a round of large jobs stays
+/// bounded however many there are (a larger job goes alone).
+const ROUND_BYTES: u64 = 16 << 20;
+
 /// Streams the jobs under `paths` to `each`, a round of top-level
 /// directories at a time (each job directory once; see
 /// `discover::Discovery`); walk errors and notices are printed as they
@@ -112,8 +117,16 @@ fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
     let mut out = io::BufWriter::new(stdout.lock());
     let mut failed = false;
     let walk_failed = discover_jobs(&args.jobs.paths, args.jobs.level, |dirs| {
-        for chunk in dirs.chunks(CHUNK_JOBS) {
+        for chunk in ingest::Rounds::new(&dirs, CHUNK_JOBS, ROUND_BYTES, ingest::input_bytes) {
             for job in ingest::parse_jobs(chunk) {
+                let job = match job {
+                    Ok(job) => job,
+                    Err(e) => {
+                        eprintln!("tko: {e}");
+                        failed = true;
+                        continue;
+                    }
+                };
                 if args.json {
                     serde_json::to_writer(&mut out, &job).context("writing JSON")?;
                     writeln!(out)?;
@@ -154,9 +167,9 @@ fn write_summary(out: &mut impl Write, job: &Job) -> io::Result<()> {
         job.tests.len(),
         counts,
         if job.machine.is_empty() {
-            "?"
+            "?".into()
         } else {
-            &job.machine
+            tko::text::stored(&job.machine)
         },
         job.status_version
     )?;
@@ -474,6 +487,7 @@ fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("no job directory found at {}", path.display());
         }
         for job in ingest::parse_jobs(&dirs) {
+            let job = job?;
             let lines = report::summarize(&report::records_from_job(&job));
             write_summary_as(&mut out, args.format, &job.tag, &lines)?;
         }

@@ -57,7 +57,7 @@ impl Serialize for Value {
                 Err(_) => s.serialize_u128(*i),
             },
             Value::Float(f) => serialize_float(*f, s),
-            Value::Str(v) => s.serialize_str(v),
+            Value::Str(v) => crate::text::serialize(v, s),
             Value::None => s.serialize_none(),
         }
     }
@@ -100,7 +100,7 @@ impl Serialize for PerfValue {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             PerfValue::Float(f) => serialize_float(*f, s),
-            PerfValue::Raw(v) => s.serialize_str(v),
+            PerfValue::Raw(v) => crate::text::serialize(v, s),
         }
     }
 }
@@ -189,10 +189,13 @@ impl Serialize for Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Patch {
     /// The patch spec as given to the client.
+    #[serde(serialize_with = "crate::text::serialize")]
     pub spec: String,
     /// Where the patch came from (a URL or path).
+    #[serde(serialize_with = "crate::text::serialize")]
     pub reference: String,
     /// Its md5 (or whatever hash the client recorded).
+    #[serde(serialize_with = "crate::text::serialize")]
     pub hash: String,
 }
 
@@ -200,8 +203,10 @@ pub struct Patch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Kernel {
     /// Base version (`UNKNOWN` when none was seen).
+    #[serde(serialize_with = "crate::text::serialize")]
     pub base: String,
     /// md5 of `base,patchhash,...`, or `UNKNOWN`.
+    #[serde(serialize_with = "crate::text::serialize")]
     pub kernel_hash: String,
     /// Patches applied on top of the base.
     pub patches: Vec<Patch>,
@@ -213,12 +218,13 @@ impl Kernel {
         if base == "UNKNOWN" {
             return Kernel::unknown();
         }
-        let mut text = base.clone();
+        // md5 of the original bytes, as Autotest hashes them.
+        let mut text = crate::text::bytes(&base).into_owned();
         for p in &patches {
-            text.push(',');
-            text.push_str(&p.hash);
+            text.push(b',');
+            text.extend_from_slice(&crate::text::bytes(&p.hash));
         }
-        let kernel_hash = format!("{:x}", md5::compute(text.as_bytes()));
+        let kernel_hash = format!("{:x}", md5::compute(&text));
         Kernel {
             base,
             kernel_hash,
@@ -266,8 +272,10 @@ pub struct Iteration {
     /// 1-based index.
     pub index: u32,
     /// `{attr}` keys (strings, verbatim).
+    #[serde(serialize_with = "crate::text::serialize_text_map")]
     pub attr: BTreeMap<String, String>,
     /// `{perf}` and untyped keys.
+    #[serde(serialize_with = "crate::text::serialize_map")]
     pub perf: BTreeMap<String, PerfValue>,
 }
 
@@ -336,12 +344,15 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Test {
     /// Results subdirectory (`None` for `----`; `"----"` for SERVER_JOB).
+    #[serde(serialize_with = "crate::text::serialize_opt")]
     pub subdir: Option<String>,
     /// Test name.
+    #[serde(serialize_with = "crate::text::serialize")]
     pub testname: String,
     /// Final status (RUNNING for a test still in progress).
     pub status: Status,
     /// Reason text (possibly empty).
+    #[serde(serialize_with = "crate::text::serialize_opt")]
     pub reason: Option<String>,
     /// Start time.
     #[serde(with = "iso_opt")]
@@ -350,14 +361,17 @@ pub struct Test {
     #[serde(with = "iso_opt")]
     pub finished_time: Option<Timestamp>,
     /// The job's machine name.
+    #[serde(serialize_with = "crate::text::serialize")]
     pub machine: String,
     /// Kernel current when the result completed.
     pub kernel: Kernel,
     /// Test attributes: `<subdir>/keyval` plus `host-*` keys.
+    #[serde(serialize_with = "crate::text::serialize_map")]
     pub attributes: BTreeMap<String, Value>,
     /// Iterations from `<subdir>/results/keyval`.
     pub iterations: Vec<Iteration>,
     /// Labels (always empty from the parser).
+    #[serde(serialize_with = "crate::text::serialize_list")]
     pub labels: Vec<String>,
 }
 
@@ -408,14 +422,19 @@ pub struct Job {
     /// Status log version (0 or 1).
     pub status_version: u32,
     /// Keyval `label`.
+    #[serde(serialize_with = "crate::text::serialize_opt")]
     pub label: Option<String>,
     /// Keyval `user`.
+    #[serde(serialize_with = "crate::text::serialize_opt")]
     pub user: Option<String>,
     /// Machine name (see spec §4.1).
+    #[serde(serialize_with = "crate::text::serialize")]
     pub machine: String,
     /// Sorted distinct host platforms, comma-joined.
+    #[serde(serialize_with = "crate::text::serialize")]
     pub machine_group: String,
     /// Keyval `owner`.
+    #[serde(serialize_with = "crate::text::serialize_opt")]
     pub machine_owner: Option<String>,
     /// Keyval `job_queued`.
     #[serde(with = "iso_opt")]
@@ -427,11 +446,13 @@ pub struct Job {
     #[serde(with = "iso_opt")]
     pub finished_time: Option<Timestamp>,
     /// Keyval `aborted_by`.
+    #[serde(serialize_with = "crate::text::serialize_opt")]
     pub aborted_by: Option<String>,
     /// Keyval `aborted_on`.
     #[serde(with = "iso_opt")]
     pub aborted_on: Option<Timestamp>,
     /// The merged job keyval.
+    #[serde(serialize_with = "crate::text::serialize_map")]
     pub keyval: BTreeMap<String, Value>,
     /// Tests in Autotest's emission order.
     pub tests: Vec<Test>,

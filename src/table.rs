@@ -4,11 +4,84 @@
 //! turns a [`Job`] into rows once database ids are known ([`JobTreeRows`]);
 //! it talks to no database and reads no files (see `store`).
 //!
-//! Strings are sanitized here so both stores hold the same text: NUL (which
-//! PostgreSQL `text` cannot hold) becomes U+FFFD and the job gets a
-//! diagnostic saying so.
+//! Strings are sanitized here so both stores hold the same text: Latin-1
+//! bytes become Latin-1 text ([`crate::text::stored`]), NUL (which
+//! PostgreSQL `text` cannot hold) becomes U+FFFD, and a value longer than
+//! its TKO column holds ([`Limit`]) is cut to what fits; the job gets a
+//! warning diagnostic for each.
 
 use crate::model::{Diagnostic, Job, Kernel, Patch, Severity, Status, Timestamp};
+
+/// Longest text (in characters, as MySQL's `varchar(N)` counts) each
+/// capped column holds: the wider of TKO's two lineages (spec §5.1; L is
+/// `schema_068.sql`, D the Django schema). Natural keys (`tag`, `hostname`,
+/// `kernel_hash`) are never cut: two jobs or machines would become one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// `table.column`, for the diagnostic.
+    pub column: &'static str,
+    /// Characters.
+    pub chars: usize,
+}
+
+impl Limit {
+    /// `tko_tests.test varchar(300)`.
+    pub const TEST: Limit = Limit {
+        column: "tko_tests.test",
+        chars: 300,
+    };
+    /// `tko_tests.subdir varchar(300)`.
+    pub const SUBDIR: Limit = Limit {
+        column: "tko_tests.subdir",
+        chars: 300,
+    };
+    /// `tko_tests.reason varchar(3072)` (D; L: 1024).
+    pub const REASON: Limit = Limit {
+        column: "tko_tests.reason",
+        chars: 3072,
+    };
+    /// `tko_test_attributes.attribute varchar(90)` (D; L: 30).
+    pub const ATTRIBUTE: Limit = Limit {
+        column: "tko_test_attributes.attribute",
+        chars: 90,
+    };
+    /// `tko_test_attributes.value varchar(1024)`.
+    pub const ATTRIBUTE_VALUE: Limit = Limit {
+        column: "tko_test_attributes.value",
+        chars: 1024,
+    };
+    /// `tko_iteration_attributes.attribute varchar(90)` (D; L: 30).
+    pub const ITERATION_ATTRIBUTE: Limit = Limit {
+        column: "tko_iteration_attributes.attribute",
+        chars: 90,
+    };
+    /// `tko_iteration_attributes.value varchar(1024)` (L; D: 300).
+    pub const ITERATION_VALUE: Limit = Limit {
+        column: "tko_iteration_attributes.value",
+        chars: 1024,
+    };
+    /// `tko_iteration_result.attribute varchar(90)` (D; L: 30).
+    pub const RESULT_ATTRIBUTE: Limit = Limit {
+        column: "tko_iteration_result.attribute",
+        chars: 90,
+    };
+    /// `tko_job_keyvals.key varchar(90)`.
+    pub const KEYVAL_KEY: Limit = Limit {
+        column: "tko_job_keyvals.key",
+        chars: 90,
+    };
+    /// `tko_job_keyvals.value varchar(300)`.
+    pub const KEYVAL_VALUE: Limit = Limit {
+        column: "tko_job_keyvals.value",
+        chars: 300,
+    };
+    /// `tko_diagnostics.message` (tko's own table): long enough for any
+    /// message tko writes, short enough that a quoted line cannot grow it.
+    pub const MESSAGE: Limit = Limit {
+        column: "tko_diagnostics.message",
+        chars: 4096,
+    };
+}
 
 /// The replacement for NUL characters in stored strings.
 pub const NUL_REPLACEMENT: char = '\u{FFFD}';
@@ -365,6 +438,13 @@ impl JobTreeRows {
     ) -> RowCounts {
         let before = self.counts();
         let mut c = Cleaner::default();
+        // Where test fields come from; the model keeps no line numbers.
+        let status = if job.status_version == 0 {
+            "status"
+        } else {
+            "status.log"
+        }
+        .to_string();
         let job_idx = ids.job_idx;
         let out = self;
         for (i, t) in job.tests.iter().enumerate() {
@@ -372,11 +452,17 @@ impl JobTreeRows {
             out.tests.push(TestRow {
                 test_idx,
                 job_idx,
-                test: c.clean(&t.testname, "test name"),
-                subdir: t.subdir.as_deref().map(|s| c.clean(s, "subdir")),
+                test: c.text(&t.testname, "test name", Limit::TEST, || status.clone()),
+                subdir: t
+                    .subdir
+                    .as_deref()
+                    .map(|s| c.text(s, "subdir", Limit::SUBDIR, || status.clone())),
                 kernel_idx: ids.kernel_idx[i],
                 status: status_idx(t.status),
-                reason: t.reason.as_deref().map(|s| c.clean(s, "reason")),
+                reason: t
+                    .reason
+                    .as_deref()
+                    .map(|s| c.text(s, "reason", Limit::REASON, || status.clone())),
                 machine_idx: ids.machine_idx,
                 invalid: ids.invalid[i],
                 finished_time: t.finished_time,
@@ -386,8 +472,12 @@ impl JobTreeRows {
                 out.test_attributes.push(TestAttributeRow {
                     job_idx,
                     test_idx,
-                    attribute: c.clean(k, "test attribute"),
-                    value: v.to_db_text().map(|s| c.clean(&s, "test attribute value")),
+                    attribute: c.text(k, "test attribute", Limit::ATTRIBUTE, || test_keyval(t)),
+                    value: v.to_db_text().map(|s| {
+                        c.text(&s, "test attribute value", Limit::ATTRIBUTE_VALUE, || {
+                            test_keyval(t)
+                        })
+                    }),
                     user_created: false,
                 });
             }
@@ -398,8 +488,18 @@ impl JobTreeRows {
                         job_idx,
                         test_idx,
                         iteration,
-                        attribute: c.clean(k, "iteration attribute"),
-                        value: c.clean(v, "iteration attribute value"),
+                        attribute: c.text(
+                            k,
+                            "iteration attribute",
+                            Limit::ITERATION_ATTRIBUTE,
+                            || iteration_keyval(t),
+                        ),
+                        value: c.text(
+                            v,
+                            "iteration attribute value",
+                            Limit::ITERATION_VALUE,
+                            || iteration_keyval(t),
+                        ),
                     });
                 }
                 for (k, v) in &it.perf {
@@ -407,7 +507,12 @@ impl JobTreeRows {
                         job_idx,
                         test_idx,
                         iteration,
-                        attribute: c.clean(k, "iteration result key"),
+                        attribute: c.text(
+                            k,
+                            "iteration result key",
+                            Limit::RESULT_ATTRIBUTE,
+                            || iteration_keyval(t),
+                        ),
                         value: v.as_f64(),
                     });
                 }
@@ -416,12 +521,25 @@ impl JobTreeRows {
         for (k, v) in &job.keyval {
             out.job_keyvals.push(JobKeyvalRow {
                 job_id: job_idx,
-                key: c.clean(k, "job keyval"),
-                value: v.to_db_text().map(|s| c.clean(&s, "job keyval value")),
+                key: c.text(k, "job keyval", Limit::KEYVAL_KEY, || "keyval".into()),
+                value: v.to_db_text().map(|s| {
+                    c.text(&s, "job keyval value", Limit::KEYVAL_VALUE, || {
+                        "keyval".into()
+                    })
+                }),
             });
         }
         for d in &job.diagnostics {
             out.diagnostics.push(diagnostic_row(job_idx, d, &mut c));
+        }
+        for (file, message) in std::mem::take(&mut c.cut) {
+            out.diagnostics.push(DiagnosticRow {
+                job_idx,
+                file: clean(&file),
+                line: None,
+                severity: "warning",
+                message,
+            });
         }
         if let Some(first) = c.first {
             out.diagnostics.push(DiagnosticRow {
@@ -468,18 +586,63 @@ fn diagnostic_row(job_idx: i32, d: &Diagnostic, c: &mut Cleaner) -> DiagnosticRo
             Severity::Error => "error",
             Severity::Warning => "warning",
         },
-        message: c.clean(&d.message, "diagnostic"),
+        message: c.text(&d.message, "diagnostic", Limit::MESSAGE, || d.file.clone()),
     }
 }
 
-/// Counts NUL replacements and remembers where the first one was.
+/// Counts NUL replacements and remembers where the first one was; notes
+/// every value cut to its column.
 #[derive(Default)]
 struct Cleaner {
     count: usize,
     first: Option<&'static str>,
+    cut: Vec<(String, String)>,
+}
+
+/// The file a test's attributes come from.
+fn test_keyval(t: &crate::model::Test) -> String {
+    format!(
+        "{}/keyval",
+        crate::text::stored(t.subdir.as_deref().unwrap_or(""))
+    )
+}
+
+/// The file a test's iterations come from.
+fn iteration_keyval(t: &crate::model::Test) -> String {
+    format!(
+        "{}/results/keyval",
+        crate::text::stored(t.subdir.as_deref().unwrap_or(""))
+    )
 }
 
 impl Cleaner {
+    /// [`Cleaner::clean`], cut to `limit` characters (with a warning
+    /// naming the column, the file from `file` and the value's start).
+    fn text(
+        &mut self,
+        s: &str,
+        what: &'static str,
+        limit: Limit,
+        file: impl FnOnce() -> String,
+    ) -> String {
+        let stored = crate::text::stored(s);
+        let Some((end, _)) = stored.char_indices().nth(limit.chars) else {
+            return self.clean(s, what);
+        };
+        let kept = &stored[..end];
+        let total = stored.chars().count();
+        let start: String = kept.chars().take(40).collect();
+        self.cut.push((
+            file(),
+            format!(
+                "{what} {start:?}... is {total} characters; stored the first {} \
+                 (TKO's {} holds {})",
+                limit.chars, limit.column, limit.chars
+            ),
+        ));
+        self.clean(kept, what)
+    }
+
     fn clean(&mut self, s: &str, what: &'static str) -> String {
         if s.contains('\0') {
             self.count += 1;
@@ -489,12 +652,14 @@ impl Cleaner {
     }
 }
 
-/// `s` with every NUL replaced by [`NUL_REPLACEMENT`].
+/// The stored form of a model string: Latin-1 bytes as Latin-1 text
+/// ([`crate::text::stored`]), every NUL replaced by [`NUL_REPLACEMENT`].
 pub fn clean(s: &str) -> String {
+    let s = crate::text::stored(s);
     if s.contains('\0') {
         s.replace('\0', "\u{FFFD}")
     } else {
-        s.to_owned()
+        s.into_owned()
     }
 }
 
@@ -560,6 +725,47 @@ mod tests {
         assert!(rows.diagnostics[0].message.contains("NUL"));
         assert_eq!(rows.iteration_results[0].value, Some(1.5));
         assert_eq!(rows.counts().tests, 1);
+    }
+
+    #[test]
+    fn values_longer_than_their_tko_column_are_cut_with_a_warning() {
+        let ids = TreeIds {
+            job_idx: 1,
+            machine_idx: 2,
+            test_idx: &[3],
+            kernel_idx: &[4],
+            invalid: &[false],
+        };
+        let mut j = job();
+        j.tests[0].reason = Some("r".repeat(5000));
+        j.tests[0].subdir = Some("sub".into());
+        j.tests[0]
+            .attributes
+            .insert("long".into(), Value::Str("é".repeat(2000)));
+        j.keyval.insert("k".into(), Value::Str("v".repeat(300)));
+        let rows = JobTreeRows::new(&j, &ids, |_| 5);
+        assert_eq!(rows.tests[0].reason.as_deref().map(str::len), Some(3072));
+        let long = rows
+            .test_attributes
+            .iter()
+            .find(|a| a.attribute == "long")
+            .expect("attribute");
+        assert_eq!(long.value.as_deref().map(|v| v.chars().count()), Some(1024));
+        assert_eq!(
+            rows.job_keyvals[0].value.as_deref().map(str::len),
+            Some(300)
+        );
+        let cut: Vec<_> = rows
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == "warning" && d.message.contains("stored the first"))
+            .map(|d| (d.file.as_str(), d.message.as_str()))
+            .collect();
+        assert_eq!(cut.len(), 2, "{cut:?}");
+        assert_eq!(cut[0].0, "status.log");
+        assert!(cut[0].1.contains("5000 characters") && cut[0].1.contains("tko_tests.reason"));
+        assert_eq!(cut[1].0, "sub/keyval");
+        assert_eq!(rows.counts().diagnostics, 3);
     }
 
     #[test]

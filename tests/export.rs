@@ -24,7 +24,10 @@ fn load_example(url: &str) {
     let (dirs, errors) =
         tko::discover::find_jobs(&[manifest().join("fixtures/example-results")], 2);
     assert!(errors.is_empty(), "{errors:?}");
-    let parsed = tko::ingest::parse_all(&dirs);
+    let parsed: Vec<_> = tko::ingest::parse_all(&dirs)
+        .into_iter()
+        .map(|p| p.expect("fixtures are readable"))
+        .collect();
     let items: Vec<LoadItem<'_>> = parsed
         .iter()
         .filter(|p| p.status_file.is_some())
@@ -448,7 +451,9 @@ fn summary_of_a_directory_matches_the_warehouse() -> TestResult {
         let dir: &Path = &manifest().join("fixtures/example-results").join(tag);
         let (dirs, errors) = tko::discover::find_jobs(&[dir.to_path_buf()], 2);
         assert!(errors.is_empty());
-        let jobs = tko::ingest::parse_jobs(&dirs);
+        let jobs: Vec<_> = tko::ingest::parse_jobs(&dirs)
+            .into_iter()
+            .collect::<Result<_, _>>()?;
         assert_eq!(jobs.len(), 1);
         let mut out = Vec::new();
         let lines = report::summarize(&report::records_from_job(&jobs[0]));

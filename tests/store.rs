@@ -845,6 +845,7 @@ fn corpus_round_trip(backend: Backend) -> TestResult {
         let (dirs, _) = tko::discover::find_jobs(&[input], level);
         let parsed: Vec<_> = tko::ingest::parse_all(&dirs)
             .into_iter()
+            .map(|p| p.expect("corpus files are readable"))
             .filter(|p| p.status_file.is_some())
             .collect();
         let items: Vec<LoadItem<'_>> = parsed

@@ -69,7 +69,7 @@ pub fn iterations(input: &[u8], status_version: u32) -> Iterations {
     let mut perf = BTreeMap::new();
     let mut index = 1;
     for (number, raw) in lines_with_numbers(input) {
-        let text = String::from_utf8_lossy(raw);
+        let text = crate::text::decode(raw);
         // Python's str.strip(): ASCII whitespace on both ends.
         let line = text.trim_matches(|c: char| is_py_space(c));
         if line.is_empty() {
@@ -84,7 +84,10 @@ pub fn iterations(input: &[u8], status_version: u32) -> Iterations {
         let warn = |out: &mut Iterations| {
             out.problems.push(Problem::warning(
                 Some(number),
-                format!("line '{line}' found in test iteration keyval could not be parsed"),
+                format!(
+                    "line '{}' found in test iteration keyval could not be parsed",
+                    super::excerpt(line, super::EXCERPT_CHARS)
+                ),
             ))
         };
         if status_version == 0 {
@@ -94,7 +97,10 @@ pub fn iterations(input: &[u8], status_version: u32) -> Iterations {
                 }
                 None => out.problems.push(Problem::error(
                     Some(number),
-                    format!("iteration keyval line '{line}' has no '='"),
+                    format!(
+                        "iteration keyval line '{}' has no '='",
+                        super::excerpt(line, super::EXCERPT_CHARS)
+                    ),
                 )),
             }
             continue;

@@ -20,6 +20,8 @@ pub struct Keyval {
     pub map: BTreeMap<String, Value>,
     /// Lines Autotest would have raised on.
     pub problems: Vec<Problem>,
+    /// Key → 1-based line of the value kept (the last duplicate).
+    pub lines: BTreeMap<String, u32>,
 }
 
 /// `key = [-.\w]+` (ASCII word characters, dash, dot).
@@ -60,7 +62,7 @@ pub fn typed_value(v: &str) -> Value {
 pub fn keyval(input: &[u8]) -> Keyval {
     let mut out = Keyval::default();
     for (number, raw) in lines_with_numbers(input) {
-        let text = String::from_utf8_lossy(raw);
+        let text = crate::text::decode(raw);
         // Python: re.sub('#.*', '', line).rstrip()
         let uncommented = match text.find('#') {
             Some(p) => &text[..p],
@@ -70,10 +72,14 @@ pub fn keyval(input: &[u8]) -> Keyval {
         match entry(line) {
             Ok((_, (k, v))) => {
                 out.map.insert(k.to_string(), typed_value(v));
+                out.lines.insert(k.to_string(), number);
             }
             Err(_) => out.problems.push(Problem::error(
                 Some(number),
-                format!("invalid keyval line {line:?} (expected key=value)"),
+                format!(
+                    "invalid keyval line {:?} (expected key=value)",
+                    super::excerpt(line, super::EXCERPT_CHARS)
+                ),
             )),
         }
     }

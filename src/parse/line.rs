@@ -97,13 +97,23 @@ fn field(part: &str) -> Option<(&str, &str)> {
 /// Splits what follows the three columns into the leading `\w+=value`
 /// fields and the reason (the rest, tabs kept).
 pub(crate) fn fields_and_reason(tail: &str) -> (BTreeMap<String, String>, String) {
-    let mut parts = tail.split('\t').peekable();
+    let (fields, start) = fields_and_reason_start(tail);
+    (fields, tail[start..].to_string())
+}
+
+/// [`fields_and_reason`], with the reason as the byte offset in `tail`
+/// where it starts.
+fn fields_and_reason_start(tail: &str) -> (BTreeMap<String, String>, usize) {
     let mut fields = BTreeMap::new();
-    while let Some((k, v)) = parts.peek().and_then(|p| field(p)) {
+    let mut start = 0;
+    for part in tail.split('\t') {
+        let Some((k, v)) = field(part) else {
+            break;
+        };
         fields.insert(k.to_string(), v.to_string());
-        parts.next();
+        start += part.len() + 1;
     }
-    (fields, parts.collect::<Vec<_>>().join("\t"))
+    (fields, start.min(tail.len()))
 }
 
 /// `----` means no name.
@@ -120,10 +130,46 @@ pub fn is_status_line(raw: &str) -> bool {
 /// are not status lines; `Err` for a status line with an unknown status word
 /// (and for `INFO` when `version` is 0).
 pub fn status_line(raw: &str, version: u32) -> Result<Option<StatusLine>, BadStatus> {
+    parse_line(raw, version, |start, end| raw[start..end].to_string())
+}
+
+/// [`status_line`] of an owned line: the reason is the line's own buffer,
+/// cut in place (no copy of a very long line).
+pub fn status_line_owned(raw: String, version: u32) -> Result<Option<StatusLine>, BadStatus> {
+    let mut raw = Some(raw);
+    let mut span = (0, 0);
+    let result = {
+        let text = raw.as_deref().expect("set above");
+        parse_line(text, version, |start, end| {
+            span = (start, end);
+            String::new()
+        })
+    };
+    let mut line = result?;
+    if let Some(l) = line.as_mut().filter(|l| l.reason.is_some()) {
+        let mut own = raw.take().expect("set above");
+        let (start, end) = span;
+        own.truncate(end);
+        own.drain(..start);
+        l.reason = Some(own);
+    }
+    Ok(line)
+}
+
+/// The parse shared by [`status_line`] and [`status_line_owned`]; `reason`
+/// makes the reason from its byte span in `raw`.
+fn parse_line(
+    raw: &str,
+    version: u32,
+    reason: impl FnOnce(usize, usize) -> String,
+) -> Result<Option<StatusLine>, BadStatus> {
     let Ok((tail, (indent, [word, subdir, testname]))) = head(raw) else {
         return Ok(None);
     };
-    let (fields, reason) = fields_and_reason(tail.trim_end_matches('\n'));
+    let tail_start = raw.len() - tail.len();
+    let tail = tail.trim_end_matches('\n');
+    let (fields, start) = fields_and_reason_start(tail);
+    let span = (tail_start + start, tail_start + tail.len());
     // A line with exactly three tab-terminated columns and nothing after the
     // last tab still has an (empty) fourth part, as Python's split gives.
     if version >= 1 && word == "INFO" {
@@ -161,7 +207,7 @@ pub fn status_line(raw: &str, version: u32) -> Result<Option<StatusLine>, BadSta
         status,
         subdir: name(subdir),
         testname: name(testname),
-        reason: Some(reason),
+        reason: Some(reason(span.0, span.1)),
         fields,
     }))
 }
@@ -217,6 +263,25 @@ mod tests {
             "GOOD\t\tb\tc\t",
         ] {
             assert_eq!(status_line(raw, 1), Ok(None), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn owned_lines_parse_the_same() {
+        for raw in [
+            "\t\t\tGOOD\t----\t----\tfield1=val1\tfield2=val2\tTest Passed\n",
+            "FAIL\tt\tt\ttimestamp=1\texpected=1 got=2\n",
+            "GOOD\ta\tb\tx=1\tone\ttwo",
+            "INFO\t----\t----\tkernel=2\t\n",
+            "GOOD\ta\tb\t\n",
+            "END PASS\ta\tb\t\n",
+            "  continuation\n",
+        ] {
+            assert_eq!(
+                status_line_owned(raw.to_string(), 1),
+                status_line(raw, 1),
+                "{raw:?}"
+            );
         }
     }
 

@@ -79,6 +79,18 @@ pub fn lines_with_numbers(input: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
         .map(|(i, l)| (u32::try_from(i + 1).unwrap_or(u32::MAX), l))
 }
 
+/// At most the first `max` characters of `s`, with `...` when cut: what a
+/// diagnostic quotes of a line, so a huge line cannot make a huge message.
+pub fn excerpt(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        Some((end, _)) => format!("{}...", &s[..end]).into(),
+        None => s.into(),
+    }
+}
+
+/// Longest excerpt of a line a diagnostic quotes.
+pub const EXCERPT_CHARS: usize = 200;
+
 /// Python 2's `str.isspace` for one character (ASCII whitespace incl. `\v`).
 pub fn is_py_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
@@ -151,16 +163,25 @@ pub fn python_int(text: &str) -> Option<i64> {
     t.strip_prefix('+').unwrap_or(t).parse().ok()
 }
 
+/// True if `int(text)` would accept `text` as an integer of any size
+/// (surrounding whitespace, optional sign, decimal digits).
+pub fn is_python_int_literal(text: &str) -> bool {
+    let t = text.trim_matches(is_py_space);
+    let body = t.strip_prefix(['+', '-']).unwrap_or(t);
+    !body.is_empty() && body.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Largest timestamp Python's `datetime.fromtimestamp` accepts (year 9999).
 const MAX_TIMESTAMP: i64 = 253_402_300_799;
 
 /// Autotest's `get_timestamp`: `int(value)` seconds since the epoch. Floats
 /// are truncated; anything else is an error (Autotest raises).
 pub fn timestamp_of_value(v: &Value) -> Result<Timestamp, String> {
+    // Integers too large for i64 are out of range (Python: OverflowError).
     let ts = match v {
-        Value::Int(i) => i64::try_from(*i).ok(),
+        Value::Int(i) => Some(i64::try_from(*i).unwrap_or(i64::MAX)),
         Value::Float(f) if f.is_finite() => Some(f.trunc() as i64),
-        Value::Str(s) => python_int(s),
+        Value::Str(s) if is_python_int_literal(s) => Some(python_int(s).unwrap_or(i64::MAX)),
         _ => None,
     };
     timestamp_in_range(ts, v)

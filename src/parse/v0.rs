@@ -43,7 +43,7 @@ impl KernelSource {
                 patches: Vec::new(),
             };
             for (n, raw) in lines_with_numbers(bytes) {
-                let text = String::from_utf8_lossy(raw);
+                let text = crate::text::decode(raw);
                 let Some((head, rest)) = text.split_once(": ") else {
                     problems.push((
                         path.clone(),
@@ -148,7 +148,7 @@ pub fn parse(input: &[u8], kernels: &KernelSource) -> (Vec<TestResult>, Vec<Prob
     let mut started: Option<Timestamp> = None;
 
     for (number, raw) in lines_with_numbers(input) {
-        let text = String::from_utf8_lossy(raw);
+        let text = crate::text::decode(raw);
         let mut line = match status_line(&text, 0) {
             Ok(Some(l)) => l,
             Ok(None) => continue,

@@ -8,9 +8,10 @@
 //! becomes final. Where Autotest raises and loses the job, this machine
 //! reports a [`Problem`] and carries on with the most faithful reading.
 
-use super::line::{fields_and_reason, name, status_line, LineKind, StatusLine};
+use super::line::{fields_and_reason, name, status_line, status_line_owned, LineKind, StatusLine};
 use super::{timestamp_of_field, Problem, TestResult};
 use crate::model::{short_datetime, Kernel, Patch, Status, Timestamp};
+use std::borrow::Cow;
 use std::collections::{BTreeSet, VecDeque};
 use std::rc::Rc;
 
@@ -61,13 +62,13 @@ impl StatusStack {
     }
 }
 
-/// A queued line with its 1-based number in the file (None for lines the
-/// machine synthesised): raw text, or already parsed (synthesised aborts,
-/// and lines put back after an indentation regression, which are not parsed
-/// again so that deep nesting stays linear).
+/// A queued, already parsed line with its 1-based number in the file (None
+/// for lines the machine synthesised): synthesised aborts, and lines put
+/// back after an indentation regression, which are not parsed again so
+/// that deep nesting stays linear. Raw lines are never queued (that would
+/// copy each one): each is parsed as it is fed.
 #[derive(Debug)]
 enum Queued {
-    Raw(Option<u32>, String),
     Parsed(Option<u32>, Rc<StatusLine>),
 }
 
@@ -172,11 +173,21 @@ impl V1 {
         &mut self,
         lines: impl IntoIterator<Item = (u32, &'a str)>,
     ) -> Vec<TestResult> {
-        self.buffer.extend(
-            lines
-                .into_iter()
-                .map(|(n, l)| Queued::Raw(Some(n), l.to_string())),
-        );
+        // Each line, then whatever it queued, before the next line: the
+        // order Autotest's buffer gives.
+        for (n, raw) in lines {
+            self.step_raw(Some(n), Cow::Borrowed(raw));
+            while let Some(entry) = self.buffer.pop_front() {
+                self.step(entry);
+            }
+        }
+        self.take_emitted()
+    }
+
+    /// [`V1::process`] of one owned line: its reason is the line's own
+    /// buffer, not a copy (for very long lines).
+    pub fn process_line(&mut self, number: u32, raw: String) -> Vec<TestResult> {
+        self.step_raw(Some(number), Cow::Owned(raw));
         while let Some(entry) = self.buffer.pop_front() {
             self.step(entry);
         }
@@ -233,9 +244,17 @@ impl V1 {
             started,
             finished,
         );
+        let emitted_at_end = self.take_emitted();
+        // Moved out, not cloned: a result may hold a very long reason.
+        let mut tests: Vec<Option<TestResult>> = self.tests.into_iter().map(Some).collect();
+        let tests = self
+            .emitted
+            .iter()
+            .filter_map(|&id| tests[id].take())
+            .collect();
         Output {
-            emitted_at_end: self.take_emitted(),
-            tests: self.dedup(),
+            emitted_at_end,
+            tests,
             problems: self.problems,
         }
     }
@@ -386,35 +405,33 @@ impl V1 {
         Kernel::new(base.to_string(), patches)
     }
 
-    /// One iteration of Autotest's main loop, for one queued line.
-    fn step(&mut self, entry: Queued) {
-        let (number, line) = match entry {
-            Queued::Parsed(number, line) => (number, line),
-            Queued::Raw(number, raw) => {
-                let raw = if raw.contains("\r\0") {
-                    raw.replace("\r\0", "")
-                } else {
-                    raw
-                };
-                match status_line(&raw, 1) {
-                    Ok(Some(l)) => (number, Rc::new(l)),
-                    Ok(None) => {
-                        self.line = None;
-                        return;
-                    }
-                    Err(bad) => {
-                        self.problems.push(Problem::error(
-                            number,
-                            format!(
-                                "unknown status {:?} (Autotest's parser loses the job here); line ignored",
-                                bad.word
-                            ),
-                        ));
-                        return;
-                    }
-                }
-            }
+    /// One iteration of Autotest's main loop, for one raw line.
+    fn step_raw(&mut self, number: Option<u32>, raw: Cow<'_, str>) {
+        let raw = if raw.contains("\r\0") {
+            Cow::Owned(raw.replace("\r\0", ""))
+        } else {
+            raw
         };
+        let parsed = match raw {
+            Cow::Borrowed(r) => status_line(r, 1),
+            Cow::Owned(r) => status_line_owned(r, 1),
+        };
+        match parsed {
+            Ok(Some(l)) => self.step(Queued::Parsed(number, Rc::new(l))),
+            Ok(None) => self.line = None,
+            Err(bad) => self.problems.push(Problem::error(
+                number,
+                format!(
+                    "unknown status {:?} (Autotest's parser loses the job here); line ignored",
+                    bad.word
+                ),
+            )),
+        }
+    }
+
+    /// One iteration of Autotest's main loop, for one parsed line.
+    fn step(&mut self, entry: Queued) {
+        let Queued::Parsed(number, line) = entry;
         self.line = Some(Rc::clone(&line));
         self.last_status_timestamp = line.fields.get("timestamp").cloned();
 

@@ -1,0 +1,54 @@
+//! Memory bounds of `tko parse` (issue 8 item 7): jobs are parsed in
+//! rounds bounded by their input bytes, not only by their count, so twice
+//! as many iteration-heavy jobs do not take twice the memory. Peak RSS of
+//! real `tko` processes is read with `/usr/bin/time -f %M`.
+
+use std::path::Path;
+use std::process::Command;
+use tko::gen::{generate, GenOptions};
+
+/// Peak RSS in KiB of `tko parse --json` over `root`.
+fn parse_max_rss_kib(root: &Path) -> u64 {
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "maxrss=%M"])
+        .arg(env!("CARGO_BIN_EXE_tko"))
+        .args(["parse", "--json", "--level", "2"])
+        .arg(root)
+        .output()
+        .expect("run /usr/bin/time tko");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no maxrss in {stderr}"))
+}
+
+fn tree(root: &Path, jobs: usize) {
+    let opts = GenOptions {
+        jobs,
+        tests_per_job: 10..=10,
+        iterations_per_test: 20..=20,
+        perf_keys_per_iteration: 100..=100,
+        fraction_bad: 0.0,
+        subdir_status_copies: false,
+        ..GenOptions::default()
+    };
+    generate(root, &opts).expect("generate tree");
+}
+
+#[test]
+fn twice_the_iteration_heavy_jobs_take_no_more_memory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (small, large) = (tmp.path().join("small"), tmp.path().join("large"));
+    // About 0.5 MB of results/keyval per job: 20 MB and 40 MB of input.
+    tree(&small, 40);
+    tree(&large, 80);
+    let a = parse_max_rss_kib(&small);
+    let b = parse_max_rss_kib(&large);
+    assert!(
+        b * 10 < a * 13,
+        "80 jobs took {b} KiB, 40 jobs {a} KiB: memory grows with the number of jobs"
+    );
+}
