@@ -318,3 +318,45 @@ fn double_ctrl_c_leaves_a_clean_terminal() -> TestResult {
     assert!(screen.ends_with('\n'), "no final newline: {screen:?}");
     Ok(())
 }
+
+/// A job read directly summarises exactly as the same job loaded: Latin-1
+/// text (a reason with the byte 0xE9) reads as the warehouse stores it.
+#[test]
+fn summary_of_a_directory_equals_summary_of_the_loaded_job() -> TestResult {
+    let t = tempfile::tempdir()?;
+    let job = t.path().join("results/7-eve/host7");
+    std::fs::create_dir_all(&job)?;
+    std::fs::write(job.join("keyval"), "status_version=1\nhostname=host7\n")?;
+    let mut log = b"START\t----\t----\ttimestamp=1300000000\tlocalized=x\n".to_vec();
+    log.extend_from_slice(b"\tSTART\tdbench\tdbench\ttimestamp=1300000001\n");
+    log.extend_from_slice(b"\t\tFAIL\tdbench\tdbench\ttimestamp=1300000002\tcaf\xe9 is down\n");
+    log.extend_from_slice(b"\tEND FAIL\tdbench\tdbench\ttimestamp=1300000003\n");
+    log.extend_from_slice(b"END GOOD\t----\t----\ttimestamp=1300000004\n");
+    std::fs::write(job.join("status.log"), log)?;
+    let dir = job.to_string_lossy().into_owned();
+    let direct = tko(
+        &["summary", "--format", "json", "--level", "2", &dir],
+        t.path(),
+    )?;
+    assert!(
+        direct.status.success(),
+        "{}",
+        String::from_utf8_lossy(&direct.stderr)
+    );
+    let out = tko(&["load", "--quiet", "--level", "2", &dir], t.path())?;
+    assert!(
+        out.status.code() != Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = tko(&["summary", "--format", "json", "7-eve/host7"], t.path())?;
+    assert!(
+        stored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stored.stderr)
+    );
+    let direct = String::from_utf8(direct.stdout)?;
+    assert!(direct.contains("café is down"), "{direct}");
+    assert_eq!(direct, String::from_utf8(stored.stdout)?);
+    Ok(())
+}

@@ -68,19 +68,22 @@ pub(crate) fn fails(status: &str) -> bool {
 
 /// The records of a parsed job (no database).
 pub fn records_from_job(job: &Job) -> Vec<TestRecord> {
+    // Text as the warehouse stores it (Latin-1 lines decoded), so a job
+    // read directly reads as the same job loaded.
+    let text = |s: &str| crate::text::stored(s).into_owned();
     job.tests
         .iter()
         .map(|t| TestRecord {
-            job_tag: job.tag.clone(),
-            label: job.label.clone(),
-            machine: Some(job.machine.clone()),
-            machine_group: Some(job.machine_group.clone()),
-            kernel: Some(t.kernel.base.clone()),
-            test: t.testname.clone(),
+            job_tag: text(&job.tag),
+            label: job.label.as_deref().map(text),
+            machine: Some(text(&job.machine)),
+            machine_group: Some(text(&job.machine_group)),
+            kernel: Some(text(&t.kernel.base)),
+            test: text(&t.testname),
             status: t.status.word().to_owned(),
-            reason: t.reason.clone(),
+            reason: t.reason.as_deref().map(text),
             duration_s: t.started_time.zip(t.finished_time).map(|(s, f)| f - s),
-            subdir: t.subdir.clone(),
+            subdir: t.subdir.as_deref().map(text),
             finished_time: t.finished_time.and_then(|f| {
                 jiff::Timestamp::from_second(f)
                     .ok()
