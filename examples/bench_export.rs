@@ -124,6 +124,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             source: p.path.clone(),
             fingerprint: p.fingerprint.clone(),
             force: false,
+            read_at: None,
         })
         .collect();
 

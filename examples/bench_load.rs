@@ -156,6 +156,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             source: format!("/bench/{}", job.tag).into(),
             fingerprint: "bench".into(),
             force: false,
+            read_at: None,
         })
         .collect();
     println!(

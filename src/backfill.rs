@@ -224,6 +224,8 @@ struct Todo {
 struct Ready {
     parsed: Parsed,
     signature: String,
+    /// When its read began, under the lock (see [`LoadItem::read_at`]).
+    read_at: Option<i64>,
 }
 
 /// What the scanner hands the writer: a parsed chunk, with its share of the
@@ -435,10 +437,12 @@ fn read_chunk(todo: Vec<Todo>, opts: &Options) -> Chunk {
                     }
                 }
             };
+            let read_at = read_start();
             match ingest::parse_dir(&t.dir) {
                 Ok(parsed) => Read::Ready(Box::new(Ready {
                     parsed,
                     signature: t.signature,
+                    read_at,
                 })),
                 // A read error is never a parse result: the job fails and
                 // its stored version stays.
@@ -459,6 +463,14 @@ fn read_chunk(todo: Vec<Todo>, opts: &Options) -> Chunk {
         }
     }
     chunk
+}
+
+/// Now, in microseconds since the Unix epoch (`None` before 1970).
+fn read_start() -> Option<i64> {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    i64::try_from(since.as_micros()).ok()
 }
 
 /// Jobs that could not be read: reported, counted as failed and recorded
@@ -530,6 +542,7 @@ fn write_chunk(
             source: p.path.clone(),
             fingerprint: p.fingerprint.clone(),
             force: opts.force,
+            read_at: r.read_at,
         });
         signed.push(r);
     }

@@ -36,6 +36,7 @@ fn load_example(url: &str) {
             source: p.path.clone(),
             fingerprint: p.fingerprint.clone(),
             force: false,
+            read_at: None,
         })
         .collect();
     let mut s = store::open(url).expect("open");

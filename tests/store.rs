@@ -224,11 +224,11 @@ fn init_migrate_status(backend: Backend) -> TestResult {
     let mut s = store::open(&f.url)?;
     assert!(matches!(s.migrate(), Err(Error::NotInitialized)));
     assert_eq!(s.status()?.schema_version, None);
-    assert_eq!(s.init()?, vec![1, 2, 3]);
+    assert_eq!(s.init()?, vec![1, 2, 3, 4]);
     assert_eq!(s.init()?, Vec::<u32>::new(), "init is idempotent");
     assert_eq!(s.migrate()?, Vec::<u32>::new());
     let report = s.status()?;
-    assert_eq!(report.schema_version, Some(3));
+    assert_eq!(report.schema_version, Some(4));
     let status_rows = report
         .tables
         .iter()
@@ -255,11 +255,12 @@ fn init_migrate_status(backend: Backend) -> TestResult {
     // A warehouse at version 1 is upgraded in place, its rows kept.
     db.exec(
         "DROP TABLE tko_scan_state; DROP TABLE tko_job_machines; \
-         DELETE FROM tko_schema_version WHERE version IN (2, 3)",
+         ALTER TABLE tko_ingest_ledger DROP COLUMN read_at; \
+         DELETE FROM tko_schema_version WHERE version IN (2, 3, 4)",
     );
     assert_eq!(s.status()?.schema_version, Some(1));
-    assert_eq!(s.migrate()?, vec![2, 3]);
-    assert_eq!(s.status()?.schema_version, Some(3));
+    assert_eq!(s.migrate()?, vec![2, 3, 4]);
+    assert_eq!(s.status()?.schema_version, Some(4));
     assert_eq!(db.int("SELECT count(*) FROM tko_scan_state"), 0);
     assert_eq!(db.int("SELECT count(*) FROM tko_status"), 10);
     Ok(())
@@ -856,6 +857,7 @@ fn corpus_round_trip(backend: Backend) -> TestResult {
                 fingerprint: p.fingerprint.clone(),
                 // Corpus cases reuse tags (`as-v1`): each replaces the last.
                 force: true,
+                read_at: None,
             })
             .collect();
         load_ok(s.as_mut(), &items);
@@ -1112,8 +1114,11 @@ fn migration_003_keys_match_the_loader(backend: Backend) -> TestResult {
     let loaded = db.texts(keys);
     assert_eq!(loaded.len(), jobs.len());
     let machines = db.texts(MACHINES);
-    db.exec("DROP TABLE tko_job_machines; DELETE FROM tko_schema_version WHERE version = 3");
-    assert_eq!(s.migrate()?, vec![3]);
+    db.exec(
+        "DROP TABLE tko_job_machines; ALTER TABLE tko_ingest_ledger DROP COLUMN read_at; \
+         DELETE FROM tko_schema_version WHERE version IN (3, 4)",
+    );
+    assert_eq!(s.migrate()?, vec![3, 4]);
     assert_eq!(db.texts(keys), loaded);
     assert_eq!(db.texts(MACHINES), machines);
     Ok(())
@@ -1137,6 +1142,7 @@ fn at<'a>(job: &'a tko::model::Job, source: &str, fingerprint: &str) -> LoadItem
         source: source.into(),
         fingerprint: fingerprint.into(),
         force: false,
+        read_at: None,
     }
 }
 
@@ -1429,4 +1435,59 @@ fn sqlite_racing_sources_one_wins_per_tag() -> TestResult {
 #[test]
 fn pg_racing_sources_one_wins_per_tag() -> TestResult {
     racing_sources_one_wins_per_tag(Backend::Postgres)
+}
+
+/// Locks are held only while a job is read, so two loaders of one job may
+/// commit in either order: the later *read* wins. A load whose read began
+/// before the stored version's read is skipped (nothing written), a later
+/// one replaces it, and `force` always writes.
+fn the_later_read_wins_whatever_the_commit_order(backend: Backend) -> TestResult {
+    let f = fresh(backend);
+    let mut s = open_init(&f.url)?;
+    let mut db = Db::open(&f);
+    let jobs = sample_jobs();
+    let newer = &jobs[0];
+    let mut older = newer.clone();
+    older.tests.truncate(1);
+    let source = "/lab/a/123-alice/host1";
+    let read = |job, fp, t: i64| LoadItem {
+        read_at: Some(t),
+        ..at(job, source, fp)
+    };
+    load_ok(s.as_mut(), &[read(newer, "fp-new", 2_000)]);
+    let want = support::contents(&mut db);
+
+    // The older read commits last: skipped, the newer version stays.
+    let o = load_ok(s.as_mut(), &[read(&older, "fp-old", 1_000)]).remove(0);
+    assert_eq!(o.action, Action::Skipped);
+    assert_eq!(support::contents(&mut db), want);
+    assert_eq!(
+        db.texts(&format!(
+            "SELECT fingerprint, CAST(read_at AS TEXT) FROM tko_ingest_ledger WHERE tag = {}",
+            lit(&newer.tag)
+        )),
+        vec![vec![Some("fp-new".to_string()), Some("2000".to_string())]]
+    );
+
+    // A later read replaces it; force writes whatever the times.
+    let o = load_ok(s.as_mut(), &[read(&older, "fp-old", 3_000)]).remove(0);
+    assert_eq!(o.action, Action::Replaced);
+    let mut forced = read(newer, "fp-new", 1);
+    forced.force = true;
+    assert_eq!(
+        load_ok(s.as_mut(), &[forced]).remove(0).action,
+        Action::Replaced
+    );
+    assert_eq!(support::contents(&mut db), want);
+    Ok(())
+}
+
+#[test]
+fn sqlite_the_later_read_wins_whatever_the_commit_order() -> TestResult {
+    the_later_read_wins_whatever_the_commit_order(Backend::Sqlite)
+}
+
+#[test]
+fn pg_the_later_read_wins_whatever_the_commit_order() -> TestResult {
+    the_later_read_wins_whatever_the_commit_order(Backend::Postgres)
 }

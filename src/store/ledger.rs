@@ -30,7 +30,7 @@ const MAX_ROUNDS: usize = 8;
 /// The SQL both backends read ledger rows with (and the scan state of
 /// their tags); each appends its condition on the list of tags `l.tag`.
 pub(crate) const LEDGER_ROWS_SQL: &str = "SELECT l.tag, l.job_idx, l.source_path, \
-     l.fingerprint, l.parser_version, l.outcome, s.signature, s.fingerprint \
+     l.fingerprint, l.parser_version, l.outcome, s.signature, s.fingerprint, l.read_at \
      FROM tko_ingest_ledger l LEFT JOIN tko_scan_state s ON s.tag = l.tag WHERE ";
 
 /// The decision-relevant columns of one `tko_ingest_ledger` row.
@@ -47,6 +47,8 @@ pub(crate) struct LedgerRow {
     pub(crate) parser_version: String,
     /// [`LOADED`] or [`FAILED`].
     pub(crate) outcome: String,
+    /// When the read of the stored version began (µs since the epoch).
+    pub(crate) read_at: Option<i64>,
 }
 
 /// A ledger row with its tag's backfill scan state (signature and the
@@ -93,7 +95,8 @@ pub(crate) enum Plan {
 
 /// Decides one item. The source-path rule comes first: a tag stored from
 /// another results directory is replaced only with `force`. A failed row
-/// is never "unchanged".
+/// is never "unchanged". Content read before the stored version was read
+/// is skipped too (unless `force`): it is older.
 pub(crate) fn plan(item: &LoadItem<'_>, row: Option<&LedgerRow>) -> Plan {
     let Some(row) = row else {
         return Plan::Write;
@@ -106,12 +109,20 @@ pub(crate) fn plan(item: &LoadItem<'_>, row: Option<&LedgerRow>) -> Plan {
             new: source,
         });
     }
+    // Of two loads racing on one job, the later read wins: content read
+    // before the stored version was read is older, whatever order the
+    // loaders commit in.
+    let read_earlier = matches!(
+        (item.read_at, row.read_at),
+        (Some(mine), Some(stored)) if mine < stored
+    );
     match row.job_idx {
         Some(job_idx)
             if !item.force
                 && row.outcome == LOADED
-                && row.fingerprint == item.fingerprint
-                && row.parser_version == PARSER_VERSION =>
+                && ((row.fingerprint == item.fingerprint
+                    && row.parser_version == PARSER_VERSION)
+                    || read_earlier) =>
         {
             Plan::Skip(LoadOutcome {
                 tag: item.job.tag.clone(),
@@ -164,6 +175,7 @@ pub(crate) struct LoadedRow {
     pub(crate) source_path: String,
     pub(crate) fingerprint: String,
     pub(crate) counts: RowCounts,
+    pub(crate) read_at: Option<i64>,
 }
 
 /// The ledger row of a job that failed. Written with outcome [`FAILED`]
@@ -204,6 +216,7 @@ pub(crate) fn loaded(
         source_path: source_text(&item.source),
         fingerprint: clean(&item.fingerprint),
         counts,
+        read_at: item.read_at,
     };
     (outcome, row)
 }
@@ -450,6 +463,7 @@ mod tests {
             source: PathBuf::from(source),
             fingerprint: "fp".into(),
             force,
+            read_at: None,
         }
     }
 
@@ -460,6 +474,7 @@ mod tests {
             fingerprint: "fp".into(),
             parser_version: PARSER_VERSION.into(),
             outcome: outcome.into(),
+            read_at: None,
         }
     }
 

@@ -143,6 +143,12 @@ pub struct LoadItem<'a> {
     pub fingerprint: String,
     /// Reload even if the fingerprint is unchanged.
     pub force: bool,
+    /// When the read of this content began (microseconds since the Unix
+    /// epoch), taken under the job's `.parse.lock`. A load whose read began
+    /// before the read of the version already stored is skipped unless
+    /// `force`: of two loaders racing on one job, the later read wins, not
+    /// the later commit. `None`: unknown (never skipped for this reason).
+    pub read_at: Option<i64>,
 }
 
 /// What loading did to a job.

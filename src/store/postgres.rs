@@ -609,6 +609,7 @@ fn read_ledger(
                     fingerprint: r.get(3),
                     parser_version: r.get(4),
                     outcome: r.get(5),
+                    read_at: r.get(8),
                 },
                 scan,
             };
@@ -713,6 +714,7 @@ fn write_ledger(
     let job_idx: Vec<i32> = rows.iter().map(|l| l.job_idx).collect();
     let paths: Vec<&str> = rows.iter().map(|l| l.source_path.as_str()).collect();
     let fingerprints: Vec<&str> = rows.iter().map(|l| l.fingerprint.as_str()).collect();
+    let read_at: Vec<Option<i64>> = rows.iter().map(|l| l.read_at).collect();
     let count = |f: fn(&RowCounts) -> usize| -> Vec<i32> {
         rows.iter().map(|l| f(&l.counts) as i32).collect()
     };
@@ -722,14 +724,15 @@ fn write_ledger(
         tx.execute(
             "INSERT INTO tko_ingest_ledger (tag, job_idx, source_path, fingerprint, \
                 parser_version, loaded_at, outcome, error, tests, test_attributes, \
-                iteration_attributes, iteration_results, job_keyvals, diagnostics) \
+                iteration_attributes, iteration_results, job_keyvals, diagnostics, read_at) \
              SELECT tag, job_idx, source_path, fingerprint, $5, now() AT TIME ZONE 'UTC', \
                 $12, NULL, tests, test_attributes, iteration_attributes, \
-                iteration_results, job_keyvals, diagnostics \
+                iteration_results, job_keyvals, diagnostics, read_at \
              FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $6::int4[], \
-                $7::int4[], $8::int4[], $9::int4[], $10::int4[], $11::int4[]) \
+                $7::int4[], $8::int4[], $9::int4[], $10::int4[], $11::int4[], $13::int8[]) \
                 AS u(tag, job_idx, source_path, fingerprint, tests, test_attributes, \
-                    iteration_attributes, iteration_results, job_keyvals, diagnostics) \
+                    iteration_attributes, iteration_results, job_keyvals, diagnostics, \
+                    read_at) \
              ORDER BY tag \
              ON CONFLICT (tag) DO UPDATE SET job_idx = EXCLUDED.job_idx, \
                 source_path = EXCLUDED.source_path, fingerprint = EXCLUDED.fingerprint, \
@@ -738,7 +741,8 @@ fn write_ledger(
                 test_attributes = EXCLUDED.test_attributes, \
                 iteration_attributes = EXCLUDED.iteration_attributes, \
                 iteration_results = EXCLUDED.iteration_results, \
-                job_keyvals = EXCLUDED.job_keyvals, diagnostics = EXCLUDED.diagnostics",
+                job_keyvals = EXCLUDED.job_keyvals, diagnostics = EXCLUDED.diagnostics, \
+                read_at = EXCLUDED.read_at",
             &[
                 &tags,
                 &job_idx,
@@ -752,6 +756,7 @@ fn write_ledger(
                 &count(|c| c.job_keyvals),
                 &count(|c| c.diagnostics),
                 &ledger::LOADED,
+                &read_at,
             ],
         ),
     )?;

@@ -34,6 +34,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "job_machines",
         sql: include_str!("../../schema/postgres/003_job_machines.sql"),
     },
+    Migration {
+        version: 4,
+        name: "read_at",
+        sql: include_str!("../../schema/postgres/004_read_at.sql"),
+    },
 ];
 
 /// SQLite migrations, in order (same versions as [`POSTGRES`]).
@@ -52,6 +57,11 @@ pub const SQLITE: &[Migration] = &[
         version: 3,
         name: "job_machines",
         sql: include_str!("../../schema/sqlite/003_job_machines.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "read_at",
+        sql: include_str!("../../schema/sqlite/004_read_at.sql"),
     },
 ];
 

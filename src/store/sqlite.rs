@@ -437,8 +437,8 @@ fn write_loaded(c: &Connection, row: &LoadedRow) -> Result<(), Fail> {
     c.prepare_cached(
         "INSERT INTO tko_ingest_ledger (tag, job_idx, source_path, fingerprint, parser_version, \
             loaded_at, outcome, error, tests, test_attributes, iteration_attributes, \
-            iteration_results, job_keyvals, diagnostics) \
-         VALUES (?1, ?2, ?3, ?4, ?5, datetime('now'), ?6, NULL, ?7, ?8, ?9, ?10, ?11, ?12) \
+            iteration_results, job_keyvals, diagnostics, read_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, datetime('now'), ?6, NULL, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
          ON CONFLICT (tag) DO UPDATE SET job_idx = excluded.job_idx, \
             source_path = excluded.source_path, fingerprint = excluded.fingerprint, \
             parser_version = excluded.parser_version, loaded_at = excluded.loaded_at, \
@@ -446,7 +446,8 @@ fn write_loaded(c: &Connection, row: &LoadedRow) -> Result<(), Fail> {
             test_attributes = excluded.test_attributes, \
             iteration_attributes = excluded.iteration_attributes, \
             iteration_results = excluded.iteration_results, \
-            job_keyvals = excluded.job_keyvals, diagnostics = excluded.diagnostics",
+            job_keyvals = excluded.job_keyvals, diagnostics = excluded.diagnostics, \
+            read_at = excluded.read_at",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -462,6 +463,7 @@ fn write_loaded(c: &Connection, row: &LoadedRow) -> Result<(), Fail> {
             n.iteration_results as i64,
             n.job_keyvals as i64,
             n.diagnostics as i64,
+            row.read_at,
         ])
     })
     .at("tko_ingest_ledger")?;
@@ -601,6 +603,7 @@ fn read_ledger(c: &Connection, tags: &[String]) -> rusqlite::Result<HashMap<Stri
                 fingerprint: r.get(3)?,
                 parser_version: r.get(4)?,
                 outcome: r.get(5)?,
+                read_at: r.get(8)?,
             },
             scan,
         };

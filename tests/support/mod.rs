@@ -222,6 +222,7 @@ pub(crate) fn item<'a>(job: &'a Job, fingerprint: &str) -> LoadItem<'a> {
         source: format!("/results/{}", job.tag).into(),
         fingerprint: fingerprint.into(),
         force: false,
+        read_at: None,
     }
 }
 
