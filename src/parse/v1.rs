@@ -9,9 +9,10 @@
 //! reports a [`Problem`] and carries on with the most faithful reading.
 
 use super::line::{fields_and_reason, name, status_line, LineKind, StatusLine};
+use super::reasons::MergedReasons;
 use super::{timestamp_of_field, Problem, TestResult};
 use crate::model::{short_datetime, Kernel, Patch, Status, Timestamp};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 /// What the state machine needs to know about the job (from its keyvals and
@@ -84,7 +85,10 @@ pub struct V1 {
     current_status: Status,
     current_reason: Option<String>,
     running_test: Option<usize>,
-    running_reasons: BTreeSet<String>,
+    running_reasons: MergedReasons,
+    /// The running test's reason and `current_reason` are the rendering of
+    /// `running_reasons`, not yet written (rendered only when read).
+    reason_pending: bool,
     running_client: Option<usize>,
     running_job: usize,
     current_kernel: Kernel,
@@ -128,7 +132,8 @@ impl V1 {
             current_status: Status::NoStatus,
             current_reason: None,
             running_test: None,
-            running_reasons: BTreeSet::new(),
+            running_reasons: MergedReasons::default(),
+            reason_pending: false,
             running_client: None,
             running_job: 0,
             current_kernel: Kernel::unknown(),
@@ -187,6 +192,7 @@ impl V1 {
         if !self.live {
             return Vec::new();
         }
+        self.settle_reason();
         let new = self.emitted[self.reported..]
             .iter()
             .map(|&id| self.tests[id].clone())
@@ -197,8 +203,22 @@ impl V1 {
 
     /// The results so far, in emission order (RUNNING rows included), as a
     /// live view of a job that is still being written.
-    pub fn snapshot(&self) -> Vec<TestResult> {
+    pub fn snapshot(&mut self) -> Vec<TestResult> {
+        self.settle_reason();
         self.dedup()
+    }
+
+    /// Writes the merged reason where Autotest would have written it on
+    /// every line: the running test's reason and `current_reason`.
+    fn settle_reason(&mut self) {
+        if !std::mem::take(&mut self.reason_pending) {
+            return;
+        }
+        let joined = self.running_reasons.render().to_string();
+        if let Some(id) = self.running_test {
+            self.tests[id].reason = Some(joined.clone());
+        }
+        self.current_reason = Some(joined);
     }
 
     /// Ends the input: closes open groups with implicit aborts, finalises
@@ -220,6 +240,7 @@ impl V1 {
                 self.step(entry);
             }
         }
+        self.settle_reason();
         let status = self.ctx.exit_status.unwrap_or(Status::Abort);
         let reason = self.tests[self.running_job].reason.clone();
         let (started, finished) = (self.ctx.started_time, self.ctx.finished_time);
@@ -456,12 +477,8 @@ impl V1 {
                 } else if self.stack.size() == self.min_stack_size + 1
                     && self.running_test.is_none()
                 {
-                    self.running_reasons = line
-                        .reason
-                        .iter()
-                        .filter(|r| !r.is_empty())
-                        .cloned()
-                        .collect();
+                    self.settle_reason();
+                    self.running_reasons = MergedReasons::new(line.reason.as_deref());
                     let id = self.partial(
                         line.subdir.clone(),
                         line.testname.clone().unwrap_or_default(),
@@ -500,18 +517,13 @@ impl V1 {
                 if status <= self.current_status {
                     if let Some(reason) = line.reason.as_ref().filter(|r| !r.is_empty()) {
                         if let Some(id) = self.running_test {
-                            self.running_reasons.insert(reason.clone());
-                            drop_redundant_messages(&mut self.running_reasons);
-                            let joined = self
-                                .running_reasons
-                                .iter()
-                                .cloned()
-                                .collect::<Vec<_>>()
-                                .join(", ");
-                            self.tests[id].reason = Some(joined.clone());
-                            self.current_reason = Some(joined);
+                            // Rendered when read (settle_reason), not on
+                            // every line: that was quadratic per line.
+                            self.running_reasons.add(reason);
+                            self.reason_pending = true;
                             self.emitted.push(id);
                         } else {
+                            self.settle_reason();
                             self.current_reason = Some(reason.clone());
                         }
                     }
@@ -559,6 +571,7 @@ impl V1 {
         }
 
         if self.stack.size() <= self.min_stack_size {
+            self.settle_reason();
             let mut testname = testname.or_else(|| subdir.clone());
             if testname.is_none() {
                 testname = Some(format!("CLIENT_JOB.{}", self.job_count));
@@ -648,15 +661,6 @@ fn dummy_abort(
     }
 }
 
-/// `drop_redundant_messages`: drops every message contained in another one.
-fn drop_redundant_messages(messages: &mut BTreeSet<String>) {
-    let all: Vec<String> = messages.iter().cloned().collect();
-    messages.retain(|m| {
-        !all.iter()
-            .any(|other| other != m && other.contains(m.as_str()))
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -729,12 +733,5 @@ mod tests {
             render_dummy_abort(0, Some("x"), None, "r"),
             "END ABORT\tx\tx\tr"
         );
-    }
-
-    #[test]
-    fn redundant_messages_are_dropped() {
-        let mut s: BTreeSet<String> = ["a", "ab", "c"].into_iter().map(String::from).collect();
-        drop_redundant_messages(&mut s);
-        assert_eq!(s.into_iter().collect::<Vec<_>>(), vec!["ab", "c"]);
     }
 }
