@@ -1,6 +1,8 @@
 //! Parse time stays linear on the inputs that made the version-1 parser
 //! super-linear (issue 8 item 3): one test with many distinct `WARN`
-//! reasons (Autotest re-merges every reason on every line). Each big
+//! reasons (Autotest re-merges every reason on every line), and a line that
+//! closes many nested groups by indentation regression while carrying a
+//! long reason, under a long subdir (each once copied per closed group). Each big
 //! case runs on a worker thread; a watchdog fails the test after 60 s
 //! instead of hanging (the old code took hours). The expected output is
 //! computed independently, and checked on a small case too.
@@ -93,4 +95,50 @@ fn twenty_thousand_distinct_warn_reasons_parse_in_linear_time() {
     let (log, reason) = warn_reasons(20_000);
     let tests = within_a_minute("20,000 WARN reasons", move || parse(&log));
     check_warn_reasons(&tests, reason);
+}
+/// A test `t` holding `depth` nested unnamed groups; the innermost sets the
+/// group subdir to a long name `subdir`; then an unindented WARN line with
+/// the reason `reason` closes every group by indentation regression.
+fn nested(depth: usize, subdir: &str, reason: &str) -> String {
+    let mut log = String::from("START\t----\t----\ttimestamp=1\t\n\tSTART\tt\tt\ttimestamp=2\t\n");
+    for d in 2..=depth + 1 {
+        log.push_str(&"\t".repeat(d));
+        log.push_str("START\t----\t----\ttimestamp=2\t\n");
+    }
+    log.push_str(&"\t".repeat(depth + 2));
+    log.push_str(&format!("GOOD\t{subdir}\tx\ttimestamp=2\tok\n"));
+    log.push_str(&format!("WARN\t----\t----\ttimestamp=3\t{reason}\n"));
+    log
+}
+
+/// What Autotest gives for [`nested`]: the test is aborted and keeps its
+/// own reason; its subdir propagated to the client level, whose abort
+/// becomes a phantom result `t` with the regressing line's reason, and
+/// CLIENT_JOB.0 stays RUNNING (spec 3.5).
+fn check_nested(tests: &[TestResult], reason: &str) {
+    assert_eq!(
+        summary(tests),
+        vec![
+            ("SERVER_JOB".into(), Status::Good, Some(String::new())),
+            ("CLIENT_JOB.0".into(), Status::Running, Some(String::new())),
+            ("t".into(), Status::Abort, Some("ok".into())),
+            ("t".into(), Status::Abort, Some(reason.into())),
+        ]
+    );
+    assert_eq!(tests[2].subdir.as_deref(), Some("t"));
+    assert_eq!(tests[3].subdir.as_deref(), Some("t"));
+    assert_eq!(tests[2].finished_time, Some(3));
+}
+
+#[test]
+fn indentation_regression_under_nesting_small() {
+    check_nested(&parse(&nested(5, "sub", "gone")), "gone");
+}
+
+#[test]
+fn indentation_regression_under_deep_nesting_is_linear_in_reason_length() {
+    let (subdir, reason) = ("s".repeat(2 << 20), "r".repeat(4 << 20));
+    let log = nested(2_000, &subdir, &reason);
+    let tests = within_a_minute("2,000 nested groups, 4 MiB reason", move || parse(&log));
+    check_nested(&tests, &reason);
 }
