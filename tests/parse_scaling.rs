@@ -2,26 +2,29 @@
 //! super-linear (issue 8 item 3): one test with many distinct `WARN`
 //! reasons (Autotest re-merges every reason on every line), and a line that
 //! closes many nested groups by indentation regression while carrying a
-//! long reason, under a long subdir (each once copied per closed group). Each big
-//! case runs on a worker thread; a watchdog fails the test after 60 s
-//! instead of hanging (the old code took hours). The expected output is
+//! long reason, under a long subdir (each once copied per closed group);
+//! and version 0 copying a long group subdir for every END line. Each big
+//! case runs on a worker thread; a watchdog fails the test after 60 s (20 s
+//! for the version-0 case, which the old code ran in about 45 s) instead of
+//! hanging (the old code takes hours on the WARN case). The expected output is
 //! computed independently, and checked on a small case too.
 
 use std::sync::mpsc;
 use std::time::Duration;
 use tko::model::Status;
+use tko::parse::v0;
 use tko::parse::v1::{JobContext, V1};
 use tko::parse::TestResult;
 
-/// Runs `f` on a thread; panics if it takes longer than 60 s.
-fn within_a_minute<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+/// Runs `f` on a thread; panics if it takes longer than `secs` seconds.
+fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(f());
     });
-    match rx.recv_timeout(Duration::from_secs(60)) {
+    match rx.recv_timeout(Duration::from_secs(secs)) {
         Ok(v) => v,
-        Err(e) => panic!("{what}: no result within 60 s ({e}); parse time is super-linear"),
+        Err(e) => panic!("{what}: no result within {secs} s ({e}); parse time is super-linear"),
     }
 }
 
@@ -93,7 +96,7 @@ fn many_distinct_warn_reasons_small() {
 #[test]
 fn twenty_thousand_distinct_warn_reasons_parse_in_linear_time() {
     let (log, reason) = warn_reasons(20_000);
-    let tests = within_a_minute("20,000 WARN reasons", move || parse(&log));
+    let tests = within(60, "20,000 WARN reasons", move || parse(&log));
     check_warn_reasons(&tests, reason);
 }
 /// A test `t` holding `depth` nested unnamed groups; the innermost sets the
@@ -139,6 +142,63 @@ fn indentation_regression_under_nesting_small() {
 fn indentation_regression_under_deep_nesting_is_linear_in_reason_length() {
     let (subdir, reason) = ("s".repeat(2 << 20), "r".repeat(4 << 20));
     let log = nested(2_000, &subdir, &reason);
-    let tests = within_a_minute("2,000 nested groups, 4 MiB reason", move || parse(&log));
+    let tests = within(60, "2,000 nested groups, 4 MiB reason", move || parse(&log));
     check_nested(&tests, &reason);
+}
+
+/// A version-0 log: a line below the sought level sets the group subdir to
+/// a long name `subdir`, `ends` END lines below the sought level each carry
+/// it, then an END and a status line at the sought level make results.
+fn v0_group_subdir(ends: usize, subdir: &str) -> String {
+    let mut log = format!("\tGOOD\t{subdir}\tx\t\n");
+    for _ in 0..ends {
+        log.push_str("\tEND GOOD\ta\tb\t\n");
+    }
+    log.push_str("END GOOD\ta\tb\t\nGOOD\t----\tdone\tok\n");
+    log
+}
+
+fn parse_v0(log: &str) -> Vec<(Option<String>, String, Status, Option<String>)> {
+    let source = v0::KernelSource::new(&v0::KernelFiles::default(), &mut Vec::new());
+    let (tests, problems) = v0::parse(log.as_bytes(), &source);
+    assert!(problems.is_empty(), "{problems:?}");
+    tests
+        .into_iter()
+        .map(|t| (t.subdir, t.testname, t.status, t.reason))
+        .collect()
+}
+
+/// What Autotest gives for [`v0_group_subdir`]: the END at the sought level
+/// takes the group subdir.
+fn check_v0_group_subdir(
+    tests: Vec<(Option<String>, String, Status, Option<String>)>,
+    subdir: &str,
+) {
+    assert_eq!(
+        tests,
+        vec![
+            (
+                Some(subdir.into()),
+                "b".into(),
+                Status::Good,
+                Some(String::new())
+            ),
+            (None, "done".into(), Status::Good, Some("ok".into())),
+        ]
+    );
+}
+
+#[test]
+fn v0_group_subdir_small() {
+    check_v0_group_subdir(parse_v0(&v0_group_subdir(3, "sub")), "sub");
+}
+
+#[test]
+fn v0_long_group_subdir_is_not_copied_per_line() {
+    let subdir = "s".repeat(4 << 20);
+    let log = v0_group_subdir(100_000, &subdir);
+    let tests = within(20, "100,000 END lines under a 4 MiB subdir", move || {
+        parse_v0(&log)
+    });
+    check_v0_group_subdir(tests, &subdir);
 }
