@@ -8,7 +8,7 @@
 //! renders only when the text is needed: the maximal set is found with one
 //! Aho-Corasick automaton over the candidates, counting how often each
 //! candidate occurs in all of them (a candidate occurring anywhere but in
-//! itself is redundant).
+//! itself is redundant), or, for a few candidates, by comparing them pairwise.
 
 use std::collections::HashSet;
 
@@ -68,18 +68,43 @@ impl MergedReasons {
     }
 }
 
-/// For distinct messages, whether each one occurs inside another. Linear in
-/// their total length (plus sorting them): a trie of all messages with
-/// Aho-Corasick failure links; every prefix of every message is one
-/// (message, end position) pair, and summing those counts up the failure
-/// tree gives, for each message, how many times it occurs in all of them.
-/// It occurs once in itself; more means it occurs in another.
+/// Up to this many messages are compared pairwise (at most this many times
+/// their total length, and no memory); more go through a trie (linear, but
+/// about 30 bytes per message byte while it lives).
+const PAIRWISE_MAX: usize = 16;
+
+/// For distinct, non-empty messages, whether each one occurs inside
+/// another.
 pub(crate) fn contained_in_another(messages: &[String]) -> Vec<bool> {
     let longest = messages.iter().map(String::len).max().unwrap_or(0);
     if messages.iter().all(|m| m.len() == longest) {
         // Distinct messages of one length never contain each other.
-        return vec![false; messages.len()];
+        vec![false; messages.len()]
+    } else if messages.len() <= PAIRWISE_MAX {
+        pairwise(messages)
+    } else {
+        by_trie(messages)
     }
+}
+
+/// Each message against every longer one (linear-time substring search).
+fn pairwise(messages: &[String]) -> Vec<bool> {
+    messages
+        .iter()
+        .map(|m| {
+            messages
+                .iter()
+                .any(|o| o.len() > m.len() && o.contains(m.as_str()))
+        })
+        .collect()
+}
+
+/// Linear in the messages' total length (plus sorting them): a trie of all
+/// messages with Aho-Corasick failure links; every prefix of every message
+/// is one (message, end position) pair, and summing those counts up the
+/// failure tree gives, for each message, how many times it occurs in all of
+/// them. It occurs once in itself; more means it occurs in another.
+fn by_trie(messages: &[String]) -> Vec<bool> {
     let trie = Trie::new(messages);
     let fail = trie.failure_links();
     let mut count = trie.passes.clone();
@@ -262,8 +287,8 @@ mod tests {
     proptest! {
         #[test]
         fn merging_equals_the_quadratic_algorithm(
-            messages in prop::collection::vec("[ab,é ]{0,6}", 0..12),
-            renders in prop::collection::vec(any::<bool>(), 12),
+            messages in prop::collection::vec("[ab,é ]{0,6}", 0..40),
+            renders in prop::collection::vec(any::<bool>(), 40),
         ) {
             let mut m = MergedReasons::new(None);
             for (i, msg) in messages.iter().enumerate() {
@@ -272,6 +297,12 @@ mod tests {
                     prop_assert_eq!(m.render(), reference(&messages[..=i]));
                 }
             }
+        }
+
+        #[test]
+        fn trie_equals_pairwise(messages in prop::collection::btree_set("[abc]{1,7}", 0..60)) {
+            let messages: Vec<String> = messages.into_iter().collect();
+            prop_assert_eq!(by_trie(&messages), pairwise(&messages));
         }
     }
 }
