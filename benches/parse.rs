@@ -56,14 +56,18 @@ fn keyval_files(root: &Path, in_results: bool, limit: usize) -> Vec<u8> {
     out
 }
 
-/// One client job with one test whose group holds `n` WARN lines, each
-/// with a distinct reason (none contained in another), about 90 bytes each.
+/// One client job with one test whose group holds `n` WARN lines, about 80
+/// bytes each: distinct reasons of varying length, every fourth one a part
+/// of the reason before it (dropped from the merged reason).
 fn warn_reasons_log(n: usize) -> String {
     let mut log = String::from("START\t----\t----\ttimestamp=1\t\n\tSTART\tt\tt\ttimestamp=2\t\n");
     for i in 0..n {
-        log.push_str(&format!(
-            "\t\tWARN\tt\tt\ttimestamp=3\tdisk {i:06} is slow, retrying the read of sector {i:06} later\n"
-        ));
+        let reason = if i % 4 == 3 {
+            format!("sector {} later", i - 1)
+        } else {
+            format!("disk {i} is slow, retrying the read of sector {i} later")
+        };
+        log.push_str(&format!("\t\tWARN\tt\tt\ttimestamp=3\t{reason}\n"));
     }
     log.push_str("\tEND GOOD\tt\tt\ttimestamp=4\t\nEND GOOD\t----\t----\ttimestamp=5\t\n");
     log
