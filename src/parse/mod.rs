@@ -1,15 +1,17 @@
 //! Pure parsers: bytes in, model types out, and the only place nom appears.
 //! `keyval` reads job, test and host keyval files; `iteration` reads
 //! `results/keyval`; `line` reads one status-log line; `v0` and `v1` are the
-//! two status-log state machines. None of them touches the file system: the
-//! caller (`ingest`) reads files and hands over bytes plus the few facts a
-//! state machine needs about the job (`JobContext`). Where Autotest's parser
-//! raises and loses the job, these parsers skip what they cannot read and
-//! report a [`Problem`] with its line instead.
+//! two status-log state machines (`reasons` merges a v1 test's reasons).
+//! None of them touches the file system: the caller (`ingest`) reads files
+//! and hands over bytes plus the few facts a state machine needs about the
+//! job (`JobContext`). Where Autotest's parser raises and loses the job,
+//! these parsers skip what they cannot read and report a [`Problem`] with
+//! its line instead.
 
 pub mod iteration;
 pub mod keyval;
 pub mod line;
+mod reasons;
 pub mod v0;
 pub mod v1;
 

@@ -9,6 +9,7 @@
 use super::line::{status_line, LineKind};
 use super::{lines_with_numbers, timestamp_of_field, Problem, TestResult};
 use crate::model::{Kernel, Patch, Status, Timestamp};
+use std::rc::Rc;
 
 /// The files version 0 consults for the kernel, as read by the caller.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -139,7 +140,9 @@ pub fn parse(input: &[u8], kernels: &KernelSource) -> (Vec<TestResult>, Vec<Prob
     let mut tests = Vec::new();
     let mut problems = Vec::new();
     let mut boot_count = 0;
-    let mut group_subdir: Option<String> = None;
+    // Shared: END lines each take it, and copying it per line would cost
+    // (lines x subdir length).
+    let mut group_subdir: Option<Rc<str>> = None;
     let mut sought_level = 0;
     let mut stack = Stack(vec![Status::NoStatus]);
     let mut current_kernel = kernels.kernel(None);
@@ -203,21 +206,23 @@ pub fn parse(input: &[u8], kernels: &KernelSource) -> (Vec<TestResult>, Vec<Prob
             None if status == Status::Abort && line.kind != LineKind::End => "CLIENT_JOB".into(),
             None => continue,
         };
-        if line.kind == LineKind::End {
-            line.subdir = group_subdir.clone();
-        }
+        let subdir: Option<Rc<str>> = if line.kind == LineKind::End {
+            group_subdir.clone()
+        } else {
+            line.subdir.take().map(Rc::from)
+        };
         if line.indent != sought_level
             && status != Status::Abort
             && !testname.starts_with("reboot.")
         {
-            if let Some(s) = line.subdir.as_ref().filter(|s| !s.is_empty()) {
-                group_subdir = Some(s.clone());
+            if let Some(s) = subdir.filter(|s| !s.is_empty()) {
+                group_subdir = Some(s);
             }
             continue;
         }
         if !is_boot_or_kernel(&testname) {
-            if let Some(s) = line.subdir.as_ref().filter(|s| s.contains('.')) {
-                testname = s.clone();
+            if let Some(s) = subdir.as_deref().filter(|s| s.contains('.')) {
+                testname = s.to_string();
             }
         }
         if testname == "reboot.start" {
@@ -241,7 +246,7 @@ pub fn parse(input: &[u8], kernels: &KernelSource) -> (Vec<TestResult>, Vec<Prob
         }
         let finished = timestamp(&line);
         tests.push(TestResult {
-            subdir: line.subdir.clone(),
+            subdir: subdir.as_deref().map(String::from),
             testname,
             status: stack.end(),
             reason,
