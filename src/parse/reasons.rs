@@ -19,7 +19,8 @@ pub(crate) struct MergedReasons {
     kept: Vec<String>,
     /// Messages added since the last rendering, not in `kept`.
     pending: HashSet<String>,
-    /// `", ".join(kept)`, valid when `pending` is empty.
+    /// `", ".join(kept)`, valid when `pending` is empty and `kept` holds
+    /// more than one message.
     rendered: String,
 }
 
@@ -61,10 +62,19 @@ impl MergedReasons {
                 .filter_map(|(m, r)| (!r).then_some(m))
                 .collect();
             kept.sort_unstable();
-            self.rendered = kept.join(", ");
+            // One message is its own rendering: not copied (a reason may
+            // be hundreds of megabytes).
+            self.rendered = if kept.len() == 1 {
+                String::new()
+            } else {
+                kept.join(", ")
+            };
             self.kept = kept;
         }
-        &self.rendered
+        match self.kept.as_slice() {
+            [one] => one,
+            _ => &self.rendered,
+        }
     }
 }
 
