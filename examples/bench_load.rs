@@ -7,7 +7,7 @@
 //! Measures (1) the SQLite load rate, (2) the PostgreSQL `load_jobs` rate
 //! and (3) a raw binary `COPY FROM` of the very same rows, exported to files
 //! first (`PgStore::export_rows_to_dir` / `raw_copy_from_dir`): the ceiling
-//! the loader is judged against (LIMITS.md). PostgreSQL is the server named by
+//! the loader is judged against (measured limits of this kind of machine). PostgreSQL is the server named by
 //! `TKO_BENCH_PG_URL` (a fresh database is created on it), or else a
 //! throwaway cluster started like the tests do (tests/support/pg.rs).
 //! With `TKO_PG_TIMING=1` the PostgreSQL load's time per phase is printed.
