@@ -39,6 +39,9 @@ pub struct Options {
     pub verify: bool,
     /// Jobs parsed per chunk (the unit of streaming and of progress).
     pub chunk_jobs: usize,
+    /// Input bytes (`ingest::input_bytes`) parsed per chunk, unless one
+    /// job alone is larger: memory is bounded by bytes, not only by jobs.
+    pub chunk_bytes: u64,
     /// Top-level directories scanned per round: the jobs found in them,
     /// their signatures and ledger rows are all that is held besides the
     /// chunks in flight.
@@ -58,6 +61,7 @@ impl Default for Options {
             force: false,
             verify: false,
             chunk_jobs: 200,
+            chunk_bytes: 4 << 20,
             units_per_round: 2048,
             lock_timeout: crate::lock::DEFAULT_TIMEOUT,
         }
@@ -328,9 +332,17 @@ pub fn run(
                     }
                 }
                 // The scan's counts travel with the round's first chunk.
-                let mut pieces = todo.into_iter().peekable();
+                let mut rest = todo;
                 loop {
-                    let piece: Vec<Todo> = pieces.by_ref().take(opts.chunk_jobs.max(1)).collect();
+                    // At most `chunk_jobs` jobs and, unless one job alone
+                    // is larger, `chunk_bytes` of input (metadata only).
+                    let n = ingest::Rounds::new(&rest, opts.chunk_jobs, opts.chunk_bytes, |t| {
+                        ingest::input_bytes(&t.dir)
+                    })
+                    .next()
+                    .map_or(0, <[Todo]>::len);
+                    let tail = rest.split_off(n);
+                    let piece = std::mem::replace(&mut rest, tail);
                     let read = pool.install(|| read_chunk(piece, opts));
                     chunk.ledger = read
                         .ready
@@ -343,7 +355,7 @@ pub fn run(
                     if tx.send(std::mem::take(&mut chunk)).is_err() {
                         return Ok(());
                     }
-                    if pieces.peek().is_none() || stop.load(Ordering::Relaxed) {
+                    if rest.is_empty() || stop.load(Ordering::Relaxed) {
                         break;
                     }
                 }

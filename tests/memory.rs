@@ -1,7 +1,8 @@
-//! Memory bounds of `tko parse` (issue 8 item 7): jobs are parsed in
-//! rounds bounded by their input bytes, not only by their count, so twice
-//! as many iteration-heavy jobs do not take twice the memory. Peak RSS of
-//! real `tko` processes is read with `/usr/bin/time -f %M`.
+//! Memory bounds of `tko parse` and `tko backfill` (issue 8 item 7): jobs
+//! are parsed in rounds bounded by their input bytes, not only by their
+//! count, so twice as many iteration-heavy jobs do not take twice the
+//! memory. Peak RSS of real `tko` processes is read with `/usr/bin/time -f
+//! %M`.
 
 use std::path::Path;
 use std::process::Command;
@@ -9,10 +10,15 @@ use tko::gen::{generate, GenOptions};
 
 /// Peak RSS in KiB of `tko parse --json` over `root`.
 fn parse_max_rss_kib(root: &Path) -> u64 {
+    max_rss_kib(&["parse", "--json", "--level", "2"], root)
+}
+
+/// Peak RSS in KiB of `tko ARGS... root`.
+fn max_rss_kib(args: &[&str], root: &Path) -> u64 {
     let out = Command::new("/usr/bin/time")
         .args(["-f", "maxrss=%M"])
         .arg(env!("CARGO_BIN_EXE_tko"))
-        .args(["parse", "--json", "--level", "2"])
+        .args(args)
         .arg(root)
         .output()
         .expect("run /usr/bin/time tko");
@@ -47,6 +53,31 @@ fn twice_the_iteration_heavy_jobs_take_no_more_memory() {
     tree(&large, 80);
     let a = parse_max_rss_kib(&small);
     let b = parse_max_rss_kib(&large);
+    assert!(
+        b * 10 < a * 13,
+        "80 jobs took {b} KiB, 40 jobs {a} KiB: memory grows with the number of jobs"
+    );
+}
+
+/// `tko backfill` with a batch larger than the tree: the chunks parsed
+/// together are still bounded by their bytes.
+#[test]
+fn backfill_chunks_are_bounded_by_bytes_not_only_by_batch() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (small, large) = (tmp.path().join("small"), tmp.path().join("large"));
+    tree(&small, 40);
+    tree(&large, 80);
+    let rss = |root: &Path, db: &str| {
+        let url = format!("sqlite:{}", tmp.path().join(db).display());
+        max_rss_kib(
+            &[
+                "backfill", "--quiet", "--batch", "1000", "--level", "2", "--db", &url,
+            ],
+            root,
+        )
+    };
+    let a = rss(&small, "small.db");
+    let b = rss(&large, "large.db");
     assert!(
         b * 10 < a * 13,
         "80 jobs took {b} KiB, 40 jobs {a} KiB: memory grows with the number of jobs"
