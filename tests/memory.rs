@@ -83,3 +83,28 @@ fn backfill_chunks_are_bounded_by_bytes_not_only_by_batch() {
         "80 jobs took {b} KiB, 40 jobs {a} KiB: memory grows with the number of jobs"
     );
 }
+
+/// One status line carrying a 40 MB reason costs at most about two copies
+/// of it (the line being read, and the merged reason), not five.
+#[test]
+fn one_huge_reason_line_costs_two_copies_at_most() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let job = tmp.path().join("1-a/h1");
+    std::fs::create_dir_all(&job).expect("job dir");
+    std::fs::write(job.join("keyval"), "status_version=1\n").expect("keyval");
+    let size = 40usize << 20;
+    let mut log =
+        b"START\t----\t----\ttimestamp=1300000000\n\tSTART\tt\tt\ttimestamp=1300000001\n".to_vec();
+    log.extend_from_slice(b"\t\tWARN\tt\tt\ttimestamp=1300000002\t");
+    log.resize(log.len() + size, b'x');
+    log.extend_from_slice(
+        b"\n\tEND GOOD\tt\tt\ttimestamp=1300000003\nEND GOOD\t----\t----\ttimestamp=1300000004\n",
+    );
+    std::fs::write(job.join("status.log"), log).expect("status.log");
+    let rss = max_rss_kib(&["parse", "--level", "2"], &job) << 10;
+    let limit = size as u64 * 5 / 2 + (20 << 20);
+    assert!(
+        rss < limit,
+        "peak RSS {rss} bytes for a {size}-byte line (limit {limit})"
+    );
+}

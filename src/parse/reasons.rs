@@ -50,6 +50,18 @@ impl MergedReasons {
         true
     }
 
+    /// [`MergedReasons::render`], moved out: the set is left empty (for
+    /// the end of a test, when its messages are never read again).
+    pub(crate) fn take_rendered(&mut self) -> String {
+        self.render();
+        let mut kept = std::mem::take(&mut self.kept);
+        let rendered = std::mem::take(&mut self.rendered);
+        match kept.len() {
+            1 => kept.pop().expect("one message"),
+            _ => rendered,
+        }
+    }
+
     /// `", ".join(sorted(drop_redundant_messages(messages)))`.
     pub(crate) fn render(&mut self) -> &str {
         if !self.pending.is_empty() {

@@ -650,7 +650,17 @@ impl V1 {
         }
 
         if self.stack.size() <= self.min_stack_size {
-            self.settle_reason();
+            if (testname.is_some() || subdir.is_some()) && self.reason_pending {
+                // The running test is finalised below with
+                // `current_reason`, replacing the reason settling would
+                // write into it, and its merged messages are never read
+                // again: move the text out instead of copying it twice
+                // (a reason may be hundreds of megabytes).
+                self.reason_pending = false;
+                self.current_reason = Some(self.running_reasons.take_rendered());
+            } else {
+                self.settle_reason();
+            }
             let mut testname = testname.or_else(|| subdir.clone());
             if testname.is_none() {
                 testname = Some(Rc::from(format!("CLIENT_JOB.{}", self.job_count)));
