@@ -683,7 +683,11 @@ fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
         wh.export(&ExportQuery::new(Kind::Tests, f.clone()), &mut records)
             .with_context(|| format!("reading tests from {}", args.db.db))?;
         let mut perf = PerfRows::new(args.by_machine);
-        wh.export(&ExportQuery::new(Kind::Perf, f), &mut perf)
+        let q = ExportQuery {
+            unordered: true, // PerfRows sorts each key's values itself
+            ..ExportQuery::new(Kind::Perf, f)
+        };
+        wh.export(&q, &mut perf)
             .with_context(|| format!("reading perf values from {}", args.db.db))?;
         Ok((records.records, perf))
     };

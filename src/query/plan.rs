@@ -91,6 +91,10 @@ pub struct Query {
     pub newest_first: bool,
     /// At most this many rows.
     pub limit: Option<u64>,
+    /// Long `perf` only: rows in no particular order, so the server skips
+    /// the sort (for aggregations that do not depend on row order, such as
+    /// `tko compare`'s).
+    pub unordered: bool,
 }
 
 impl Query {
@@ -102,6 +106,7 @@ impl Query {
             wide: false,
             newest_first: false,
             limit: None,
+            unordered: false,
         }
     }
 }
@@ -622,15 +627,24 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
             ));
             job_conds(&mut q, f, false)?;
             test_conds(&mut q, f, true)?;
-            q.push(&format!(
-                " ORDER BY {}, t.test_idx, r.iteration, {}",
-                coll(d, "j.tag"),
-                coll(d, "r.attribute")
-            ));
+            if !query.unordered {
+                q.push(&format!(
+                    " ORDER BY {}, t.test_idx, r.iteration, {}",
+                    coll(d, "j.tag"),
+                    coll(d, "r.attribute")
+                ));
+            }
             if query.wide {
                 pivot = Some(Pivot::new(perf_keys));
             }
         }
+    }
+    if query.unordered && (query.kind != Kind::Perf || query.wide) {
+        return Err(Error::Unsupported(format!(
+            "unordered rows are for a long perf export only, not {}{}",
+            query.kind.name(),
+            if query.wide { " --wide" } else { "" }
+        )));
     }
     if query.newest_first && query.kind != Kind::Tests {
         return Err(Error::Unsupported(format!(
@@ -732,6 +746,22 @@ mod tests {
         };
         assert!(matches!(
             plan(&q, Dialect::Sqlite, &[]),
+            Err(Error::Unsupported(_))
+        ));
+        let q = Query {
+            unordered: true,
+            ..Query::new(Kind::Perf, Filter::default())
+        };
+        for d in [Dialect::Postgres, Dialect::Sqlite] {
+            let p = plan(&q, d, &[]).unwrap();
+            assert!(!p.sql.contains("ORDER BY"), "{}", p.sql);
+        }
+        let q = Query {
+            unordered: true,
+            ..Query::new(Kind::Tests, Filter::default())
+        };
+        assert!(matches!(
+            plan(&q, Dialect::Postgres, &[]),
             Err(Error::Unsupported(_))
         ));
     }

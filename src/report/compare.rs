@@ -200,7 +200,8 @@ fn latest(records: &[TestRecord], by_machine: bool) -> BTreeMap<Key, (&TestRecor
 pub struct PerfRows {
     by_machine: bool,
     cols: Option<[usize; 5]>,
-    /// Values per (test, subdir, machine) and key.
+    /// Values per (test, subdir, machine) and key, sorted once all rows
+    /// are in (so the statistics do not depend on the order rows come in).
     pub values: HashMap<Key, BTreeMap<String, Vec<f64>>>,
 }
 
@@ -249,6 +250,9 @@ impl Sink for PerfRows {
     }
 
     fn finish(&mut self) -> io::Result<()> {
+        for v in self.values.values_mut().flat_map(BTreeMap::values_mut) {
+            v.sort_unstable_by(f64::total_cmp);
+        }
         Ok(())
     }
 }
