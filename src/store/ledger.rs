@@ -609,4 +609,26 @@ mod tests {
         r.ledger.outcome = FAILED.into();
         assert!(!state(&r).unchanged_by_metadata("sig"));
     }
+
+    #[test]
+    fn deleted_jobs_are_skipped_unless_forced_whatever_the_source() {
+        let j = job("1-a/h", Some(1));
+        let gone = row(None, "/results/1-a/h", DELETED);
+        for source in ["/results/1-a/h", "/elsewhere/1-a/h"] {
+            match plan(&item(&j, source, false), Some(&gone)) {
+                Plan::Skip(o) => assert_eq!(o.action, Action::DeletedEarlier),
+                other => panic!("{other:?}"),
+            }
+            assert!(matches!(
+                plan(&item(&j, source, true), Some(&gone)),
+                Plan::Write
+            ));
+        }
+        let r = ReadRow {
+            ledger: gone,
+            scan: None,
+        };
+        assert!(state(&r).deleted);
+        assert!(!state(&r).loaded);
+    }
 }
