@@ -683,12 +683,11 @@ fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
         wh.export(&ExportQuery::new(Kind::Tests, f.clone()), &mut records)
             .with_context(|| format!("reading tests from {}", args.db.db))?;
         let mut perf = PerfRows::new(args.by_machine);
-        let q = ExportQuery {
-            unordered: true, // PerfRows sorts each key's values itself
-            ..ExportQuery::new(Kind::Perf, f)
-        };
-        wh.export(&q, &mut perf)
-            .with_context(|| format!("reading perf values from {}", args.db.db))?;
+        wh.perf_values(&f, args.by_machine, &mut |t, s, m, k, v| {
+            perf.add(t, s, m, k, v);
+        })
+        .with_context(|| format!("reading perf values from {}", args.db.db))?;
+        perf.sort();
         Ok((records.records, perf))
     };
     let (brec, bperf) = read(bf)?;

@@ -668,6 +668,28 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
     })
 }
 
+/// The PostgreSQL statement of [`super::Warehouse::perf_values`]: per
+/// test, subdir, machine (`by_machine`, else NULL) and perf key, the finite
+/// perf values of the tests `filter` keeps, as one `float8[]` (no order).
+pub(crate) fn perf_values_pg(filter: &Filter, by_machine: bool) -> Result<String, Error> {
+    let mut q = Sql::new(Dialect::Postgres);
+    q.push(&format!(
+        "SELECT t.test, t.subdir, {}, r.attribute, array_agg(r.value){TEST_JOINS} \
+         JOIN tko_iteration_result r ON r.test_idx = t.test_idx \
+         WHERE r.attribute IS NOT NULL \
+            AND r.value NOT IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)",
+        if by_machine {
+            "m.hostname"
+        } else {
+            "NULL::text"
+        }
+    ));
+    job_conds(&mut q, filter, false)?;
+    test_conds(&mut q, filter, true)?;
+    q.push(" GROUP BY 1, 2, 3, 4");
+    Ok(q.text)
+}
+
 /// The distinct perf keys a wide perf export pivots into columns.
 pub(crate) fn perf_keys_plan(filter: &Filter, d: Dialect) -> Result<Plan, Error> {
     let mut q = Sql::new(d);
