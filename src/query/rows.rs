@@ -44,6 +44,10 @@ pub trait Sink {
     fn finish(&mut self) -> io::Result<()>;
 }
 
+/// What [`Warehouse::perf_values`] calls per group: (test, subdir,
+/// machine, perf key, values).
+pub type PerfValuesFn<'a> = dyn FnMut(Option<&str>, Option<&str>, Option<&str>, &str, &[f64]) + 'a;
+
 /// A warehouse opened for reading: either backend, by URL (as
 /// [`store::open`]).
 pub enum Warehouse {
@@ -134,7 +138,7 @@ impl Warehouse {
         &mut self,
         filter: &Filter,
         by_machine: bool,
-        each: &mut dyn FnMut(Option<&str>, Option<&str>, Option<&str>, &str, &[f64]),
+        each: &mut PerfValuesFn<'_>,
     ) -> Result<(), Error> {
         filter.validate()?;
         match self {
