@@ -117,6 +117,9 @@ pub struct Summary {
     pub unchanged_by_metadata: usize,
     /// Unchanged jobs skipped after reading (same content fingerprint).
     pub unchanged_by_content: usize,
+    /// Jobs skipped because `tko delete`/`tko prune` removed them (ledger
+    /// outcome `deleted`; `--force` reloads them).
+    pub deleted_earlier: usize,
     /// Jobs that failed to load: (tag, error).
     pub failed: Vec<(String, String)>,
     /// Loaded jobs with error diagnostics (input Autotest's parser loses).
@@ -533,6 +536,10 @@ fn write_chunk(
         }
         if opts.dry_run {
             let action = match ledger.get(&p.job.tag) {
+                Some(l) if l.deleted && !opts.force => {
+                    summary.deleted_earlier += 1;
+                    Action::DeletedEarlier
+                }
                 Some(l) if l.loaded && l.fingerprint == p.fingerprint && !opts.force => {
                     summary.unchanged_by_content += 1;
                     Action::Skipped
@@ -570,9 +577,12 @@ fn write_chunk(
                     Action::Inserted => summary.inserted += 1,
                     Action::Replaced => summary.replaced += 1,
                     Action::Skipped => summary.unchanged_by_content += 1,
+                    Action::DeletedEarlier => summary.deleted_earlier += 1,
                 }
                 summary.rows.add(&outcome.rows);
-                if item.job.has_errors() && outcome.action != Action::Skipped {
+                if item.job.has_errors()
+                    && !matches!(outcome.action, Action::Skipped | Action::DeletedEarlier)
+                {
                     summary.with_errors.push(tag.clone());
                 }
                 signatures.push(Signature {

@@ -70,6 +70,17 @@ pub(crate) enum Command {
     /// Exit status: 0 nothing regressed, 1 a regression or a flagged perf
     /// change, 2 errors.
     Compare(CompareArgs),
+    /// Delete whole jobs by tag (all their rows, users' labels on their
+    /// tests too), printing what was removed; a later load or backfill
+    /// skips them unless --force.
+    ///
+    /// Exit status: 0 every tag deleted, 1 a tag not in the warehouse (the
+    /// others are deleted), 2 errors.
+    Delete(DeleteArgs),
+    /// Delete whole jobs older than a date (optionally only those with a
+    /// matching label), in batches, printing what was removed; a later
+    /// load or backfill skips them unless --force.
+    Prune(PruneArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish or
     /// powershell) on stdout, e.g. `tko completions bash >
     /// /etc/bash_completion.d/tko`.
@@ -77,6 +88,48 @@ pub(crate) enum Command {
     /// Print the manual page (roff) on stdout, e.g. `tko man >
     /// /usr/local/share/man/man1/tko.1`.
     Man,
+}
+
+/// Flags shared by `tko delete` and `tko prune`.
+#[derive(Debug, Args)]
+pub(crate) struct RemoveArgs {
+    /// Print what would be deleted (the same deletes, rolled back); write
+    /// nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Jobs per database transaction (each job is deleted whole).
+    #[arg(long, default_value_t = tko::store::DEFAULT_BATCH_JOBS)]
+    pub(crate) batch: usize,
+    /// Warehouse.
+    #[command(flatten)]
+    pub(crate) db: DbUrl,
+}
+
+/// `tko delete`.
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// Job tags (exact).
+    #[arg(required = true)]
+    pub(crate) tags: Vec<String>,
+    /// Dry run, batch size, warehouse.
+    #[command(flatten)]
+    pub(crate) remove: RemoveArgs,
+}
+
+/// `tko prune`.
+#[derive(Debug, Args)]
+pub(crate) struct PruneArgs {
+    /// Delete jobs whose time (finished, else started, else queued) is
+    /// before this: `YYYY-MM-DD` (midnight) or `YYYY-MM-DD HH:MM[:SS]`, UTC.
+    /// Jobs with no time are kept.
+    #[arg(long, value_name = "TIME")]
+    pub(crate) before: String,
+    /// Only jobs whose label matches this glob.
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) label: Option<String>,
+    /// Dry run, batch size, warehouse.
+    #[command(flatten)]
+    pub(crate) remove: RemoveArgs,
 }
 
 /// `tko completions`.

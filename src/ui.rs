@@ -110,6 +110,7 @@ impl Observer for Reporter {
                         Action::Inserted => "inserted",
                         Action::Replaced => "replaced",
                         Action::Skipped => "unchanged, skipped",
+                        Action::DeletedEarlier => "deleted earlier (tko delete/prune), skipped",
                     };
                     say(&format!(
                         "{}: {what} (job_idx {}, {} tests, {} diagnostics)",
@@ -133,7 +134,7 @@ impl Observer for Reporter {
                 let what = match action {
                     Action::Inserted => "would load (new)",
                     Action::Replaced => "would reload (changed)",
-                    Action::Skipped => return,
+                    Action::Skipped | Action::DeletedEarlier => return,
                 };
                 // The dry run's answer: on stdout, like the summary.
                 if let Some(bar) = self.bar {
@@ -219,6 +220,13 @@ pub(crate) fn write_summary_text(
         s.unchanged_by_content,
         s.failed.len()
     )?;
+    if s.deleted_earlier > 0 {
+        writeln!(
+            out,
+            "{} job(s) deleted earlier (tko delete/prune), skipped: --force loads them again",
+            s.deleted_earlier
+        )?;
+    }
     if !dry_run {
         writeln!(
             out,
@@ -287,6 +295,7 @@ pub(crate) fn write_summary_json(
         "replaced": s.replaced,
         "unchanged_by_metadata": s.unchanged_by_metadata,
         "unchanged_by_content": s.unchanged_by_content,
+        "deleted_earlier": s.deleted_earlier,
         "failed": failed,
         "with_errors": s.with_errors,
         "locked": s.locked,

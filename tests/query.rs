@@ -875,6 +875,85 @@ fn compare_classes_tests_and_flags_perf_shifts() -> TestResult {
     Ok(())
 }
 
+/// `--threshold` and `--alpha` decide what is flagged (and so the exit
+/// status), `--machine` narrows both sets, bad values are errors (exit 2).
+#[test]
+fn compare_threshold_alpha_and_machine_narrowing() -> TestResult {
+    let root = compare_tree();
+    for backend in BOTH {
+        let f = loaded(backend, root.path());
+        let cwd = root.path();
+        let run = |extra: &[&str]| {
+            let mut a = vec![
+                "compare",
+                "--base-label",
+                "base",
+                "--new-label",
+                "new",
+                "--test",
+                "e",
+                "--format",
+                "json",
+            ];
+            a.extend_from_slice(extra);
+            tko(&a, &f.url, cwd)
+        };
+        let flagged = |o: &Output| -> Result<Vec<bool>, Box<dyn std::error::Error>> {
+            let j: serde_json::Value = serde_json::from_str(&stdout(o))?;
+            Ok(j["perf"]
+                .as_array()
+                .ok_or("perf")?
+                .iter()
+                .map(|p| p["flagged"] == true)
+                .collect())
+        };
+        // tput moved +19.9 % with p < 1e-6: flagged by default.
+        let out = run(&[]);
+        assert_eq!(out.status.code(), Some(1), "{backend:?}: {}", stderr(&out));
+        assert_eq!(flagged(&out)?, vec![false, true]);
+        // As printed (serde_json's float parser may be off by one ulp).
+        let text = stdout(&out);
+        let p = text
+            .split("\"p_value\": ")
+            .nth(2)
+            .and_then(|r| r.split([',', '\n']).next())
+            .ok_or("p_value")?
+            .to_owned();
+        // A threshold above the change: nothing flagged, exit 0.
+        let out = run(&["--threshold", "20"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+        assert_eq!(flagged(&out)?, vec![false, false]);
+        let out = run(&["--threshold", "19.8"]);
+        assert_eq!(out.status.code(), Some(1));
+        // p must be below alpha: alpha = p does not flag, just above does.
+        let out = run(&["--alpha", &p]);
+        assert_eq!(out.status.code(), Some(0), "alpha {p}: {}", stdout(&out));
+        let above = format!("{:e}", p.parse::<f64>()? * 1.5);
+        let out = run(&["--alpha", &above]);
+        assert_eq!(out.status.code(), Some(1), "alpha {above}");
+        // --machine narrows both sides: no job on h2.
+        let out = run(&["--machine", "h2"]);
+        assert_eq!(out.status.code(), Some(0));
+        let j: serde_json::Value = serde_json::from_str(&stdout(&out))?;
+        assert_eq!(j["base"]["machine"], "h2");
+        assert_eq!(j["base"]["jobs"], serde_json::json!([]));
+        assert_eq!(j["tests"], serde_json::json!([]));
+        let out = run(&["--machine", "h?"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(flagged(&out)?, vec![false, true]);
+        for bad in [
+            ["--threshold", "-1"],
+            ["--alpha", "0"],
+            ["--alpha", "1"],
+            ["--threshold", "NaN"],
+        ] {
+            let out = run(&bad);
+            assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        }
+    }
+    Ok(())
+}
+
 /// Flakiness over history: `t` on `hx` runs GOOD FAIL GOOD FAIL GOOD GOOD
 /// (4 switches), on `hy` GOOD GOOD GOOD FAIL FAIL FAIL (1 switch).
 #[test]

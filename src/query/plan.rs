@@ -91,6 +91,10 @@ pub struct Query {
     pub newest_first: bool,
     /// At most this many rows.
     pub limit: Option<u64>,
+    /// Long `perf` only: rows in no particular order, so the server skips
+    /// the sort (for aggregations that do not depend on row order, such as
+    /// `tko compare`'s).
+    pub unordered: bool,
 }
 
 impl Query {
@@ -102,6 +106,7 @@ impl Query {
             wide: false,
             newest_first: false,
             limit: None,
+            unordered: false,
         }
     }
 }
@@ -622,15 +627,24 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
             ));
             job_conds(&mut q, f, false)?;
             test_conds(&mut q, f, true)?;
-            q.push(&format!(
-                " ORDER BY {}, t.test_idx, r.iteration, {}",
-                coll(d, "j.tag"),
-                coll(d, "r.attribute")
-            ));
+            if !query.unordered {
+                q.push(&format!(
+                    " ORDER BY {}, t.test_idx, r.iteration, {}",
+                    coll(d, "j.tag"),
+                    coll(d, "r.attribute")
+                ));
+            }
             if query.wide {
                 pivot = Some(Pivot::new(perf_keys));
             }
         }
+    }
+    if query.unordered && (query.kind != Kind::Perf || query.wide) {
+        return Err(Error::Unsupported(format!(
+            "unordered rows are for a long perf export only, not {}{}",
+            query.kind.name(),
+            if query.wide { " --wide" } else { "" }
+        )));
     }
     if query.newest_first && query.kind != Kind::Tests {
         return Err(Error::Unsupported(format!(
@@ -652,6 +666,28 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
         columns,
         pivot,
     })
+}
+
+/// The PostgreSQL statement of [`super::Warehouse::perf_values`]: per
+/// test, subdir, machine (`by_machine`, else NULL) and perf key, the finite
+/// perf values of the tests `filter` keeps, as one `float8[]` (no order).
+pub(crate) fn perf_values_pg(filter: &Filter, by_machine: bool) -> Result<String, Error> {
+    let mut q = Sql::new(Dialect::Postgres);
+    q.push(&format!(
+        "SELECT t.test, t.subdir, {}, r.attribute, array_agg(r.value){TEST_JOINS} \
+         JOIN tko_iteration_result r ON r.test_idx = t.test_idx \
+         WHERE r.attribute IS NOT NULL \
+            AND r.value NOT IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)",
+        if by_machine {
+            "m.hostname"
+        } else {
+            "NULL::text"
+        }
+    ));
+    job_conds(&mut q, filter, false)?;
+    test_conds(&mut q, filter, true)?;
+    q.push(" GROUP BY 1, 2, 3, 4");
+    Ok(q.text)
 }
 
 /// The distinct perf keys a wide perf export pivots into columns.
@@ -732,6 +768,22 @@ mod tests {
         };
         assert!(matches!(
             plan(&q, Dialect::Sqlite, &[]),
+            Err(Error::Unsupported(_))
+        ));
+        let q = Query {
+            unordered: true,
+            ..Query::new(Kind::Perf, Filter::default())
+        };
+        for d in [Dialect::Postgres, Dialect::Sqlite] {
+            let p = plan(&q, d, &[]).unwrap();
+            assert!(!p.sql.contains("ORDER BY"), "{}", p.sql);
+        }
+        let q = Query {
+            unordered: true,
+            ..Query::new(Kind::Tests, Filter::default())
+        };
+        assert!(matches!(
+            plan(&q, Dialect::Postgres, &[]),
             Err(Error::Unsupported(_))
         ));
     }

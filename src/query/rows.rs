@@ -11,7 +11,7 @@
 
 use super::float::pg_float;
 use super::plan::{perf_keys_plan, plan, ColType, Column, Dialect, Kind, Pivot, Plan, Query};
-use super::Error;
+use super::{Error, Filter};
 use crate::store;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
@@ -43,6 +43,10 @@ pub trait Sink {
     /// Called once after the last row: flush.
     fn finish(&mut self) -> io::Result<()>;
 }
+
+/// What [`Warehouse::perf_values`] calls per group: (test, subdir,
+/// machine, perf key, values).
+pub type PerfValuesFn<'a> = dyn FnMut(Option<&str>, Option<&str>, Option<&str>, &str, &[f64]) + 'a;
 
 /// A warehouse opened for reading: either backend, by URL (as
 /// [`store::open`]).
@@ -124,7 +128,64 @@ impl Warehouse {
         Ok(n)
     }
 
-    /// Session settings the PostgreSQL SQL relies on.
+    /// The finite perf values of the tests `filter` keeps, for
+    /// aggregation: `each(test, subdir, machine, key, values)`, the machine
+    /// only when `by_machine`, in no particular order and possibly several
+    /// calls per group. PostgreSQL groups and sends them as binary arrays
+    /// (no text to format and parse); SQLite streams the rows. A value is
+    /// handed over as stored, `-0` as `0` (as the text export writes it).
+    pub fn perf_values(
+        &mut self,
+        filter: &Filter,
+        by_machine: bool,
+        each: &mut PerfValuesFn<'_>,
+    ) -> Result<(), Error> {
+        filter.validate()?;
+        match self {
+            Warehouse::Postgres(pg) => {
+                let sql = super::plan::perf_values_pg(filter, by_machine)?;
+                let rows = pg.client().query(&sql, &[]).map_err(db("perf values"))?;
+                for r in rows {
+                    let mut v: Vec<f64> = r.get(4);
+                    for x in &mut v {
+                        *x += 0.0;
+                    }
+                    let key: String = r.get(3);
+                    each(r.get(0), r.get(1), r.get(2), &key, &v);
+                }
+                Ok(())
+            }
+            wh => {
+                let q = Query {
+                    unordered: true,
+                    ..Query::new(Kind::Perf, filter.clone())
+                };
+                let p = plan(&q, Dialect::Sqlite, &[])?;
+                let at = |n: &str| {
+                    p.columns
+                        .iter()
+                        .position(|c| c.name == n)
+                        .expect("the perf plan has this column")
+                };
+                let [t, s, m, k, v] = [
+                    at("test"),
+                    at("subdir"),
+                    at("machine"),
+                    at("key"),
+                    at("value"),
+                ];
+                wh.rows(&p, &mut |f| {
+                    let value = f[v].and_then(|x| x.parse::<f64>().ok());
+                    if let (Some(key), Some(x)) = (f[k], value.filter(|x| x.is_finite())) {
+                        each(f[t], f[s], if by_machine { f[m] } else { None }, key, &[x]);
+                    }
+                    Ok(())
+                })
+            }
+        }
+    }
+
+    /// Session settings the PostgreSQL SQL relies on.    /// Session settings the PostgreSQL SQL relies on.
     fn pg_session(&mut self) -> Result<(), Error> {
         if let Warehouse::Postgres(pg) = self {
             pg.client()

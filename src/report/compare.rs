@@ -200,7 +200,8 @@ fn latest(records: &[TestRecord], by_machine: bool) -> BTreeMap<Key, (&TestRecor
 pub struct PerfRows {
     by_machine: bool,
     cols: Option<[usize; 5]>,
-    /// Values per (test, subdir, machine) and key.
+    /// Values per (test, subdir, machine) and key, sorted once all rows
+    /// are in (so the statistics do not depend on the order rows come in).
     pub values: HashMap<Key, BTreeMap<String, Vec<f64>>>,
 }
 
@@ -210,6 +211,36 @@ impl PerfRows {
         PerfRows {
             by_machine,
             ..PerfRows::default()
+        }
+    }
+}
+
+impl PerfRows {
+    /// Adds (finite) values of one test and perf key, as
+    /// [`crate::query::Warehouse::perf_values`] hands them over.
+    pub fn add(
+        &mut self,
+        test: Option<&str>,
+        subdir: Option<&str>,
+        machine: Option<&str>,
+        perf_key: &str,
+        values: &[f64],
+    ) {
+        let k = key(self.by_machine, test.unwrap_or_default(), subdir, machine);
+        let per_key = self.values.entry(k).or_default();
+        match per_key.get_mut(perf_key) {
+            Some(v) => v.extend_from_slice(values),
+            None => {
+                per_key.insert(perf_key.to_owned(), values.to_vec());
+            }
+        }
+    }
+
+    /// Sorts each key's values, once all are in (the statistics then do
+    /// not depend on the order rows came in).
+    pub fn sort(&mut self) {
+        for v in self.values.values_mut().flat_map(BTreeMap::values_mut) {
+            v.sort_unstable_by(f64::total_cmp);
         }
     }
 }
@@ -236,19 +267,14 @@ impl Sink for PerfRows {
         let (Some(k), Some(v)) = (f[k], f[v].and_then(|v| v.parse::<f64>().ok())) else {
             return Ok(());
         };
-        if !v.is_finite() {
-            return Ok(());
+        if v.is_finite() {
+            self.add(f[t], f[s], f[m], k, &[v]);
         }
-        self.values
-            .entry(key(self.by_machine, f[t].unwrap_or_default(), f[s], f[m]))
-            .or_default()
-            .entry(k.to_owned())
-            .or_default()
-            .push(v);
         Ok(())
     }
 
     fn finish(&mut self) -> io::Result<()> {
+        self.sort();
         Ok(())
     }
 }

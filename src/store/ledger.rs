@@ -7,12 +7,15 @@
 //! loaded or a failed job, when a backfill signature vouches for a job
 //! ([`state`]), and which job's values a machine row carries: those of the
 //! newest job on the machine ([`JobMachine`]), so the warehouse does not
-//! depend on load order or on where a run was interrupted. The backends
-//! ([`Backend`]) own the SQL and the transactions, nothing else.
+//! depend on load order or on where a run was interrupted. It also decides
+//! deletion ([`delete_jobs`]): whole jobs, in batches, each leaving its
+//! ledger row [`DELETED`] so no later load brings it back unasked. The
+//! backends ([`Backend`], [`Remover`]) own the SQL and the transactions,
+//! nothing else.
 
 use super::{
-    error_chain, Action, Error, Failure, LedgerState, LoadItem, LoadOutcome, TestPlan,
-    PARSER_VERSION,
+    error_chain, Action, Deletion, Error, Failure, JobSelection, LedgerState, LoadItem,
+    LoadOutcome, Removed, TestPlan, PARSER_VERSION,
 };
 use crate::model::{Job, Timestamp};
 use crate::table::{clean, RowCounts};
@@ -23,6 +26,10 @@ use std::path::Path;
 pub(crate) const LOADED: &str = "loaded";
 /// `tko_ingest_ledger.outcome` of a job whose last load or read failed.
 pub(crate) const FAILED: &str = "failed";
+/// `tko_ingest_ledger.outcome` of a job `tko delete`/`tko prune` removed:
+/// `job_idx` NULL, source path and fingerprint kept. A later load or
+/// backfill skips the tag ([`Action::DeletedEarlier`]) unless `force`.
+pub(crate) const DELETED: &str = "deleted";
 
 /// Rounds of planning for jobs whose ledger row changed under us.
 const MAX_ROUNDS: usize = 8;
@@ -68,6 +75,7 @@ pub(crate) fn state(row: &ReadRow) -> LedgerState {
     LedgerState {
         fingerprint: l.fingerprint.clone(),
         loaded: l.outcome == LOADED && l.parser_version == PARSER_VERSION,
+        deleted: l.outcome == DELETED,
         signature: row
             .scan
             .as_ref()
@@ -101,6 +109,17 @@ pub(crate) fn plan(item: &LoadItem<'_>, row: Option<&LedgerRow>) -> Plan {
     let Some(row) = row else {
         return Plan::Write;
     };
+    if row.outcome == DELETED && !item.force {
+        // Deleted on purpose: not reloaded silently.
+        return Plan::Skip(LoadOutcome {
+            tag: item.job.tag.clone(),
+            job_idx: 0,
+            action: Action::DeletedEarlier,
+            tests_kept: 0,
+            tests_deleted: 0,
+            rows: RowCounts::default(),
+        });
+    }
     let source = source_text(&item.source);
     if row.job_idx.is_some() && row.source_path != source && !item.force {
         return Plan::Refuse(Error::SourceConflict {
@@ -306,6 +325,62 @@ pub(crate) trait Backend {
     fn write_jobs(&mut self, jobs: &[Planned<'_, '_>]) -> Vec<Written>;
     /// Upserts the ledger rows of failures (see [`FailedRow`]).
     fn write_failures(&mut self, rows: &[FailedRow]) -> Result<(), Error>;
+}
+
+/// A job chosen for deletion: its tag and `job_idx`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Doomed {
+    pub(crate) tag: String,
+    pub(crate) job_idx: i32,
+}
+
+/// The SQL side of `tko delete`/`tko prune`, one implementation per
+/// database.
+pub(crate) trait Remover {
+    /// The jobs `sel` chooses, sorted by tag.
+    fn find_jobs(&mut self, sel: &JobSelection) -> Result<Vec<Doomed>, Error>;
+    /// Deletes `jobs` whole in one transaction (committed, or rolled back
+    /// when `dry_run`): every row of each job and of its tests (user rows
+    /// too), its `tko_job_machines` row, its scan state; recomputes the
+    /// machine rows the jobs were on from the newest remaining job (the
+    /// same statement a load runs); sets each ledger row to [`DELETED`]
+    /// (`job_idx` NULL, counts 0, source path and fingerprint kept; a row
+    /// is created for a job that had none). A job no longer there is left
+    /// out.
+    fn delete_batch(&mut self, jobs: &[Doomed], dry_run: bool) -> Result<Vec<Removed>, Error>;
+}
+
+/// Deletes the jobs `sel` chooses, `batch_jobs` per transaction, calling
+/// `each` for every job removed (or, `dry_run`, that would be) once its
+/// batch is committed. Tags `sel` names that the warehouse does not hold
+/// come back in [`Deletion::missing`]. A failing batch stops the run with
+/// its error: earlier batches stay deleted, the failing one is whole.
+pub(crate) fn delete_jobs(
+    backend: &mut dyn Remover,
+    sel: &JobSelection,
+    batch_jobs: usize,
+    dry_run: bool,
+    each: &mut dyn FnMut(&Removed),
+) -> Result<Deletion, Error> {
+    let jobs = backend.find_jobs(sel)?;
+    let mut out = Deletion::default();
+    if let JobSelection::Tags(tags) = sel {
+        let found: std::collections::HashSet<&str> = jobs.iter().map(|d| d.tag.as_str()).collect();
+        out.missing = tags
+            .iter()
+            .filter(|t| !found.contains(clean(t).as_str()))
+            .cloned()
+            .collect();
+    }
+    for batch in jobs.chunks(batch_jobs.max(1)) {
+        for r in backend.delete_batch(batch, dry_run)? {
+            out.jobs += 1;
+            out.rows.add(&r.rows);
+            out.labels += r.labels;
+            each(&r);
+        }
+    }
+    Ok(out)
 }
 
 /// Splits `todo` (item indices) sorted by tag, so concurrent loaders lock
@@ -548,5 +623,27 @@ mod tests {
         r.scan = Some(("sig".into(), "fp".into()));
         r.ledger.outcome = FAILED.into();
         assert!(!state(&r).unchanged_by_metadata("sig"));
+    }
+
+    #[test]
+    fn deleted_jobs_are_skipped_unless_forced_whatever_the_source() {
+        let j = job("1-a/h", Some(1));
+        let gone = row(None, "/results/1-a/h", DELETED);
+        for source in ["/results/1-a/h", "/elsewhere/1-a/h"] {
+            match plan(&item(&j, source, false), Some(&gone)) {
+                Plan::Skip(o) => assert_eq!(o.action, Action::DeletedEarlier),
+                other => panic!("{other:?}"),
+            }
+            assert!(matches!(
+                plan(&item(&j, source, true), Some(&gone)),
+                Plan::Write
+            ));
+        }
+        let r = ReadRow {
+            ledger: gone,
+            scan: None,
+        };
+        assert!(state(&r).deleted);
+        assert!(!state(&r).loaded);
     }
 }

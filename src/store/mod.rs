@@ -101,6 +101,17 @@ pub enum Error {
         /// Source path of the refused item.
         new: String,
     },
+    /// Deleting a job failed; its batch was rolled back (the job is whole).
+    #[error("deleting job {tag:?} failed at {table}")]
+    Delete {
+        /// Job tag.
+        tag: String,
+        /// The table being deleted from.
+        table: &'static str,
+        /// Driver error.
+        #[source]
+        source: BoxError,
+    },
     /// A second item with the same tag in one load (the first was loaded).
     #[error("job {tag:?} from {second} was not loaded: {first} has the same tag in this load")]
     DuplicateTag {
@@ -160,6 +171,9 @@ pub enum Action {
     Replaced,
     /// Fingerprint unchanged: nothing written.
     Skipped,
+    /// The tag was removed by `tko delete`/`tko prune` (ledger outcome
+    /// `deleted`): nothing written unless `force`.
+    DeletedEarlier,
 }
 
 /// The outcome of one successfully handled [`LoadItem`].
@@ -251,6 +265,59 @@ pub trait Store: Send {
     /// their error), touching none of their rows: a stored version stays
     /// as it is, and the next run tries the job again.
     fn record_failures(&mut self, failures: &[Failure]) -> Result<(), Error>;
+    /// Deletes the jobs `sel` chooses, whole, `set_batch_jobs` per
+    /// transaction (`dry_run`: each batch rolled back), calling `each` per
+    /// job once its batch is done; the ledger keeps each tag as `deleted`
+    /// so a later load skips it unless forced.
+    fn delete_jobs(
+        &mut self,
+        sel: &JobSelection,
+        dry_run: bool,
+        each: &mut dyn FnMut(&Removed),
+    ) -> Result<Deletion, Error>;
+}
+
+/// Which jobs `tko delete`/`tko prune` remove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobSelection {
+    /// These job tags.
+    Tags(Vec<String>),
+    /// Jobs whose time (finished, else started, else queued; a job with no
+    /// time is never chosen) is before `before` (`YYYY-MM-DD HH:MM:SS`,
+    /// UTC, as [`crate::query::filter::time_text`] writes it), optionally
+    /// only those whose label matches the glob `label`.
+    Before {
+        /// The cut-off, exclusive.
+        before: String,
+        /// Job label glob (`*`, `?`, `\` escapes).
+        label: Option<String>,
+    },
+}
+
+/// One job removed (or, dry run, that would be).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    /// Job tag.
+    pub tag: String,
+    /// Its former `tko_jobs.job_idx`.
+    pub job_idx: i64,
+    /// Rows removed per table.
+    pub rows: RowCounts,
+    /// User label links (`tko_test_labels_tests`) removed with its tests.
+    pub labels: usize,
+}
+
+/// What a deletion did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deletion {
+    /// Jobs removed.
+    pub jobs: usize,
+    /// Rows removed, summed.
+    pub rows: RowCounts,
+    /// User label links removed, summed.
+    pub labels: usize,
+    /// Tags asked for that the warehouse does not hold.
+    pub missing: Vec<String>,
 }
 
 /// What the warehouse knows about one job tag (for backfill).
@@ -260,6 +327,9 @@ pub struct LedgerState {
     pub fingerprint: String,
     /// The last load succeeded with this parser version.
     pub loaded: bool,
+    /// The job was removed by `tko delete`/`tko prune`: a load skips it
+    /// unless forced.
+    pub deleted: bool,
     /// The metadata signature recorded with `fingerprint`, if any.
     pub signature: Option<String>,
 }

@@ -9,15 +9,18 @@
 //! table and column names from `table`/`schema` constants are formatted in.
 
 use super::ledger::{
-    self, Backend, FailedRow, JobMachine, LedgerRow, LoadedRow, Planned, ReadRow, Written,
+    self, Backend, Doomed, FailedRow, JobMachine, LedgerRow, LoadedRow, Planned, ReadRow, Remover,
+    Written,
 };
 use super::pgconnect::{ConnectError, Connector};
 use super::pgcopy::{CopyBuf, CopyRow};
 use super::{
-    error_chain, plan_tests, schema, BoxError, Error, Failure, LedgerState, LoadItem, LoadOutcome,
-    OldTest, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS, PARSER_VERSION,
+    error_chain, plan_tests, schema, BoxError, Deletion, Error, Failure, JobSelection, LedgerState,
+    LoadItem, LoadOutcome, OldTest, Removed, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS,
+    PARSER_VERSION,
 };
 use crate::model::{Kernel, Timestamp};
+use crate::query::filter::glob_to_like;
 use crate::table::{
     clean, DiagnosticRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow, JobRow,
     JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow, TreeIds,
@@ -672,6 +675,16 @@ fn machine_values(
     let mut affected: Vec<i32> = machine_idx.iter().copied().chain(moved).collect();
     affected.sort_unstable();
     affected.dedup();
+    recompute_machines(tx, &affected, tag)
+}
+
+/// Sets the group and owner of machines `affected` from the newest job on
+/// each (see [`JobMachine::of`]); a machine no job is on keeps its values.
+fn recompute_machines(
+    tx: &mut Transaction<'_>,
+    affected: &[i32],
+    tag: Option<&str>,
+) -> Result<(), StepError> {
     step(
         tag,
         "tko_machines",
@@ -691,6 +704,136 @@ fn machine_values(
         ),
     )?;
     Ok(())
+}
+
+/// Deletes `jobs` whole inside `tx`: machine rows locked in hostname order
+/// first (as a load locks them), then each job's rows; returns what each
+/// job lost (jobs no longer there are left out).
+fn delete_tree(tx: &mut Transaction<'_>, jobs: &[Doomed]) -> Result<Vec<Removed>, StepError> {
+    let idx: Vec<i32> = jobs.iter().map(|d| d.job_idx).collect();
+    let tags: Vec<&str> = jobs.iter().map(|d| d.tag.as_str()).collect();
+    let machines: Vec<i32> = step(
+        None,
+        "tko_machines",
+        tx.query(
+            "SELECT m.machine_idx FROM tko_machines m WHERE m.machine_idx IN ( \
+                SELECT j.machine_idx FROM tko_jobs j WHERE j.job_idx = ANY($1) \
+                UNION SELECT h.machine_idx FROM tko_job_machines h WHERE h.job_idx = ANY($1)) \
+             ORDER BY m.hostname FOR UPDATE",
+            &[&idx],
+        ),
+    )?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    // Still there (and locked), by job.
+    let present: std::collections::HashSet<i32> = step(
+        None,
+        "tko_jobs",
+        tx.query(
+            "SELECT j.job_idx FROM tko_jobs j \
+             JOIN unnest($1::int4[], $2::text[]) AS u(i, t) ON u.i = j.job_idx AND u.t = j.tag \
+             ORDER BY j.job_idx FOR UPDATE OF j",
+            &[&idx, &tags],
+        ),
+    )?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    let mut out = Vec::with_capacity(jobs.len());
+    for d in jobs.iter().filter(|d| present.contains(&d.job_idx)) {
+        let one = Some(d.tag.as_str());
+        let ids: Vec<i32> = step(
+            one,
+            "tko_tests",
+            tx.query(
+                "SELECT test_idx FROM tko_tests WHERE job_idx = $1",
+                &[&d.job_idx],
+            ),
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        let mut del =
+            |table: &'static str, sql: &str, arg: &(dyn postgres::types::ToSql + Sync)| {
+                step(one, table, tx.execute(sql, &[arg])).map(|n| n as usize)
+            };
+        let mut rows = RowCounts {
+            iteration_attributes: del(
+                "tko_iteration_attributes",
+                "DELETE FROM tko_iteration_attributes WHERE test_idx = ANY($1)",
+                &ids,
+            )?,
+            iteration_results: del(
+                "tko_iteration_result",
+                "DELETE FROM tko_iteration_result WHERE test_idx = ANY($1)",
+                &ids,
+            )?,
+            test_attributes: del(
+                "tko_test_attributes",
+                "DELETE FROM tko_test_attributes WHERE test_idx = ANY($1)",
+                &ids,
+            )?,
+            ..RowCounts::default()
+        };
+        let labels = del(
+            "tko_test_labels_tests",
+            "DELETE FROM tko_test_labels_tests WHERE test_id = ANY($1)",
+            &ids,
+        )?;
+        rows.tests = del(
+            "tko_tests",
+            "DELETE FROM tko_tests WHERE test_idx = ANY($1)",
+            &ids,
+        )?;
+        rows.job_keyvals = del(
+            "tko_job_keyvals",
+            "DELETE FROM tko_job_keyvals WHERE job_id = $1",
+            &d.job_idx,
+        )?;
+        rows.diagnostics = del(
+            "tko_diagnostics",
+            "DELETE FROM tko_diagnostics WHERE job_idx = $1",
+            &d.job_idx,
+        )?;
+        del(
+            "tko_job_machines",
+            "DELETE FROM tko_job_machines WHERE job_idx = $1",
+            &d.job_idx,
+        )?;
+        del(
+            "tko_jobs",
+            "DELETE FROM tko_jobs WHERE job_idx = $1",
+            &d.job_idx,
+        )?;
+        del(
+            "tko_scan_state",
+            "DELETE FROM tko_scan_state WHERE tag = $1",
+            &d.tag,
+        )?;
+        step(
+            one,
+            "tko_ingest_ledger",
+            tx.execute(
+                "INSERT INTO tko_ingest_ledger (tag, job_idx, source_path, fingerprint, \
+                    parser_version, loaded_at, outcome, error) \
+                 VALUES ($1, NULL, '', '', $2, now() AT TIME ZONE 'UTC', $3, NULL) \
+                 ON CONFLICT (tag) DO UPDATE SET job_idx = NULL, \
+                    loaded_at = EXCLUDED.loaded_at, outcome = EXCLUDED.outcome, error = NULL, \
+                    tests = 0, test_attributes = 0, iteration_attributes = 0, \
+                    iteration_results = 0, job_keyvals = 0, diagnostics = 0",
+                &[&d.tag, &PARSER_VERSION, &ledger::DELETED],
+            ),
+        )?;
+        out.push(Removed {
+            tag: d.tag.clone(),
+            job_idx: i64::from(d.job_idx),
+            rows,
+            labels,
+        });
+    }
+    recompute_machines(tx, &machines, None)?;
+    Ok(out)
 }
 
 /// The tables [`PgStore::export_rows_to_dir`] exports, with their columns.
@@ -1033,9 +1176,86 @@ impl Store for PgStore {
         self.write_failures(&ledger::failure_rows(failures))
     }
 
+    fn delete_jobs(
+        &mut self,
+        sel: &JobSelection,
+        dry_run: bool,
+        each: &mut dyn FnMut(&Removed),
+    ) -> Result<Deletion, Error> {
+        let batch = self.batch_jobs;
+        ledger::delete_jobs(self, sel, batch, dry_run, each)
+    }
+
     fn load_jobs(&mut self, items: &[LoadItem<'_>]) -> Vec<Result<LoadOutcome, Error>> {
         let batch = self.batch_jobs;
         ledger::load_jobs(self, items, batch)
+    }
+}
+
+impl Remover for PgStore {
+    fn find_jobs(&mut self, sel: &JobSelection) -> Result<Vec<Doomed>, Error> {
+        self.reconnect_if_closed()?;
+        let rows = match sel {
+            JobSelection::Tags(tags) => {
+                let tags: Vec<String> = tags.iter().map(|t| clean(t)).collect();
+                self.client.query(
+                    "SELECT tag, job_idx FROM tko_jobs WHERE tag = ANY($1) ORDER BY tag",
+                    &[&tags],
+                )
+            }
+            JobSelection::Before { before, label } => {
+                let like = label.as_deref().map(glob_to_like);
+                self.client.query(
+                    "SELECT tag, job_idx FROM tko_jobs \
+                     WHERE COALESCE(finished_time, started_time, queued_time) \
+                            < $1::text::timestamp \
+                        AND ($2::text IS NULL OR label LIKE $2 ESCAPE '\\') \
+                     ORDER BY tag COLLATE \"C\"",
+                    &[before, &like],
+                )
+            }
+        }
+        .map_err(db("choosing jobs"))?;
+        Ok(rows
+            .iter()
+            .map(|r| Doomed {
+                tag: r.get(0),
+                job_idx: r.get(1),
+            })
+            .collect())
+    }
+
+    fn delete_batch(&mut self, jobs: &[Doomed], dry_run: bool) -> Result<Vec<Removed>, Error> {
+        let mut attempt = 0;
+        loop {
+            self.reconnect_if_closed()?;
+            let r = (|| {
+                let mut tx = step(None, "BEGIN", self.client.transaction())?;
+                let out = delete_tree(&mut tx, jobs)?;
+                if dry_run {
+                    step(None, "ROLLBACK", tx.rollback())?;
+                } else {
+                    step(None, "COMMIT", tx.commit())?;
+                }
+                Ok::<_, StepError>(out)
+            })();
+            match r {
+                Ok(out) => return Ok(out),
+                Err(e) if e.retry && attempt < MAX_RETRIES => {
+                    backoff(attempt);
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(Error::Delete {
+                        tag: e.tag.unwrap_or_else(|| {
+                            jobs.first().map(|d| d.tag.clone()).unwrap_or_default()
+                        }),
+                        table: e.table,
+                        source: e.source,
+                    })
+                }
+            }
+        }
     }
 }
 

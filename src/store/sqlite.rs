@@ -8,16 +8,19 @@
 //! bound parameters; only constant table names are formatted into SQL.
 
 use super::ledger::{
-    self, Backend, FailedRow, JobMachine, LedgerRow, LoadedRow, Planned, ReadRow, Written,
+    self, Backend, Doomed, FailedRow, JobMachine, LedgerRow, LoadedRow, Planned, ReadRow, Remover,
+    Written,
 };
 use super::{
-    error_chain, plan_tests, schema, BoxError, Error, Failure, LedgerState, LoadItem, LoadOutcome,
-    OldTest, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS, PARSER_VERSION,
+    error_chain, plan_tests, schema, BoxError, Deletion, Error, Failure, JobSelection, LedgerState,
+    LoadItem, LoadOutcome, OldTest, Removed, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS,
+    PARSER_VERSION,
 };
 use crate::model::{iso_datetime, Kernel, Timestamp};
+use crate::query::filter::glob_to_sqlite;
 use crate::table::{
     clean, DiagnosticRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow, JobRow,
-    JobTreeRows, KernelRow, PatchRow, TestAttributeRow, TestRow, TreeIds,
+    JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow, TreeIds,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
@@ -415,8 +418,16 @@ fn machine_values(
     let mut affected = vec![machine_idx];
     affected.extend(before.filter(|&b| b != machine_idx));
     for m in affected {
-        c.prepare_cached(
-            "UPDATE tko_machines SET \
+        recompute_machine(c, m)?;
+    }
+    Ok(())
+}
+
+/// Sets machine `m`'s group and owner from the newest job on it (see
+/// [`JobMachine::of`]); a machine no job is on keeps its values.
+fn recompute_machine(c: &Connection, m: i32) -> Result<(), Fail> {
+    c.prepare_cached(
+        "UPDATE tko_machines SET \
                 machine_group = (SELECT h.machine_group FROM tko_job_machines h \
                     WHERE h.machine_idx = ?1 ORDER BY h.newest DESC LIMIT 1), \
                 owner = (SELECT h.owner FROM tko_job_machines h \
@@ -424,11 +435,91 @@ fn machine_values(
                     ORDER BY h.newest DESC LIMIT 1) \
              WHERE machine_idx = ?1 \
                 AND EXISTS (SELECT 1 FROM tko_job_machines h WHERE h.machine_idx = ?1)",
-        )
-        .and_then(|mut s| s.execute([m]))
-        .at("tko_machines")?;
-    }
+    )
+    .and_then(|mut s| s.execute([m]))
+    .at("tko_machines")?;
     Ok(())
+}
+
+/// Deletes one job whole (inside the caller's transaction); `None` when
+/// the job is no longer there.
+fn delete_one(c: &Connection, d: &Doomed) -> Result<Option<Removed>, Fail> {
+    let machine: Option<i32> = c
+        .prepare_cached("SELECT machine_idx FROM tko_jobs WHERE job_idx = ?1 AND tag = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![d.job_idx, d.tag], |r| r.get(0))
+                .optional()
+        })
+        .at("tko_jobs")?;
+    let Some(machine) = machine else {
+        return Ok(None);
+    };
+    let moved: Option<i32> = c
+        .prepare_cached("SELECT machine_idx FROM tko_job_machines WHERE job_idx = ?1")
+        .and_then(|mut s| s.query_row([d.job_idx], |r| r.get(0)).optional())
+        .at("tko_job_machines")?;
+    let by_test = |table: &'static str, sql: &str| -> Result<usize, Fail> {
+        c.prepare_cached(sql)
+            .and_then(|mut s| s.execute([d.job_idx]))
+            .at(table)
+    };
+    let tests_of = "(SELECT test_idx FROM tko_tests WHERE job_idx = ?1)";
+    let mut rows = RowCounts {
+        iteration_attributes: by_test(
+            "tko_iteration_attributes",
+            &format!("DELETE FROM tko_iteration_attributes WHERE test_idx IN {tests_of}"),
+        )?,
+        iteration_results: by_test(
+            "tko_iteration_result",
+            &format!("DELETE FROM tko_iteration_result WHERE test_idx IN {tests_of}"),
+        )?,
+        test_attributes: by_test(
+            "tko_test_attributes",
+            &format!("DELETE FROM tko_test_attributes WHERE test_idx IN {tests_of}"),
+        )?,
+        ..RowCounts::default()
+    };
+    let labels = by_test(
+        "tko_test_labels_tests",
+        &format!("DELETE FROM tko_test_labels_tests WHERE test_id IN {tests_of}"),
+    )?;
+    rows.tests = by_test("tko_tests", "DELETE FROM tko_tests WHERE job_idx = ?1")?;
+    rows.job_keyvals = by_test(
+        "tko_job_keyvals",
+        "DELETE FROM tko_job_keyvals WHERE job_id = ?1",
+    )?;
+    rows.diagnostics = by_test(
+        "tko_diagnostics",
+        "DELETE FROM tko_diagnostics WHERE job_idx = ?1",
+    )?;
+    by_test(
+        "tko_job_machines",
+        "DELETE FROM tko_job_machines WHERE job_idx = ?1",
+    )?;
+    by_test("tko_jobs", "DELETE FROM tko_jobs WHERE job_idx = ?1")?;
+    c.prepare_cached("DELETE FROM tko_scan_state WHERE tag = ?1")
+        .and_then(|mut s| s.execute([&d.tag]))
+        .at("tko_scan_state")?;
+    c.prepare_cached(
+        "INSERT INTO tko_ingest_ledger (tag, job_idx, source_path, fingerprint, parser_version, \
+            loaded_at, outcome, error) \
+         VALUES (?1, NULL, '', '', ?2, datetime('now'), ?3, NULL) \
+         ON CONFLICT (tag) DO UPDATE SET job_idx = NULL, loaded_at = excluded.loaded_at, \
+            outcome = excluded.outcome, error = NULL, tests = 0, test_attributes = 0, \
+            iteration_attributes = 0, iteration_results = 0, job_keyvals = 0, diagnostics = 0",
+    )
+    .and_then(|mut s| s.execute(params![d.tag, PARSER_VERSION, ledger::DELETED]))
+    .at("tko_ingest_ledger")?;
+    recompute_machine(c, machine)?;
+    if let Some(m) = moved.filter(|&m| m != machine) {
+        recompute_machine(c, m)?;
+    }
+    Ok(Some(Removed {
+        tag: d.tag.clone(),
+        job_idx: i64::from(d.job_idx),
+        rows,
+        labels,
+    }))
 }
 
 /// Upserts a loaded job's ledger row.
@@ -730,6 +821,65 @@ impl Backend for SqliteStore {
     }
 }
 
+impl Remover for SqliteStore {
+    fn find_jobs(&mut self, sel: &JobSelection) -> Result<Vec<Doomed>, Error> {
+        let (sql, args): (&str, Vec<Option<String>>) = match sel {
+            JobSelection::Tags(tags) => (
+                "SELECT tag, job_idx FROM tko_jobs \
+                 WHERE tag IN (SELECT value FROM json_each(?1)) ORDER BY tag",
+                vec![Some(
+                    serde_json::to_string(&tags.iter().map(|t| clean(t)).collect::<Vec<_>>())
+                        .expect("strings serialize"),
+                )],
+            ),
+            JobSelection::Before { before, label } => (
+                "SELECT tag, job_idx FROM tko_jobs \
+                 WHERE COALESCE(finished_time, started_time, queued_time) < ?1 \
+                    AND (?2 IS NULL OR label GLOB ?2) ORDER BY tag",
+                vec![Some(before.clone()), label.as_deref().map(glob_to_sqlite)],
+            ),
+        };
+        let mut s = self.conn.prepare(sql).map_err(db("choosing jobs"))?;
+        let rows = s
+            .query_map(rusqlite::params_from_iter(args), |r| {
+                Ok(Doomed {
+                    tag: r.get(0)?,
+                    job_idx: r.get(1)?,
+                })
+            })
+            .and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(db("choosing jobs"))?;
+        Ok(rows)
+    }
+
+    fn delete_batch(&mut self, jobs: &[Doomed], dry_run: bool) -> Result<Vec<Removed>, Error> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("BEGIN IMMEDIATE"))?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for d in jobs {
+            match delete_one(&tx, d) {
+                Ok(Some(r)) => out.push(r),
+                Ok(None) => {}
+                Err(f) => {
+                    return Err(Error::Delete {
+                        tag: d.tag.clone(),
+                        table: f.table,
+                        source: f.source,
+                    })
+                }
+            }
+        }
+        if dry_run {
+            tx.rollback().map_err(db("ROLLBACK"))?;
+        } else {
+            tx.commit().map_err(db("COMMIT"))?;
+        }
+        Ok(out)
+    }
+}
+
 impl Store for SqliteStore {
     fn init(&mut self) -> Result<Vec<u32>, Error> {
         self.apply(false)
@@ -804,5 +954,15 @@ impl Store for SqliteStore {
     fn load_jobs(&mut self, items: &[LoadItem<'_>]) -> Vec<Result<LoadOutcome, Error>> {
         let batch = self.batch_jobs;
         ledger::load_jobs(self, items, batch)
+    }
+
+    fn delete_jobs(
+        &mut self,
+        sel: &JobSelection,
+        dry_run: bool,
+        each: &mut dyn FnMut(&Removed),
+    ) -> Result<Deletion, Error> {
+        let batch = self.batch_jobs;
+        ledger::delete_jobs(self, sel, batch, dry_run, each)
     }
 }
