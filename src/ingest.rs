@@ -895,6 +895,7 @@ fn build_test(
         attributes,
         iterations,
         labels: Vec::new(),
+        information: r.info,
     })
 }
 

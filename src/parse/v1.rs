@@ -10,7 +10,7 @@
 
 use super::line::{fields_and_reason, name, status_line, status_line_owned, LineKind, StatusLine};
 use super::{timestamp_of_field, Problem, TestResult};
-use crate::model::{short_datetime, Kernel, Patch, Status, Timestamp};
+use crate::model::{short_datetime, Information, Kernel, Patch, Status, Timestamp};
 use std::borrow::Cow;
 use std::collections::{BTreeSet, VecDeque};
 use std::rc::Rc;
@@ -287,6 +287,7 @@ impl V1 {
             started_time: started,
             finished_time: None,
             finalized: false,
+            info: None,
         });
         let id = self.tests.len() - 1;
         self.emitted.push(id);
@@ -305,7 +306,7 @@ impl V1 {
         started: Option<Timestamp>,
         finished: Option<Timestamp>,
     ) -> usize {
-        let t = TestResult {
+        let mut t = TestResult {
             subdir,
             testname,
             status,
@@ -314,9 +315,11 @@ impl V1 {
             started_time: started,
             finished_time: finished,
             finalized: true,
+            info: None,
         };
         let id = match existing {
             Some(id) => {
+                t.info = self.tests[id].info.take();
                 self.tests[id] = t;
                 id
             }
@@ -504,6 +507,21 @@ impl V1 {
                     self.tests[self.running_job].reason = Some(reason.clone());
                     self.emitted.push(self.running_job);
                 }
+                // tko's own: the test's last information message. Not an
+                // emission (Autotest's continuous parse stores nothing here).
+                if let (Some(id), Some(msg)) = (
+                    self.running_test,
+                    line.message.as_ref().filter(|r| !r.is_empty()),
+                ) {
+                    let at = line
+                        .fields
+                        .get("timestamp")
+                        .and_then(|t| timestamp_of_field(t).ok());
+                    self.tests[id].info = Some(Information {
+                        message: msg.clone(),
+                        time: at,
+                    });
+                }
                 return;
             }
             LineKind::Status => {
@@ -661,6 +679,7 @@ fn dummy_abort(
         subdir: name.clone(),
         testname: name,
         reason: Some(reason),
+        message: None,
         fields,
     }
 }
@@ -745,6 +764,57 @@ mod tests {
         assert_eq!(
             render_dummy_abort(0, Some("x"), None, "r"),
             "END ABORT\tx\tx\tr"
+        );
+    }
+
+    #[test]
+    fn last_info_inside_a_test_is_kept_with_its_time() {
+        let log = "INFO\t----\t----\ttimestamp=1\tbefore any test\n\
+                   START\tt\tt\ttimestamp=2\t\n\
+                   \tINFO\t----\t----\ttimestamp=3\tPercent Complete: 40%\n\
+                   \tSTART\tsub\tsub\ttimestamp=4\t\n\
+                   \t\tINFO\t----\t----\ttimestamp=5\tPercent Complete: 80%\n\
+                   \tEND GOOD\tsub\tsub\ttimestamp=6\t\n\
+                   \tINFO\t----\t----\t\n\
+                   END GOOD\tt\tt\ttimestamp=7\t\n\
+                   START\tu\tu\ttimestamp=8\t\n\
+                   END GOOD\tu\tu\ttimestamp=9\t\n\
+                   INFO\t----\t----\ttimestamp=10\tafter\n";
+        let out = run(log, JobContext::default());
+        let info = |name: &str| {
+            out.tests
+                .iter()
+                .find(|t| t.testname == name)
+                .expect("test")
+                .info
+                .clone()
+        };
+        assert_eq!(
+            info("t"),
+            Some(Information {
+                message: "Percent Complete: 80%".into(),
+                time: Some(5)
+            })
+        );
+        assert_eq!(info("u"), None);
+        assert_eq!(info("SERVER_JOB"), None);
+        // While running, the live view carries it too.
+        let mut v = V1::new_live(JobContext::default());
+        v.process(
+            "START\tt\tt\ttimestamp=2\t\n\tINFO\t----\t----\tPercent Complete: 10%\n"
+                .split_inclusive('\n')
+                .zip(1..)
+                .map(|(l, n)| (n, l)),
+        );
+        let snap = v.snapshot();
+        let t = snap.iter().find(|t| t.testname == "t").expect("running t");
+        assert_eq!(t.status, Status::Running);
+        assert_eq!(
+            t.info,
+            Some(Information {
+                message: "Percent Complete: 10%".into(),
+                time: None
+            })
         );
     }
 

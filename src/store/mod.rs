@@ -428,6 +428,7 @@ mod tests {
             attributes: BTreeMap::new(),
             iterations: vec![],
             labels: vec![],
+            information: None,
         }
     }
 

@@ -19,8 +19,8 @@ use super::{
 };
 use crate::model::{Kernel, Timestamp};
 use crate::table::{
-    clean, DiagnosticRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow, JobRow,
-    JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow, TreeIds,
+    clean, DiagnosticRow, InformationRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow,
+    JobRow, JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow, TreeIds,
 };
 use postgres::error::SqlState;
 use postgres::{Client, Transaction};
@@ -700,6 +700,7 @@ const COPY_TABLES: &[(&str, &[&str])] = &[
     ("tko_iteration_result", IterationResultRow::COLUMNS),
     ("tko_job_keyvals", JobKeyvalRow::COLUMNS),
     ("tko_diagnostics", DiagnosticRow::COLUMNS),
+    ("tko_test_information", InformationRow::COLUMNS),
 ];
 
 /// Upserts the ledger rows of a batch's loaded jobs in one statement, in
@@ -819,6 +820,14 @@ fn remove_old_rows(
             &[&job_idx],
         ),
     )?;
+    step(
+        tag,
+        "tko_test_information",
+        tx.execute(
+            "DELETE FROM tko_test_information WHERE job_idx = $1",
+            &[&job_idx],
+        ),
+    )?;
     Ok(old)
 }
 
@@ -878,7 +887,7 @@ fn copy_tree(tx: &mut Transaction<'_>, rows: &JobTreeRows) -> Result<(), StepErr
         // An empty chunk ends the table.
         out.send(Vec::new()).map_err(drop)
     }
-    let tables: [(&'static str, &[&str], usize); 6] = [
+    let tables: [(&'static str, &[&str], usize); 7] = [
         ("tko_tests", TestRow::COLUMNS, rows.tests.len()),
         (
             "tko_test_attributes",
@@ -905,6 +914,11 @@ fn copy_tree(tx: &mut Transaction<'_>, rows: &JobTreeRows) -> Result<(), StepErr
             DiagnosticRow::COLUMNS,
             rows.diagnostics.len(),
         ),
+        (
+            "tko_test_information",
+            InformationRow::COLUMNS,
+            rows.information.len(),
+        ),
     ];
     let (send, recv) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
     std::thread::scope(|scope| {
@@ -915,7 +929,8 @@ fn copy_tree(tx: &mut Transaction<'_>, rows: &JobTreeRows) -> Result<(), StepErr
                 .and_then(|()| encode(&send, &rows.iteration_attributes))
                 .and_then(|()| encode(&send, &rows.iteration_results))
                 .and_then(|()| encode(&send, &rows.job_keyvals))
-                .and_then(|()| encode(&send, &rows.diagnostics));
+                .and_then(|()| encode(&send, &rows.diagnostics))
+                .and_then(|()| encode(&send, &rows.information));
         });
         // Owned here, so an early return drops it and stops the encoder.
         let recv = recv;

@@ -34,6 +34,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "job_machines",
         sql: include_str!("../../schema/postgres/003_job_machines.sql"),
     },
+    Migration {
+        version: 4,
+        name: "test_information",
+        sql: include_str!("../../schema/postgres/004_test_information.sql"),
+    },
 ];
 
 /// SQLite migrations, in order (same versions as [`POSTGRES`]).
@@ -52,6 +57,11 @@ pub const SQLITE: &[Migration] = &[
         version: 3,
         name: "job_machines",
         sql: include_str!("../../schema/sqlite/003_job_machines.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "test_information",
+        sql: include_str!("../../schema/sqlite/004_test_information.sql"),
     },
 ];
 
@@ -120,10 +130,15 @@ pub const TABLES: &[&str] = &[
     "tko_diagnostics",
     "tko_scan_state",
     "tko_job_machines",
+    "tko_test_information",
 ];
 
 /// Tables added after version 1, with the version that added them.
-const ADDED_LATER: &[(&str, u32)] = &[("tko_scan_state", 2), ("tko_job_machines", 3)];
+const ADDED_LATER: &[(&str, u32)] = &[
+    ("tko_scan_state", 2),
+    ("tko_job_machines", 3),
+    ("tko_test_information", 4),
+];
 
 /// The tables that exist at schema `version`, in [`TABLES`] order.
 pub fn tables_at(version: u32) -> impl Iterator<Item = &'static str> {
@@ -236,6 +251,7 @@ mod tests {
             ("tko_iteration_result", IterationResultRow::COLUMNS, &[]),
             ("tko_job_keyvals", JobKeyvalRow::COLUMNS, &["id"]),
             ("tko_diagnostics", DiagnosticRow::COLUMNS, &[]),
+            ("tko_test_information", InformationRow::COLUMNS, &[]),
         ];
         let pg = all(POSTGRES);
         let lite = all(SQLITE);

@@ -16,8 +16,8 @@ use super::{
 };
 use crate::model::{iso_datetime, Kernel, Timestamp};
 use crate::table::{
-    clean, DiagnosticRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow, JobRow,
-    JobTreeRows, KernelRow, PatchRow, TestAttributeRow, TestRow, TreeIds,
+    clean, DiagnosticRow, InformationRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow,
+    JobRow, JobTreeRows, KernelRow, PatchRow, TestAttributeRow, TestRow, TreeIds,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
@@ -341,6 +341,10 @@ fn load_one(
                 "tko_diagnostics",
                 "DELETE FROM tko_diagnostics WHERE job_idx = ?1",
             ),
+            (
+                "tko_test_information",
+                "DELETE FROM tko_test_information WHERE job_idx = ?1",
+            ),
         ] {
             c.prepare_cached(sql)
                 .and_then(|mut s| s.execute([job_idx]))
@@ -556,6 +560,15 @@ impl LiteRow for DiagnosticRow {
     }
 }
 
+impl LiteRow for InformationRow {
+    const TABLE: &'static str = "tko_test_information";
+    const COLUMNS: &'static [&'static str] = InformationRow::COLUMNS;
+    fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
+        let r = self;
+        s.execute(params![r.test_idx, r.job_idx, r.message, ts(r.info_time)])
+    }
+}
+
 /// Inserts rows of one table with one prepared statement.
 fn insert_all<R: LiteRow>(c: &Connection, rows: &[R]) -> Result<(), Fail> {
     let placeholders: Vec<String> = (1..=R::COLUMNS.len()).map(|i| format!("?{i}")).collect();
@@ -578,7 +591,8 @@ fn insert_rows(c: &Connection, rows: &JobTreeRows) -> Result<(), Fail> {
     insert_all(c, &rows.iteration_attributes)?;
     insert_all(c, &rows.iteration_results)?;
     insert_all(c, &rows.job_keyvals)?;
-    insert_all(c, &rows.diagnostics)
+    insert_all(c, &rows.diagnostics)?;
+    insert_all(c, &rows.information)
 }
 
 /// Ledger rows of `tags` (by tag), on the connection or transaction `c`.
