@@ -488,13 +488,13 @@ fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
         }
         for job in ingest::parse_jobs(&dirs) {
             let job = job?;
-            let lines = report::summarize(&report::records_from_job(&job));
+            let lines = report::summarize(&report::records_from_job(&job), now_epoch());
             write_summary_as(&mut out, args.format, &job.tag, &lines)?;
         }
     } else {
         let mut wh = open_warehouse(&args.db.db)?;
         let mut records = report::Records::default();
-        let query = ExportQuery::new(Kind::Tests, Filter::job(&job));
+        let query = summary_query(Filter::job(&job));
         wh.export(&query, &mut records).with_context(|| {
             format!("reading job {job} from {}", store::display_url(&args.db.db))
         })?;
@@ -504,7 +504,7 @@ fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
                 store::display_url(&args.db.db)
             );
         }
-        let lines = report::summarize(&records.records);
+        let lines = report::summarize(&records.records, now_epoch());
         write_summary_as(&mut out, args.format, &job, &lines)?;
     }
     out.flush()?;
@@ -523,11 +523,25 @@ fn summary_running(args: &SummaryArgs, out: &mut impl Write) -> anyhow::Result<(
         .with_context(|| format!("reading running jobs from {}", args.db.db))?;
     for tag in &jobs.tags {
         let mut job = report::Records::default();
-        wh.export(&ExportQuery::new(Kind::Tests, Filter::job(tag)), &mut job)
+        wh.export(&summary_query(Filter::job(tag)), &mut job)
             .with_context(|| format!("reading job {tag} from {}", args.db.db))?;
-        write_summary_as(out, args.format, tag, &report::summarize(&job.records))?;
+        let lines = report::summarize(&job.records, now_epoch());
+        write_summary_as(out, args.format, tag, &lines)?;
     }
     Ok(())
+}
+
+/// The `tests` query of a summary: with each test's information message.
+fn summary_query(filter: Filter) -> ExportQuery {
+    ExportQuery {
+        information: true,
+        ..ExportQuery::new(Kind::Tests, filter)
+    }
+}
+
+/// Seconds since the epoch now (a running test's elapsed time so far).
+fn now_epoch() -> i64 {
+    jiff::Timestamp::now().as_second()
 }
 
 fn write_summary_as(
