@@ -44,6 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(args) => load(args),
         Command::Db(args) => db(args),
         Command::Backfill(args) => backfill(args),
+        Command::Watch(args) => watch(args),
         Command::Export(args) => export_cmd(args),
         Command::Summary(args) => summary(args),
         Command::Stats(args) => stats(args),
@@ -350,6 +351,51 @@ fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         },
         batch: Some(args.batch),
     })
+}
+
+/// `tko watch`: follows running jobs until Ctrl-C or SIGTERM.
+fn watch(args: cli::WatchArgs) -> anyhow::Result<ExitCode> {
+    check_dirs(&args.roots)?;
+    let poll = match args.poll {
+        Some(s) if s.is_finite() && s > 0.0 => Some(std::time::Duration::from_secs_f64(s)),
+        Some(_) => anyhow::bail!("--poll must be a number of seconds > 0"),
+        None => None,
+    };
+    let url = &args.db.db;
+    let shown = store::display_url(url);
+    let mut store = store::open(url)?;
+    store
+        .init()
+        .with_context(|| format!("preparing the schema of {shown}"))?;
+    let mut reader = store::open(url)?;
+    ui::install_ctrl_c().context("installing the Ctrl-C handler")?;
+    tko::watch::stop_on_sigterm();
+    let opts = tko::watch::Options {
+        roots: args.roots,
+        level: args.level,
+        poll,
+        ..tko::watch::Options::default()
+    };
+    eprintln!("tko: watching into {shown}");
+    tko::watch::run(
+        store.as_mut(),
+        reader.as_mut(),
+        &opts,
+        &ui::STOP,
+        &mut StderrReport,
+    )
+    .with_context(|| format!("watching into {shown}"))?;
+    eprintln!("tko: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tko watch` lines on stderr.
+struct StderrReport;
+
+impl tko::watch::Report for StderrReport {
+    fn say(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
 }
 
 /// The library filter of the shared filter flags, validated (dates,

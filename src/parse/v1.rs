@@ -206,6 +206,11 @@ impl V1 {
         new
     }
 
+    /// Groups open now (0 once the outermost group has ended).
+    pub fn depth(&self) -> usize {
+        self.stack.size()
+    }
+
     /// The results so far, in emission order (RUNNING rows included), as a
     /// live view of a job that is still being written.
     pub fn snapshot(&self) -> Vec<TestResult> {

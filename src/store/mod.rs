@@ -14,6 +14,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 mod ledger;
+pub use ledger::live_fingerprint;
 pub mod pgconfig;
 pub mod pgconnect;
 mod pgcopy;
