@@ -17,7 +17,7 @@ use crate::discover::{Discovery, JobDir};
 use crate::ingest::{Follow, Live};
 use crate::store::{self, LoadItem, Store};
 use notify::Watcher;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -99,6 +99,9 @@ struct Job {
     dirty: bool,
     /// To finalise.
     ended: bool,
+    /// Kernel hashes the live rows referred to (dropped after the final
+    /// load if no test refers to them then).
+    live_kernels: BTreeSet<String>,
 }
 
 /// (device, inode) and size of a job's status log, if it has one.
@@ -246,6 +249,7 @@ fn scan(opts: &Options, jobs: &mut BTreeMap<PathBuf, Job>, report: &mut dyn Repo
             state: State::Waiting,
             dirty: false,
             ended: false,
+            live_kernels: BTreeSet::new(),
         });
     }
 }
@@ -331,11 +335,12 @@ fn write_live(store: &mut dyn Store, jobs: &mut BTreeMap<PathBuf, Job>, report: 
             continue;
         };
         match live.job() {
-            Ok(j) => parsed.push((
-                j,
-                job.dir.path.clone(),
-                store::live_fingerprint(live.file_id(), live.offset()),
-            )),
+            Ok(j) => {
+                let kernels = j.tests.iter().map(|t| t.kernel.kernel_hash.clone());
+                job.live_kernels.extend(kernels);
+                let fingerprint = store::live_fingerprint(live.file_id(), live.offset());
+                parsed.push((j, job.dir.path.clone(), fingerprint));
+            }
             Err(e) => report.say(&format!("tko: {e}")),
         }
     }
@@ -404,17 +409,32 @@ fn finalise(
             job.state = State::Done { file };
             match seen.errors.remove(&job.dir.tag) {
                 Some(e) => report.say(&format!("tko: {}: final load failed: {e}", job.dir.tag)),
-                None => report.say(&format!("tko: {}: finished, loaded", job.dir.tag)),
+                None => {
+                    report.say(&format!("tko: {}: finished, loaded", job.dir.tag));
+                    let kept = seen.kernels.remove(&job.dir.tag).unwrap_or_default();
+                    let only_live: Vec<String> =
+                        job.live_kernels.difference(&kept).cloned().collect();
+                    job.live_kernels.clear();
+                    if let Err(e) = store.drop_unused_kernels(&only_live) {
+                        report.say(&format!(
+                            "tko: {}: kernels of the live rows stay: {}",
+                            job.dir.tag,
+                            store::error_chain(&e)
+                        ));
+                    }
+                }
             }
         }
     }
     Ok(())
 }
 
-/// Collects the final loads' failures.
+/// Collects the final loads' failures and the kernels the loaded jobs
+/// refer to.
 #[derive(Default)]
 struct Finalised {
     errors: HashMap<String, String>,
+    kernels: HashMap<String, BTreeSet<String>>,
 }
 
 impl Observer for Finalised {
@@ -422,6 +442,13 @@ impl Observer for Finalised {
         if let backfill::JobOutcome::Failed(e) = outcome {
             self.errors.insert(job.tag.clone(), e.to_owned());
         }
+        self.kernels.insert(
+            job.tag.clone(),
+            job.tests
+                .iter()
+                .map(|t| t.kernel.kernel_hash.clone())
+                .collect(),
+        );
     }
     fn unread(&mut self, tag: &str, error: &str) {
         self.errors.insert(tag.to_owned(), error.to_owned());

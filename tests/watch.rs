@@ -389,3 +389,43 @@ fn sqlite_truncated_log_is_read_again() -> TestResult {
 fn pg_truncated_log_is_read_again() -> TestResult {
     truncated_log_is_read_again(Backend::Postgres)
 }
+
+/// A kernel only the RUNNING rows referred to (UNKNOWN, before the kernel
+/// line) does not survive the final load.
+fn live_kernel_rows_do_not_survive(backend: Backend) -> TestResult {
+    let f = fresh(backend);
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path().join("results");
+    std::fs::create_dir_all(&root)?;
+    let w = Watcher::start(&f, &root, &[]);
+    let dir = new_job(&root);
+    append(&dir, FIRST);
+    wait_for("dbench RUNNING", &w, || {
+        has(&tests_of(&f), "dbench", "RUNNING")
+    });
+    append(
+        &dir,
+        &["\t\tINFO\t----\t----\ttimestamp=1300000003\tkernel=2.6.30-autotest\tbooted"],
+    );
+    append(&dir, SECOND);
+    append(&dir, LAST);
+    wait_for("the final load", &w, || finalised(&f));
+    w.stop();
+    let want = loaded_contents(backend, &dir);
+    assert!(
+        want.contains(&vec![Some("tko_kernels".into()), Some("1".into())]),
+        "{want:?}"
+    );
+    assert_eq!(contents(&mut Db::open(&f)), want);
+    Ok(())
+}
+
+#[test]
+fn sqlite_live_kernel_rows_do_not_survive() -> TestResult {
+    live_kernel_rows_do_not_survive(Backend::Sqlite)
+}
+
+#[test]
+fn pg_live_kernel_rows_do_not_survive() -> TestResult {
+    live_kernel_rows_do_not_survive(Backend::Postgres)
+}

@@ -246,6 +246,10 @@ pub trait Store: Send {
     /// their error), touching none of their rows: a stored version stays
     /// as it is, and the next run tries the job again.
     fn record_failures(&mut self, failures: &[Failure]) -> Result<(), Error>;
+    /// Deletes the kernels (and their patches) of `kernel_hashes` that no
+    /// test refers to: those only a live load's RUNNING rows used (`tko
+    /// watch`, after a job's final load). Returns how many were deleted.
+    fn drop_unused_kernels(&mut self, kernel_hashes: &[String]) -> Result<usize, Error>;
 }
 
 /// What the warehouse knows about one job tag (for backfill).

@@ -1043,6 +1043,33 @@ impl Store for PgStore {
         self.write_failures(&ledger::failure_rows(failures))
     }
 
+    fn drop_unused_kernels(&mut self, kernel_hashes: &[String]) -> Result<usize, Error> {
+        if kernel_hashes.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(db("deleting unused kernels"))?;
+        // A loader that has read a kernel's id inside its transaction may
+        // still insert tests that refer to it: wait (briefly) until no
+        // transaction has tko_kernels open, and keep new ones out until
+        // this commits. Patches go with their kernel (ON DELETE CASCADE).
+        tx.batch_execute(
+            "SET LOCAL lock_timeout = '5s'; LOCK TABLE tko_kernels IN ACCESS EXCLUSIVE MODE",
+        )
+        .map_err(db("deleting unused kernels"))?;
+        let n = tx
+            .execute(
+                "DELETE FROM tko_kernels k WHERE k.kernel_hash = ANY($1) \
+                 AND NOT EXISTS (SELECT 1 FROM tko_tests t WHERE t.kernel_idx = k.kernel_idx)",
+                &[&kernel_hashes],
+            )
+            .map_err(db("deleting unused kernels"))?;
+        tx.commit().map_err(db("deleting unused kernels"))?;
+        Ok(n as usize)
+    }
+
     fn load_jobs(&mut self, items: &[LoadItem<'_>]) -> Vec<Result<LoadOutcome, Error>> {
         let batch = self.batch_jobs;
         ledger::load_jobs(self, items, batch)

@@ -812,6 +812,48 @@ impl Store for SqliteStore {
         self.write_failures(&ledger::failure_rows(failures))
     }
 
+    fn drop_unused_kernels(&mut self, kernel_hashes: &[String]) -> Result<usize, Error> {
+        if kernel_hashes.is_empty() {
+            return Ok(0);
+        }
+        // One writer at a time: no load can pick a kernel up meanwhile.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("deleting unused kernels"))?;
+        let hashes = serde_json::to_string(kernel_hashes).expect("strings serialize");
+        tx.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS tko_unused_kernels (kernel_idx INTEGER)",
+            [],
+        )
+        .and_then(|_| tx.execute("DELETE FROM tko_unused_kernels", []))
+        .and_then(|_| {
+            tx.execute(
+                "INSERT INTO tko_unused_kernels SELECT k.kernel_idx FROM tko_kernels k \
+                 WHERE k.kernel_hash IN (SELECT value FROM json_each(?1)) \
+                 AND NOT EXISTS (SELECT 1 FROM tko_tests t WHERE t.kernel_idx = k.kernel_idx)",
+                [&hashes],
+            )
+        })
+        .and_then(|_| {
+            tx.execute(
+                "DELETE FROM tko_patches WHERE kernel_idx IN \
+                 (SELECT kernel_idx FROM tko_unused_kernels)",
+                [],
+            )
+        })
+        .map_err(db("deleting unused kernels"))?;
+        let n = tx
+            .execute(
+                "DELETE FROM tko_kernels WHERE kernel_idx IN \
+                 (SELECT kernel_idx FROM tko_unused_kernels)",
+                [],
+            )
+            .map_err(db("deleting unused kernels"))?;
+        tx.commit().map_err(db("deleting unused kernels"))?;
+        Ok(n)
+    }
+
     fn load_jobs(&mut self, items: &[LoadItem<'_>]) -> Vec<Result<LoadOutcome, Error>> {
         let batch = self.batch_jobs;
         ledger::load_jobs(self, items, batch)
