@@ -81,8 +81,12 @@ pub fn stop_on_sigterm() {
 
 /// One job directory the watcher knows.
 enum State {
-    /// Not followable yet (no `status.log`, or no version-1 keyval).
-    Waiting,
+    /// Not followable yet (no `status.log`, or no version-1 keyval), with
+    /// the metadata signature of its files when last tried.
+    Waiting {
+        /// [`backfill::signature`] when last tried.
+        signature: Option<String>,
+    },
     /// Followed line by line.
     Following(Box<Live>),
     /// Finalised; followed again only if its status log changes.
@@ -156,16 +160,27 @@ pub fn run(
         } else {
             tick
         };
-        match rx.recv_timeout(wait.max(Duration::from_millis(20))) {
-            Ok(ev) => {
-                rescan |= wants_rescan(&ev, &jobs);
-                for ev in rx.try_iter() {
+        let deadline = Instant::now() + wait.max(Duration::from_millis(20));
+        // Events of our own reads and locks wake nothing.
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(ev) => {
+                    let mut relevant = relevant_event(&ev);
                     rescan |= wants_rescan(&ev, &jobs);
+                    for ev in rx.try_iter() {
+                        relevant |= relevant_event(&ev);
+                        rescan |= wants_rescan(&ev, &jobs);
+                    }
+                    if relevant || stopped() {
+                        break;
+                    }
                 }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                std::thread::sleep(wait.min(tick));
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(left);
+                    break;
+                }
             }
         }
     }
@@ -216,9 +231,22 @@ fn watch_roots(
     }
 }
 
+/// An event that may mean new data: not a read (access), not a lock file.
+fn relevant_event(ev: &notify::Result<notify::Event>) -> bool {
+    let Ok(ev) = ev else { return true };
+    !matches!(ev.kind, notify::EventKind::Access(_))
+        && !ev
+            .paths
+            .iter()
+            .all(|p| p.file_name().is_some_and(|n| n == crate::lock::LOCK_FILE))
+}
+
 /// A directory was created, or a file appeared outside every known job
 /// directory: walk the roots again for new jobs.
 fn wants_rescan(ev: &notify::Result<notify::Event>, jobs: &BTreeMap<PathBuf, Job>) -> bool {
+    if !relevant_event(ev) {
+        return false;
+    }
     let Ok(ev) = ev else { return true };
     match ev.kind {
         notify::EventKind::Create(_) | notify::EventKind::Remove(_) => true,
@@ -246,7 +274,7 @@ fn scan(opts: &Options, jobs: &mut BTreeMap<PathBuf, Job>, report: &mut dyn Repo
     for dir in found {
         jobs.entry(dir.path.clone()).or_insert(Job {
             dir,
-            state: State::Waiting,
+            state: State::Waiting { signature: None },
             dirty: false,
             ended: false,
             live_kernels: BTreeSet::new(),
@@ -266,7 +294,21 @@ fn follow(job: &mut Job, report: &mut dyn Report) {
             return;
         }
         // Changed after it was finalised: follow it again from the start.
-        job.state = State::Waiting;
+        job.state = State::Waiting { signature: None };
+    }
+    match &job.state {
+        // Nothing new: no lock, no read.
+        State::Following(live)
+            if status_file(&job.dir.path) == Some((live.file_id(), live.offset())) =>
+        {
+            job.ended = live.ended();
+            return;
+        }
+        // Tried again only once its files change.
+        State::Waiting { signature: Some(s) } if *s == backfill::signature(&job.dir.path) => {
+            return;
+        }
+        _ => {}
     }
     let lock = match crate::lock::try_lock(&job.dir.path) {
         Ok(Some(l)) => l,
@@ -279,10 +321,14 @@ fn follow(job: &mut Job, report: &mut dyn Report) {
             return;
         }
     };
-    if let State::Waiting = job.state {
+    if let State::Waiting { .. } = job.state {
+        let signature = backfill::signature(&job.dir.path);
         match Live::start(&job.dir) {
             Ok(Some(live)) => job.state = State::Following(Box::new(live)),
             Ok(None) => {
+                job.state = State::Waiting {
+                    signature: Some(signature),
+                };
                 // Not followable line by line (version 0, or no status.log
                 // yet): loaded once `.autoserv_execute` says it ended.
                 if status_file(&job.dir.path).is_some() && autoserv_ended(&job.dir.path) {
