@@ -37,7 +37,9 @@ pub struct Options {
     /// The whole roots are walked again at least this often (new jobs are
     /// normally seen at once through the watcher's events).
     pub rescan: Duration,
-    /// How long a final load waits for a job's held `.parse.lock`.
+    /// How long a final load waits for a job's held `.parse.lock` (the
+    /// watcher does nothing else meanwhile; a job still locked is tried
+    /// again at the next interval).
     pub lock_timeout: Duration,
 }
 
@@ -49,7 +51,7 @@ impl Default for Options {
             poll: None,
             interval: Duration::from_millis(500),
             rescan: Duration::from_secs(60),
-            lock_timeout: crate::lock::DEFAULT_TIMEOUT,
+            lock_timeout: Duration::ZERO,
         }
     }
 }
