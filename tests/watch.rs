@@ -429,3 +429,27 @@ fn sqlite_live_kernel_rows_do_not_survive() -> TestResult {
 fn pg_live_kernel_rows_do_not_survive() -> TestResult {
     live_kernel_rows_do_not_survive(Backend::Postgres)
 }
+
+/// While another process holds the job's `.parse.lock`, nothing is read;
+/// once it is released, the watcher catches up.
+#[test]
+fn a_held_parse_lock_is_respected() -> TestResult {
+    let f = fresh(Backend::Sqlite);
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path().join("results");
+    std::fs::create_dir_all(&root)?;
+    let dir = new_job(&root);
+    let lock = std::fs::File::create(dir.join(".parse.lock"))?;
+    lock.lock()?;
+    append(&dir, FIRST);
+    let w = Watcher::start(&f, &root, &[]);
+    wait_for("the schema", &w, || try_open(&f).is_some());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(tests_of(&f).is_empty(), "read under another's lock");
+    drop(lock);
+    wait_for("dbench RUNNING once the lock is free", &w, || {
+        has(&tests_of(&f), "dbench", "RUNNING")
+    });
+    w.stop();
+    Ok(())
+}
