@@ -1156,8 +1156,11 @@ fn migration_003_keys_match_the_loader(backend: Backend) -> TestResult {
     let loaded = db.texts(keys);
     assert_eq!(loaded.len(), jobs.len());
     let machines = db.texts(MACHINES);
-    db.exec("DROP TABLE tko_job_machines; DELETE FROM tko_schema_version WHERE version = 3");
-    assert_eq!(s.migrate()?, vec![3]);
+    db.exec(
+        "DROP TABLE tko_job_machines; DROP TABLE tko_test_information; \
+         DELETE FROM tko_schema_version WHERE version IN (3, 4)",
+    );
+    assert_eq!(s.migrate()?, vec![3, 4]);
     assert_eq!(db.texts(keys), loaded);
     assert_eq!(db.texts(MACHINES), machines);
     Ok(())
