@@ -143,7 +143,7 @@ pub fn run(
         .min(Duration::from_secs(1));
     while !stopped() {
         if rescan || last_scan.is_none_or(|t| t.elapsed() >= opts.rescan) {
-            scan(opts, &mut jobs, report);
+            scan(opts, reader, &mut jobs, report)?;
             last_scan = Some(Instant::now());
             rescan = false;
         }
@@ -260,9 +260,16 @@ fn wants_rescan(ev: &notify::Result<notify::Event>, jobs: &BTreeMap<PathBuf, Job
     }
 }
 
-/// Walks the roots; new job directories start [`State::Waiting`], vanished
+/// Walks the roots; new job directories start [`State::Waiting`], or
+/// [`State::Done`] when the ledger's backfill signature proves them loaded
+/// and unchanged (a restart does not read finished jobs again); vanished
 /// ones are forgotten (their rows stay).
-fn scan(opts: &Options, jobs: &mut BTreeMap<PathBuf, Job>, report: &mut dyn Report) {
+fn scan(
+    opts: &Options,
+    reader: &mut dyn Store,
+    jobs: &mut BTreeMap<PathBuf, Job>,
+    report: &mut dyn Report,
+) -> Result<(), store::Error> {
     let mut discovery = Discovery::new(&opts.roots, opts.level);
     let mut found = Vec::new();
     while let Some(round) = discovery.next_round(4096) {
@@ -273,15 +280,32 @@ fn scan(opts: &Options, jobs: &mut BTreeMap<PathBuf, Job>, report: &mut dyn Repo
     }
     let seen: std::collections::HashSet<PathBuf> = found.iter().map(|d| d.path.clone()).collect();
     jobs.retain(|p, _| seen.contains(p));
+    found.retain(|d| !jobs.contains_key(&d.path));
+    let tags: Vec<&str> = found.iter().map(|d| d.tag.as_str()).collect();
+    let ledger = reader.ledger_state(&tags)?;
     for dir in found {
-        jobs.entry(dir.path.clone()).or_insert(Job {
-            dir,
-            state: State::Waiting { signature: None },
-            dirty: false,
-            ended: false,
-            live_kernels: BTreeSet::new(),
-        });
+        let loaded = ledger
+            .get(&dir.tag)
+            .is_some_and(|l| l.unchanged_by_metadata(&backfill::signature(&dir.path)));
+        let state = if loaded {
+            State::Done {
+                file: status_file(&dir.path),
+            }
+        } else {
+            State::Waiting { signature: None }
+        };
+        jobs.insert(
+            dir.path.clone(),
+            Job {
+                dir,
+                state,
+                dirty: false,
+                ended: false,
+                live_kernels: BTreeSet::new(),
+            },
+        );
     }
+    Ok(())
 }
 
 /// Reads what is new in one job's status log, under its `.parse.lock`
