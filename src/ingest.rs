@@ -861,6 +861,9 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step
     Ok((parsed, steps))
 }
 
+/// Bytes of a status log [`Live::read_new`] reads at a time.
+const LIVE_CHUNK: usize = 1 << 20;
+
 /// A running job followed as its status log grows (`tko watch`): the job's
 /// metadata read once, a version-1 live state machine, and the byte offset
 /// read so far. Each [`Live::read_new`] reads only the bytes appended since
@@ -985,28 +988,38 @@ impl Live {
             return Ok(follow);
         }
         file.seek(SeekFrom::Start(self.offset)).map_err(err)?;
-        let mut buf = Vec::with_capacity((meta.len() - self.offset).min(1 << 24) as usize);
-        file.take(meta.len() - self.offset)
-            .read_to_end(&mut buf)
-            .map_err(err)?;
-        self.offset += buf.len() as u64;
-        self.pending.extend_from_slice(&buf);
-        let Some(last_nl) = self.pending.iter().rposition(|&b| b == b'\n') else {
-            return Ok(follow);
-        };
-        let rest = self.pending.split_off(last_nl + 1);
-        let complete = std::mem::replace(&mut self.pending, rest);
-        for raw in complete.split_inclusive(|&b| b == b'\n') {
-            self.line = self.line.saturating_add(1);
-            let line = text::decode(raw);
-            self.machine.process([(self.line, line.as_ref())]);
-            self.group_ended = raw.starts_with(b"END ") && self.machine.depth() == 0;
+        // A chunk at a time: memory is bounded by the chunk and the longest
+        // line, not by how much was appended.
+        let mut left = meta.len() - self.offset;
+        let mut chunk = vec![0u8; LIVE_CHUNK.min(usize::try_from(left).unwrap_or(LIVE_CHUNK))];
+        while left > 0 {
+            let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = file.read(&mut chunk[..want]).map_err(err)?;
+            if n == 0 {
+                break;
+            }
+            left -= n as u64;
+            self.offset += n as u64;
+            let before = self.pending.len();
+            self.pending.extend_from_slice(&chunk[..n]);
+            // Only the new bytes are searched (a long line stays linear).
+            let Some(last_nl) = chunk[..n].iter().rposition(|&b| b == b'\n') else {
+                continue;
+            };
+            let last_nl = before + last_nl;
+            let rest = self.pending.split_off(last_nl + 1);
+            let complete = std::mem::replace(&mut self.pending, rest);
+            for raw in complete.split_inclusive(|&b| b == b'\n') {
+                self.line = self.line.saturating_add(1);
+                let line = text::decode(raw);
+                self.machine.process([(self.line, line.as_ref())]);
+                self.group_ended = raw.starts_with(b"END ") && self.machine.depth() == 0;
+            }
+            if follow == Follow::Unchanged {
+                follow = Follow::Grew;
+            }
         }
-        Ok(if follow == Follow::Restarted {
-            follow
-        } else {
-            Follow::Grew
-        })
+        Ok(follow)
     }
 
     /// True once the job has ended: the last line read closed the job's
@@ -1103,7 +1116,67 @@ fn build_test(
 
 #[cfg(test)]
 mod tests {
-    use super::Rounds;
+    use super::{Follow, Live, Rounds};
+    use crate::discover::JobDir;
+    use crate::model::Status;
+    use std::io::Write;
+
+    /// Partial lines wait for their newline; a line longer than a read
+    /// chunk arrives whole; a truncated log starts again.
+    #[test]
+    fn live_reads_only_complete_lines_across_chunks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("1-a");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("keyval"), "status_version=1\nhostname=h\n").unwrap();
+        let log = dir.join("status.log");
+        std::fs::write(&log, "").unwrap();
+        let jd = JobDir {
+            tag: "1-a".into(),
+            level: 1,
+            path: dir.clone(),
+        };
+        let mut live = Live::start(&jd).unwrap().expect("followable");
+        let long = "x".repeat(super::LIVE_CHUNK * 2 + 7);
+        let info = format!("\t\tINFO\t----\t----\ttimestamp=3\t{long}\n");
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        write!(
+            f,
+            "START\t----\t----\ttimestamp=1\t\n\tSTART\tt\tt\ttimestamp=2\t\n{}",
+            &info[..1000]
+        )
+        .unwrap();
+        assert_eq!(live.read_new().unwrap(), Follow::Grew);
+        let t = |live: &Live| {
+            live.job()
+                .unwrap()
+                .tests
+                .into_iter()
+                .find(|t| t.testname == "t")
+                .expect("t")
+        };
+        assert_eq!(t(&live).status, Status::Running);
+        assert_eq!(t(&live).information, None);
+        f.write_all(info[1000..info.len() - 1].as_bytes()).unwrap();
+        assert_eq!(
+            live.read_new().unwrap(),
+            Follow::Unchanged,
+            "no newline yet"
+        );
+        f.write_all(b"\n").unwrap();
+        assert_eq!(live.read_new().unwrap(), Follow::Grew);
+        let i = t(&live).information.expect("information");
+        assert_eq!(i.message, long);
+        assert!(!live.ended());
+        std::fs::write(
+            &log,
+            "START\t----\t----\ttimestamp=1\t\nEND GOOD\t----\t----\t\n",
+        )
+        .unwrap();
+        assert_eq!(live.read_new().unwrap(), Follow::Restarted);
+        assert!(live.job().unwrap().tests.iter().all(|t| t.testname != "t"));
+        assert!(live.ended());
+    }
 
     #[test]
     fn rounds_are_bounded_by_items_and_bytes() {
