@@ -1157,7 +1157,7 @@ mod tests {
         };
         assert_eq!(t(&live).status, Status::Running);
         assert_eq!(t(&live).information, None);
-        f.write_all(info[1000..info.len() - 1].as_bytes()).unwrap();
+        f.write_all(&info.as_bytes()[1000..info.len() - 1]).unwrap();
         assert_eq!(
             live.read_new().unwrap(),
             Follow::Unchanged,
