@@ -62,6 +62,9 @@ pub trait Report {
     fn say(&mut self, line: &str);
 }
 
+/// How often finished jobs are looked at without a file event.
+const DONE_CHECK: Duration = Duration::from_secs(5);
+
 /// Set by SIGTERM (see [`stop_on_sigterm`]).
 static TERM: AtomicBool = AtomicBool::new(false);
 
@@ -91,10 +94,14 @@ enum State {
     },
     /// Followed line by line.
     Following(Box<Live>),
-    /// Finalised; followed again only if its status log changes.
+    /// Finalised: followed again if its status log changes, loaded again
+    /// if only its other files change (the scheduler writes the exit
+    /// status and `job_finished` after the END line).
     Done {
         /// (device, inode) and size of the status log when finalised.
         file: Option<((u64, u64), u64)>,
+        /// [`backfill::signature`] when finalised.
+        signature: String,
     },
 }
 
@@ -137,6 +144,8 @@ pub fn run(
     let mut last_scan: Option<Instant> = None;
     let mut rescan = true;
     let mut last_flush = Instant::now() - opts.interval;
+    let mut last_done_check = Instant::now();
+    let mut woken = true;
     let tick = opts
         .poll
         .unwrap_or(Duration::from_secs(1))
@@ -147,8 +156,14 @@ pub fn run(
             last_scan = Some(Instant::now());
             rescan = false;
         }
+        // Finished jobs are looked at on a file event, else every 5 s.
+        let check_done = woken || last_done_check.elapsed() >= DONE_CHECK;
+        if check_done {
+            last_done_check = Instant::now();
+        }
+        woken = false;
         for job in jobs.values_mut() {
-            follow(job, report);
+            follow(job, check_done, report);
         }
         let due = last_flush.elapsed() >= opts.interval;
         if due {
@@ -175,6 +190,7 @@ pub fn run(
                         rescan |= wants_rescan(&ev, &jobs);
                     }
                     if relevant || stopped() {
+                        woken |= relevant;
                         break;
                     }
                 }
@@ -290,6 +306,7 @@ fn scan(
         let state = if loaded {
             State::Done {
                 file: status_file(&dir.path),
+                signature: backfill::signature(&dir.path),
             }
         } else {
             State::Waiting { signature: None }
@@ -309,14 +326,21 @@ fn scan(
 }
 
 /// Reads what is new in one job's status log, under its `.parse.lock`
-/// (tried once; a held lock is tried again on the next tick).
-fn follow(job: &mut Job, report: &mut dyn Report) {
+/// (tried once; a held lock is tried again on the next tick). A finished
+/// job is only looked at when `check_done`.
+fn follow(job: &mut Job, check_done: bool, report: &mut dyn Report) {
     if job.ended {
         return;
     }
-    if let State::Done { file } = &job.state {
+    if let State::Done { file, signature } = &job.state {
+        if !check_done {
+            return;
+        }
         let now = status_file(&job.dir.path);
         if now.is_none() || now == *file {
+            if backfill::signature(&job.dir.path) != *signature {
+                job.ended = true;
+            }
             return;
         }
         // Changed after it was finalised: follow it again from the start.
@@ -458,7 +482,10 @@ fn finalise(
     }
     for (level, paths) in by_level {
         // Files as they are now: a change after this is followed again.
-        let files: Vec<_> = paths.iter().map(|p| status_file(p)).collect();
+        let files: Vec<_> = paths
+            .iter()
+            .map(|p| (status_file(p), backfill::signature(p)))
+            .collect();
         let bopts = backfill::Options {
             level: Some(level),
             threads: 1,
@@ -469,7 +496,7 @@ fn finalise(
         };
         let mut seen = Finalised::default();
         let summary = backfill::run(store, reader, &paths, &bopts, stop, &mut seen)?;
-        for (path, file) in paths.iter().zip(files) {
+        for (path, (file, signature)) in paths.iter().zip(files) {
             let Some(job) = jobs.get_mut(path) else {
                 continue;
             };
@@ -478,7 +505,7 @@ fn finalise(
             }
             job.ended = false;
             job.dirty = false;
-            job.state = State::Done { file };
+            job.state = State::Done { file, signature };
             match seen.errors.remove(&job.dir.tag) {
                 Some(e) => report.say(&format!("tko: {}: final load failed: {e}", job.dir.tag)),
                 None => {

@@ -270,6 +270,24 @@ fn live_rows_then_final_load(backend: Backend, poll: bool) -> TestResult {
     assert!(!finalised(&f), "not finalised before the END line");
     append(&dir, LAST);
     wait_for("the final load", &w, || finalised(&f));
+    assert!(
+        has(&tests_of(&f), "SERVER_JOB", "ABORT"),
+        "no exit status yet"
+    );
+    // The scheduler's markers come after the END line: the exit status
+    // in `.autoserv_execute` and `job_finished`. The job is loaded again.
+    std::fs::write(
+        dir.join(".autoserv_execute"),
+        "autoserv -P 1-alice/host1\n0\n",
+    )?;
+    let mut kv = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("keyval"))?;
+    kv.write_all(b"job_finished=1300000011\n")?;
+    drop(kv);
+    wait_for("SERVER_JOB GOOD", &w, || {
+        has(&tests_of(&f), "SERVER_JOB", "GOOD")
+    });
     w.stop();
     assert_eq!(
         contents(&mut Db::open(&f)),
