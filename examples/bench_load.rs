@@ -77,6 +77,7 @@ fn synthetic_jobs(n: usize, tests: usize) -> Vec<Job> {
                         attributes,
                         iterations,
                         labels: Vec::new(),
+                        information: None,
                     }
                 })
                 .collect();

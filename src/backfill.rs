@@ -481,7 +481,7 @@ fn read_chunk(todo: Vec<Todo>, opts: &Options) -> Chunk {
 }
 
 /// Now, in microseconds since the Unix epoch (`None` before 1970).
-fn read_start() -> Option<i64> {
+pub(crate) fn read_start() -> Option<i64> {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?;

@@ -48,6 +48,11 @@ pub(crate) enum Command {
     /// nothing: run it again and it resumes. Ctrl-C stops after the current
     /// batch.
     Backfill(BackfillArgs),
+    /// Follow running jobs into the warehouse: new job directories are
+    /// picked up within seconds, a running job's tests are written as
+    /// RUNNING rows as its status log grows, and a job that ends is loaded
+    /// exactly as `tko load` loads it. Ctrl-C or SIGTERM stop it.
+    Watch(WatchArgs),
     /// Export jobs, tests, attributes, iteration attributes, perf values or
     /// job keyvals as CSV or JSON Lines (streamed).
     Export(ExportArgs),
@@ -265,6 +270,24 @@ pub(crate) struct JobsArgs {
     /// roots holding many jobs (walked to find them).
     #[arg(required = true)]
     pub(crate) paths: Vec<PathBuf>,
+}
+
+/// `tko watch`.
+#[derive(Debug, Args)]
+pub(crate) struct WatchArgs {
+    /// Path components in the job tag (as for `tko load`).
+    #[arg(short, long)]
+    pub(crate) level: Option<usize>,
+    /// Poll the roots every SECS seconds instead of using inotify (for
+    /// network file systems).
+    #[arg(long, value_name = "SECS")]
+    pub(crate) poll: Option<f64>,
+    /// Results roots (or job directories) to watch.
+    #[arg(required = true)]
+    pub(crate) roots: Vec<PathBuf>,
+    /// Warehouse.
+    #[command(flatten)]
+    pub(crate) db: DbUrl,
 }
 
 /// `tko parse`.

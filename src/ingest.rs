@@ -663,15 +663,20 @@ fn status_file(dir: &Path, diags: &mut Diags<'_>) -> Result<Option<&'static str>
     Ok(log_is_dir.then_some("status.log"))
 }
 
-fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step>), ReadError> {
+/// What a job's files say before its status log is read: the job row
+/// (no tests yet), the top-level job directory and the merged keyval.
+struct Head {
+    job: Job,
+    top: Option<PathBuf>,
+    keyval: BTreeMap<String, Value>,
+}
+
+/// Reads a job's keyvals, machine name and group (everything but the
+/// status log and the tests' files).
+fn head(jd: &JobDir, diags: &mut Diags<'_>) -> Result<Head, ReadError> {
     let dir = jd.path.as_path();
-    let mut diags = Diags {
-        dir,
-        list: Vec::new(),
-        hash: md5::Context::new(),
-    };
     let top = toplevel_job_dir(dir);
-    let (keyval, origins) = merged_keyval(dir, top.as_deref().unwrap_or(dir), &mut diags)?;
+    let (keyval, origins) = merged_keyval(dir, top.as_deref().unwrap_or(dir), diags)?;
     let status_version = match keyval.get("status_version") {
         None => 0,
         Some(Value::Int(1)) => 1,
@@ -689,16 +694,14 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step
             1
         }
     };
-    let machine = machine_name(&keyval, dir, &mut diags)?;
+    let machine = machine_name(&keyval, dir, diags)?;
     let mut groups = Vec::new();
     for h in machine.split(',') {
-        groups.extend(text(
-            host_keyval(top.as_deref(), h, &mut diags)?.get("platform"),
-        ));
+        groups.extend(text(host_keyval(top.as_deref(), h, diags)?.get("platform")));
     }
     groups.sort();
     groups.dedup();
-    let mut job = Job {
+    let job = Job {
         tag: jd.tag.clone(),
         afe_job_id: afe_job_id(&jd.tag),
         status_version,
@@ -706,17 +709,33 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step
         user: text(keyval.get("user")),
         machine_group: groups.join(","),
         machine_owner: text(keyval.get("owner")),
-        queued_time: timestamp(&keyval, &origins, "job_queued", dir, &mut diags),
-        started_time: timestamp(&keyval, &origins, "job_started", dir, &mut diags),
-        finished_time: timestamp(&keyval, &origins, "job_finished", dir, &mut diags),
+        queued_time: timestamp(&keyval, &origins, "job_queued", dir, diags),
+        started_time: timestamp(&keyval, &origins, "job_started", dir, diags),
+        finished_time: timestamp(&keyval, &origins, "job_finished", dir, diags),
         aborted_by: text(keyval.get("aborted_by")),
-        aborted_on: timestamp(&keyval, &origins, "aborted_on", dir, &mut diags),
+        aborted_on: timestamp(&keyval, &origins, "aborted_on", dir, diags),
         machine,
         keyval: BTreeMap::new(),
         tests: Vec::new(),
         diagnostics: Vec::new(),
     };
 
+    Ok(Head { job, top, keyval })
+}
+
+fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step>), ReadError> {
+    let dir = jd.path.as_path();
+    let mut diags = Diags {
+        dir,
+        list: Vec::new(),
+        hash: md5::Context::new(),
+    };
+    let Head {
+        mut job,
+        top,
+        keyval,
+    } = head(jd, &mut diags)?;
+    let status_version = job.status_version;
     let status_file = status_file(dir, &mut diags)?;
     let status_path = status_file.map(|n| dir.join(n));
     let mut raw_steps: Vec<(Option<u32>, Vec<TestResult>)> = Vec::new();
@@ -842,6 +861,202 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step
     Ok((parsed, steps))
 }
 
+/// Bytes of a status log [`Live::read_new`] reads at a time.
+const LIVE_CHUNK: usize = 1 << 20;
+
+/// A running job followed as its status log grows (`tko watch`): the job's
+/// metadata read once, a version-1 live state machine, and the byte offset
+/// read so far. Each [`Live::read_new`] reads only the bytes appended since
+/// the last call (a status log that shrank or was replaced is read again
+/// from the start with a fresh machine); [`Live::job`] is the job as a
+/// continuous parse sees it now (RUNNING rows included).
+#[derive(Debug)]
+pub struct Live {
+    jd: JobDir,
+    head: Job,
+    keyval: BTreeMap<String, Value>,
+    host_attrs: BTreeMap<String, Value>,
+    autoserv: Option<PathBuf>,
+    ctx: v1::JobContext,
+    machine: v1::V1,
+    path: PathBuf,
+    /// (device, inode) of the status log read.
+    id: (u64, u64),
+    offset: u64,
+    line: u32,
+    /// An incomplete last line, held until its `\n` arrives.
+    pending: Vec<u8>,
+    /// The last complete line ended the outermost group.
+    group_ended: bool,
+}
+
+/// What [`Live::read_new`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    /// No new complete line.
+    Unchanged,
+    /// New lines were read.
+    Grew,
+    /// The status log shrank or was replaced: read again from the start.
+    Restarted,
+}
+
+impl Live {
+    /// Starts following `jd`: reads its keyvals. `None` when it cannot be
+    /// followed line by line (yet): no `status.log`, or not status
+    /// version 1.
+    pub fn start(jd: &JobDir) -> Result<Option<Live>, ReadError> {
+        let dir = jd.path.as_path();
+        let mut diags = Diags {
+            dir,
+            list: Vec::new(),
+            hash: md5::Context::new(),
+        };
+        let path = dir.join("status.log");
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let Head { job, top, keyval } = head(jd, &mut diags)?;
+        if job.status_version != 1 {
+            return Ok(None);
+        }
+        let host_attrs = host_keyval(top.as_deref(), &job.machine, &mut diags)?
+            .into_iter()
+            .map(|(k, v)| (format!("host-{k}"), v))
+            .collect();
+        let ctx = v1::JobContext {
+            started_time: job.started_time,
+            finished_time: job.finished_time,
+            aborted_by: job.aborted_by.clone(),
+            aborted_on: job.aborted_on,
+            exit_status: None,
+        };
+        Ok(Some(Live {
+            jd: jd.clone(),
+            machine: v1::V1::new_live(ctx.clone()),
+            ctx,
+            autoserv: top.map(|t| t.join(".autoserv_execute")),
+            head: job,
+            keyval,
+            host_attrs,
+            path,
+            id: (0, 0),
+            offset: 0,
+            line: 0,
+            pending: Vec::new(),
+            group_ended: false,
+        }))
+    }
+
+    /// The job directory.
+    pub fn dir(&self) -> &JobDir {
+        &self.jd
+    }
+
+    /// Bytes of the status log read so far.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// (device, inode) of the status log being read.
+    pub fn file_id(&self) -> (u64, u64) {
+        self.id
+    }
+
+    /// Reads the bytes appended since the last call and feeds the complete
+    /// lines to the machine.
+    pub fn read_new(&mut self) -> Result<Follow, ReadError> {
+        use std::io::{Read, Seek, SeekFrom};
+        use std::os::unix::fs::MetadataExt;
+        let err = |e| ReadError::new(&self.path, e);
+        let mut file = std::fs::File::open(&self.path).map_err(err)?;
+        let meta = file.metadata().map_err(err)?;
+        let id = (meta.dev(), meta.ino());
+        let mut follow = Follow::Unchanged;
+        if (self.offset > 0 || !self.pending.is_empty())
+            && (id != self.id || meta.len() < self.offset)
+        {
+            self.machine = v1::V1::new_live(self.ctx.clone());
+            self.offset = 0;
+            self.line = 0;
+            self.pending.clear();
+            self.group_ended = false;
+            follow = Follow::Restarted;
+        }
+        self.id = id;
+        if meta.len() <= self.offset {
+            return Ok(follow);
+        }
+        file.seek(SeekFrom::Start(self.offset)).map_err(err)?;
+        // A chunk at a time: memory is bounded by the chunk and the longest
+        // line, not by how much was appended.
+        let mut left = meta.len() - self.offset;
+        let mut chunk = vec![0u8; LIVE_CHUNK.min(usize::try_from(left).unwrap_or(LIVE_CHUNK))];
+        while left > 0 {
+            let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = file.read(&mut chunk[..want]).map_err(err)?;
+            if n == 0 {
+                break;
+            }
+            left -= n as u64;
+            self.offset += n as u64;
+            let before = self.pending.len();
+            self.pending.extend_from_slice(&chunk[..n]);
+            // Only the new bytes are searched (a long line stays linear).
+            let Some(last_nl) = chunk[..n].iter().rposition(|&b| b == b'\n') else {
+                continue;
+            };
+            let last_nl = before + last_nl;
+            let rest = self.pending.split_off(last_nl + 1);
+            let complete = std::mem::replace(&mut self.pending, rest);
+            for raw in complete.split_inclusive(|&b| b == b'\n') {
+                self.line = self.line.saturating_add(1);
+                let line = text::decode(raw);
+                self.machine.process([(self.line, line.as_ref())]);
+                self.group_ended = raw.starts_with(b"END ") && self.machine.depth() == 0;
+            }
+            if follow == Follow::Unchanged {
+                follow = Follow::Grew;
+            }
+        }
+        Ok(follow)
+    }
+
+    /// True once the job has ended: the last line read closed the job's
+    /// outermost group, or `.autoserv_execute` holds its exit status line.
+    pub fn ended(&self) -> bool {
+        self.group_ended
+            || self.autoserv.as_deref().is_some_and(|p| {
+                std::fs::read(p).is_ok_and(|b| {
+                    b.split_inclusive(|&c| c == b'\n')
+                        .nth(1)
+                        .is_some_and(|l| l.ends_with(b"\n"))
+                })
+            })
+    }
+
+    /// The job as a continuous parse sees it now: metadata and the results
+    /// so far (RUNNING rows included; finished tests with their keyvals
+    /// and iterations). Diagnostics are the final parse's business.
+    pub fn job(&mut self) -> Result<Job, ReadError> {
+        let dir = self.jd.path.as_path();
+        let mut quiet = Diags {
+            dir,
+            list: Vec::new(),
+            hash: md5::Context::new(),
+        };
+        let mut job = self.head.clone();
+        job.keyval = self.keyval.clone();
+        job.tests = self
+            .machine
+            .snapshot()
+            .into_iter()
+            .map(|r| build_test(r, &self.head, dir, &self.host_attrs, &mut quiet))
+            .collect::<Result<_, _>>()?;
+        Ok(job)
+    }
+}
+
 /// `parse_test`: attaches a result's keyval attributes and iterations.
 fn build_test(
     r: TestResult,
@@ -895,12 +1110,73 @@ fn build_test(
         attributes,
         iterations,
         labels: Vec::new(),
+        information: r.info,
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Rounds;
+    use super::{Follow, Live, Rounds};
+    use crate::discover::JobDir;
+    use crate::model::Status;
+    use std::io::Write;
+
+    /// Partial lines wait for their newline; a line longer than a read
+    /// chunk arrives whole; a truncated log starts again.
+    #[test]
+    fn live_reads_only_complete_lines_across_chunks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("1-a");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("keyval"), "status_version=1\nhostname=h\n").unwrap();
+        let log = dir.join("status.log");
+        std::fs::write(&log, "").unwrap();
+        let jd = JobDir {
+            tag: "1-a".into(),
+            level: 1,
+            path: dir.clone(),
+        };
+        let mut live = Live::start(&jd).unwrap().expect("followable");
+        let long = "x".repeat(super::LIVE_CHUNK * 2 + 7);
+        let info = format!("\t\tINFO\t----\t----\ttimestamp=3\t{long}\n");
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        write!(
+            f,
+            "START\t----\t----\ttimestamp=1\t\n\tSTART\tt\tt\ttimestamp=2\t\n{}",
+            &info[..1000]
+        )
+        .unwrap();
+        assert_eq!(live.read_new().unwrap(), Follow::Grew);
+        let t = |live: &mut Live| {
+            live.job()
+                .unwrap()
+                .tests
+                .into_iter()
+                .find(|t| t.testname == "t")
+                .expect("t")
+        };
+        assert_eq!(t(&mut live).status, Status::Running);
+        assert_eq!(t(&mut live).information, None);
+        f.write_all(&info.as_bytes()[1000..info.len() - 1]).unwrap();
+        assert_eq!(
+            live.read_new().unwrap(),
+            Follow::Unchanged,
+            "no newline yet"
+        );
+        f.write_all(b"\n").unwrap();
+        assert_eq!(live.read_new().unwrap(), Follow::Grew);
+        let i = t(&mut live).information.expect("information");
+        assert_eq!(i.message, long);
+        assert!(!live.ended());
+        std::fs::write(
+            &log,
+            "START\t----\t----\ttimestamp=1\t\nEND GOOD\t----\t----\t\n",
+        )
+        .unwrap();
+        assert_eq!(live.read_new().unwrap(), Follow::Restarted);
+        assert!(live.job().unwrap().tests.iter().all(|t| t.testname != "t"));
+        assert!(live.ended());
+    }
 
     #[test]
     fn rounds_are_bounded_by_items_and_bytes() {

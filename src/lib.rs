@@ -31,3 +31,4 @@ pub mod report;
 pub mod store;
 pub mod table;
 pub mod text;
+pub mod watch;

@@ -44,6 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(args) => load(args),
         Command::Db(args) => db(args),
         Command::Backfill(args) => backfill(args),
+        Command::Watch(args) => watch(args),
         Command::Export(args) => export_cmd(args),
         Command::Summary(args) => summary(args),
         Command::Stats(args) => stats(args),
@@ -354,6 +355,51 @@ fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `tko watch`: follows running jobs until Ctrl-C or SIGTERM.
+fn watch(args: cli::WatchArgs) -> anyhow::Result<ExitCode> {
+    check_dirs(&args.roots)?;
+    let poll = match args.poll {
+        Some(s) if s.is_finite() && s > 0.0 => Some(std::time::Duration::from_secs_f64(s)),
+        Some(_) => anyhow::bail!("--poll must be a number of seconds > 0"),
+        None => None,
+    };
+    let url = &args.db.db;
+    let shown = store::display_url(url);
+    let mut store = store::open(url)?;
+    store
+        .init()
+        .with_context(|| format!("preparing the schema of {shown}"))?;
+    let mut reader = store::open(url)?;
+    ui::install_ctrl_c().context("installing the Ctrl-C handler")?;
+    tko::watch::stop_on_sigterm();
+    let opts = tko::watch::Options {
+        roots: args.roots,
+        level: args.level,
+        poll,
+        ..tko::watch::Options::default()
+    };
+    eprintln!("tko: watching into {shown}");
+    tko::watch::run(
+        store.as_mut(),
+        reader.as_mut(),
+        &opts,
+        &ui::STOP,
+        &mut StderrReport,
+    )
+    .with_context(|| format!("watching into {shown}"))?;
+    eprintln!("tko: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tko watch` lines on stderr.
+struct StderrReport;
+
+impl tko::watch::Report for StderrReport {
+    fn say(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
+}
+
 /// The library filter of the shared filter flags, validated (dates,
 /// status words, glob lengths) before any database is opened.
 fn filter(args: FilterArgs) -> anyhow::Result<Filter> {
@@ -490,13 +536,13 @@ fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
         }
         for job in ingest::parse_jobs(&dirs) {
             let job = job?;
-            let lines = report::summarize(&report::records_from_job(&job));
+            let lines = report::summarize(&report::records_from_job(&job), now_epoch());
             write_summary_as(&mut out, args.format, &job.tag, &lines)?;
         }
     } else {
         let mut wh = open_warehouse(&args.db.db)?;
         let mut records = report::Records::default();
-        let query = ExportQuery::new(Kind::Tests, Filter::job(&job));
+        let query = summary_query(Filter::job(&job));
         wh.export(&query, &mut records).with_context(|| {
             format!("reading job {job} from {}", store::display_url(&args.db.db))
         })?;
@@ -506,7 +552,7 @@ fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
                 store::display_url(&args.db.db)
             );
         }
-        let lines = report::summarize(&records.records);
+        let lines = report::summarize(&records.records, now_epoch());
         write_summary_as(&mut out, args.format, &job, &lines)?;
     }
     out.flush()?;
@@ -525,11 +571,25 @@ fn summary_running(args: &SummaryArgs, out: &mut impl Write) -> anyhow::Result<(
         .with_context(|| format!("reading running jobs from {}", args.db.db))?;
     for tag in &jobs.tags {
         let mut job = report::Records::default();
-        wh.export(&ExportQuery::new(Kind::Tests, Filter::job(tag)), &mut job)
+        wh.export(&summary_query(Filter::job(tag)), &mut job)
             .with_context(|| format!("reading job {tag} from {}", args.db.db))?;
-        write_summary_as(out, args.format, tag, &report::summarize(&job.records))?;
+        let lines = report::summarize(&job.records, now_epoch());
+        write_summary_as(out, args.format, tag, &lines)?;
     }
     Ok(())
+}
+
+/// The `tests` query of a summary: with each test's information message.
+fn summary_query(filter: Filter) -> ExportQuery {
+    ExportQuery {
+        information: true,
+        ..ExportQuery::new(Kind::Tests, filter)
+    }
+}
+
+/// Seconds since the epoch now (a running test's elapsed time so far).
+fn now_epoch() -> i64 {
+    jiff::Timestamp::now().as_second()
 }
 
 fn write_summary_as(

@@ -373,6 +373,21 @@ pub struct Test {
     /// Labels (always empty from the parser).
     #[serde(serialize_with = "crate::text::serialize_list")]
     pub labels: Vec<String>,
+    /// The last INFO message recorded inside the test (tko's own; not in
+    /// Autotest's output), `null` when there was none.
+    pub information: Option<Information>,
+}
+
+/// An information message: an `INFO` status line nested in a test's group
+/// (`job.record('INFO', subdir, testname, message)`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Information {
+    /// The line's reason text.
+    #[serde(serialize_with = "crate::text::serialize")]
+    pub message: String,
+    /// Its `timestamp=` field, when it has a valid one.
+    #[serde(with = "iso_opt")]
+    pub time: Option<Timestamp>,
 }
 
 /// How bad a diagnostic is.

@@ -353,6 +353,25 @@ impl DiagnosticRow {
         &["job_idx", "file", "line", "severity", "message"];
 }
 
+/// `tko_test_information` row (tko's own, migration 004): a test's last
+/// information message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InformationRow {
+    /// The test.
+    pub test_idx: i32,
+    /// Its job.
+    pub job_idx: i32,
+    /// The message.
+    pub message: String,
+    /// When it was recorded.
+    pub info_time: Option<Timestamp>,
+}
+
+impl InformationRow {
+    /// Columns written by the loaders, in COPY order.
+    pub const COLUMNS: &'static [&'static str] = &["test_idx", "job_idx", "message", "info_time"];
+}
+
 /// Row counts of one job's tree, as recorded in `tko_ingest_ledger`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RowCounts {
@@ -412,6 +431,8 @@ pub struct JobTreeRows {
     pub job_keyvals: Vec<JobKeyvalRow>,
     /// `tko_diagnostics` (the parser's, plus one for replaced NULs).
     pub diagnostics: Vec<DiagnosticRow>,
+    /// `tko_test_information` (not counted in the ledger).
+    pub information: Vec<InformationRow>,
 }
 
 impl JobTreeRows {
@@ -468,6 +489,14 @@ impl JobTreeRows {
                 finished_time: t.finished_time,
                 started_time: t.started_time,
             });
+            if let Some(info) = &t.information {
+                out.information.push(InformationRow {
+                    test_idx,
+                    job_idx,
+                    message: c.clean(&info.message, "information message"),
+                    info_time: info.time,
+                });
+            }
             for (k, v) in &t.attributes {
                 out.test_attributes.push(TestAttributeRow {
                     job_idx,
@@ -705,6 +734,7 @@ mod tests {
                     perf,
                 }],
                 labels: vec![],
+                information: None,
             }],
             diagnostics: vec![],
         }

@@ -146,7 +146,7 @@ fn load_twice_then_status() -> TestResult {
     let out = tko(&["db", "status"], t.path())?;
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout)?;
-    assert!(text.contains("schema version 4"), "{text}");
+    assert!(text.contains("schema version 5"), "{text}");
     let jobs_line = text
         .lines()
         .find(|l| l.starts_with("tko_jobs "))
@@ -330,6 +330,7 @@ fn summary_of_a_directory_equals_summary_of_the_loaded_job() -> TestResult {
     let mut log = b"START\t----\t----\ttimestamp=1300000000\tlocalized=x\n".to_vec();
     log.extend_from_slice(b"\tSTART\tdbench\tdbench\ttimestamp=1300000001\n");
     log.extend_from_slice(b"\t\tFAIL\tdbench\tdbench\ttimestamp=1300000002\tcaf\xe9 is down\n");
+    log.extend_from_slice(b"\t\tINFO\t----\t----\ttimestamp=1300000002\tcaf\xe9 at 40%\n");
     log.extend_from_slice(b"\tEND FAIL\tdbench\tdbench\ttimestamp=1300000003\n");
     log.extend_from_slice(b"END GOOD\t----\t----\ttimestamp=1300000004\n");
     std::fs::write(job.join("status.log"), log)?;
@@ -356,7 +357,12 @@ fn summary_of_a_directory_equals_summary_of_the_loaded_job() -> TestResult {
         String::from_utf8_lossy(&stored.stderr)
     );
     let direct = String::from_utf8(direct.stdout)?;
-    assert!(direct.contains("café is down"), "{direct}");
+    // The information message (stored in tko_test_information) wins over
+    // the reason.
+    assert!(
+        direct.contains(r#""information":"café at 40%""#),
+        "{direct}"
+    );
     assert_eq!(direct, String::from_utf8(stored.stdout)?);
     Ok(())
 }

@@ -224,11 +224,11 @@ fn init_migrate_status(backend: Backend) -> TestResult {
     let mut s = store::open(&f.url)?;
     assert!(matches!(s.migrate(), Err(Error::NotInitialized)));
     assert_eq!(s.status()?.schema_version, None);
-    assert_eq!(s.init()?, vec![1, 2, 3, 4]);
+    assert_eq!(s.init()?, vec![1, 2, 3, 4, 5]);
     assert_eq!(s.init()?, Vec::<u32>::new(), "init is idempotent");
     assert_eq!(s.migrate()?, Vec::<u32>::new());
     let report = s.status()?;
-    assert_eq!(report.schema_version, Some(4));
+    assert_eq!(report.schema_version, Some(5));
     let status_rows = report
         .tables
         .iter()
@@ -255,12 +255,12 @@ fn init_migrate_status(backend: Backend) -> TestResult {
     // A warehouse at version 1 is upgraded in place, its rows kept.
     db.exec(
         "DROP TABLE tko_scan_state; DROP TABLE tko_job_machines; \
-         ALTER TABLE tko_ingest_ledger DROP COLUMN read_at; \
-         DELETE FROM tko_schema_version WHERE version IN (2, 3, 4)",
+         ALTER TABLE tko_ingest_ledger DROP COLUMN read_at; DROP TABLE tko_test_information; \
+         DELETE FROM tko_schema_version WHERE version IN (2, 3, 4, 5)",
     );
     assert_eq!(s.status()?.schema_version, Some(1));
-    assert_eq!(s.migrate()?, vec![2, 3, 4]);
-    assert_eq!(s.status()?.schema_version, Some(4));
+    assert_eq!(s.migrate()?, vec![2, 3, 4, 5]);
+    assert_eq!(s.status()?.schema_version, Some(5));
     assert_eq!(db.int("SELECT count(*) FROM tko_scan_state"), 0);
     assert_eq!(db.int("SELECT count(*) FROM tko_status"), 10);
     Ok(())
@@ -274,6 +274,49 @@ fn sqlite_init_migrate_status() -> TestResult {
 #[test]
 fn pg_init_migrate_status() -> TestResult {
     init_migrate_status(Backend::Postgres)
+}
+
+/// Information messages land in `tko_test_information` and are replaced
+/// with the job's tests on a reload.
+fn information_is_stored_and_replaced(backend: Backend) -> TestResult {
+    let f = fresh(backend);
+    let mut s = open_init(&f.url)?;
+    let k = kernel("2.6.30", &[]);
+    let mut t = test("dbench", Some("dbench"), Status::Running, &k);
+    t.information = Some(tko::model::Information {
+        message: "Percent Complete: 40%".into(),
+        time: Some(1_300_000_030),
+    });
+    let mut j = job(
+        "1-a/h",
+        "h",
+        vec![test("SERVER_JOB", Some("----"), Status::Good, &k), t],
+    );
+    load_ok(s.as_mut(), &[item(&j, "fp1")]);
+    let mut db = Db::open(&f);
+    let q = "SELECT t.test, i.message, CAST(i.info_time AS TEXT) FROM tko_test_information i \
+             JOIN tko_tests t ON t.test_idx = i.test_idx AND t.job_idx = i.job_idx";
+    let rows = db.texts(q);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][0].as_deref(), Some("dbench"));
+    assert_eq!(rows[0][1].as_deref(), Some("Percent Complete: 40%"));
+    assert!(rows[0][2]
+        .as_deref()
+        .is_some_and(|t| t.starts_with("2011-03-13")));
+    j.tests[1].information = None;
+    load_ok(s.as_mut(), &[item(&j, "fp2")]);
+    assert_eq!(db.int("SELECT count(*) FROM tko_test_information"), 0);
+    Ok(())
+}
+
+#[test]
+fn sqlite_information_is_stored_and_replaced() -> TestResult {
+    information_is_stored_and_replaced(Backend::Sqlite)
+}
+
+#[test]
+fn pg_information_is_stored_and_replaced() -> TestResult {
+    information_is_stored_and_replaced(Backend::Postgres)
 }
 
 #[test]
@@ -1116,9 +1159,10 @@ fn migration_003_keys_match_the_loader(backend: Backend) -> TestResult {
     let machines = db.texts(MACHINES);
     db.exec(
         "DROP TABLE tko_job_machines; ALTER TABLE tko_ingest_ledger DROP COLUMN read_at; \
-         DELETE FROM tko_schema_version WHERE version IN (3, 4)",
+         DROP TABLE tko_test_information; \
+         DELETE FROM tko_schema_version WHERE version IN (3, 4, 5)",
     );
-    assert_eq!(s.migrate()?, vec![3, 4]);
+    assert_eq!(s.migrate()?, vec![3, 4, 5]);
     assert_eq!(db.texts(keys), loaded);
     assert_eq!(db.texts(MACHINES), machines);
     Ok(())

@@ -51,6 +51,10 @@ pub struct StatusLine {
     pub testname: Option<String>,
     /// Reason (None for INFO).
     pub reason: Option<String>,
+    /// The text after the fields of an INFO line, which Autotest's parser
+    /// drops (tko keeps it as the test's information message); None for
+    /// the other kinds.
+    pub message: Option<String>,
     /// Optional `key=value` fields (later duplicates win).
     pub fields: BTreeMap<String, String>,
 }
@@ -180,6 +184,7 @@ fn parse_line(
             subdir: None,
             testname: None,
             reason: None,
+            message: Some(reason(span.0, span.1)),
             fields,
         }));
     }
@@ -208,6 +213,7 @@ fn parse_line(
         subdir: name(subdir),
         testname: name(testname),
         reason: Some(reason(span.0, span.1)),
+        message: None,
         fields,
     }))
 }

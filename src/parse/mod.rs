@@ -15,7 +15,7 @@ mod reasons;
 pub mod v0;
 pub mod v1;
 
-use crate::model::{Kernel, Severity, Status, Timestamp, Value};
+use crate::model::{Information, Kernel, Severity, Status, Timestamp, Value};
 
 /// Something a parser could not read, or that Autotest warns about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +70,9 @@ pub struct TestResult {
     /// True once Autotest's `parse_test` built it (it then gets attributes
     /// and iterations); false for a RUNNING partial result.
     pub finalized: bool,
+    /// The last INFO message recorded inside the test's group, with its
+    /// timestamp (tko's own; Autotest drops INFO lines).
+    pub info: Option<Information>,
 }
 
 /// Splits input into lines the way Python's file iteration does: on `\n`

@@ -254,6 +254,7 @@ pub fn parse(input: &[u8], kernels: &KernelSource) -> (Vec<TestResult>, Vec<Prob
             started_time: started.take(),
             finished_time: finished,
             finalized: true,
+            info: None,
         });
     }
     if boot_in_progress {
@@ -266,6 +267,7 @@ pub fn parse(input: &[u8], kernels: &KernelSource) -> (Vec<TestResult>, Vec<Prob
             started_time: None,
             finished_time: None,
             finalized: true,
+            info: None,
         });
     }
     (tests, problems)

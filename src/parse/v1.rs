@@ -11,7 +11,7 @@
 use super::line::{fields_and_reason, status_line, status_line_owned, LineKind, StatusLine};
 use super::reasons::MergedReasons;
 use super::{timestamp_of_field, Problem, TestResult};
-use crate::model::{short_datetime, Kernel, Patch, Status, Timestamp};
+use crate::model::{short_datetime, Information, Kernel, Patch, Status, Timestamp};
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
@@ -82,6 +82,8 @@ enum Queued {
 struct Body {
     /// Reason (None for INFO).
     reason: Option<String>,
+    /// An INFO line's message (tko's own; Autotest drops it).
+    message: Option<String>,
     /// Optional `key=value` fields.
     fields: BTreeMap<String, String>,
     /// The `timestamp` field as `get_timestamp` reads it, read once.
@@ -91,10 +93,15 @@ struct Body {
 }
 
 impl Body {
-    fn new(reason: Option<String>, fields: BTreeMap<String, String>) -> Body {
+    fn new(
+        reason: Option<String>,
+        message: Option<String>,
+        fields: BTreeMap<String, String>,
+    ) -> Body {
         let timestamp = fields.get("timestamp").map(|raw| timestamp_of_field(raw));
         Body {
             reason,
+            message,
             fields,
             timestamp,
             reported: Cell::new(false),
@@ -122,7 +129,7 @@ impl From<StatusLine> for Line {
             status: l.status,
             subdir: l.subdir.map(Rc::from),
             testname: l.testname.map(Rc::from),
-            body: Rc::new(Body::new(l.reason, l.fields)),
+            body: Rc::new(Body::new(l.reason, l.message, l.fields)),
         }
     }
 }
@@ -272,6 +279,11 @@ impl V1 {
         new
     }
 
+    /// Groups open now (0 once the outermost group has ended).
+    pub fn depth(&self) -> usize {
+        self.stack.size()
+    }
+
     /// The results so far, in emission order (RUNNING rows included), as a
     /// live view of a job that is still being written.
     pub fn snapshot(&mut self) -> Vec<TestResult> {
@@ -365,6 +377,7 @@ impl V1 {
             started_time: started,
             finished_time: None,
             finalized: false,
+            info: None,
         });
         let id = self.tests.len() - 1;
         self.emitted.push(id);
@@ -383,7 +396,7 @@ impl V1 {
         started: Option<Timestamp>,
         finished: Option<Timestamp>,
     ) -> usize {
-        let t = TestResult {
+        let mut t = TestResult {
             subdir,
             testname,
             status,
@@ -392,9 +405,11 @@ impl V1 {
             started_time: started,
             finished_time: finished,
             finalized: true,
+            info: None,
         };
         let id = match existing {
             Some(id) => {
+                t.info = self.tests[id].info.take();
                 self.tests[id] = t;
                 id
             }
@@ -583,6 +598,18 @@ impl V1 {
                     self.tests[self.running_job].reason = Some(reason.clone());
                     self.emitted.push(self.running_job);
                 }
+                // tko's own: the test's last information message. Not an
+                // emission (Autotest's continuous parse stores nothing here).
+                if let (Some(id), Some(msg)) = (
+                    self.running_test,
+                    line.body.message.as_ref().filter(|r| !r.is_empty()),
+                ) {
+                    let at = line.body.timestamp.as_ref().and_then(|t| t.clone().ok());
+                    self.tests[id].info = Some(Information {
+                        message: msg.clone(),
+                        time: at,
+                    });
+                }
                 return;
             }
             LineKind::Status => {
@@ -733,7 +760,7 @@ fn abort_body(timestamp: Option<&str>, reason: &str) -> Body {
         None => reason.to_string(),
     };
     let (fields, reason) = fields_and_reason(&tail);
-    Body::new(Some(reason), fields)
+    Body::new(Some(reason), None, fields)
 }
 
 /// The parsed form of Autotest's synthesised END ABORT line, built directly
@@ -833,6 +860,57 @@ mod tests {
         assert_eq!(
             render_dummy_abort(0, Some("x"), None, "r"),
             "END ABORT\tx\tx\tr"
+        );
+    }
+
+    #[test]
+    fn last_info_inside_a_test_is_kept_with_its_time() {
+        let log = "INFO\t----\t----\ttimestamp=1\tbefore any test\n\
+                   START\tt\tt\ttimestamp=2\t\n\
+                   \tINFO\t----\t----\ttimestamp=3\tPercent Complete: 40%\n\
+                   \tSTART\tsub\tsub\ttimestamp=4\t\n\
+                   \t\tINFO\t----\t----\ttimestamp=5\tPercent Complete: 80%\n\
+                   \tEND GOOD\tsub\tsub\ttimestamp=6\t\n\
+                   \tINFO\t----\t----\t\n\
+                   END GOOD\tt\tt\ttimestamp=7\t\n\
+                   START\tu\tu\ttimestamp=8\t\n\
+                   END GOOD\tu\tu\ttimestamp=9\t\n\
+                   INFO\t----\t----\ttimestamp=10\tafter\n";
+        let out = run(log, JobContext::default());
+        let info = |name: &str| {
+            out.tests
+                .iter()
+                .find(|t| t.testname == name)
+                .expect("test")
+                .info
+                .clone()
+        };
+        assert_eq!(
+            info("t"),
+            Some(Information {
+                message: "Percent Complete: 80%".into(),
+                time: Some(5)
+            })
+        );
+        assert_eq!(info("u"), None);
+        assert_eq!(info("SERVER_JOB"), None);
+        // While running, the live view carries it too.
+        let mut v = V1::new_live(JobContext::default());
+        v.process(
+            "START\tt\tt\ttimestamp=2\t\n\tINFO\t----\t----\tPercent Complete: 10%\n"
+                .split_inclusive('\n')
+                .zip(1..)
+                .map(|(l, n)| (n, l)),
+        );
+        let snap = v.snapshot();
+        let t = snap.iter().find(|t| t.testname == "t").expect("running t");
+        assert_eq!(t.status, Status::Running);
+        assert_eq!(
+            t.info,
+            Some(Information {
+                message: "Percent Complete: 10%".into(),
+                time: None
+            })
         );
     }
 }

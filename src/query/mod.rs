@@ -16,7 +16,10 @@ pub mod rows;
 
 pub use filter::{glob_escape, parse_status, parse_time, Filter};
 pub use float::pg_float;
-pub use plan::{pg_literal, plan, ColType, Column, Dialect, Kind, Plan, Query, TEST_COLUMNS};
+pub use plan::{
+    pg_literal, plan, ColType, Column, Dialect, Kind, Plan, Query, INFORMATION_COLUMNS,
+    TEST_COLUMNS,
+};
 pub use rows::{Sink, Warehouse};
 
 use crate::store::{self, BoxError};

@@ -95,6 +95,10 @@ pub struct Query {
     /// the sort (for aggregations that do not depend on row order, such as
     /// `tko compare`'s).
     pub unordered: bool,
+    /// `tests` only: also [`INFORMATION_COLUMNS`] (the test's last
+    /// information message and its time, and the job's finished time), for
+    /// `tko summary`.
+    pub information: bool,
 }
 
 impl Query {
@@ -107,6 +111,7 @@ impl Query {
             newest_first: false,
             limit: None,
             unordered: false,
+            information: false,
         }
     }
 }
@@ -323,6 +328,10 @@ pub const TEST_COLUMNS: [&str; 15] = [
     "duration_s",
 ];
 
+/// Columns a `tests` query with [`Query::information`] adds after
+/// [`TEST_COLUMNS`].
+pub const INFORMATION_COLUMNS: [&str; 3] = ["information", "information_time", "job_finished_time"];
+
 /// Leading columns of `attributes`, `iterations` and `perf`.
 const PREFIX: [&str; 8] = [
     "job_tag",
@@ -443,7 +452,7 @@ fn job_test_exists(q: &mut Sql, f: &Filter) -> Result<(), Error> {
 pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Error> {
     let f = &query.filter;
     let mut q = Sql::new(d);
-    let columns: Vec<Column>;
+    let mut columns: Vec<Column>;
     let mut pivot = None;
     match query.kind {
         Kind::Jobs => {
@@ -536,6 +545,19 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
                     col(n, ty)
                 })
                 .collect();
+            let (info_select, info_join) = if query.information {
+                columns.extend(INFORMATION_COLUMNS.iter().map(|n| col(n, ColType::Text)));
+                (
+                    format!(
+                        ", ti.message, {}, {}",
+                        ts(d, "ti.info_time"),
+                        ts(d, "j.finished_time")
+                    ),
+                    " LEFT JOIN tko_test_information ti ON ti.test_idx = t.test_idx",
+                )
+            } else {
+                (String::new(), "")
+            };
             let duration = match d {
                 Dialect::Postgres => "EXTRACT(EPOCH FROM t.finished_time - t.started_time)::bigint",
                 Dialect::Sqlite => {
@@ -545,8 +567,8 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
             };
             q.push(&format!(
                 "SELECT j.tag, j.afe_job_id, j.label, j.username, m.hostname, m.machine_group, \
-                 k.base, k.kernel_hash, t.test, t.subdir, s.word, t.reason, {}, {}, {duration}{TEST_JOINS} \
-                 WHERE true",
+                 k.base, k.kernel_hash, t.test, t.subdir, s.word, t.reason, {}, {}, \
+                 {duration}{info_select}{TEST_JOINS}{info_join} WHERE true",
                 ts(d, "t.started_time"),
                 ts(d, "t.finished_time"),
             ));

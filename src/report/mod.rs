@@ -53,6 +53,28 @@ pub struct TestRecord {
     pub duration_s: Option<i64>,
     /// Finished time, `YYYY-MM-DD HH:MM:SS` UTC.
     pub finished_time: Option<String>,
+    /// Started time, `YYYY-MM-DD HH:MM:SS` UTC.
+    pub started_time: Option<String>,
+    /// The test's last information message (only from a query with
+    /// `information`, or a parsed job).
+    pub information: Option<String>,
+    /// When it was recorded, `YYYY-MM-DD HH:MM:SS` UTC.
+    pub information_time: Option<String>,
+    /// The job's finished time, `YYYY-MM-DD HH:MM:SS` UTC.
+    pub job_finished_time: Option<String>,
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of an epoch timestamp.
+pub(crate) fn db_time(t: crate::model::Timestamp) -> Option<String> {
+    jiff::Timestamp::from_second(t)
+        .ok()
+        .map(|ts| ts.strftime("%Y-%m-%d %H:%M:%S").to_string())
+}
+
+/// The epoch seconds of a `YYYY-MM-DD HH:MM:SS` (UTC) time.
+pub(crate) fn epoch_of(t: &str) -> Option<i64> {
+    let ts: jiff::Timestamp = format!("{}Z", t.trim().replace(' ', "T")).parse().ok()?;
+    Some(ts.as_second())
 }
 
 pub(crate) const PASS: &[&str] = &["GOOD"];
@@ -84,11 +106,15 @@ pub fn records_from_job(job: &Job) -> Vec<TestRecord> {
             reason: t.reason.as_deref().map(text),
             duration_s: t.started_time.zip(t.finished_time).map(|(s, f)| f - s),
             subdir: t.subdir.as_deref().map(text),
-            finished_time: t.finished_time.and_then(|f| {
-                jiff::Timestamp::from_second(f)
-                    .ok()
-                    .map(|ts| ts.strftime("%Y-%m-%d %H:%M:%S").to_string())
-            }),
+            finished_time: t.finished_time.and_then(db_time),
+            started_time: t.started_time.and_then(db_time),
+            information: t.information.as_ref().map(|i| text(&i.message)),
+            information_time: t
+                .information
+                .as_ref()
+                .and_then(|i| i.time)
+                .and_then(db_time),
+            job_finished_time: job.finished_time.and_then(db_time),
         })
         .collect()
 }
@@ -122,6 +148,10 @@ pub(crate) struct Cols {
     duration_s: usize,
     subdir: usize,
     finished_time: usize,
+    started_time: usize,
+    information: Option<usize>,
+    information_time: Option<usize>,
+    job_finished_time: Option<usize>,
 }
 
 impl Cols {
@@ -146,6 +176,10 @@ impl Cols {
             duration_s: at("duration_s")?,
             subdir: at("subdir")?,
             finished_time: at("finished_time")?,
+            started_time: at("started_time")?,
+            information: at("information").ok(),
+            information_time: at("information_time").ok(),
+            job_finished_time: at("job_finished_time").ok(),
         })
     }
 
@@ -163,6 +197,10 @@ impl Cols {
             duration_s: f[self.duration_s].and_then(|d| d.parse().ok()),
             subdir: s(self.subdir),
             finished_time: s(self.finished_time),
+            started_time: s(self.started_time),
+            information: self.information.and_then(s),
+            information_time: self.information_time.and_then(s),
+            job_finished_time: self.job_finished_time.and_then(s),
         }
     }
 }
@@ -239,6 +277,10 @@ pub(crate) mod tests {
             duration_s: d,
             subdir: None,
             finished_time: None,
+            started_time: None,
+            information: None,
+            information_time: None,
+            job_finished_time: None,
         }
     }
 }

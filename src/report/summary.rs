@@ -3,56 +3,95 @@
 //! [`TestRecord`]s and written as a text table or JSON.
 
 use super::text::{format_elapsed, one_line, table};
-use super::{fails, passes, TestRecord};
+use super::{epoch_of, fails, passes, TestRecord};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::{self, Write};
 
-/// One line of `tko summary`: every run of one test name in the job.
+/// One line of `tko summary`: every run of one test name in the job, as
+/// STAX's `LIST TESTCASES` shows a testcase.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SummaryLine {
     /// Test name.
     pub test: String,
+    /// Subdirectory of the last run (`None` for `----`).
+    pub subdir: Option<String>,
     /// Runs that passed (GOOD).
     pub passes: u64,
     /// Runs that failed (FAIL, ERROR, ABORT).
     pub fails: u64,
-    /// Sum of the runs' durations, in seconds.
+    /// Sum of the runs' durations, in seconds; a run still RUNNING counts
+    /// the time from its start to the job's end, or to now while the job
+    /// has no finished time.
     pub elapsed_s: i64,
     /// Runs.
     pub starts: u64,
+    /// True when the last run is RUNNING.
+    pub running: bool,
     /// Status of the last run.
     pub last_status: String,
-    /// The last non-empty reason.
-    pub info: String,
+    /// The last run's information message, else its reason (the last
+    /// non-empty one of either over the runs).
+    pub information: String,
+    /// When the last status was recorded: the last run's finished time,
+    /// else (running) its last information message's time, else its start.
+    pub status_time: Option<String>,
 }
 
-/// Groups records by test name, in order of first appearance.
-pub fn summarize(records: &[TestRecord]) -> Vec<SummaryLine> {
+/// Groups records by test name, in order of first appearance; `now` (epoch
+/// seconds) ends the elapsed time of a running test in a job that has not
+/// finished.
+pub fn summarize(records: &[TestRecord], now: i64) -> Vec<SummaryLine> {
     let mut lines: Vec<SummaryLine> = Vec::new();
     let mut at: HashMap<&str, usize> = HashMap::new();
     for r in records {
         let i = *at.entry(&r.test).or_insert_with(|| {
             lines.push(SummaryLine {
                 test: r.test.clone(),
+                subdir: None,
                 passes: 0,
                 fails: 0,
                 elapsed_s: 0,
                 starts: 0,
+                running: false,
                 last_status: String::new(),
-                info: String::new(),
+                information: String::new(),
+                status_time: None,
             });
             lines.len() - 1
         });
         let l = &mut lines[i];
+        let running = r.status == "RUNNING";
         l.starts += 1;
         l.passes += u64::from(passes(&r.status));
         l.fails += u64::from(fails(&r.status));
-        l.elapsed_s += r.duration_s.unwrap_or(0).max(0);
+        let so_far = || {
+            let start = epoch_of(r.started_time.as_deref()?)?;
+            let end = r
+                .job_finished_time
+                .as_deref()
+                .and_then(epoch_of)
+                .unwrap_or(now);
+            Some(end - start)
+        };
+        let elapsed = match r.duration_s {
+            Some(d) => Some(d),
+            None if running => so_far(),
+            None => None,
+        };
+        l.elapsed_s += elapsed.unwrap_or(0).max(0);
         l.last_status.clone_from(&r.status);
-        if let Some(reason) = r.reason.as_deref().filter(|s| !s.trim().is_empty()) {
-            l.info = reason.to_owned();
+        l.running = running;
+        l.subdir.clone_from(&r.subdir);
+        let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.trim().is_empty());
+        if let Some(text) = non_empty(&r.information).or_else(|| non_empty(&r.reason)) {
+            l.information = text;
         }
+        l.status_time = r
+            .finished_time
+            .clone()
+            .or_else(|| r.information_time.clone().filter(|_| running))
+            .or_else(|| r.started_time.clone());
     }
     lines
 }
@@ -64,7 +103,7 @@ fn totals(lines: &[SummaryLine]) -> (usize, u64, u64, u64, usize) {
         lines.iter().map(|l| l.starts).sum(),
         lines.iter().map(|l| l.passes).sum(),
         lines.iter().map(|l| l.fails).sum(),
-        lines.iter().filter(|l| l.last_status == "RUNNING").count(),
+        lines.iter().filter(|l| l.running).count(),
     )
 }
 
@@ -81,8 +120,10 @@ struct SummaryJson<'a> {
 }
 
 /// Writes the summary of job `tag` as one JSON object on one line: `{"job",
-/// "tests", "runs", "passed", "failed", "running", "lines": [{"test",
-/// "passes", "fails", "elapsed_s", "starts", "last_status", "info"}]}`.
+/// "tests", "runs", "passed", "failed", "running", "lines": [...]}`, one
+/// object per test in `lines` ([`SummaryLine`]: `test`, `subdir`,
+/// `passes`, `fails`, `elapsed_s`, `starts`, `running`, `last_status`,
+/// `information`, `status_time`).
 pub fn write_summary_json<W: Write>(
     mut out: W,
     tag: &str,
@@ -119,12 +160,12 @@ pub fn write_summary<W: Write>(mut out: W, tag: &str, lines: &[SummaryLine]) -> 
                 l.fails.to_string(),
                 format_elapsed(l.elapsed_s),
                 l.starts.to_string(),
-                if l.last_status == "RUNNING" {
+                if l.running {
                     "running".to_owned()
                 } else {
                     l.last_status.clone()
                 },
-                one_line(&l.info),
+                one_line(&l.information),
             ]
         })
         .collect();
@@ -145,13 +186,32 @@ mod tests {
     use crate::report::tests::rec;
 
     #[test]
+    fn running_test_counts_time_so_far_and_shows_its_information() {
+        let mut r = rec("t", "RUNNING", None, "started");
+        r.started_time = Some("2011-03-13 07:06:40".into());
+        r.information = Some("Percent Complete: 40%".into());
+        r.information_time = Some("2011-03-13 07:07:00".into());
+        let lines = summarize(std::slice::from_ref(&r), 1_300_000_100);
+        assert_eq!(lines[0].elapsed_s, 100);
+        assert!(lines[0].running);
+        assert_eq!(lines[0].information, "Percent Complete: 40%");
+        assert_eq!(lines[0].status_time.as_deref(), Some("2011-03-13 07:07:00"));
+        // A finished job ends the running time at its finished time.
+        r.job_finished_time = Some("2011-03-13 07:07:10".into());
+        r.information = None;
+        let lines = summarize(&[r], 1_300_000_100);
+        assert_eq!(lines[0].elapsed_s, 30);
+        assert_eq!(lines[0].information, "started");
+    }
+
+    #[test]
     fn summary_groups_runs_and_shows_running() {
         let r = [
             rec("a", "FAIL", Some(5), "bad"),
             rec("b", "RUNNING", None, ""),
             rec("a", "GOOD", Some(70), ""),
         ];
-        let lines = summarize(&r);
+        let lines = summarize(&r, 0);
         assert_eq!(lines.len(), 2);
         assert_eq!(
             (
@@ -162,7 +222,7 @@ mod tests {
             ),
             (1, 1, 2, 75)
         );
-        assert_eq!(lines[0].info, "bad");
+        assert_eq!(lines[0].information, "bad");
         let mut out = Vec::new();
         write_summary(&mut out, "1-a/h", &lines).unwrap();
         let text = String::from_utf8(out).unwrap();

@@ -84,6 +84,16 @@ pub(crate) fn state(row: &ReadRow) -> LedgerState {
     }
 }
 
+/// The ledger fingerprint of a live load (`tko watch` writing a running
+/// job's RUNNING rows): `live:` plus where the status log was read to. It
+/// never equals a content fingerprint (an md5), so the job's final load,
+/// and any later `tko load` or backfill of it, always replaces what a live
+/// load wrote; a live load of the same bytes again is skipped as
+/// unchanged.
+pub fn live_fingerprint(file_id: (u64, u64), offset: u64) -> String {
+    format!("live:{}:{}:{offset}", file_id.0, file_id.1)
+}
+
 /// A source path as the ledger stores and compares it.
 pub(crate) fn source_text(path: &Path) -> String {
     clean(&path.to_string_lossy())

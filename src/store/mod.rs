@@ -14,6 +14,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 mod ledger;
+pub use ledger::live_fingerprint;
 pub mod pgconfig;
 pub mod pgconnect;
 mod pgcopy;
@@ -275,6 +276,10 @@ pub trait Store: Send {
         dry_run: bool,
         each: &mut dyn FnMut(&Removed),
     ) -> Result<Deletion, Error>;
+    /// Deletes the kernels (and their patches) of `kernel_hashes` that no
+    /// test refers to: those only a live load's RUNNING rows used (`tko
+    /// watch`, after a job's final load). Returns how many were deleted.
+    fn drop_unused_kernels(&mut self, kernel_hashes: &[String]) -> Result<usize, Error>;
 }
 
 /// Which jobs `tko delete`/`tko prune` remove.
@@ -504,6 +509,7 @@ mod tests {
             attributes: BTreeMap::new(),
             iterations: vec![],
             labels: vec![],
+            information: None,
         }
     }
 

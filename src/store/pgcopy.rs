@@ -7,8 +7,8 @@
 
 use crate::model::Timestamp;
 use crate::table::{
-    DiagnosticRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow, TestAttributeRow,
-    TestRow,
+    DiagnosticRow, InformationRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow,
+    TestAttributeRow, TestRow,
 };
 
 /// Signature, flags (no OIDs) and header extension length (0).
@@ -175,6 +175,16 @@ impl CopyRow for DiagnosticRow {
         b.opt_int4(self.line);
         b.text(self.severity);
         b.text(&self.message);
+    }
+}
+
+impl CopyRow for InformationRow {
+    fn encode(&self, b: &mut CopyBuf) {
+        b.fields(4);
+        b.int4(self.test_idx);
+        b.int4(self.job_idx);
+        b.text(&self.message);
+        b.timestamp(self.info_time);
     }
 }
 

@@ -22,8 +22,8 @@ use super::{
 use crate::model::{Kernel, Timestamp};
 use crate::query::filter::glob_to_like;
 use crate::table::{
-    clean, DiagnosticRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow, JobRow,
-    JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow, TreeIds,
+    clean, DiagnosticRow, InformationRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow,
+    JobRow, JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow, TreeIds,
 };
 use postgres::error::SqlState;
 use postgres::{Client, Transaction};
@@ -797,6 +797,11 @@ fn delete_tree(tx: &mut Transaction<'_>, jobs: &[Doomed]) -> Result<Vec<Removed>
             &d.job_idx,
         )?;
         del(
+            "tko_test_information",
+            "DELETE FROM tko_test_information WHERE job_idx = $1",
+            &d.job_idx,
+        )?;
+        del(
             "tko_job_machines",
             "DELETE FROM tko_job_machines WHERE job_idx = $1",
             &d.job_idx,
@@ -844,6 +849,7 @@ const COPY_TABLES: &[(&str, &[&str])] = &[
     ("tko_iteration_result", IterationResultRow::COLUMNS),
     ("tko_job_keyvals", JobKeyvalRow::COLUMNS),
     ("tko_diagnostics", DiagnosticRow::COLUMNS),
+    ("tko_test_information", InformationRow::COLUMNS),
 ];
 
 /// Upserts the ledger rows of a batch's loaded jobs in one statement, in
@@ -967,6 +973,14 @@ fn remove_old_rows(
             &[&job_idx],
         ),
     )?;
+    step(
+        tag,
+        "tko_test_information",
+        tx.execute(
+            "DELETE FROM tko_test_information WHERE job_idx = $1",
+            &[&job_idx],
+        ),
+    )?;
     Ok(old)
 }
 
@@ -1026,7 +1040,7 @@ fn copy_tree(tx: &mut Transaction<'_>, rows: &JobTreeRows) -> Result<(), StepErr
         // An empty chunk ends the table.
         out.send(Vec::new()).map_err(drop)
     }
-    let tables: [(&'static str, &[&str], usize); 6] = [
+    let tables: [(&'static str, &[&str], usize); 7] = [
         ("tko_tests", TestRow::COLUMNS, rows.tests.len()),
         (
             "tko_test_attributes",
@@ -1053,6 +1067,11 @@ fn copy_tree(tx: &mut Transaction<'_>, rows: &JobTreeRows) -> Result<(), StepErr
             DiagnosticRow::COLUMNS,
             rows.diagnostics.len(),
         ),
+        (
+            "tko_test_information",
+            InformationRow::COLUMNS,
+            rows.information.len(),
+        ),
     ];
     let (send, recv) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
     std::thread::scope(|scope| {
@@ -1063,7 +1082,8 @@ fn copy_tree(tx: &mut Transaction<'_>, rows: &JobTreeRows) -> Result<(), StepErr
                 .and_then(|()| encode(&send, &rows.iteration_attributes))
                 .and_then(|()| encode(&send, &rows.iteration_results))
                 .and_then(|()| encode(&send, &rows.job_keyvals))
-                .and_then(|()| encode(&send, &rows.diagnostics));
+                .and_then(|()| encode(&send, &rows.diagnostics))
+                .and_then(|()| encode(&send, &rows.information));
         });
         // Owned here, so an early return drops it and stops the encoder.
         let recv = recv;
@@ -1184,6 +1204,33 @@ impl Store for PgStore {
     ) -> Result<Deletion, Error> {
         let batch = self.batch_jobs;
         ledger::delete_jobs(self, sel, batch, dry_run, each)
+    }
+
+    fn drop_unused_kernels(&mut self, kernel_hashes: &[String]) -> Result<usize, Error> {
+        if kernel_hashes.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(db("deleting unused kernels"))?;
+        // A loader that has read a kernel's id inside its transaction may
+        // still insert tests that refer to it: wait (briefly) until no
+        // transaction has tko_kernels open, and keep new ones out until
+        // this commits. Patches go with their kernel (ON DELETE CASCADE).
+        tx.batch_execute(
+            "SET LOCAL lock_timeout = '5s'; LOCK TABLE tko_kernels IN ACCESS EXCLUSIVE MODE",
+        )
+        .map_err(db("deleting unused kernels"))?;
+        let n = tx
+            .execute(
+                "DELETE FROM tko_kernels k WHERE k.kernel_hash = ANY($1) \
+                 AND NOT EXISTS (SELECT 1 FROM tko_tests t WHERE t.kernel_idx = k.kernel_idx)",
+                &[&kernel_hashes],
+            )
+            .map_err(db("deleting unused kernels"))?;
+        tx.commit().map_err(db("deleting unused kernels"))?;
+        Ok(n as usize)
     }
 
     fn load_jobs(&mut self, items: &[LoadItem<'_>]) -> Vec<Result<LoadOutcome, Error>> {

@@ -39,6 +39,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "read_at",
         sql: include_str!("../../schema/postgres/004_read_at.sql"),
     },
+    Migration {
+        version: 5,
+        name: "test_information",
+        sql: include_str!("../../schema/postgres/005_test_information.sql"),
+    },
 ];
 
 /// SQLite migrations, in order (same versions as [`POSTGRES`]).
@@ -62,6 +67,11 @@ pub const SQLITE: &[Migration] = &[
         version: 4,
         name: "read_at",
         sql: include_str!("../../schema/sqlite/004_read_at.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "test_information",
+        sql: include_str!("../../schema/sqlite/005_test_information.sql"),
     },
 ];
 
@@ -130,10 +140,15 @@ pub const TABLES: &[&str] = &[
     "tko_diagnostics",
     "tko_scan_state",
     "tko_job_machines",
+    "tko_test_information",
 ];
 
 /// Tables added after version 1, with the version that added them.
-const ADDED_LATER: &[(&str, u32)] = &[("tko_scan_state", 2), ("tko_job_machines", 3)];
+const ADDED_LATER: &[(&str, u32)] = &[
+    ("tko_scan_state", 2),
+    ("tko_job_machines", 3),
+    ("tko_test_information", 5),
+];
 
 /// The tables that exist at schema `version`, in [`TABLES`] order.
 pub fn tables_at(version: u32) -> impl Iterator<Item = &'static str> {
@@ -246,6 +261,7 @@ mod tests {
             ("tko_iteration_result", IterationResultRow::COLUMNS, &[]),
             ("tko_job_keyvals", JobKeyvalRow::COLUMNS, &["id"]),
             ("tko_diagnostics", DiagnosticRow::COLUMNS, &[]),
+            ("tko_test_information", InformationRow::COLUMNS, &[]),
         ];
         let pg = all(POSTGRES);
         let lite = all(SQLITE);

@@ -19,8 +19,8 @@ use super::{
 use crate::model::{iso_datetime, Kernel, Timestamp};
 use crate::query::filter::glob_to_sqlite;
 use crate::table::{
-    clean, DiagnosticRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow, JobRow,
-    JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow, TreeIds,
+    clean, DiagnosticRow, InformationRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow,
+    JobRow, JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow, TreeIds,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
@@ -344,6 +344,10 @@ fn load_one(
                 "tko_diagnostics",
                 "DELETE FROM tko_diagnostics WHERE job_idx = ?1",
             ),
+            (
+                "tko_test_information",
+                "DELETE FROM tko_test_information WHERE job_idx = ?1",
+            ),
         ] {
             c.prepare_cached(sql)
                 .and_then(|mut s| s.execute([job_idx]))
@@ -491,6 +495,10 @@ fn delete_one(c: &Connection, d: &Doomed) -> Result<Option<Removed>, Fail> {
     rows.diagnostics = by_test(
         "tko_diagnostics",
         "DELETE FROM tko_diagnostics WHERE job_idx = ?1",
+    )?;
+    by_test(
+        "tko_test_information",
+        "DELETE FROM tko_test_information WHERE job_idx = ?1",
     )?;
     by_test(
         "tko_job_machines",
@@ -649,6 +657,15 @@ impl LiteRow for DiagnosticRow {
     }
 }
 
+impl LiteRow for InformationRow {
+    const TABLE: &'static str = "tko_test_information";
+    const COLUMNS: &'static [&'static str] = InformationRow::COLUMNS;
+    fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
+        let r = self;
+        s.execute(params![r.test_idx, r.job_idx, r.message, ts(r.info_time)])
+    }
+}
+
 /// Inserts rows of one table with one prepared statement.
 fn insert_all<R: LiteRow>(c: &Connection, rows: &[R]) -> Result<(), Fail> {
     let placeholders: Vec<String> = (1..=R::COLUMNS.len()).map(|i| format!("?{i}")).collect();
@@ -671,7 +688,8 @@ fn insert_rows(c: &Connection, rows: &JobTreeRows) -> Result<(), Fail> {
     insert_all(c, &rows.iteration_attributes)?;
     insert_all(c, &rows.iteration_results)?;
     insert_all(c, &rows.job_keyvals)?;
-    insert_all(c, &rows.diagnostics)
+    insert_all(c, &rows.diagnostics)?;
+    insert_all(c, &rows.information)
 }
 
 /// Ledger rows of `tags` (by tag), on the connection or transaction `c`.
@@ -949,6 +967,48 @@ impl Store for SqliteStore {
 
     fn record_failures(&mut self, failures: &[Failure]) -> Result<(), Error> {
         self.write_failures(&ledger::failure_rows(failures))
+    }
+
+    fn drop_unused_kernels(&mut self, kernel_hashes: &[String]) -> Result<usize, Error> {
+        if kernel_hashes.is_empty() {
+            return Ok(0);
+        }
+        // One writer at a time: no load can pick a kernel up meanwhile.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("deleting unused kernels"))?;
+        let hashes = serde_json::to_string(kernel_hashes).expect("strings serialize");
+        tx.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS tko_unused_kernels (kernel_idx INTEGER)",
+            [],
+        )
+        .and_then(|_| tx.execute("DELETE FROM tko_unused_kernels", []))
+        .and_then(|_| {
+            tx.execute(
+                "INSERT INTO tko_unused_kernels SELECT k.kernel_idx FROM tko_kernels k \
+                 WHERE k.kernel_hash IN (SELECT value FROM json_each(?1)) \
+                 AND NOT EXISTS (SELECT 1 FROM tko_tests t WHERE t.kernel_idx = k.kernel_idx)",
+                [&hashes],
+            )
+        })
+        .and_then(|_| {
+            tx.execute(
+                "DELETE FROM tko_patches WHERE kernel_idx IN \
+                 (SELECT kernel_idx FROM tko_unused_kernels)",
+                [],
+            )
+        })
+        .map_err(db("deleting unused kernels"))?;
+        let n = tx
+            .execute(
+                "DELETE FROM tko_kernels WHERE kernel_idx IN \
+                 (SELECT kernel_idx FROM tko_unused_kernels)",
+                [],
+            )
+            .map_err(db("deleting unused kernels"))?;
+        tx.commit().map_err(db("deleting unused kernels"))?;
+        Ok(n)
     }
 
     fn load_jobs(&mut self, items: &[LoadItem<'_>]) -> Vec<Result<LoadOutcome, Error>> {

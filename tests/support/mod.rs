@@ -163,6 +163,7 @@ pub(crate) fn test(name: &str, subdir: Option<&str>, status: Status, kernel: &Ke
         attributes: BTreeMap::new(),
         iterations: Vec::new(),
         labels: Vec::new(),
+        information: None,
     }
 }
 
@@ -253,6 +254,11 @@ pub(crate) fn contents(db: &mut Db) -> Vec<Vec<Option<String>>> {
     out.extend(db.texts(
         "SELECT j.tag, k.key, k.value FROM tko_job_keyvals k JOIN tko_jobs j ON j.job_idx = k.job_id \
          ORDER BY 1, 2",
+    ));
+    out.extend(db.texts(
+        "SELECT j.tag, t.test, t.subdir, i.message, CAST(i.info_time AS TEXT) \
+         FROM tko_test_information i JOIN tko_tests t ON t.test_idx = i.test_idx \
+         JOIN tko_jobs j ON j.job_idx = i.job_idx ORDER BY 1, 2, 3, 4",
     ));
     for t in [
         "tko_jobs",
