@@ -84,10 +84,12 @@ fn backfill_chunks_are_bounded_by_bytes_not_only_by_batch() {
     );
 }
 
-/// One status line carrying a 40 MB reason costs at most about two copies
-/// of it (the line being read, and the merged reason), not five.
+/// One status line carrying a 40 MB reason costs at most 1.5 times its
+/// size plus a constant: the reason is cut from the line's own buffer,
+/// merged without a copy and moved into its test (it used to be copied
+/// five times).
 #[test]
-fn one_huge_reason_line_costs_two_copies_at_most() {
+fn one_huge_reason_line_costs_one_copy() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let job = tmp.path().join("1-a/h1");
     std::fs::create_dir_all(&job).expect("job dir");
@@ -102,7 +104,7 @@ fn one_huge_reason_line_costs_two_copies_at_most() {
     );
     std::fs::write(job.join("status.log"), log).expect("status.log");
     let rss = max_rss_kib(&["parse", "--level", "2"], &job) << 10;
-    let limit = size as u64 * 5 / 2 + (20 << 20);
+    let limit = size as u64 * 3 / 2 + (20 << 20);
     assert!(
         rss < limit,
         "peak RSS {rss} bytes for a {size}-byte line (limit {limit})"

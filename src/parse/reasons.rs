@@ -11,14 +11,17 @@
 //! itself is redundant), or, for a few candidates, by comparing them pairwise.
 
 use std::collections::HashSet;
+use std::rc::Rc;
 
 /// Messages merged as Autotest's `running_reasons` merges them.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MergedReasons {
     /// The maximal messages at the last rendering, sorted.
-    kept: Vec<String>,
-    /// Messages added since the last rendering, not in `kept`.
-    pending: HashSet<String>,
+    kept: Vec<Rc<String>>,
+    /// Messages added since the last rendering, not in `kept`. Shared with
+    /// the status lines they came from: a reason is never copied to be
+    /// merged (it may be hundreds of megabytes).
+    pending: HashSet<Rc<String>>,
     /// `", ".join(kept)`, valid when `pending` is empty and `kept` holds
     /// more than one message.
     rendered: String,
@@ -26,6 +29,7 @@ pub(crate) struct MergedReasons {
 
 impl MergedReasons {
     /// A set holding `first` (if not empty), as at a test's START.
+    #[cfg(test)]
     pub(crate) fn new(first: Option<&str>) -> MergedReasons {
         let mut m = MergedReasons::default();
         if let Some(r) = first {
@@ -36,17 +40,23 @@ impl MergedReasons {
 
     /// Adds a message (empty ones are ignored, as Autotest never adds them).
     /// Returns false if the set was unchanged.
+    #[cfg(test)]
     pub(crate) fn add(&mut self, message: &str) -> bool {
+        self.add_shared(&Rc::new(message.to_string()))
+    }
+
+    /// [`MergedReasons::add`] of a message shared with its line (no copy).
+    pub(crate) fn add_shared(&mut self, message: &Rc<String>) -> bool {
         if message.is_empty()
             || self.pending.contains(message)
             || self
                 .kept
-                .binary_search_by(|k| k.as_str().cmp(message))
+                .binary_search_by(|k| k.as_str().cmp(message.as_str()))
                 .is_ok()
         {
             return false;
         }
-        self.pending.insert(message.to_string());
+        self.pending.insert(Rc::clone(message));
         true
     }
 
@@ -57,7 +67,9 @@ impl MergedReasons {
         let mut kept = std::mem::take(&mut self.kept);
         let rendered = std::mem::take(&mut self.rendered);
         match kept.len() {
-            1 => kept.pop().expect("one message"),
+            // Moved out without a copy once its line is gone.
+            1 => Rc::try_unwrap(kept.pop().expect("one message"))
+                .unwrap_or_else(|shared| String::clone(&shared)),
             _ => rendered,
         }
     }
@@ -67,8 +79,9 @@ impl MergedReasons {
         if !self.pending.is_empty() {
             let mut all = std::mem::take(&mut self.kept);
             all.extend(self.pending.drain());
-            let redundant = contained_in_another(&all);
-            let mut kept: Vec<String> = all
+            let views: Vec<&str> = all.iter().map(|m| m.as_str()).collect();
+            let redundant = contained_in_another(&views);
+            let mut kept: Vec<Rc<String>> = all
                 .into_iter()
                 .zip(redundant)
                 .filter_map(|(m, r)| (!r).then_some(m))
@@ -79,12 +92,13 @@ impl MergedReasons {
             self.rendered = if kept.len() == 1 {
                 String::new()
             } else {
-                kept.join(", ")
+                let parts: Vec<&str> = kept.iter().map(|m| m.as_str()).collect();
+                parts.join(", ")
             };
             self.kept = kept;
         }
         match self.kept.as_slice() {
-            [one] => one,
+            [one] => one.as_str(),
             _ => &self.rendered,
         }
     }
@@ -97,9 +111,9 @@ const PAIRWISE_MAX: usize = 16;
 
 /// For distinct, non-empty messages, whether each one occurs inside
 /// another.
-pub(crate) fn contained_in_another(messages: &[String]) -> Vec<bool> {
-    let longest = messages.iter().map(String::len).max().unwrap_or(0);
-    if messages.iter().all(|m| m.len() == longest) {
+pub(crate) fn contained_in_another<S: AsRef<str>>(messages: &[S]) -> Vec<bool> {
+    let longest = messages.iter().map(|m| m.as_ref().len()).max().unwrap_or(0);
+    if messages.iter().all(|m| m.as_ref().len() == longest) {
         // Distinct messages of one length never contain each other.
         vec![false; messages.len()]
     } else if messages.len() <= PAIRWISE_MAX {
@@ -110,13 +124,15 @@ pub(crate) fn contained_in_another(messages: &[String]) -> Vec<bool> {
 }
 
 /// Each message against every longer one (linear-time substring search).
-fn pairwise(messages: &[String]) -> Vec<bool> {
+fn pairwise<S: AsRef<str>>(messages: &[S]) -> Vec<bool> {
     messages
         .iter()
         .map(|m| {
-            messages
-                .iter()
-                .any(|o| o.len() > m.len() && o.contains(m.as_str()))
+            let m = m.as_ref();
+            messages.iter().any(|o| {
+                let o = o.as_ref();
+                o.len() > m.len() && o.contains(m)
+            })
         })
         .collect()
 }
@@ -126,7 +142,7 @@ fn pairwise(messages: &[String]) -> Vec<bool> {
 /// is one (message, end position) pair, and summing those counts up the
 /// failure tree gives, for each message, how many times it occurs in all of
 /// them. It occurs once in itself; more means it occurs in another.
-fn by_trie(messages: &[String]) -> Vec<bool> {
+fn by_trie<S: AsRef<str>>(messages: &[S]) -> Vec<bool> {
     let trie = Trie::new(messages);
     let fail = trie.failure_links();
     let mut count = trie.passes.clone();
@@ -160,9 +176,9 @@ impl Trie {
     /// Builds the trie from the messages in sorted order, so that each
     /// message shares the path of its longest common prefix with the
     /// previous one and no child is ever looked up.
-    fn new(messages: &[String]) -> Trie {
+    fn new<S: AsRef<str>>(messages: &[S]) -> Trie {
         let mut order: Vec<usize> = (0..messages.len()).collect();
-        order.sort_unstable_by(|&a, &b| messages[a].cmp(&messages[b]));
+        order.sort_unstable_by(|&a, &b| messages[a].as_ref().cmp(messages[b].as_ref()));
         let mut byte = vec![0u8];
         let mut parent = vec![NONE];
         let mut depth = vec![0u32];
@@ -172,7 +188,7 @@ impl Trie {
         let mut path: Vec<u32> = vec![0];
         let mut previous: &[u8] = &[];
         for &i in &order {
-            let m = messages[i].as_bytes();
+            let m = messages[i].as_ref().as_bytes();
             let shared = m.iter().zip(previous).take_while(|(a, b)| a == b).count();
             path.truncate(shared + 1);
             for (d, &b) in m.iter().enumerate().skip(shared) {

@@ -80,8 +80,9 @@ enum Queued {
 /// reason of length L costs O(d + L), not O(d * L).
 #[derive(Debug)]
 struct Body {
-    /// Reason (None for INFO).
-    reason: Option<String>,
+    /// Reason (None for INFO), shared with the merged reasons of its test
+    /// (never copied to be merged).
+    reason: Option<Rc<String>>,
     /// An INFO line's message (tko's own; Autotest drops it).
     message: Option<String>,
     /// Optional `key=value` fields.
@@ -100,7 +101,7 @@ impl Body {
     ) -> Body {
         let timestamp = fields.get("timestamp").map(|raw| timestamp_of_field(raw));
         Body {
-            reason,
+            reason: reason.map(Rc::new),
             message,
             fields,
             timestamp,
@@ -540,7 +541,7 @@ impl V1 {
                 _ => {
                     let abort = Rc::new(abort_body(
                         line.body.fields.get("timestamp").map(String::as_str),
-                        line.body.reason.as_deref().unwrap_or("None"),
+                        line.body.reason.as_deref().map_or("None", String::as_str),
                     ));
                     self.abort_of = Some((Rc::clone(&line.body), Rc::clone(&abort)));
                     abort
@@ -574,14 +575,17 @@ impl V1 {
                     && self.running_test.is_none()
                 {
                     self.settle_reason();
-                    self.running_reasons = MergedReasons::new(line.body.reason.as_deref());
+                    self.running_reasons = MergedReasons::default();
+                    if let Some(r) = &line.body.reason {
+                        self.running_reasons.add_shared(r);
+                    }
                     // A START with a subdir but no test name: Autotest's
                     // partial test has testname None; keep the subdir.
                     let name = line.testname.as_deref().or(line.subdir.as_deref());
                     let id = self.partial(
                         line.subdir.as_deref().map(String::from),
                         name.unwrap_or_default().to_string(),
-                        line.body.reason.clone(),
+                        line.body.reason.as_deref().cloned(),
                         started,
                     );
                     self.running_test = Some(id);
@@ -625,12 +629,12 @@ impl V1 {
                         if let Some(id) = self.running_test {
                             // Rendered when read (settle_reason), not on
                             // every line: that was quadratic per line.
-                            self.running_reasons.add(reason);
+                            self.running_reasons.add_shared(reason);
                             self.reason_pending = true;
                             self.emitted.push(id);
                         } else {
                             self.settle_reason();
-                            self.current_reason = Some(reason.clone());
+                            self.current_reason = Some(String::clone(reason));
                         }
                     }
                     self.current_status = self.stack.current();
@@ -708,7 +712,7 @@ impl V1 {
                 }
             }
             if self.current_reason.as_deref().is_none_or(str::is_empty) {
-                self.current_reason = line.body.reason.clone();
+                self.current_reason = line.body.reason.as_deref().cloned();
             }
             let testname = testname.expect("set above").to_string();
             let is_boot = testname == format!("boot.{}", self.boot_count);
@@ -850,7 +854,11 @@ mod tests {
             assert_eq!(ours.status, parsed.status, "{text:?}");
             assert_eq!(ours.subdir.as_deref(), parsed.subdir.as_deref(), "{text:?}");
             assert_eq!(ours.testname.as_deref(), parsed.testname.as_deref());
-            assert_eq!(ours.body.reason, parsed.reason, "{text:?}");
+            assert_eq!(
+                ours.body.reason.as_deref(),
+                parsed.reason.as_ref(),
+                "{text:?}"
+            );
             assert_eq!(ours.body.fields, parsed.fields, "{text:?}");
         }
         assert_eq!(
