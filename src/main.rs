@@ -10,7 +10,7 @@ use clap::Parser;
 use cli::{
     BackfillArgs, Cli, Command, CompareArgs, DbAction, DbArgs, DiagnosticsArgs, DiagnosticsFormat,
     ExportArgs, ExportFormat, ExportKind, FilterArgs, HistoryArgs, JobsArgs, LoadArgs, ParseArgs,
-    RunArgs, StatsArgs, StatsFormat, SummaryArgs,
+    RunArgs, ServeArgs, StatsArgs, StatsFormat, SummaryArgs,
 };
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -50,6 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diagnostics(args) => diagnostics(args),
         Command::History(args) => history(args),
         Command::Compare(args) => compare(args),
+        Command::Serve(args) => serve(args),
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut cmd, "tko", &mut io::stdout());
@@ -609,6 +610,18 @@ fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         StatsFormat::Text => report::history::write_history_text(out, &h)?,
         StatsFormat::Json => report::history::write_history_json(out, &h)?,
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tko serve`: until Ctrl-C or SIGTERM.
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    tko::serve::serve(&tko::serve::Options {
+        db: args.db.db,
+        listen: args.listen,
+        token_file: args.token_file,
+        pool: args.pool,
+        statement_timeout_ms: args.statement_timeout,
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

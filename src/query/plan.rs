@@ -91,6 +91,8 @@ pub struct Query {
     pub newest_first: bool,
     /// At most this many rows.
     pub limit: Option<u64>,
+    /// Skip this many rows first (paging; with `limit`).
+    pub offset: Option<u64>,
 }
 
 impl Query {
@@ -102,6 +104,7 @@ impl Query {
             wide: false,
             newest_first: false,
             limit: None,
+            offset: None,
         }
     }
 }
@@ -116,14 +119,14 @@ pub enum Dialect {
 }
 
 /// A statement being built: SQL text plus (SQLite) its bound parameters.
-struct Sql {
-    dialect: Dialect,
-    text: String,
-    params: Vec<String>,
+pub(super) struct Sql {
+    pub(super) dialect: Dialect,
+    pub(super) text: String,
+    pub(super) params: Vec<String>,
 }
 
 impl Sql {
-    fn new(dialect: Dialect) -> Sql {
+    pub(super) fn new(dialect: Dialect) -> Sql {
         Sql {
             dialect,
             text: String::new(),
@@ -131,7 +134,7 @@ impl Sql {
         }
     }
 
-    fn push(&mut self, s: &str) -> &mut Sql {
+    pub(super) fn push(&mut self, s: &str) -> &mut Sql {
         self.text.push_str(s);
         self
     }
@@ -269,7 +272,7 @@ fn col(name: &str, ty: ColType) -> Column {
 }
 
 /// Dialect-specific expressions.
-fn ts(d: Dialect, c: &str) -> String {
+pub(super) fn ts(d: Dialect, c: &str) -> String {
     match d {
         Dialect::Postgres => format!("to_char({c}, 'YYYY-MM-DD HH24:MI:SS')"),
         Dialect::Sqlite => c.to_owned(),
@@ -401,7 +404,7 @@ fn test_conds(q: &mut Sql, f: &Filter, with_time: bool) -> Result<(), Error> {
 }
 
 /// Conditions on jobs (`j`, `m` in scope).
-fn job_conds(q: &mut Sql, f: &Filter, with_time: bool) -> Result<(), Error> {
+pub(super) fn job_conds(q: &mut Sql, f: &Filter, with_time: bool) -> Result<(), Error> {
     if let Some(g) = &f.job {
         glob_cond(q, "j.tag", g)?;
     }
@@ -419,7 +422,7 @@ fn job_conds(q: &mut Sql, f: &Filter, with_time: bool) -> Result<(), Error> {
 
 /// For job-level kinds: keep jobs with at least one test matching the
 /// test filters (when there are any).
-fn job_test_exists(q: &mut Sql, f: &Filter) -> Result<(), Error> {
+pub(super) fn job_test_exists(q: &mut Sql, f: &Filter) -> Result<(), Error> {
     if f.test.is_none() && f.kernel.is_none() && f.status.is_empty() {
         return Ok(());
     }
@@ -645,6 +648,14 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
             ));
         }
         let _ = write!(q.text, " LIMIT {n}");
+    }
+    if let Some(n) = query.offset {
+        if query.limit.is_none() || pivot.is_some() {
+            return Err(Error::Unsupported(
+                "a row offset needs a limit and does not apply to a wide perf export".into(),
+            ));
+        }
+        let _ = write!(q.text, " OFFSET {n}");
     }
     Ok(Plan {
         sql: q.text,
