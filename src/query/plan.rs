@@ -6,7 +6,7 @@
 //! names and types the output columns. Planning is pure: no connection, no
 //! I/O; [`super::rows`] runs the plans.
 
-use super::filter::{glob_to_like, glob_to_sqlite, time_text, Filter};
+use super::filter::{glob_literal, glob_to_like, glob_to_sqlite, time_text, Filter};
 use super::Error;
 use jiff::civil::DateTime;
 use std::fmt::Write as _;
@@ -346,6 +346,11 @@ fn text_cols(names: &[&str]) -> Vec<Column> {
 
 /// Appends ` AND <column> matches glob`.
 fn glob_cond(q: &mut Sql, column: &str, glob: &str) -> Result<(), Error> {
+    if let Some(value) = glob_literal(glob) {
+        q.push(" AND ").push(column).push(" = ");
+        q.lit(&value)?;
+        return Ok(());
+    }
     match q.dialect {
         Dialect::Postgres => {
             q.push(" AND ").push(column).push(" LIKE ");
