@@ -86,6 +86,13 @@ pub(crate) enum Command {
     /// matching label), in batches, printing what was removed; a later
     /// load or backfill skips them unless --force.
     Prune(PruneArgs),
+    /// Serve the warehouse read-only over HTTP: a JSON API (`/api/...`,
+    /// described at `/api/openapi.json`) and HTML pages (jobs, one job,
+    /// statistics, running jobs, history).
+    ///
+    /// Listens on 127.0.0.1:8080 by default; a non-loopback address needs
+    /// --token-file (a bearer token required on every request).
+    Serve(ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish or
     /// powershell) on stdout, e.g. `tko completions bash >
     /// /etc/bash_completion.d/tko`.
@@ -488,6 +495,27 @@ pub(crate) struct HistoryArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: StatsFormat,
+    /// Warehouse.
+    #[command(flatten)]
+    pub(crate) db: DbUrl,
+}
+
+/// `tko serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address and port to listen on (port 0: any free port, printed).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// File holding the bearer token clients must send
+    /// (`Authorization: Bearer TOKEN`); required off loopback.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) token_file: Option<std::path::PathBuf>,
+    /// Most warehouse connections open at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub(crate) pool: usize,
+    /// PostgreSQL statement timeout, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub(crate) statement_timeout: u64,
     /// Warehouse.
     #[command(flatten)]
     pub(crate) db: DbUrl,

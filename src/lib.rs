@@ -14,7 +14,8 @@
 //! rayon runs. `table` flattens job trees into rows; `store` loads them.
 //! `backfill` drives whole results roots through parse and load, resumably.
 //! `gen` writes synthetic results trees for benchmarks. `text` keeps
-//! non-UTF-8 bytes losslessly (Latin-1).
+//! non-UTF-8 bytes losslessly (Latin-1). `query` and `report` read the
+//! warehouse; `serve` puts them on HTTP.
 
 #![warn(missing_docs)]
 
@@ -28,6 +29,7 @@ pub mod model;
 pub mod parse;
 pub mod query;
 pub mod report;
+pub mod serve;
 pub mod store;
 pub mod table;
 pub mod text;

@@ -10,7 +10,8 @@ use clap::Parser;
 use cli::{
     BackfillArgs, Cli, Command, CompareArgs, DbAction, DbArgs, DeleteArgs, DiagnosticsArgs,
     DiagnosticsFormat, ExportArgs, ExportFormat, ExportKind, FilterArgs, HistoryArgs, JobsArgs,
-    LoadArgs, ParseArgs, PruneArgs, RemoveArgs, RunArgs, StatsArgs, StatsFormat, SummaryArgs,
+    LoadArgs, ParseArgs, PruneArgs, RemoveArgs, RunArgs, ServeArgs, StatsArgs, StatsFormat,
+    SummaryArgs,
 };
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -53,6 +54,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compare(args) => compare(args),
         Command::Delete(args) => delete(args),
         Command::Prune(args) => prune(args),
+        Command::Serve(args) => serve(args),
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut cmd, "tko", &mut io::stdout());
@@ -536,13 +538,13 @@ fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
         }
         for job in ingest::parse_jobs(&dirs) {
             let job = job?;
-            let lines = report::summarize(&report::records_from_job(&job), now_epoch());
+            let lines = report::summarize(&report::records_from_job(&job), report::now_epoch());
             write_summary_as(&mut out, args.format, &job.tag, &lines)?;
         }
     } else {
         let mut wh = open_warehouse(&args.db.db)?;
         let mut records = report::Records::default();
-        let query = summary_query(Filter::job(&job));
+        let query = report::summary_query(Filter::job(&job));
         wh.export(&query, &mut records).with_context(|| {
             format!("reading job {job} from {}", store::display_url(&args.db.db))
         })?;
@@ -552,7 +554,7 @@ fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
                 store::display_url(&args.db.db)
             );
         }
-        let lines = report::summarize(&records.records, now_epoch());
+        let lines = report::summarize(&records.records, report::now_epoch());
         write_summary_as(&mut out, args.format, &job, &lines)?;
     }
     out.flush()?;
@@ -571,25 +573,12 @@ fn summary_running(args: &SummaryArgs, out: &mut impl Write) -> anyhow::Result<(
         .with_context(|| format!("reading running jobs from {}", args.db.db))?;
     for tag in &jobs.tags {
         let mut job = report::Records::default();
-        wh.export(&summary_query(Filter::job(tag)), &mut job)
+        wh.export(&report::summary_query(Filter::job(tag)), &mut job)
             .with_context(|| format!("reading job {tag} from {}", args.db.db))?;
-        let lines = report::summarize(&job.records, now_epoch());
+        let lines = report::summarize(&job.records, report::now_epoch());
         write_summary_as(out, args.format, tag, &lines)?;
     }
     Ok(())
-}
-
-/// The `tests` query of a summary: with each test's information message.
-fn summary_query(filter: Filter) -> ExportQuery {
-    ExportQuery {
-        information: true,
-        ..ExportQuery::new(Kind::Tests, filter)
-    }
-}
-
-/// Seconds since the epoch now (a running test's elapsed time so far).
-fn now_epoch() -> i64 {
-    jiff::Timestamp::now().as_second()
 }
 
 fn write_summary_as(
@@ -671,6 +660,18 @@ fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         StatsFormat::Text => report::history::write_history_text(out, &h)?,
         StatsFormat::Json => report::history::write_history_json(out, &h)?,
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tko serve`: until Ctrl-C or SIGTERM.
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    tko::serve::serve(&tko::serve::Options {
+        db: args.db.db,
+        listen: args.listen,
+        token_file: args.token_file,
+        pool: args.pool,
+        statement_timeout_ms: args.statement_timeout,
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -181,6 +181,20 @@ fn glob_tokens(glob: &str) -> Vec<GlobTok> {
     out
 }
 
+/// The value a glob without wildcards matches (its escapes removed), or
+/// `None` when it has a `*` or `?`: such a glob is planned as `=`, which
+/// uses the unique index on a job tag where `LIKE`/`GLOB` scan.
+pub fn glob_literal(glob: &str) -> Option<String> {
+    let mut out = String::new();
+    for t in glob_tokens(glob) {
+        match t {
+            GlobTok::Any | GlobTok::One => return None,
+            GlobTok::Lit(c) => out.push(c),
+        }
+    }
+    Some(out)
+}
+
 /// The glob as a LIKE pattern with `\` as escape character (PostgreSQL).
 pub fn glob_to_like(glob: &str) -> String {
     let mut out = String::new();
@@ -223,6 +237,17 @@ mod tests {
 
     fn text(s: &str, end: bool) -> String {
         time_text(parse_time(s, end).unwrap())
+    }
+
+    #[test]
+    fn globs_without_wildcards_are_literals() {
+        assert_eq!(glob_literal("123-a/h"), Some("123-a/h".into()));
+        assert_eq!(
+            glob_literal(&glob_escape("a*b?c\\d")),
+            Some("a*b?c\\d".into())
+        );
+        assert_eq!(glob_literal("a*"), None);
+        assert_eq!(glob_literal("a?"), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! names and types the output columns. Planning is pure: no connection, no
 //! I/O; [`super::rows`] runs the plans.
 
-use super::filter::{glob_to_like, glob_to_sqlite, time_text, Filter};
+use super::filter::{glob_literal, glob_to_like, glob_to_sqlite, time_text, Filter};
 use super::Error;
 use jiff::civil::DateTime;
 use std::fmt::Write as _;
@@ -99,6 +99,8 @@ pub struct Query {
     /// information message and its time, and the job's finished time), for
     /// `tko summary`.
     pub information: bool,
+    /// Skip this many rows first (paging; with `limit`).
+    pub offset: Option<u64>,
 }
 
 impl Query {
@@ -112,6 +114,7 @@ impl Query {
             limit: None,
             unordered: false,
             information: false,
+            offset: None,
         }
     }
 }
@@ -126,14 +129,14 @@ pub enum Dialect {
 }
 
 /// A statement being built: SQL text plus (SQLite) its bound parameters.
-struct Sql {
-    dialect: Dialect,
-    text: String,
-    params: Vec<String>,
+pub(super) struct Sql {
+    pub(super) dialect: Dialect,
+    pub(super) text: String,
+    pub(super) params: Vec<String>,
 }
 
 impl Sql {
-    fn new(dialect: Dialect) -> Sql {
+    pub(super) fn new(dialect: Dialect) -> Sql {
         Sql {
             dialect,
             text: String::new(),
@@ -141,7 +144,7 @@ impl Sql {
         }
     }
 
-    fn push(&mut self, s: &str) -> &mut Sql {
+    pub(super) fn push(&mut self, s: &str) -> &mut Sql {
         self.text.push_str(s);
         self
     }
@@ -279,7 +282,7 @@ fn col(name: &str, ty: ColType) -> Column {
 }
 
 /// Dialect-specific expressions.
-fn ts(d: Dialect, c: &str) -> String {
+pub(super) fn ts(d: Dialect, c: &str) -> String {
     match d {
         Dialect::Postgres => format!("to_char({c}, 'YYYY-MM-DD HH24:MI:SS')"),
         Dialect::Sqlite => c.to_owned(),
@@ -357,6 +360,11 @@ fn text_cols(names: &[&str]) -> Vec<Column> {
 
 /// Appends ` AND <column> matches glob`.
 fn glob_cond(q: &mut Sql, column: &str, glob: &str) -> Result<(), Error> {
+    if let Some(value) = glob_literal(glob) {
+        q.push(" AND ").push(column).push(" = ");
+        q.lit(&value)?;
+        return Ok(());
+    }
     match q.dialect {
         Dialect::Postgres => {
             q.push(" AND ").push(column).push(" LIKE ");
@@ -415,7 +423,7 @@ fn test_conds(q: &mut Sql, f: &Filter, with_time: bool) -> Result<(), Error> {
 }
 
 /// Conditions on jobs (`j`, `m` in scope).
-fn job_conds(q: &mut Sql, f: &Filter, with_time: bool) -> Result<(), Error> {
+pub(super) fn job_conds(q: &mut Sql, f: &Filter, with_time: bool) -> Result<(), Error> {
     if let Some(g) = &f.job {
         glob_cond(q, "j.tag", g)?;
     }
@@ -433,7 +441,7 @@ fn job_conds(q: &mut Sql, f: &Filter, with_time: bool) -> Result<(), Error> {
 
 /// For job-level kinds: keep jobs with at least one test matching the
 /// test filters (when there are any).
-fn job_test_exists(q: &mut Sql, f: &Filter) -> Result<(), Error> {
+pub(super) fn job_test_exists(q: &mut Sql, f: &Filter) -> Result<(), Error> {
     if f.test.is_none() && f.kernel.is_none() && f.status.is_empty() {
         return Ok(());
     }
@@ -681,6 +689,14 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
             ));
         }
         let _ = write!(q.text, " LIMIT {n}");
+    }
+    if let Some(n) = query.offset {
+        if query.limit.is_none() || pivot.is_some() {
+            return Err(Error::Unsupported(
+                "a row offset needs a limit and does not apply to a wide perf export".into(),
+            ));
+        }
+        let _ = write!(q.text, " OFFSET {n}");
     }
     Ok(Plan {
         sql: q.text,

@@ -68,6 +68,29 @@ impl Warehouse {
         })
     }
 
+    /// Opens an existing warehouse for a server that must never write:
+    /// SQLite read-only ([`SqliteStore::open_read_only`]); PostgreSQL with
+    /// `default_transaction_read_only = on` and `statement_timeout` set to
+    /// `timeout_ms` for the session.
+    pub fn open_read_only(url: &str, timeout_ms: u64) -> Result<Warehouse, Error> {
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            return Ok(Warehouse::Sqlite(Box::new(SqliteStore::open_read_only(
+                path,
+            )?)));
+        }
+        let mut wh = Warehouse::open(url)?;
+        if let Warehouse::Postgres(pg) = &mut wh {
+            pg.client()
+                .batch_execute(&format!(
+                    "SET default_transaction_read_only = on; \
+                     SET statement_timeout = {timeout_ms}; \
+                     SET extra_float_digits = 1"
+                ))
+                .map_err(db("read-only session settings"))?;
+        }
+        Ok(wh)
+    }
+
     /// The SQL dialect.
     pub fn dialect(&self) -> Dialect {
         match self {
@@ -185,8 +208,8 @@ impl Warehouse {
         }
     }
 
-    /// Session settings the PostgreSQL SQL relies on.    /// Session settings the PostgreSQL SQL relies on.
-    fn pg_session(&mut self) -> Result<(), Error> {
+    /// Session settings the PostgreSQL SQL relies on.
+    pub(super) fn pg_session(&mut self) -> Result<(), Error> {
         if let Warehouse::Postgres(pg) = self {
             pg.client()
                 .batch_execute("SET extra_float_digits = 1")
@@ -196,7 +219,7 @@ impl Warehouse {
     }
 
     /// Runs a plan and calls `each` with every row's fields as text.
-    fn rows(&mut self, p: &Plan, each: &mut RowFn<'_>) -> Result<(), Error> {
+    pub(super) fn rows(&mut self, p: &Plan, each: &mut RowFn<'_>) -> Result<(), Error> {
         match self {
             Warehouse::Postgres(pg) => pg_copy_text(pg, &p.sql, each),
             Warehouse::Sqlite(lite) => sqlite_rows(lite, p, each),

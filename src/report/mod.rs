@@ -18,10 +18,14 @@ pub mod history;
 pub mod stats;
 pub mod summary;
 pub mod text;
+pub mod trend;
 pub mod welch;
 
 pub use stats::{write_stats_json, write_stats_text, Stats, StatsBuilder};
-pub use summary::{summarize, write_summary, write_summary_json, SummaryLine};
+pub use summary::{
+    now_epoch, summarize, summary_query, write_summary, write_summary_json, SummaryJson,
+    SummaryLine,
+};
 pub use text::format_elapsed;
 
 use crate::model::Job;

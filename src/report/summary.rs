@@ -38,6 +38,20 @@ pub struct SummaryLine {
     pub status_time: Option<String>,
 }
 
+/// The `tests` query a summary reads: with each test's information
+/// message and the job's finished time ([`crate::query::INFORMATION_COLUMNS`]).
+pub fn summary_query(filter: crate::query::Filter) -> crate::query::Query {
+    crate::query::Query {
+        information: true,
+        ..crate::query::Query::new(crate::query::Kind::Tests, filter)
+    }
+}
+
+/// Seconds since the epoch now: a running test's elapsed time so far.
+pub fn now_epoch() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
 /// Groups records by test name, in order of first appearance; `now` (epoch
 /// seconds) ends the elapsed time of a running test in a job that has not
 /// finished.
@@ -107,16 +121,40 @@ fn totals(lines: &[SummaryLine]) -> (usize, u64, u64, u64, usize) {
     )
 }
 
-/// The JSON form of one job's summary (`tko summary --format json`).
+/// The JSON form of one job's summary (`tko summary --format json`, and
+/// each job of `GET /api/running`).
 #[derive(Debug, Serialize)]
-struct SummaryJson<'a> {
-    job: &'a str,
-    tests: usize,
-    runs: u64,
-    passed: u64,
-    failed: u64,
-    running: usize,
-    lines: &'a [SummaryLine],
+pub struct SummaryJson<'a> {
+    /// Job tag.
+    pub job: &'a str,
+    /// Distinct test names.
+    pub tests: usize,
+    /// Test rows.
+    pub runs: u64,
+    /// Passed runs.
+    pub passed: u64,
+    /// Failed runs.
+    pub failed: u64,
+    /// Tests whose last run is RUNNING.
+    pub running: usize,
+    /// The lines.
+    pub lines: &'a [SummaryLine],
+}
+
+impl<'a> SummaryJson<'a> {
+    /// The summary of job `tag`.
+    pub fn new(tag: &'a str, lines: &'a [SummaryLine]) -> SummaryJson<'a> {
+        let (tests, runs, passed, failed, running) = totals(lines);
+        SummaryJson {
+            job: tag,
+            tests,
+            runs,
+            passed,
+            failed,
+            running,
+            lines,
+        }
+    }
 }
 
 /// Writes the summary of job `tag` as one JSON object on one line: `{"job",
@@ -129,17 +167,7 @@ pub fn write_summary_json<W: Write>(
     tag: &str,
     lines: &[SummaryLine],
 ) -> io::Result<()> {
-    let (tests, runs, passed, failed, running) = totals(lines);
-    let j = SummaryJson {
-        job: tag,
-        tests,
-        runs,
-        passed,
-        failed,
-        running,
-        lines,
-    };
-    serde_json::to_writer(&mut out, &j)?;
+    serde_json::to_writer(&mut out, &SummaryJson::new(tag, lines))?;
     writeln!(out)?;
     out.flush()
 }

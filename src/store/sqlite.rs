@@ -103,6 +103,41 @@ impl SqliteStore {
         SqliteStore::setup(conn, path)
     }
 
+    /// Opens the database file at `path` read-only (`SQLITE_OPEN_READONLY`
+    /// and `PRAGMA query_only`), only if it holds the tko schema: for
+    /// `tko serve`, which must never write.
+    pub fn open_read_only(path: &str) -> Result<SqliteStore, Error> {
+        let missing = || Error::NoWarehouse {
+            target: format!("sqlite:{path}"),
+        };
+        if !std::path::Path::new(path).exists() {
+            return Err(missing());
+        }
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let fail = connect_error(path);
+        let conn = Connection::open_with_flags(path, flags).map_err(connect_error(path))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(connect_error(path))?;
+        conn.execute_batch("PRAGMA query_only = ON;")
+            .map_err(connect_error(path))?;
+        let has_schema: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'tko_schema_version')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(fail)?;
+        if !has_schema {
+            return Err(missing());
+        }
+        Ok(SqliteStore {
+            conn,
+            batch_jobs: DEFAULT_BATCH_JOBS,
+        })
+    }
+
     fn setup(conn: Connection, path: &str) -> Result<SqliteStore, Error> {
         let fail = connect_error(path);
         conn.busy_timeout(Duration::from_secs(60)).map_err(fail)?;

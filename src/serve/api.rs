@@ -1,0 +1,409 @@
+//! The JSON API (`/api/...`, described by `/api/openapi.json`): jobs with
+//! their worst status and counts, one job in full, tests, statistics,
+//! running jobs and one test's history. Query parameters are the export
+//! filters; an unknown parameter or a bad value is a 400 naming it.
+
+use super::{run_query, App, Failure};
+use crate::export::{self, Format};
+use crate::query::{
+    parse_status, parse_time, Filter, JobPage, Kind, Query as ExportQuery, Warehouse,
+};
+use crate::report::{self, Stats};
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Query parameters, as given (repeated names kept).
+pub type Params = Vec<(String, String)>;
+
+/// The filter parameters.
+pub const FILTERS: [&str; 8] = [
+    "job", "label", "machine", "test", "status", "kernel", "since", "until",
+];
+
+/// Most rows a page may ask for.
+pub const MAX_LIMIT: u64 = 1000;
+
+/// Filter and paging read from query parameters.
+#[derive(Debug, Clone, Default)]
+pub struct Asked {
+    /// The filter.
+    pub filter: Filter,
+    /// `limit`.
+    pub limit: Option<u64>,
+    /// `cursor`.
+    pub cursor: Option<String>,
+}
+
+/// Reads the filter parameters plus `extra` ones (returned by name); an
+/// unknown parameter or a bad value is a 400 naming it. Empty values
+/// count as absent (an HTML form sends every field).
+pub fn parse_params(
+    params: &Params,
+    extra: &[&str],
+) -> Result<(Asked, Vec<(String, String)>), Failure> {
+    let mut a = Asked::default();
+    let mut rest = Vec::new();
+    for (k, v) in params {
+        if v.is_empty() {
+            continue;
+        }
+        let f = &mut a.filter;
+        match k.as_str() {
+            "job" => f.job = Some(v.clone()),
+            "label" => f.label = Some(v.clone()),
+            "machine" => f.machine = Some(v.clone()),
+            "test" if !extra.contains(&"test") => f.test = Some(v.clone()),
+            "kernel" => f.kernel = Some(v.clone()),
+            "status" => {
+                for w in v.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+                    let st = parse_status(w).map_err(|e| {
+                        Failure::bad("status", e.to_string().trim_start_matches("--").to_owned())
+                    })?;
+                    if !f.status.contains(&st) {
+                        f.status.push(st);
+                    }
+                }
+            }
+            "since" | "until" => {
+                let t = parse_time(v, k == "until")
+                    .map_err(|e| Failure::bad(k, format!("{k}: {e}")))?;
+                if k == "since" {
+                    f.since = Some(t);
+                } else {
+                    f.until = Some(t);
+                }
+            }
+            "limit" => {
+                let n = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        Failure::bad(
+                            "limit",
+                            format!("limit: {v:?} is not a number from 1 to {MAX_LIMIT}"),
+                        )
+                    })?;
+                a.limit = Some(n);
+            }
+            "cursor" => a.cursor = Some(v.clone()),
+            k if extra.contains(&k) => rest.push((k.to_owned(), v.clone())),
+            k => {
+                return Err(Failure::bad(
+                    k,
+                    format!(
+                        "{k}: unknown parameter; known: {}",
+                        FILTERS
+                            .iter()
+                            .chain(&["limit", "cursor"])
+                            .chain(extra)
+                            .copied()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ))
+            }
+        }
+    }
+    a.filter
+        .validate()
+        .map_err(|e| Failure::from(crate::query::Error::Filter(e.to_string())))?;
+    Ok((a, rest))
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message, "status": self.status.as_u16() });
+        if let Some(p) = self.parameter {
+            body["parameter"] = Value::String(p);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// The API routes.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/jobs", get(jobs))
+        .route("/api/jobs/{tag}", get(job))
+        .route("/api/tests", get(tests))
+        .route("/api/stats", get(stats))
+        .route("/api/running", get(running))
+        .route("/api/history", get(history))
+        .route("/api/openapi.json", get(openapi))
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
+/// Default page size.
+pub const DEFAULT_LIMIT: u64 = 50;
+
+/// One page of jobs (shared with the jobs page).
+pub async fn job_page(app: &Arc<App>, a: Asked) -> Result<JobPage, Failure> {
+    let limit = a.limit.unwrap_or(DEFAULT_LIMIT);
+    run_query(app, move |wh| {
+        wh.job_page(&a.filter, limit, a.cursor.as_deref())
+    })
+    .await
+}
+
+async fn jobs(
+    State(app): State<Arc<App>>,
+    Query(p): Query<Params>,
+) -> Result<Json<JobPage>, Failure> {
+    let (a, _) = parse_params(&p, &[])?;
+    Ok(Json(job_page(&app, a).await?))
+}
+
+/// Rows of `query` as JSON objects (typed as `tko export --format json`).
+pub fn rows_json(
+    wh: &mut Warehouse,
+    query: &ExportQuery,
+) -> Result<Vec<Value>, crate::query::Error> {
+    let mut buf = Vec::new();
+    export::write(wh, query, Format::Json, &mut buf)?;
+    Ok(buf
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect())
+}
+
+/// Everything about one job.
+#[derive(Debug, Serialize)]
+pub struct JobDetail {
+    /// The `jobs` export row.
+    pub job: Value,
+    /// Job keyvals.
+    pub keyvals: Vec<Value>,
+    /// The summary lines (`tko summary`).
+    pub summary: Vec<report::SummaryLine>,
+    /// The `tests` export rows.
+    pub tests: Vec<Value>,
+    /// Test attributes (with test and subdir).
+    pub attributes: Vec<Value>,
+    /// Iteration attributes.
+    pub iterations: Vec<Value>,
+    /// Perf values.
+    pub perf: Vec<Value>,
+    /// Parser diagnostics.
+    pub diagnostics: Vec<Value>,
+}
+
+/// Reads job `tag`; `None` when there is no such job.
+pub fn read_job(wh: &mut Warehouse, tag: &str) -> Result<Option<JobDetail>, crate::query::Error> {
+    let f = Filter::job(tag);
+    let q = |k| ExportQuery::new(k, f.clone());
+    let Some(job) = rows_json(wh, &q(Kind::Jobs))?.into_iter().next() else {
+        return Ok(None);
+    };
+    let mut records = report::Records::default();
+    wh.export(&report::summary_query(f.clone()), &mut records)?;
+    Ok(Some(JobDetail {
+        job,
+        keyvals: rows_json(wh, &q(Kind::Keyvals))?,
+        summary: report::summarize(&records.records, report::now_epoch()),
+        tests: rows_json(wh, &q(Kind::Tests))?,
+        attributes: rows_json(wh, &q(Kind::Attributes))?,
+        iterations: rows_json(wh, &q(Kind::Iterations))?,
+        perf: rows_json(wh, &q(Kind::Perf))?,
+        diagnostics: rows_json(wh, &q(Kind::Diagnostics))?,
+    }))
+}
+
+/// Job `tag` or a 404.
+pub async fn job_detail(app: &Arc<App>, tag: String) -> Result<JobDetail, Failure> {
+    let t = tag.clone();
+    run_query(app, move |wh| read_job(wh, &t))
+        .await?
+        .ok_or_else(|| Failure::not_found(format!("no job {tag:?} in the warehouse")))
+}
+
+async fn job(
+    State(app): State<Arc<App>>,
+    Path(tag): Path<String>,
+) -> Result<Json<JobDetail>, Failure> {
+    Ok(Json(job_detail(&app, tag).await?))
+}
+
+async fn tests(
+    State(app): State<Arc<App>>,
+    Query(p): Query<Params>,
+) -> Result<Json<Value>, Failure> {
+    let (a, _) = parse_params(&p, &[])?;
+    let limit = a.limit.unwrap_or(DEFAULT_LIMIT);
+    let offset = match a.cursor.as_deref() {
+        None => 0,
+        Some(c) => c.parse::<u64>().map_err(|_| {
+            Failure::bad(
+                "cursor",
+                format!("cursor: {c:?} is not a cursor this server gave"),
+            )
+        })?,
+    };
+    let q = ExportQuery {
+        limit: Some(limit + 1),
+        offset: Some(offset),
+        ..ExportQuery::new(Kind::Tests, a.filter)
+    };
+    let mut rows = run_query(&app, move |wh| rows_json(wh, &q)).await?;
+    let next = (rows.len() as u64 > limit).then(|| (offset + limit).to_string());
+    rows.truncate(limit as usize);
+    Ok(Json(json!({ "tests": rows, "next_cursor": next })))
+}
+
+/// Statistics and the per-day pass rate (shared with the stats page).
+pub async fn read_stats(
+    app: &Arc<App>,
+    f: Filter,
+    top: usize,
+) -> Result<(Stats, Vec<report::trend::Day>), Failure> {
+    run_query(app, move |wh| {
+        let q = ExportQuery::new(Kind::Tests, f);
+        let mut b = report::StatsBuilder::default();
+        wh.export(&q, &mut b)?;
+        let mut t = report::trend::TrendBuilder::default();
+        wh.export(&q, &mut t)?;
+        Ok((b.build_top(top), t.build()))
+    })
+    .await
+}
+
+fn top_param(rest: &[(String, String)]) -> Result<usize, Failure> {
+    match rest.iter().find(|(k, _)| k == "top") {
+        None => Ok(crate::report::stats::DEFAULT_TOP),
+        Some((_, v)) => v
+            .parse()
+            .map_err(|_| Failure::bad("top", format!("top: {v:?} is not a number"))),
+    }
+}
+
+async fn stats(
+    State(app): State<Arc<App>>,
+    Query(p): Query<Params>,
+) -> Result<Json<Stats>, Failure> {
+    let (a, rest) = parse_params(&p, &["top"])?;
+    let top = top_param(&rest)?;
+    Ok(Json(read_stats(&app, a.filter, top).await?.0))
+}
+
+/// One running job: its tag and summary lines.
+pub type RunningJob = (String, Vec<report::SummaryLine>);
+
+/// Every job with a RUNNING test, with its summary (as `tko summary
+/// --running`).
+pub async fn read_running(app: &Arc<App>) -> Result<Vec<RunningJob>, Failure> {
+    run_query(app, |wh| {
+        let running = Filter {
+            status: vec![crate::model::Status::Running],
+            ..Filter::default()
+        };
+        let mut tags = report::JobTags::default();
+        wh.export(&ExportQuery::new(Kind::Jobs, running), &mut tags)?;
+        let mut out = Vec::new();
+        for tag in tags.tags {
+            let mut r = report::Records::default();
+            wh.export(&report::summary_query(Filter::job(&tag)), &mut r)?;
+            out.push((tag, report::summarize(&r.records, report::now_epoch())));
+        }
+        Ok(out)
+    })
+    .await
+}
+
+async fn running(State(app): State<Arc<App>>) -> Result<Json<Value>, Failure> {
+    let jobs = read_running(&app).await?;
+    let v: Vec<Value> = jobs
+        .iter()
+        .map(|(tag, lines)| json!(report::SummaryJson::new(tag, lines)))
+        .collect();
+    Ok(Json(json!({ "jobs": v })))
+}
+
+/// One test's history (as `tko history`); `machine` and `kernel` globs,
+/// at most `last` runs.
+pub async fn read_history(
+    app: &Arc<App>,
+    test: String,
+    machine: Option<String>,
+    kernel: Option<String>,
+    last: u64,
+) -> Result<report::history::History, Failure> {
+    let f = Filter {
+        test: Some(crate::query::glob_escape(&test)),
+        machine,
+        kernel,
+        ..Filter::default()
+    };
+    f.validate()?;
+    let q = ExportQuery {
+        newest_first: true,
+        limit: Some(last),
+        ..ExportQuery::new(Kind::Tests, f)
+    };
+    let records = run_query(app, move |wh| {
+        let mut r = report::Records::default();
+        wh.export(&q, &mut r)?;
+        Ok(r.records)
+    })
+    .await?;
+    Ok(report::history::history(&test, &records))
+}
+
+/// `test`, `machine`, `kernel` and `last` of a history request.
+pub type HistoryParams = (Option<String>, Option<String>, Option<String>, u64);
+
+/// Reads `test`, `machine`, `kernel`, `last` for a history.
+pub fn history_params(p: &Params) -> Result<HistoryParams, Failure> {
+    let (mut test, mut machine, mut kernel, mut last) = (None, None, None, 100);
+    for (k, v) in p {
+        if v.is_empty() {
+            continue;
+        }
+        match k.as_str() {
+            "test" => test = Some(v.clone()),
+            "machine" => machine = Some(v.clone()),
+            "kernel" => kernel = Some(v.clone()),
+            "last" => {
+                last = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        Failure::bad(
+                            "last",
+                            format!("last: {v:?} is not a number from 1 to {MAX_LIMIT}"),
+                        )
+                    })?
+            }
+            k => {
+                return Err(Failure::bad(
+                    k,
+                    format!("{k}: unknown parameter; known: test, machine, kernel, last"),
+                ))
+            }
+        }
+    }
+    Ok((test, machine, kernel, last))
+}
+
+async fn history(
+    State(app): State<Arc<App>>,
+    Query(p): Query<Params>,
+) -> Result<Json<report::history::History>, Failure> {
+    let (test, machine, kernel, last) = history_params(&p)?;
+    let test = test.ok_or_else(|| Failure::bad("test", "test: required (a test name)"))?;
+    Ok(Json(read_history(&app, test, machine, kernel, last).await?))
+}

@@ -1,0 +1,443 @@
+//! HTML pages (maud templates; every value is escaped by maud, so a
+//! hostile reason or test name renders as text): the jobs list, one job
+//! (the testcase table, attributes and iterations on demand through
+//! `<details>`, diagnostics), statistics with a server-side SVG plot of
+//! the pass rate per day (hand-written SVG: one polyline needs no plotting
+//! crate), running jobs (refreshing through `<meta http-equiv=refresh>`)
+//! and one test's history. No JavaScript; the stylesheet is embedded.
+
+use super::api::{self, parse_params, Params};
+use super::{encode, App, Failure};
+use crate::report::{self, format_elapsed};
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+const CSS: &str = include_str!("style.css");
+
+/// The page routes.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/", get(jobs))
+        .route("/jobs/{tag}", get(job))
+        .route("/stats", get(stats))
+        .route("/running", get(running))
+        .route("/history", get(history))
+        .route("/style.css", get(style))
+}
+
+async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css")], CSS).into_response()
+}
+
+fn layout(title: &str, refresh: Option<u32>, body: Markup) -> Html<String> {
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    @if let Some(s) = refresh { meta http-equiv="refresh" content=(s); }
+                    title { (title) " — tko" }
+                    link rel="stylesheet" href="/style.css";
+                }
+                body {
+                    nav {
+                        a href="/" { "Jobs" } " "
+                        a href="/running" { "Running" } " "
+                        a href="/stats" { "Statistics" } " "
+                        a href="/history" { "History" } " "
+                        a href="/api/openapi.json" { "API" }
+                    }
+                    main { h1 { (title) } (body) }
+                }
+            }
+        }
+        .into_string(),
+    )
+}
+
+/// An error as a page with its status code.
+pub fn error_page(f: Failure) -> Response {
+    let status = f.status;
+    let body = layout(
+        &format!(
+            "{} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        ),
+        None,
+        html! { p.error { (f.message) } },
+    );
+    (status, body).into_response()
+}
+
+fn status_class(s: &str) -> &'static str {
+    match s {
+        "GOOD" => "good",
+        "FAIL" | "ERROR" | "ABORT" => "bad",
+        "RUNNING" => "running",
+        _ => "other",
+    }
+}
+
+fn job_link(tag: &str) -> String {
+    format!("/jobs/{}", encode(tag))
+}
+
+fn filter_form(action: &str, p: &Params, fields: &[&str]) -> Markup {
+    let val = |k: &str| {
+        p.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    html! {
+        form.filters method="get" action=(action) {
+            @for f in fields {
+                label { (f) " " input type="text" name=(f) value=(val(f)); }
+                " "
+            }
+            button type="submit" { "Filter" }
+        }
+    }
+}
+
+async fn jobs(State(app): State<Arc<App>>, Query(p): Query<Params>) -> Response {
+    let page = match parse_params(&p, &[]) {
+        Ok((a, _)) => api::job_page(&app, a).await,
+        Err(e) => Err(e),
+    };
+    let page = match page {
+        Ok(page) => page,
+        Err(f) => return error_page(f),
+    };
+    let next = page.next_cursor.as_ref().map(|c| {
+        let mut q = String::from("/?");
+        for (k, v) in p.iter().filter(|(k, v)| k != "cursor" && !v.is_empty()) {
+            let _ = write!(q, "{}={}&", encode(k), encode(v));
+        }
+        let _ = write!(q, "cursor={}", encode(c));
+        q
+    });
+    layout(
+        "Jobs",
+        None,
+        html! {
+            (filter_form("/", &p, &api::FILTERS))
+            @if page.jobs.is_empty() { p { "No jobs match." } }
+            @else {
+                table.jobs {
+                    thead { tr {
+                        th { "Job" } th { "Label" } th { "Machine" } th { "User" }
+                        th { "Started" } th { "Finished" } th { "Status" } th { "Tests" }
+                    } }
+                    tbody {
+                        @for j in &page.jobs {
+                            tr {
+                                td { a.tag href=(job_link(&j.tag)) { (j.tag) } }
+                                td { (j.label.as_deref().unwrap_or("")) }
+                                td { (j.machine.as_deref().unwrap_or("")) }
+                                td { (j.user.as_deref().unwrap_or("")) }
+                                td { (j.started_time.as_deref().unwrap_or("")) }
+                                td { (j.finished_time.as_deref().unwrap_or("")) }
+                                td class=(status_class(j.status.as_deref().unwrap_or(""))) {
+                                    (j.status.as_deref().unwrap_or("—"))
+                                    @if j.running { " (running)" }
+                                }
+                                td {
+                                    @for (w, n) in &j.counts {
+                                        span class=(status_class(w)) { (w) " " (n) } " "
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(n) = next { p { a.next href=(n) { "Next page →" } } }
+        },
+    )
+    .into_response()
+}
+
+fn text(v: &Value, k: &str) -> String {
+    match v.get(k) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn rows_table(rows: &[Value], cols: &[&str]) -> Markup {
+    html! {
+        table {
+            thead { tr { @for c in cols { th { (c) } } } }
+            tbody { @for r in rows { tr { @for c in cols { td { (text(r, c)) } } } } }
+        }
+    }
+}
+
+async fn job(State(app): State<Arc<App>>, Path(tag): Path<String>) -> Response {
+    let d = match api::job_detail(&app, tag.clone()).await {
+        Ok(d) => d,
+        Err(f) => return error_page(f),
+    };
+    let j = &d.job;
+    layout(
+        &format!("Job {tag}"),
+        None,
+        html! {
+            dl.job {
+                @for k in ["label", "username", "machine", "machine_group", "afe_job_id",
+                           "queued_time", "started_time", "finished_time"] {
+                    dt { (k) } dd { (text(j, k)) }
+                }
+            }
+            h2 { "Tests" }
+            table.summary {
+                thead { tr {
+                    th { "Test" } th { "Passes" } th { "Fails" } th { "Elapsed" }
+                    th { "Starts" } th { "Status" } th { "Information" }
+                } }
+                tbody {
+                    @for l in &d.summary {
+                        tr {
+                            td.test { (l.test) }
+                            td { (l.passes) } td { (l.fails) }
+                            td { (format_elapsed(l.elapsed_s)) }
+                            td { (l.starts) }
+                            td class=(status_class(&l.last_status)) { (l.last_status) }
+                            td.info { (l.information) }
+                        }
+                    }
+                }
+            }
+            details {
+                summary { "Test rows (" (d.tests.len()) ")" }
+                (rows_table(&d.tests, &["test", "subdir", "status", "reason", "kernel",
+                                        "started_time", "finished_time", "duration_s"]))
+            }
+            details {
+                summary { "Attributes (" (d.attributes.len()) ")" }
+                (rows_table(&d.attributes, &["test", "subdir", "attribute", "value"]))
+            }
+            details {
+                summary { "Iterations (" (d.iterations.len()) " attributes, " (d.perf.len()) " perf values)" }
+                (rows_table(&d.iterations, &["test", "subdir", "iteration", "attribute", "value"]))
+                (rows_table(&d.perf, &["test", "subdir", "iteration", "key", "value"]))
+            }
+            details {
+                summary { "Keyvals (" (d.keyvals.len()) ")" }
+                (rows_table(&d.keyvals, &["key", "value"]))
+            }
+            h2 { "Diagnostics" }
+            @if d.diagnostics.is_empty() { p { "None." } }
+            @else { (rows_table(&d.diagnostics, &["file", "line", "severity", "message"])) }
+            p { a href=(format!("/api/jobs/{}", encode(&tag))) { "This job as JSON" } }
+        },
+    )
+    .into_response()
+}
+
+/// The pass rate per day as an SVG line plot (0–100 %).
+pub fn pass_rate_svg(days: &[report::trend::Day]) -> String {
+    let (w, h, pad) = (640.0f64, 200.0f64, 30.0f64);
+    let pts: Vec<(f64, f64)> = days
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| d.pass_rate.map(|r| (i, r)))
+        .map(|(i, r)| {
+            let x = if days.len() > 1 {
+                pad + (w - 2.0 * pad) * i as f64 / (days.len() - 1) as f64
+            } else {
+                w / 2.0
+            };
+            (x, h - pad - (h - 2.0 * pad) * r)
+        })
+        .collect();
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"plot\" width=\"{w}\" height=\"{h}\" \
+         viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"pass rate per day\">\
+         <line x1=\"{pad}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y0}\" stroke=\"#888\"/>\
+         <line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{y0}\" stroke=\"#888\"/>\
+         <text x=\"2\" y=\"{ty}\" font-size=\"10\">100%</text>\
+         <text x=\"2\" y=\"{y0}\" font-size=\"10\">0%</text>",
+        y0 = h - pad,
+        x1 = w - pad,
+        ty = pad + 4.0
+    );
+    if let (Some(first), Some(last)) = (days.first(), days.last()) {
+        // Days are `YYYY-MM-DD` from the warehouse; escaped anyway.
+        let esc = |t: &str| maud::html! { (t) }.into_string();
+        let _ = write!(
+            s,
+            "<text x=\"{pad}\" y=\"{h}\" font-size=\"10\">{}</text>\
+             <text x=\"{x}\" y=\"{h}\" font-size=\"10\" text-anchor=\"end\">{}</text>",
+            esc(&first.day),
+            esc(&last.day),
+            x = w - pad
+        );
+    }
+    if !pts.is_empty() {
+        s.push_str("<polyline fill=\"none\" stroke=\"#2a7\" stroke-width=\"2\" points=\"");
+        for (x, y) in &pts {
+            let _ = write!(s, "{x:.1},{y:.1} ");
+        }
+        s.push_str("\"/>");
+        for (x, y) in &pts {
+            let _ = write!(
+                s,
+                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"#2a7\"/>"
+            );
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
+fn groups(title: &str, g: &[report::stats::Group]) -> Markup {
+    html! {
+        h2 { (title) }
+        table {
+            thead { tr { th { "Name" } th { "Tests" } th { "Passed" } th { "Failed" } th { "Pass rate" } } }
+            tbody {
+                @for x in g {
+                    tr {
+                        td { (x.name.as_deref().unwrap_or("(none)")) }
+                        td { (x.tests) } td { (x.passed) } td { (x.failed) }
+                        td { @if let Some(r) = x.pass_rate { (format!("{:.1}%", r * 100.0)) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn stats(State(app): State<Arc<App>>, Query(p): Query<Params>) -> Response {
+    let r = match parse_params(&p, &[]) {
+        Ok((a, _)) => api::read_stats(&app, a.filter, report::stats::DEFAULT_TOP).await,
+        Err(e) => Err(e),
+    };
+    let (st, days) = match r {
+        Ok(x) => x,
+        Err(f) => return error_page(f),
+    };
+    layout(
+        "Statistics",
+        None,
+        html! {
+            (filter_form("/stats", &p, &api::FILTERS))
+            p.totals {
+                (st.jobs) " jobs, " (st.tests) " tests: " (st.passed) " passed, "
+                (st.failed) " failed, " (st.running) " running"
+                @if let Some(r) = st.pass_rate { "; pass rate " (format!("{:.1}%", r * 100.0)) }
+            }
+            h2 { "Pass rate per day" }
+            (PreEscaped(pass_rate_svg(&days)))
+            (groups("By machine", &st.by_machine))
+            (groups("By label", &st.by_label))
+            (groups("By kernel", &st.by_kernel))
+            h2 { "Flaky tests" }
+            @if st.flaky.is_empty() { p { "None." } }
+            @else {
+                table {
+                    thead { tr { th { "Test" } th { "Kernel" } th { "Machine group" } th { "Machine" } th { "Passed" } th { "Failed" } } }
+                    tbody {
+                        @for f in &st.flaky {
+                            tr {
+                                td { (f.test) } td { (f.kernel.as_deref().unwrap_or("")) }
+                                td { (f.machine_group.as_deref().unwrap_or("")) }
+                                td { (f.machine.as_deref().unwrap_or("")) }
+                                td { (f.passed) } td { (f.failed) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .into_response()
+}
+
+async fn running(State(app): State<Arc<App>>) -> Response {
+    let jobs = match api::read_running(&app).await {
+        Ok(j) => j,
+        Err(f) => return error_page(f),
+    };
+    layout(
+        "Running jobs",
+        Some(10),
+        html! {
+            p { "This page refreshes every 10 seconds." }
+            @if jobs.is_empty() { p { "No job is running." } }
+            @for (tag, lines) in &jobs {
+                h2 { a.tag href=(job_link(tag)) { (tag) } }
+                table.summary {
+                    thead { tr { th { "Test" } th { "Passes" } th { "Fails" } th { "Elapsed" } th { "Starts" } th { "Status" } th { "Information" } } }
+                    tbody {
+                        @for l in lines {
+                            tr {
+                                td.test { (l.test) } td { (l.passes) } td { (l.fails) }
+                                td { (format_elapsed(l.elapsed_s)) } td { (l.starts) }
+                                td class=(status_class(&l.last_status)) { (l.last_status) }
+                                td.info { (l.information) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .into_response()
+}
+
+async fn history(State(app): State<Arc<App>>, Query(p): Query<Params>) -> Response {
+    let (test, machine, kernel, last) = match api::history_params(&p) {
+        Ok(x) => x,
+        Err(f) => return error_page(f),
+    };
+    let h = match test {
+        None => None,
+        Some(t) => match api::read_history(&app, t, machine, kernel, last).await {
+            Ok(h) => Some(h),
+            Err(f) => return error_page(f),
+        },
+    };
+    layout(
+        "Test history",
+        None,
+        html! {
+            (filter_form("/history", &p, &["test", "machine", "kernel"]))
+            @if let Some(h) = &h {
+                p.totals {
+                    (h.runs.len()) " runs of " (h.test) ": " (h.passed) " passed, "
+                    (h.failed) " failed, " (h.switches) " pass/fail switches"
+                }
+                table {
+                    thead { tr { th { "Finished" } th { "Job" } th { "Machine" } th { "Kernel" } th { "Status" } th { "Reason" } } }
+                    tbody {
+                        @for r in &h.runs {
+                            tr {
+                                td { (r.time.as_deref().unwrap_or("")) }
+                                td { a.tag href=(job_link(&r.job)) { (r.job) } }
+                                td { (r.machine.as_deref().unwrap_or("")) }
+                                td { (r.kernel.as_deref().unwrap_or("")) }
+                                td class=(status_class(&r.status)) { (r.status) }
+                                td.info { (r.reason.as_deref().unwrap_or("")) }
+                            }
+                        }
+                    }
+                }
+            } @else { p { "Name a test to see its runs." } }
+        },
+    )
+    .into_response()
+}
