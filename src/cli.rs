@@ -415,8 +415,9 @@ pub(crate) struct SummaryArgs {
     /// default: detected the same way).
     #[arg(short, long)]
     pub(crate) level: Option<usize>,
-    /// Output format (`json`: one object per job, `{"job", "tests",
-    /// "runs", "passed", "failed", "running", "lines": [...]}`).
+    /// Output format (`json`: JSON Lines, one object per test: `job`,
+    /// `test`, `subdir`, `passes`, `fails`, `elapsed_s`, `starts`,
+    /// `running`, `last_status`, `information`, `status_time`).
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: StatsFormat,
     /// Warehouse (for a job tag).

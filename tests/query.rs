@@ -503,25 +503,22 @@ fn summary_and_db_status_as_json() -> TestResult {
     for backend in BOTH {
         let f = loaded(backend, &example_root());
         let cwd = tempfile::tempdir()?;
-        let j = json(&tko(
+        // One object per test (JSON Lines).
+        let out = tko(
             &["summary", "400-gina/host5", "--format", "json"],
             &f.url,
             cwd.path(),
-        ));
-        assert_eq!(j["job"], "400-gina/host5");
-        assert_eq!(
-            (
-                j["tests"].as_u64(),
-                j["runs"].as_u64(),
-                j["passed"].as_u64()
-            ),
-            (Some(5), Some(5), Some(1))
         );
-        assert_eq!(
-            (j["failed"].as_u64(), j["running"].as_u64()),
-            (Some(3), Some(1))
-        );
-        let lines = j["lines"].as_array().ok_or("lines")?;
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let lines: Vec<serde_json::Value> = stdout(&out)
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        assert_eq!(lines.len(), 5);
+        assert!(lines.iter().all(|l| l["job"] == "400-gina/host5"));
+        let sum = |k: &str| lines.iter().filter_map(|l| l[k].as_u64()).sum::<u64>();
+        assert_eq!((sum("passes"), sum("fails")), (1, 3));
+        assert_eq!(lines.iter().filter(|l| l["running"] == true).count(), 1);
         assert_eq!(lines[2]["test"], "sleeptest");
         assert_eq!(lines[2]["last_status"], "GOOD");
         assert_eq!(lines[2]["information"], "completed successfully");
@@ -536,6 +533,7 @@ fn summary_and_db_status_as_json() -> TestResult {
             .map(String::as_str)
             .collect();
         let mut want = [
+            "job",
             "test",
             "subdir",
             "passes",
@@ -553,7 +551,7 @@ fn summary_and_db_status_as_json() -> TestResult {
         assert_eq!(lines[1]["test"], "CLIENT_JOB.0");
         assert_eq!(lines[1]["running"], true);
         assert_eq!(lines[1]["elapsed_s"], 50);
-        all.push(j);
+        all.push(serde_json::Value::Array(lines));
         let j = json(&tko(
             &["db", "status", "--format", "json"],
             &f.url,
@@ -583,7 +581,11 @@ fn summary_and_db_status_as_json() -> TestResult {
         "sqlite:unused.db",
         cwd.path(),
     );
-    assert_eq!(json(&out), all[0]);
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(serde_json::Value::Array(lines), all[0]);
     Ok(())
 }
 
@@ -1058,14 +1060,19 @@ fn summary_of_running_jobs() -> TestResult {
             cwd.path(),
         );
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        let jobs: Vec<serde_json::Value> = stdout(&out)
+        let lines: Vec<serde_json::Value> = stdout(&out)
             .lines()
             .map(serde_json::from_str)
             .collect::<Result<_, _>>()?;
-        let tags: Vec<&str> = jobs.iter().filter_map(|j| j["job"].as_str()).collect();
+        let mut tags: Vec<&str> = lines.iter().filter_map(|l| l["job"].as_str()).collect();
+        tags.dedup();
         assert_eq!(tags, ["400-gina/host5", "905-vic/host16"], "{backend:?}");
-        assert_eq!(jobs[0]["running"], 1);
-        assert_eq!(jobs[0]["tests"], 5);
+        let gina: Vec<_> = lines
+            .iter()
+            .filter(|l| l["job"] == "400-gina/host5")
+            .collect();
+        assert_eq!(gina.len(), 5);
+        assert_eq!(gina.iter().filter(|l| l["running"] == true).count(), 1);
         let out = tko(&["summary", "--running"], &f.url, cwd.path());
         let text = stdout(&out);
         assert!(

@@ -236,7 +236,12 @@ fn summary_json(f: &Fresh) -> serde_json::Value {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("json")
+    // One object per test (JSON Lines), gathered as {"lines": [...]}.
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    serde_json::json!({ "lines": lines })
 }
 
 fn live_rows_then_final_load(backend: Backend, poll: bool) -> TestResult {

@@ -157,18 +157,26 @@ impl<'a> SummaryJson<'a> {
     }
 }
 
-/// Writes the summary of job `tag` as one JSON object on one line: `{"job",
-/// "tests", "runs", "passed", "failed", "running", "lines": [...]}`, one
-/// object per test in `lines` ([`SummaryLine`]: `test`, `subdir`,
-/// `passes`, `fails`, `elapsed_s`, `starts`, `running`, `last_status`,
-/// `information`, `status_time`).
+/// Writes the summary of job `tag` as JSON Lines, one object per test:
+/// `job` and the [`SummaryLine`] keys `test`, `subdir`, `passes`, `fails`,
+/// `elapsed_s`, `starts`, `running`, `last_status`, `information`,
+/// `status_time`.
 pub fn write_summary_json<W: Write>(
     mut out: W,
     tag: &str,
     lines: &[SummaryLine],
 ) -> io::Result<()> {
-    serde_json::to_writer(&mut out, &SummaryJson::new(tag, lines))?;
-    writeln!(out)?;
+    /// One test of one job: the job's tag and the line's own keys.
+    #[derive(Serialize)]
+    struct TestJson<'a> {
+        job: &'a str,
+        #[serde(flatten)]
+        line: &'a SummaryLine,
+    }
+    for line in lines {
+        serde_json::to_writer(&mut out, &TestJson { job: tag, line })?;
+        writeln!(out)?;
+    }
     out.flush()
 }
 
