@@ -193,8 +193,8 @@ impl Diags<'_> {
 
 /// Reads a file that may be absent: `Ok(None)` when it is absent (or is
 /// not something Autotest could read: then with a diagnostic), an error
-/// when it exists and cannot be read. Invalid UTF-8 gets a warning naming
-/// its first line (the bytes are then read with U+FFFD replacement).
+/// when it exists and cannot be read. The bytes are returned as they are
+/// (lines that are not UTF-8 are decoded later, as Latin-1: `text`).
 fn read_optional(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, ReadError> {
     let bytes = read_unhashed(path, diags)?;
     if let Some(b) = &bytes {
