@@ -570,11 +570,18 @@ fn summary_running(args: &SummaryArgs, out: &mut impl Write) -> anyhow::Result<(
     };
     let mut jobs = report::JobTags::default();
     wh.export(&ExportQuery::new(Kind::Jobs, running), &mut jobs)
-        .with_context(|| format!("reading running jobs from {}", args.db.db))?;
+        .with_context(|| {
+            format!(
+                "reading running jobs from {}",
+                store::display_url(&args.db.db)
+            )
+        })?;
     for tag in &jobs.tags {
         let mut job = report::Records::default();
         wh.export(&report::summary_query(Filter::job(tag)), &mut job)
-            .with_context(|| format!("reading job {tag} from {}", args.db.db))?;
+            .with_context(|| {
+                format!("reading job {tag} from {}", store::display_url(&args.db.db))
+            })?;
         let lines = report::summarize(&job.records, report::now_epoch());
         write_summary_as(out, args.format, tag, &lines)?;
     }
@@ -619,7 +626,12 @@ fn diagnostics(args: DiagnosticsArgs) -> anyhow::Result<ExitCode> {
     let mut wh = open_warehouse(&args.db.db)?;
     let stdout = io::stdout();
     let out = io::BufWriter::new(stdout.lock());
-    let what = || format!("reading diagnostics from {}", args.db.db);
+    let what = || {
+        format!(
+            "reading diagnostics from {}",
+            store::display_url(&args.db.db)
+        )
+    };
     match args.format {
         DiagnosticsFormat::Text => {
             let mut sink = report::diagnostics::TextWriter::new(out);
@@ -651,8 +663,13 @@ fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     };
     let mut wh = open_warehouse(&args.db.db)?;
     let mut records = report::Records::default();
-    wh.export(&q, &mut records)
-        .with_context(|| format!("reading the history of {:?} from {}", args.test, args.db.db))?;
+    wh.export(&q, &mut records).with_context(|| {
+        format!(
+            "reading the history of {:?} from {}",
+            args.test,
+            store::display_url(&args.db.db)
+        )
+    })?;
     let h = report::history::history(&args.test, &records.records);
     let stdout = io::stdout();
     let out = io::BufWriter::new(stdout.lock());
@@ -742,12 +759,17 @@ fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let mut read = |f: Filter| -> anyhow::Result<(Vec<report::TestRecord>, PerfRows)> {
         let mut records = report::Records::default();
         wh.export(&ExportQuery::new(Kind::Tests, f.clone()), &mut records)
-            .with_context(|| format!("reading tests from {}", args.db.db))?;
+            .with_context(|| format!("reading tests from {}", store::display_url(&args.db.db)))?;
         let mut perf = PerfRows::new(args.by_machine);
         wh.perf_values(&f, args.by_machine, &mut |t, s, m, k, v| {
             perf.add(t, s, m, k, v);
         })
-        .with_context(|| format!("reading perf values from {}", args.db.db))?;
+        .with_context(|| {
+            format!(
+                "reading perf values from {}",
+                store::display_url(&args.db.db)
+            )
+        })?;
         perf.sort();
         Ok((records.records, perf))
     };
@@ -783,7 +805,7 @@ fn flaky(args: StatsArgs) -> anyhow::Result<ExitCode> {
     let mut wh = open_warehouse(&args.db.db)?;
     let mut builder = report::flaky::FlakyBuilder::new(args.last);
     wh.export(&query, &mut builder)
-        .with_context(|| format!("reading tests from {}", args.db.db))?;
+        .with_context(|| format!("reading tests from {}", store::display_url(&args.db.db)))?;
     let r = builder.build(args.switches, args.top);
     let stdout = io::stdout();
     let out = io::BufWriter::new(stdout.lock());
