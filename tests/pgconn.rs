@@ -308,6 +308,36 @@ fn a_password_never_appears_in_any_output() -> TestResult {
             text(&o)
         );
     }
+    // A query that fails after the warehouse was opened (here: a table
+    // gone): every read command's error names the warehouse, never its
+    // password.
+    let mut admin = postgres::Client::connect(
+        &format!(
+            "postgresql:///{db}?host={}&port={}&user=tko",
+            l.socket_dir.display(),
+            l.port
+        ),
+        postgres::NoTls,
+    )?;
+    admin.batch_execute(
+        "ALTER TABLE tko_tests RENAME TO tko_tests_gone; \
+         ALTER TABLE tko_diagnostics RENAME TO tko_diagnostics_gone",
+    )?;
+    for args in [
+        &["history", "dbench"][..],
+        &["diagnostics"],
+        &["stats", "--flaky"],
+        &["summary", "--running"],
+        &["compare", "123-alice/host1", "300-frank/host3"],
+    ] {
+        let o = run(&[args, &["--db", &url][..]].concat(), &[])?;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(
+            text(&o).contains("postgres://alice@127.0.0.1"),
+            "{args:?}: {}",
+            text(&o)
+        );
+    }
     for o in &outputs {
         assert!(!o.contains(PW_SECRET), "password shown:\n{o}");
     }
