@@ -430,9 +430,37 @@ fn filter(args: FilterArgs) -> anyhow::Result<Filter> {
     Ok(f)
 }
 
-/// Opens an existing warehouse for reading (never creates one).
-fn open_warehouse(url: &str) -> anyhow::Result<Warehouse> {
-    Ok(Warehouse::open(url)?)
+/// An existing warehouse opened for reading (never created), with its URL
+/// as shown to people: every read's error names it, never its password.
+struct Reader {
+    wh: Warehouse,
+    shown: String,
+}
+
+impl Reader {
+    fn open(url: &str) -> anyhow::Result<Reader> {
+        Ok(Reader {
+            wh: Warehouse::open(url)?,
+            shown: store::display_url(url),
+        })
+    }
+
+    /// `reading WHAT from URL` (the password removed).
+    fn context(&self, what: &str) -> String {
+        format!("reading {what} from {}", self.shown)
+    }
+
+    /// Streams `query` into `sink`; an error says what was read from where.
+    fn read(
+        &mut self,
+        query: &ExportQuery,
+        sink: &mut dyn tko::query::Sink,
+        what: &str,
+    ) -> anyhow::Result<()> {
+        let context = self.context(what);
+        self.wh.export(query, sink).context(context)?;
+        Ok(())
+    }
 }
 
 /// The store of a backfill. A dry run writes nothing, so it never creates
@@ -485,12 +513,8 @@ fn export_cmd(args: ExportArgs) -> anyhow::Result<ExitCode> {
         wide: args.wide,
         ..ExportQuery::new(kind, filter(args.filter)?)
     };
-    let mut wh = open_warehouse(&args.db.db)?;
-    let what = format!(
-        "exporting {} from {}",
-        kind.name(),
-        store::display_url(&args.db.db)
-    );
+    let mut r = Reader::open(&args.db.db)?;
+    let what = format!("exporting {} from {}", kind.name(), r.shown);
     match &args.out {
         Some(path) => {
             // Written beside `path` and renamed over it on success only.
@@ -503,14 +527,14 @@ fn export_cmd(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 std::process::exit(130);
             })
             .context("installing the Ctrl-C handler")?;
-            export::write(&mut wh, &query, format, file.writer()).context(what)?;
+            export::write(&mut r.wh, &query, format, file.writer()).context(what)?;
             file.commit()
                 .with_context(|| format!("writing {}", path.display()))?;
         }
         None => {
             let stdout = io::stdout();
             let out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
-            export::write(&mut wh, &query, format, out).context(what)?;
+            export::write(&mut r.wh, &query, format, out).context(what)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -542,17 +566,12 @@ fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
             write_summary_as(&mut out, args.format, &job.tag, &lines)?;
         }
     } else {
-        let mut wh = open_warehouse(&args.db.db)?;
+        let mut r = Reader::open(&args.db.db)?;
         let mut records = report::Records::default();
         let query = report::summary_query(Filter::job(&job));
-        wh.export(&query, &mut records).with_context(|| {
-            format!("reading job {job} from {}", store::display_url(&args.db.db))
-        })?;
+        r.read(&query, &mut records, &format!("job {job}"))?;
         if records.records.is_empty() {
-            anyhow::bail!(
-                "no job {job:?} in {} (and no such directory)",
-                store::display_url(&args.db.db)
-            );
+            anyhow::bail!("no job {job:?} in {} (and no such directory)", r.shown);
         }
         let lines = report::summarize(&records.records, report::now_epoch());
         write_summary_as(&mut out, args.format, &job, &lines)?;
@@ -563,25 +582,24 @@ fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
 
 /// `tko summary --running`: the summary of every job with a RUNNING test.
 fn summary_running(args: &SummaryArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let mut wh = open_warehouse(&args.db.db)?;
+    let mut r = Reader::open(&args.db.db)?;
     let running = Filter {
         status: vec![Status::Running],
         ..Filter::default()
     };
     let mut jobs = report::JobTags::default();
-    wh.export(&ExportQuery::new(Kind::Jobs, running), &mut jobs)
-        .with_context(|| {
-            format!(
-                "reading running jobs from {}",
-                store::display_url(&args.db.db)
-            )
-        })?;
+    r.read(
+        &ExportQuery::new(Kind::Jobs, running),
+        &mut jobs,
+        "running jobs",
+    )?;
     for tag in &jobs.tags {
         let mut job = report::Records::default();
-        wh.export(&report::summary_query(Filter::job(tag)), &mut job)
-            .with_context(|| {
-                format!("reading job {tag} from {}", store::display_url(&args.db.db))
-            })?;
+        r.read(
+            &report::summary_query(Filter::job(tag)),
+            &mut job,
+            &format!("job {tag}"),
+        )?;
         let lines = report::summarize(&job.records, report::now_epoch());
         write_summary_as(out, args.format, tag, &lines)?;
     }
@@ -606,10 +624,8 @@ fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
         return flaky(args);
     }
     let query = ExportQuery::new(Kind::Tests, filter(args.filter)?);
-    let mut wh = open_warehouse(&args.db.db)?;
     let mut builder = report::StatsBuilder::default();
-    wh.export(&query, &mut builder)
-        .with_context(|| format!("reading tests from {}", store::display_url(&args.db.db)))?;
+    Reader::open(&args.db.db)?.read(&query, &mut builder, "tests")?;
     let st = builder.build_top(args.top);
     let stdout = io::stdout();
     let out = io::BufWriter::new(stdout.lock());
@@ -623,25 +639,21 @@ fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
 /// `tko diagnostics`: the filtered `tko_diagnostics` rows.
 fn diagnostics(args: DiagnosticsArgs) -> anyhow::Result<ExitCode> {
     let query = ExportQuery::new(Kind::Diagnostics, filter(args.filter)?);
-    let mut wh = open_warehouse(&args.db.db)?;
+    let mut r = Reader::open(&args.db.db)?;
     let stdout = io::stdout();
     let out = io::BufWriter::new(stdout.lock());
-    let what = || {
-        format!(
-            "reading diagnostics from {}",
-            store::display_url(&args.db.db)
-        )
-    };
     match args.format {
         DiagnosticsFormat::Text => {
             let mut sink = report::diagnostics::TextWriter::new(out);
-            wh.export(&query, &mut sink).with_context(what)?;
+            r.read(&query, &mut sink, "diagnostics")?;
         }
         DiagnosticsFormat::Csv => {
-            export::write(&mut wh, &query, export::Format::Csv, out).with_context(what)?;
+            let what = r.context("diagnostics");
+            export::write(&mut r.wh, &query, export::Format::Csv, out).context(what)?;
         }
         DiagnosticsFormat::Json => {
-            export::write(&mut wh, &query, export::Format::Json, out).with_context(what)?;
+            let what = r.context("diagnostics");
+            export::write(&mut r.wh, &query, export::Format::Json, out).context(what)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -661,15 +673,12 @@ fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         limit: (args.last > 0).then_some(args.last),
         ..ExportQuery::new(Kind::Tests, f)
     };
-    let mut wh = open_warehouse(&args.db.db)?;
     let mut records = report::Records::default();
-    wh.export(&q, &mut records).with_context(|| {
-        format!(
-            "reading the history of {:?} from {}",
-            args.test,
-            store::display_url(&args.db.db)
-        )
-    })?;
+    Reader::open(&args.db.db)?.read(
+        &q,
+        &mut records,
+        &format!("the history of {:?}", args.test),
+    )?;
     let h = report::history::history(&args.test, &records.records);
     let stdout = io::stdout();
     let out = io::BufWriter::new(stdout.lock());
@@ -755,21 +764,20 @@ fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
         args.new_label.clone(),
         &args,
     )?;
-    let mut wh = open_warehouse(&args.db.db)?;
+    let mut r = Reader::open(&args.db.db)?;
     let mut read = |f: Filter| -> anyhow::Result<(Vec<report::TestRecord>, PerfRows)> {
         let mut records = report::Records::default();
-        wh.export(&ExportQuery::new(Kind::Tests, f.clone()), &mut records)
-            .with_context(|| format!("reading tests from {}", store::display_url(&args.db.db)))?;
+        r.read(
+            &ExportQuery::new(Kind::Tests, f.clone()),
+            &mut records,
+            "tests",
+        )?;
         let mut perf = PerfRows::new(args.by_machine);
-        wh.perf_values(&f, args.by_machine, &mut |t, s, m, k, v| {
+        let what = r.context("perf values");
+        r.wh.perf_values(&f, args.by_machine, &mut |t, s, m, k, v| {
             perf.add(t, s, m, k, v);
         })
-        .with_context(|| {
-            format!(
-                "reading perf values from {}",
-                store::display_url(&args.db.db)
-            )
-        })?;
+        .context(what)?;
         perf.sort();
         Ok((records.records, perf))
     };
@@ -802,10 +810,8 @@ fn flaky(args: StatsArgs) -> anyhow::Result<ExitCode> {
         newest_first: true,
         ..ExportQuery::new(Kind::Tests, filter(args.filter)?)
     };
-    let mut wh = open_warehouse(&args.db.db)?;
     let mut builder = report::flaky::FlakyBuilder::new(args.last);
-    wh.export(&query, &mut builder)
-        .with_context(|| format!("reading tests from {}", store::display_url(&args.db.db)))?;
+    Reader::open(&args.db.db)?.read(&query, &mut builder, "tests")?;
     let r = builder.build(args.switches, args.top);
     let stdout = io::stdout();
     let out = io::BufWriter::new(stdout.lock());
