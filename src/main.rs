@@ -583,25 +583,9 @@ fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
 /// `tko summary --running`: the summary of every job with a RUNNING test.
 fn summary_running(args: &SummaryArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let mut r = Reader::open(&args.db.db)?;
-    let running = Filter {
-        status: vec![Status::Running],
-        ..Filter::default()
-    };
-    let mut jobs = report::JobTags::default();
-    r.read(
-        &ExportQuery::new(Kind::Jobs, running),
-        &mut jobs,
-        "running jobs",
-    )?;
-    for tag in &jobs.tags {
-        let mut job = report::Records::default();
-        r.read(
-            &report::summary_query(Filter::job(tag)),
-            &mut job,
-            &format!("job {tag}"),
-        )?;
-        let lines = report::summarize(&job.records, report::now_epoch());
-        write_summary_as(out, args.format, tag, &lines)?;
+    let what = r.context("running jobs");
+    for (tag, lines) in report::running_jobs(&mut r.wh, report::now_epoch()).context(what)? {
+        write_summary_as(out, args.format, &tag, &lines)?;
     }
     Ok(())
 }

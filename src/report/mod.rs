@@ -23,8 +23,8 @@ pub mod welch;
 
 pub use stats::{write_stats_json, write_stats_text, Stats, StatsBuilder};
 pub use summary::{
-    now_epoch, summarize, summary_query, write_summary, write_summary_json, SummaryJson,
-    SummaryLine,
+    now_epoch, running_jobs, summarize, summary_query, write_summary, write_summary_json,
+    RunningJob, SummaryJson, SummaryLine,
 };
 pub use text::format_elapsed;
 

@@ -47,6 +47,34 @@ pub fn summary_query(filter: crate::query::Filter) -> crate::query::Query {
     }
 }
 
+/// One running job: its tag and summary lines.
+pub type RunningJob = (String, Vec<SummaryLine>);
+
+/// Every job with a RUNNING test (in job tag order) with its summary, as
+/// `tko summary --running` and `GET /api/running` show them.
+pub fn running_jobs(
+    wh: &mut crate::query::Warehouse,
+    now: i64,
+) -> Result<Vec<RunningJob>, crate::query::Error> {
+    let running = crate::query::Filter {
+        status: vec![crate::model::Status::Running],
+        ..crate::query::Filter::default()
+    };
+    let mut tags = super::JobTags::default();
+    wh.export(
+        &crate::query::Query::new(crate::query::Kind::Jobs, running),
+        &mut tags,
+    )?;
+    let mut out = Vec::with_capacity(tags.tags.len());
+    for tag in tags.tags {
+        let mut job = super::Records::default();
+        wh.export(&summary_query(crate::query::Filter::job(&tag)), &mut job)?;
+        let lines = summarize(&job.records, now);
+        out.push((tag, lines));
+    }
+    Ok(out)
+}
+
 /// Seconds since the epoch now: a running test's elapsed time so far.
 pub fn now_epoch() -> i64 {
     jiff::Timestamp::now().as_second()

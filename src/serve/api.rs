@@ -299,28 +299,10 @@ async fn stats(
     Ok(Json(read_stats(&app, a.filter, top).await?.0))
 }
 
-/// One running job: its tag and summary lines.
-pub type RunningJob = (String, Vec<report::SummaryLine>);
-
 /// Every job with a RUNNING test, with its summary (as `tko summary
 /// --running`).
-pub async fn read_running(app: &Arc<App>) -> Result<Vec<RunningJob>, Failure> {
-    run_query(app, |wh| {
-        let running = Filter {
-            status: vec![crate::model::Status::Running],
-            ..Filter::default()
-        };
-        let mut tags = report::JobTags::default();
-        wh.export(&ExportQuery::new(Kind::Jobs, running), &mut tags)?;
-        let mut out = Vec::new();
-        for tag in tags.tags {
-            let mut r = report::Records::default();
-            wh.export(&report::summary_query(Filter::job(&tag)), &mut r)?;
-            out.push((tag, report::summarize(&r.records, report::now_epoch())));
-        }
-        Ok(out)
-    })
-    .await
+pub async fn read_running(app: &Arc<App>) -> Result<Vec<report::RunningJob>, Failure> {
+    run_query(app, |wh| report::running_jobs(wh, report::now_epoch())).await
 }
 
 async fn running(State(app): State<Arc<App>>) -> Result<Json<Value>, Failure> {
