@@ -8,8 +8,7 @@
 
 use super::history::switches;
 use super::text::{one_line, table};
-use super::{flaky_key, Cols, FlakyKey, TestRecord};
-use crate::query::{Column, Sink};
+use super::{flaky_key, Cols, FlakyKey, RecordSink, TestRecord};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -121,20 +120,13 @@ impl FlakyBuilder {
     }
 }
 
-impl Sink for FlakyBuilder {
-    fn begin(&mut self, columns: &[Column]) -> io::Result<()> {
-        self.cols = Some(Cols::find(columns)?);
-        Ok(())
+impl RecordSink for FlakyBuilder {
+    fn cols_slot(&mut self) -> &mut Option<Cols> {
+        &mut self.cols
     }
 
-    fn row(&mut self, fields: &[Option<&str>]) -> io::Result<()> {
-        let r = self.cols.as_ref().expect("begin before row").record(fields);
+    fn take(&mut self, r: TestRecord) {
         self.add(&r);
-        Ok(())
-    }
-
-    fn finish(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

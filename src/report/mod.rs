@@ -139,8 +139,9 @@ pub(crate) fn flaky_key(r: &TestRecord) -> FlakyKey {
     )
 }
 
-/// Column positions of a `tests` export ([`crate::query::TEST_COLUMNS`]).
-pub(crate) struct Cols {
+/// Column positions of a `tests` export ([`crate::query::TEST_COLUMNS`]),
+/// found once per query; opaque outside this module.
+pub struct Cols {
     job_tag: usize,
     label: usize,
     machine: usize,
@@ -218,15 +219,39 @@ pub struct Records {
     pub records: Vec<TestRecord>,
 }
 
-impl Sink for Records {
+impl RecordSink for Records {
+    fn cols_slot(&mut self) -> &mut Option<Cols> {
+        &mut self.cols
+    }
+
+    fn take(&mut self, r: TestRecord) {
+        self.records.push(r);
+    }
+}
+
+/// Something built from the rows of a `tests` query one [`TestRecord`] at
+/// a time (records, stats, flakiness, trends): every such builder is a
+/// query [`Sink`] through the one implementation below.
+pub trait RecordSink {
+    /// Where the sink keeps the column positions found by `begin`.
+    fn cols_slot(&mut self) -> &mut Option<Cols>;
+    /// One record.
+    fn take(&mut self, r: TestRecord);
+}
+
+impl<T: RecordSink> Sink for T {
     fn begin(&mut self, columns: &[Column]) -> io::Result<()> {
-        self.cols = Some(Cols::find(columns)?);
+        *self.cols_slot() = Some(Cols::find(columns)?);
         Ok(())
     }
 
     fn row(&mut self, fields: &[Option<&str>]) -> io::Result<()> {
-        let cols = self.cols.as_ref().expect("begin before row");
-        self.records.push(cols.record(fields));
+        let r = self
+            .cols_slot()
+            .as_ref()
+            .expect("begin before row")
+            .record(fields);
+        self.take(r);
         Ok(())
     }
 

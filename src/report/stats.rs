@@ -4,9 +4,8 @@
 //! written as text tables or one JSON object.
 
 use super::text::{format_elapsed, one_line, table};
-use super::{fails, flaky_key, passes, Cols, FlakyKey, TestRecord};
+use super::{fails, flaky_key, passes, Cols, FlakyKey, RecordSink, TestRecord};
 use crate::model::Status;
-use crate::query::{Column, Sink};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
@@ -275,20 +274,13 @@ impl StatsBuilder {
     }
 }
 
-impl Sink for StatsBuilder {
-    fn begin(&mut self, columns: &[Column]) -> io::Result<()> {
-        self.cols = Some(Cols::find(columns)?);
-        Ok(())
+impl RecordSink for StatsBuilder {
+    fn cols_slot(&mut self) -> &mut Option<Cols> {
+        &mut self.cols
     }
 
-    fn row(&mut self, fields: &[Option<&str>]) -> io::Result<()> {
-        let r = self.cols.as_ref().expect("begin before row").record(fields);
+    fn take(&mut self, r: TestRecord) {
         self.add(&r);
-        Ok(())
-    }
-
-    fn finish(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

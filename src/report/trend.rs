@@ -3,11 +3,9 @@
 //! for a `tests` export, like [`super::StatsBuilder`]). `tko serve` plots
 //! it on its statistics page.
 
-use super::{fails, passes, Cols, TestRecord};
-use crate::query::{Column, Sink};
+use super::{fails, passes, Cols, RecordSink, TestRecord};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io;
 
 /// One day.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -57,20 +55,13 @@ impl TrendBuilder {
     }
 }
 
-impl Sink for TrendBuilder {
-    fn begin(&mut self, columns: &[Column]) -> io::Result<()> {
-        self.cols = Some(Cols::find(columns)?);
-        Ok(())
+impl RecordSink for TrendBuilder {
+    fn cols_slot(&mut self) -> &mut Option<Cols> {
+        &mut self.cols
     }
 
-    fn row(&mut self, fields: &[Option<&str>]) -> io::Result<()> {
-        let r = self.cols.as_ref().expect("begin before row").record(fields);
+    fn take(&mut self, r: TestRecord) {
         self.add(&r);
-        Ok(())
-    }
-
-    fn finish(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 
