@@ -19,6 +19,8 @@ const BOTH: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
 const HOSTILE_TAG: &str = "990-eve/evil";
 const HOSTILE_REASON: &str = "<script>alert(1)</script>";
 const QUOTED_TEST: &str = "it's \"quoted\" <b>";
+const HOSTILE_INFO: &str = "<img src=x onerror=alert(2)>";
+const HOSTILE_KEY: &str = "lat<script>x</script>";
 
 fn tko(args: &[&str], db: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tko"))
@@ -52,12 +54,25 @@ fn write_hostile_job(root: &Path) {
     ] {
         log.push_str(&format!(
             "\tSTART\t{name}\t{name}\ttimestamp=1300000002\tlocaltime=Mar 13 07:06:42\t\n\
+             {info}\
              \t\t{status}\t{name}\t{name}\ttimestamp=1300000003\tlocaltime=Mar 13 07:06:43\t{reason}\n\
-             \tEND {status}\t{name}\t{name}\ttimestamp=1300000003\tlocaltime=Mar 13 07:06:43\t{reason}\n"
+             \tEND {status}\t{name}\t{name}\ttimestamp=1300000003\tlocaltime=Mar 13 07:06:43\t{reason}\n",
+            info = if name == QUOTED_TEST {
+                format!("\t\tINFO\t{name}\t{name}\ttimestamp=1300000002\t{HOSTILE_INFO}\n")
+            } else {
+                String::new()
+            }
         ));
     }
     log.push_str("END GOOD\t----\t----\ttimestamp=1300000100\tlocaltime=Mar 13 07:08:20\t\n");
     std::fs::write(dir.join("status.log"), log).expect("status.log");
+    // An iteration whose attribute and perf key are markup.
+    std::fs::create_dir_all(dir.join("xss/results")).expect("mkdir");
+    std::fs::write(
+        dir.join("xss/results/keyval"),
+        format!("{HOSTILE_KEY}{{attr}}=x\n{HOSTILE_KEY}{{perf}}=1.5\n\n"),
+    )
+    .expect("iteration keyval");
 }
 
 /// A fresh warehouse of `backend` with the example tree and the hostile job.
@@ -210,6 +225,136 @@ fn enc(s: &str) -> String {
     tko::serve::encode(s)
 }
 
+/// A perf value compared by number (`10` and `10.0` alike).
+fn num(v: &Value) -> Value {
+    v.as_f64()
+        .map_or_else(|| v.clone(), |x| serde_json::json!(x))
+}
+
+/// The rows of `tko export KIND --job TAG --format json`.
+fn export_rows(db: &str, kind: &str, tag: &str) -> Vec<Value> {
+    let out = tko(
+        &[
+            "export",
+            kind,
+            "--job",
+            &tko::query::glob_escape(tag),
+            "--format",
+            "json",
+        ],
+        db,
+    );
+    assert!(out.status.success(), "export {kind}: {out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// One job's rows per kind (tests, attributes, iterations, perf, keyvals,
+/// diagnostics), as tuples, from the export.
+fn export_job(db: &str, tag: &str) -> Vec<Vec<Value>> {
+    let pick = |kind: &str, keys: &[&str]| -> Vec<Value> {
+        export_rows(db, kind, tag)
+            .iter()
+            .map(|r| {
+                Value::Array(
+                    keys.iter()
+                        .map(|k| match *k {
+                            "value" | "duration_s" | "line" => num(&r[*k]),
+                            _ => r[*k].clone(),
+                        })
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    vec![
+        pick(
+            "tests",
+            &[
+                "test",
+                "subdir",
+                "status",
+                "reason",
+                "kernel",
+                "kernel_hash",
+                "started_time",
+                "finished_time",
+                "duration_s",
+            ],
+        ),
+        pick("attributes", &["test", "subdir", "attribute", "value"]),
+        pick(
+            "iterations",
+            &["test", "subdir", "iteration", "attribute", "value"],
+        ),
+        pick("perf", &["test", "subdir", "iteration", "key", "value"]),
+        pick("keyvals", &["key", "value"]),
+        pick("diagnostics", &["file", "line", "severity", "message"]),
+    ]
+}
+
+/// The same tuples from `GET /api/jobs/{tag}`'s nested answer.
+fn flatten_job(j: &Value) -> Vec<Vec<Value>> {
+    let arr = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let mut out = vec![Vec::new(); 6];
+    for t in arr(&j["tests"]) {
+        out[0].push(serde_json::json!([
+            t["test"],
+            t["subdir"],
+            t["status"],
+            t["reason"],
+            t["kernel"],
+            t["kernel_hash"],
+            t["started_time"],
+            t["finished_time"],
+            num(&t["duration_s"])
+        ]));
+        for a in arr(&t["attributes"]) {
+            out[1].push(serde_json::json!([
+                t["test"],
+                t["subdir"],
+                a["attribute"],
+                a["value"]
+            ]));
+        }
+        for it in arr(&t["iterations"]) {
+            for a in arr(&it["attributes"]) {
+                out[2].push(serde_json::json!([
+                    t["test"],
+                    t["subdir"],
+                    it["iteration"],
+                    a["attribute"],
+                    a["value"]
+                ]));
+            }
+            for p in arr(&it["perf"]) {
+                out[3].push(serde_json::json!([
+                    t["test"],
+                    t["subdir"],
+                    it["iteration"],
+                    p["key"],
+                    num(&p["value"])
+                ]));
+            }
+        }
+    }
+    for k in arr(&j["keyvals"]) {
+        out[4].push(serde_json::json!([k["key"], k["value"]]));
+    }
+    for d in arr(&j["diagnostics"]) {
+        out[5].push(serde_json::json!([
+            d["file"],
+            num(&d["line"]),
+            d["severity"],
+            d["message"]
+        ]));
+    }
+    out
+}
+
 /// Every API endpoint and page on both stores, compared with the CLI.
 #[test]
 fn every_endpoint_answers_on_both_stores() -> TestResult {
@@ -309,11 +454,13 @@ fn every_endpoint_answers_on_both_stores() -> TestResult {
             assert!(!e["error"].as_str().unwrap().contains("SELECT"), "{e}");
         }
 
-        // One job, its tag percent-encoded as one segment.
+        // One job, its tag percent-encoded as one segment: tests with
+        // their attributes, iterations and information nested in them.
         let r = get(a, &format!("/api/jobs/{}", enc(HOSTILE_TAG)), None);
         assert_eq!(r.status, 200, "{}", r.body);
         let j = r.json();
-        assert_eq!(j["job"]["job_tag"], HOSTILE_TAG);
+        assert_eq!(j["job"]["tag"], HOSTILE_TAG);
+        assert_eq!(j["job"]["user"], "eve");
         let tests: Vec<&str> = j["tests"]
             .as_array()
             .unwrap()
@@ -329,14 +476,64 @@ fn every_endpoint_answers_on_both_stores() -> TestResult {
             .unwrap()
             .iter()
             .any(|l| l["information"] == HOSTILE_REASON));
-        for k in ["keyvals", "attributes", "iterations", "perf", "diagnostics"] {
-            assert!(j[k].is_array(), "{k}");
-        }
-        let r = get(a, "/api/jobs/903-tina%2Fhost9", None).json();
-        assert!(
-            !r["perf"].as_array().unwrap().is_empty(),
-            "tina has perf values"
+        let quoted = j["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["test"] == QUOTED_TEST)
+            .expect("the quoted test");
+        assert_eq!(quoted["information"]["message"], HOSTILE_INFO, "{quoted}");
+        assert_eq!(quoted["information"]["time"], "2011-03-13 07:06:42");
+        let xss = j["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["test"] == "xss")
+            .unwrap();
+        assert_eq!(xss["information"], Value::Null);
+        assert_eq!(
+            xss["iterations"],
+            serde_json::json!([{"iteration": 1, "attributes": [{"attribute": HOSTILE_KEY, "value": "x"}],
+                                "perf": [{"key": HOSTILE_KEY, "value": 1.5}]}])
         );
+        for k in ["attributes", "perf", "iterations", "summary"] {
+            assert!(
+                j.get(k).is_none() || k == "summary",
+                "{k}: nested, not flat"
+            );
+        }
+        let tina = get(a, "/api/jobs/903-tina%2Fhost9", None).json();
+        let perf_test = &tina["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["test"] == "perf")
+            .expect("tina's perf test")["iterations"];
+        assert_eq!(
+            perf_test[0],
+            serde_json::json!({"iteration": 1, "attributes": [], "perf": [{"key": "score", "value": 10.0}]})
+        );
+        assert_eq!(
+            perf_test[1],
+            serde_json::json!({"iteration": 2, "attributes": [{"attribute": "mode", "value": "fast"}], "perf": []})
+        );
+        assert!(
+            perf_test[2]["perf"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!({"key": "big", "value": {"$float": "inf"}})),
+            "{perf_test}"
+        );
+        // Every job's nested rows are exactly the export's rows, in order.
+        for job in list {
+            let tag = job["tag"].as_str().unwrap();
+            let api = get(a, &format!("/api/jobs/{}", enc(tag)), None).json();
+            assert_eq!(
+                flatten_job(&api),
+                export_job(&f.url, tag),
+                "{backend:?} {tag}"
+            );
+        }
         let r = get(a, "/api/jobs/no-such%2Fjob", None);
         assert_eq!(r.status, 404);
         assert!(r.json()["error"].as_str().unwrap().contains("no-such/job"));
@@ -430,6 +627,20 @@ fn every_endpoint_answers_on_both_stores() -> TestResult {
         ] {
             assert!(doc["paths"].get(p).is_some(), "openapi lists {p}");
         }
+        // The nested job answer is described, down to an iteration's perf.
+        let schemas = &doc["components"]["schemas"];
+        for (schema, field) in [
+            ("JobDetail", "tests"),
+            ("TestDetail", "attributes"),
+            ("TestDetail", "iterations"),
+            ("TestDetail", "information"),
+            ("Iteration", "perf"),
+        ] {
+            assert!(
+                schemas[schema]["properties"].get(field).is_some(),
+                "openapi: {schema}.{field}"
+            );
+        }
         let r = get(a, "/api/nothing", None);
         assert_eq!((r.status, r.json()["status"].as_u64()), (404, Some(404)));
 
@@ -490,6 +701,11 @@ fn hostile_values_render_as_text() -> TestResult {
             "{job}"
         );
         assert!(job.contains("it's &quot;quoted&quot; &lt;b&gt;"), "{job}");
+        // The information message and the iteration's key, nested in the
+        // test row, are text too.
+        assert!(job.contains("&lt;img src=x onerror=alert(2)&gt;"), "{job}");
+        assert!(!job.contains("<img"), "{job}");
+        assert!(job.contains("lat&lt;script&gt;x&lt;/script&gt;"), "{job}");
     }
     Ok(())
 }

@@ -155,7 +155,7 @@ impl Sql {
     /// (`E'...'`, backslashes and single quotes doubled — safe whatever
     /// `standard_conforming_strings` says); values are UTF-8 Rust strings
     /// and a NUL (which PostgreSQL text cannot hold) is rejected.
-    fn lit(&mut self, v: &str) -> Result<&mut Sql, Error> {
+    pub(super) fn lit(&mut self, v: &str) -> Result<&mut Sql, Error> {
         match self.dialect {
             Dialect::Sqlite => {
                 self.params.push(v.to_owned());
@@ -274,7 +274,7 @@ impl Pivot {
     }
 }
 
-fn col(name: &str, ty: ColType) -> Column {
+pub(super) fn col(name: &str, ty: ColType) -> Column {
     Column {
         name: name.to_owned(),
         ty,
@@ -289,7 +289,18 @@ pub(super) fn ts(d: Dialect, c: &str) -> String {
     }
 }
 
-fn float(d: Dialect, c: &str) -> String {
+/// A test's finished minus started time in whole seconds (`t` in scope).
+pub(super) fn duration(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Postgres => "EXTRACT(EPOCH FROM t.finished_time - t.started_time)::bigint",
+        Dialect::Sqlite => {
+            "CAST(strftime('%s', t.finished_time) AS INTEGER) \
+             - CAST(strftime('%s', t.started_time) AS INTEGER)"
+        }
+    }
+}
+
+pub(super) fn float(d: Dialect, c: &str) -> String {
     match d {
         // Shortest round-trip text (extra_float_digits = 1, set per
         // session); NaN as NULL because SQLite stores NaN as NULL; `+ 0`
@@ -566,13 +577,7 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
             } else {
                 (String::new(), "")
             };
-            let duration = match d {
-                Dialect::Postgres => "EXTRACT(EPOCH FROM t.finished_time - t.started_time)::bigint",
-                Dialect::Sqlite => {
-                    "CAST(strftime('%s', t.finished_time) AS INTEGER) \
-                     - CAST(strftime('%s', t.started_time) AS INTEGER)"
-                }
-            };
+            let duration = duration(d);
             q.push(&format!(
                 "SELECT j.tag, j.afe_job_id, j.label, j.username, m.hostname, m.machine_group, \
                  k.base, k.kernel_hash, t.test, t.subdir, s.word, t.reason, {}, {}, \

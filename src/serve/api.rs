@@ -6,7 +6,7 @@
 use super::{run_query, App, Failure};
 use crate::export::{self, Format};
 use crate::query::{
-    parse_status, parse_time, Filter, JobPage, Kind, Query as ExportQuery, Warehouse,
+    parse_status, parse_time, Filter, JobDetail, JobPage, Kind, Query as ExportQuery, Warehouse,
 };
 use crate::report::{self, Stats};
 use axum::extract::{Path, Query, State};
@@ -181,50 +181,52 @@ pub fn rows_json(
         .collect())
 }
 
-/// Everything about one job.
+/// `GET /api/jobs/{tag}`: the job in full (tests with their attributes,
+/// iterations and information nested) plus its testcase summary.
 #[derive(Debug, Serialize)]
-pub struct JobDetail {
-    /// The `jobs` export row.
-    pub job: Value,
-    /// Job keyvals.
-    pub keyvals: Vec<Value>,
-    /// The summary lines (`tko summary`).
+pub struct JobAnswer {
+    /// The job, keyvals, tests, diagnostics.
+    #[serde(flatten)]
+    pub detail: JobDetail,
+    /// The summary lines (`tko summary`), one per test name.
     pub summary: Vec<report::SummaryLine>,
-    /// The `tests` export rows.
-    pub tests: Vec<Value>,
-    /// Test attributes (with test and subdir).
-    pub attributes: Vec<Value>,
-    /// Iteration attributes.
-    pub iterations: Vec<Value>,
-    /// Perf values.
-    pub perf: Vec<Value>,
-    /// Parser diagnostics.
-    pub diagnostics: Vec<Value>,
 }
 
-/// Reads job `tag`; `None` when there is no such job.
-pub fn read_job(wh: &mut Warehouse, tag: &str) -> Result<Option<JobDetail>, crate::query::Error> {
-    let f = Filter::job(tag);
-    let q = |k| ExportQuery::new(k, f.clone());
-    let Some(job) = rows_json(wh, &q(Kind::Jobs))?.into_iter().next() else {
-        return Ok(None);
-    };
-    let mut records = report::Records::default();
-    wh.export(&report::summary_query(f.clone()), &mut records)?;
-    Ok(Some(JobDetail {
-        job,
-        keyvals: rows_json(wh, &q(Kind::Keyvals))?,
-        summary: report::summarize(&records.records, report::now_epoch()),
-        tests: rows_json(wh, &q(Kind::Tests))?,
-        attributes: rows_json(wh, &q(Kind::Attributes))?,
-        iterations: rows_json(wh, &q(Kind::Iterations))?,
-        perf: rows_json(wh, &q(Kind::Perf))?,
-        diagnostics: rows_json(wh, &q(Kind::Diagnostics))?,
+/// The records `tko summary` reads, from a job read in full.
+pub fn records(d: &JobDetail) -> Vec<report::TestRecord> {
+    let j = &d.job;
+    d.tests
+        .iter()
+        .map(|t| report::TestRecord {
+            job_tag: j.tag.clone(),
+            label: j.label.clone(),
+            machine: j.machine.clone(),
+            machine_group: j.machine_group.clone(),
+            kernel: t.kernel.clone(),
+            test: t.test.clone().unwrap_or_default(),
+            subdir: t.subdir.clone(),
+            status: t.status.clone(),
+            reason: t.reason.clone(),
+            duration_s: t.duration_s,
+            finished_time: t.finished_time.clone(),
+            started_time: t.started_time.clone(),
+            information: t.information.as_ref().map(|i| i.message.clone()),
+            information_time: t.information.as_ref().and_then(|i| i.time.clone()),
+            job_finished_time: j.finished_time.clone(),
+        })
+        .collect()
+}
+
+/// Reads job `tag` (one statement); `None` when there is no such job.
+pub fn read_job(wh: &mut Warehouse, tag: &str) -> Result<Option<JobAnswer>, crate::query::Error> {
+    Ok(wh.job_detail(tag)?.map(|detail| JobAnswer {
+        summary: report::summarize(&records(&detail), report::now_epoch()),
+        detail,
     }))
 }
 
 /// Job `tag` or a 404.
-pub async fn job_detail(app: &Arc<App>, tag: String) -> Result<JobDetail, Failure> {
+pub async fn job_detail(app: &Arc<App>, tag: String) -> Result<JobAnswer, Failure> {
     let t = tag.clone();
     run_query(app, move |wh| read_job(wh, &t))
         .await?
@@ -234,7 +236,7 @@ pub async fn job_detail(app: &Arc<App>, tag: String) -> Result<JobDetail, Failur
 async fn job(
     State(app): State<Arc<App>>,
     Path(tag): Path<String>,
-) -> Result<Json<JobDetail>, Failure> {
+) -> Result<Json<JobAnswer>, Failure> {
     Ok(Json(job_detail(&app, tag).await?))
 }
 

@@ -15,7 +15,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
-use serde_json::Value;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -168,19 +167,44 @@ async fn jobs(State(app): State<Arc<App>>, Query(p): Query<Params>) -> Response 
     .into_response()
 }
 
-fn text(v: &Value, k: &str) -> String {
-    match v.get(k) {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
+fn opt(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("")
 }
 
-fn rows_table(rows: &[Value], cols: &[&str]) -> Markup {
+/// A test's attributes and iterations, shown on demand.
+fn test_extras(t: &crate::query::jobdetail::TestDetail) -> Markup {
+    let perf_text = |v: Option<f64>| match v {
+        None => String::from("NaN"),
+        Some(x) => x.to_string(),
+    };
     html! {
-        table {
-            thead { tr { @for c in cols { th { (c) } } } }
-            tbody { @for r in rows { tr { @for c in cols { td { (text(r, c)) } } } } }
+        @if !t.attributes.is_empty() || !t.iterations.is_empty() {
+            details.extras {
+                summary { (t.attributes.len()) " attributes, " (t.iterations.len()) " iterations" }
+                @if !t.attributes.is_empty() {
+                    table.attributes {
+                        thead { tr { th { "Attribute" } th { "Value" } } }
+                        tbody { @for a in &t.attributes {
+                            tr { td { (opt(&a.attribute)) } td { (opt(&a.value)) } }
+                        } }
+                    }
+                }
+                @if !t.iterations.is_empty() {
+                    table.iterations {
+                        thead { tr { th { "Iteration" } th { "Kind" } th { "Key" } th { "Value" } } }
+                        tbody { @for it in &t.iterations {
+                            @for a in &it.attributes {
+                                tr { td { (it.iteration.map(|i| i.to_string()).unwrap_or_default()) }
+                                     td { "attr" } td { (opt(&a.attribute)) } td { (opt(&a.value)) } }
+                            }
+                            @for p in &it.perf {
+                                tr { td { (it.iteration.map(|i| i.to_string()).unwrap_or_default()) }
+                                     td { "perf" } td { (opt(&p.key)) } td { (perf_text(p.value)) } }
+                            }
+                        } }
+                    }
+                }
+            }
         }
     }
 }
@@ -190,17 +214,26 @@ async fn job(State(app): State<Arc<App>>, Path(tag): Path<String>) -> Response {
         Ok(d) => d,
         Err(f) => return error_page(f),
     };
-    let j = &d.job;
+    let j = &d.detail.job;
+    let fields: [(&str, String); 9] = [
+        ("label", opt(&j.label).to_owned()),
+        ("user", opt(&j.user).to_owned()),
+        ("machine", opt(&j.machine).to_owned()),
+        ("machine_group", opt(&j.machine_group).to_owned()),
+        ("machine_owner", opt(&j.machine_owner).to_owned()),
+        (
+            "afe_job_id",
+            j.afe_job_id.map(|i| i.to_string()).unwrap_or_default(),
+        ),
+        ("queued_time", opt(&j.queued_time).to_owned()),
+        ("started_time", opt(&j.started_time).to_owned()),
+        ("finished_time", opt(&j.finished_time).to_owned()),
+    ];
     layout(
         &format!("Job {tag}"),
         None,
         html! {
-            dl.job {
-                @for k in ["label", "username", "machine", "machine_group", "afe_job_id",
-                           "queued_time", "started_time", "finished_time"] {
-                    dt { (k) } dd { (text(j, k)) }
-                }
-            }
+            dl.job { @for (k, v) in &fields { dt { (k) } dd { (v) } } }
             h2 { "Tests" }
             table.summary {
                 thead { tr {
@@ -220,27 +253,45 @@ async fn job(State(app): State<Arc<App>>, Path(tag): Path<String>) -> Response {
                     }
                 }
             }
-            details {
-                summary { "Test rows (" (d.tests.len()) ")" }
-                (rows_table(&d.tests, &["test", "subdir", "status", "reason", "kernel",
-                                        "started_time", "finished_time", "duration_s"]))
+            h2 { "Test runs" }
+            table.runs {
+                thead { tr {
+                    th { "Test" } th { "Subdir" } th { "Status" } th { "Reason" } th { "Kernel" }
+                    th { "Started" } th { "Finished" } th { "Seconds" } th { "Information" }
+                    th { "Attributes and iterations" }
+                } }
+                tbody {
+                    @for t in &d.detail.tests {
+                        tr {
+                            td.test { (opt(&t.test)) } td { (opt(&t.subdir)) }
+                            td class=(status_class(&t.status)) { (t.status) }
+                            td.info { (opt(&t.reason)) } td { (opt(&t.kernel)) }
+                            td { (opt(&t.started_time)) } td { (opt(&t.finished_time)) }
+                            td { (t.duration_s.map(|s| s.to_string()).unwrap_or_default()) }
+                            td.info { @if let Some(i) = &t.information { (i.message) } }
+                            td { (test_extras(t)) }
+                        }
+                    }
+                }
             }
             details {
-                summary { "Attributes (" (d.attributes.len()) ")" }
-                (rows_table(&d.attributes, &["test", "subdir", "attribute", "value"]))
-            }
-            details {
-                summary { "Iterations (" (d.iterations.len()) " attributes, " (d.perf.len()) " perf values)" }
-                (rows_table(&d.iterations, &["test", "subdir", "iteration", "attribute", "value"]))
-                (rows_table(&d.perf, &["test", "subdir", "iteration", "key", "value"]))
-            }
-            details {
-                summary { "Keyvals (" (d.keyvals.len()) ")" }
-                (rows_table(&d.keyvals, &["key", "value"]))
+                summary { "Keyvals (" (d.detail.keyvals.len()) ")" }
+                table {
+                    thead { tr { th { "Key" } th { "Value" } } }
+                    tbody { @for k in &d.detail.keyvals { tr { td { (k.key) } td { (opt(&k.value)) } } } }
+                }
             }
             h2 { "Diagnostics" }
-            @if d.diagnostics.is_empty() { p { "None." } }
-            @else { (rows_table(&d.diagnostics, &["file", "line", "severity", "message"])) }
+            @if d.detail.diagnostics.is_empty() { p { "None." } }
+            @else {
+                table.diagnostics {
+                    thead { tr { th { "File" } th { "Line" } th { "Severity" } th { "Message" } } }
+                    tbody { @for g in &d.detail.diagnostics {
+                        tr { td { (opt(&g.file)) } td { (g.line.map(|l| l.to_string()).unwrap_or_default()) }
+                             td { (g.severity) } td { (opt(&g.message)) } }
+                    } }
+                }
+            }
             p { a href=(format!("/api/jobs/{}", encode(&tag))) { "This job as JSON" } }
         },
     )
