@@ -75,6 +75,83 @@ fn write_hostile_job(root: &Path) {
     .expect("iteration keyval");
 }
 
+const HOSTILE_KERNEL: &str = "<i>6.0</i>";
+
+/// Writes job `tag` under `root`: one GOOD test `bench` on `kernel`,
+/// finished at epoch `t`, with perf key `lat` = each of `values` (one
+/// iteration each) and, on the hostile kernel, also [`HOSTILE_KEY`].
+fn write_perf_job(root: &Path, tag: &str, kernel: &str, t: i64, values: &[f64]) {
+    let dir = root.join(tag);
+    std::fs::create_dir_all(dir.join("bench/results")).expect("mkdir");
+    std::fs::write(
+        dir.join("keyval"),
+        format!(
+            "hostname=perfhost\njob_started={}\nstatus_version=1\nuser=pat\n",
+            t - 10
+        ),
+    )
+    .expect("keyval");
+    std::fs::write(
+        dir.join("status.log"),
+        format!(
+            "INFO\t----\t----\tkernel={kernel}\ttimestamp={a}\t\n\
+             START\t----\t----\ttimestamp={a}\t\n\
+             \tSTART\tbench\tbench\ttimestamp={a}\t\n\
+             \tEND GOOD\tbench\tbench\ttimestamp={t}\tdone\n\
+             END GOOD\t----\t----\ttimestamp={t}\t\n",
+            a = t - 5
+        ),
+    )
+    .expect("status.log");
+    let mut kv = String::new();
+    for v in values {
+        kv.push_str(&format!("lat{{perf}}={v}\n"));
+        if kernel == HOSTILE_KERNEL {
+            kv.push_str(&format!("{HOSTILE_KEY}{{perf}}=9\n"));
+        }
+        kv.push('\n');
+    }
+    std::fs::write(dir.join("bench/results/keyval"), kv).expect("iteration keyval");
+}
+
+/// Loads three runs of `bench` (kernels 5.1, 5.2 and a hostile one, the
+/// last with two iterations) into `f`.
+fn load_perf_jobs(f: &Fresh) {
+    let root = tempfile::tempdir().expect("temp dir");
+    write_perf_job(
+        root.path(),
+        "801-pat/perfhost",
+        "5.1",
+        1_300_001_000,
+        &[1.5],
+    );
+    write_perf_job(
+        root.path(),
+        "802-pat/perfhost",
+        "5.2",
+        1_300_002_000,
+        &[2.5],
+    );
+    write_perf_job(
+        root.path(),
+        "803-pat/perfhost",
+        HOSTILE_KERNEL,
+        1_300_003_000,
+        &[3.5, 4.5],
+    );
+    let out = tko(
+        &[
+            "load",
+            "--quiet",
+            "--level",
+            "2",
+            root.path().to_str().unwrap(),
+        ],
+        &f.url,
+    );
+    assert_eq!(out.status.code(), Some(0), "load perf jobs: {out:?}");
+}
+
 /// A fresh warehouse of `backend` with the example tree and the hostile job.
 fn loaded(backend: Backend) -> Fresh {
     let f = fresh(backend);
@@ -624,6 +701,7 @@ fn every_endpoint_answers_on_both_stores() -> TestResult {
             "/api/stats",
             "/api/running",
             "/api/history",
+            "/api/history/perf",
         ] {
             assert!(doc["paths"].get(p).is_some(), "openapi lists {p}");
         }
@@ -706,6 +784,112 @@ fn hostile_values_render_as_text() -> TestResult {
         assert!(job.contains("&lt;img src=x onerror=alert(2)&gt;"), "{job}");
         assert!(!job.contains("<img"), "{job}");
         assert!(job.contains("lat&lt;script&gt;x&lt;/script&gt;"), "{job}");
+    }
+    Ok(())
+}
+
+/// One perf key over time and over kernels: the values as JSON and as a
+/// server-side SVG plot, hostile kernel and key names as text.
+#[test]
+fn perf_key_history_is_plotted() -> TestResult {
+    for backend in BOTH {
+        let f = loaded(backend);
+        load_perf_jobs(&f);
+        let srv = serve(&f.url, &[]);
+        let a = &srv.addr;
+
+        let r = get(a, "/api/history/perf?test=bench&key=lat", None);
+        assert_eq!(r.status, 200, "{backend:?}: {}", r.body);
+        let v = r.json();
+        assert_eq!((&v["test"], &v["key"]), (&"bench".into(), &"lat".into()));
+        let pts = v["points"].as_array().unwrap();
+        let got: Vec<(f64, &str, &str, i64)> = pts
+            .iter()
+            .map(|p| {
+                (
+                    p["value"].as_f64().unwrap(),
+                    p["kernel"].as_str().unwrap(),
+                    p["job"].as_str().unwrap(),
+                    p["iteration"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (3.5, HOSTILE_KERNEL, "803-pat/perfhost", 1),
+                (4.5, HOSTILE_KERNEL, "803-pat/perfhost", 2),
+                (2.5, "5.2", "802-pat/perfhost", 1),
+                (1.5, "5.1", "801-pat/perfhost", 1),
+            ],
+            "{backend:?}: newest run first"
+        );
+        assert_eq!(pts[0]["time"], "2011-03-13 07:56:40");
+        assert_eq!(pts[0]["machine"], "perfhost");
+        let r = get(
+            a,
+            "/api/history/perf?test=bench&key=lat&last=2&kernel=5.*",
+            None,
+        )
+        .json();
+        assert_eq!(r["points"].as_array().unwrap().len(), 2, "{r}");
+        assert_eq!(r["points"][0]["kernel"], "5.2");
+        for (q, param) in [
+            ("test=bench", "key"),
+            ("key=lat", "test"),
+            ("test=bench&key=lat&by=kernel", "by"),
+            ("test=bench&key=lat&last=0", "last"),
+        ] {
+            let r = get(a, &format!("/api/history/perf?{q}"), None);
+            assert_eq!(r.status, 400, "{q}: {}", r.body);
+            assert_eq!(r.json()["parameter"], param, "{q}");
+        }
+        assert_eq!(
+            get(a, "/history?test=bench&key=lat&by=bogus", None).status,
+            400
+        );
+
+        // Over time: a dot per value, the key list, hostile names as text.
+        let page = get(a, "/history?test=bench&key=lat", None);
+        assert_eq!(page.status, 200, "{}", page.body);
+        let b = &page.body;
+        assert!(b.contains("aria-label=\"lat of bench by time\""), "{b}");
+        assert_eq!(b.matches("<circle").count(), 4, "{b}");
+        assert!(b.contains("<polyline"), "{b}");
+        assert!(b.contains("2011-03-13 07:23:20") && b.contains("2011-03-13 07:56:40"));
+        assert!(
+            b.contains("lat&lt;script&gt;x&lt;/script&gt;"),
+            "key list: {b}"
+        );
+        assert!(b.contains(&format!("key={}", enc(HOSTILE_KEY))), "{b}");
+        // Over kernels: one column per kernel, oldest first, labels escaped.
+        let b = get(a, "/history?test=bench&key=lat&by=kernel", None).body;
+        assert!(b.contains("aria-label=\"lat of bench by kernel\""), "{b}");
+        assert_eq!(b.matches("<circle").count(), 4, "{b}");
+        let labels: Vec<&str> = b
+            .split("<text class=\"x\"")
+            .skip(1)
+            .map(|t| {
+                t.split_once('>')
+                    .unwrap()
+                    .1
+                    .split_once("</text>")
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        assert_eq!(labels, ["5.1", "5.2", "&lt;i&gt;6.0&lt;/i&gt;"], "{b}");
+        assert!(!b.contains("<i>"), "{b}");
+        // The hostile key's own plot.
+        let b = get(
+            a,
+            &format!("/history?test=bench&key={}", enc(HOSTILE_KEY)),
+            None,
+        )
+        .body;
+        assert_eq!(b.matches("<circle").count(), 2, "{b}");
+        assert!(!b.contains("<script"), "{b}");
+        assert!(b.contains("lat&lt;script&gt;x&lt;/script&gt; of bench by time"));
     }
     Ok(())
 }
@@ -819,6 +1003,7 @@ fn chromium_renders_the_pages() -> TestResult {
          as .ci/run does); this test never skips"
     );
     let f = loaded(Backend::Sqlite);
+    load_perf_jobs(&f);
     let srv = serve(&f.url, &[]);
     let dump = |path: &str| -> String {
         let profile = tempfile::tempdir().expect("profile dir");
@@ -862,5 +1047,12 @@ fn chromium_renders_the_pages() -> TestResult {
     assert!(job.contains("it's \"quoted\" &lt;b&gt;"), "{job}");
     let frank = dump(&format!("/jobs/{}", enc("300-frank/host3")));
     assert!(frank.contains("class=\"summary\""), "{frank}");
+    // The perf plot over kernels: an SVG in the DOM, a dot per value, the
+    // hostile kernel a text node of an axis label.
+    let plot = dump("/history?test=bench&key=lat&by=kernel");
+    assert!(plot.contains("<svg"), "{plot}");
+    assert_eq!(plot.matches("<circle").count(), 4, "{plot}");
+    assert!(plot.contains(">&lt;i&gt;6.0&lt;/i&gt;</text>"), "{plot}");
+    assert!(!plot.contains("<i>"), "no <i> element: {plot}");
     Ok(())
 }

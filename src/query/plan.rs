@@ -410,7 +410,7 @@ fn time_window(q: &mut Sql, f: &Filter, column: &str) -> Result<(), Error> {
 }
 
 /// Conditions on tests (`t`, `k`, `s` in scope).
-fn test_conds(q: &mut Sql, f: &Filter, with_time: bool) -> Result<(), Error> {
+pub(super) fn test_conds(q: &mut Sql, f: &Filter, with_time: bool) -> Result<(), Error> {
     if let Some(g) = &f.test {
         glob_cond(q, "t.test", g)?;
     }
