@@ -894,6 +894,33 @@ fn perf_key_history_is_plotted() -> TestResult {
     Ok(())
 }
 
+/// A database failure is a JSON 503 that shows no SQL and no server
+/// detail; the broken connection is dropped and the next request works.
+#[test]
+fn a_lost_connection_is_a_json_503_then_recovers() -> TestResult {
+    let f = loaded(Backend::Postgres);
+    let srv = serve(&f.url, &[]);
+    let a = &srv.addr;
+    assert_eq!(get(a, "/api/jobs", None).status, 200);
+    let mut admin = postgres::Client::connect(&f.url, postgres::NoTls)?;
+    admin.batch_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )?;
+    let r = get(a, "/api/jobs", None);
+    assert_eq!(r.status, 503, "{}", r.body);
+    let e = r.json();
+    assert_eq!(e["status"], 503);
+    let msg = e["error"].as_str().unwrap();
+    for leak in ["SELECT", "COPY", "tko_", "terminat", "FATAL"] {
+        assert!(!msg.contains(leak), "{leak} in {msg}");
+    }
+    let page = get(a, "/jobs/x", None);
+    assert!(page.status == 200 || page.status == 404, "{}", page.status);
+    assert_eq!(get(a, "/api/jobs", None).status, 200, "reconnected");
+    Ok(())
+}
+
 /// With a token file every request needs the token; off loopback the
 /// token file is required.
 #[test]

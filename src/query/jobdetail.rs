@@ -305,7 +305,6 @@ impl Warehouse {
     /// such job; one statement.
     pub fn job_detail(&mut self, tag: &str) -> Result<Option<JobDetail>, Error> {
         let p = plan(tag, self.dialect())?;
-        self.pg_session()?;
         let mut job: Option<JobInfo> = None;
         let mut keyvals: Vec<(i64, Keyval)> = Vec::new();
         let mut tests: Vec<(i64, TestDetail)> = Vec::new();

@@ -107,7 +107,6 @@ impl Warehouse {
         let limit = limit.max(1);
         let before = cursor.map(parse_cursor).transpose()?;
         let p = plan(f, limit, before, self.dialect())?;
-        self.pg_session()?;
         let mut jobs: Vec<(i64, JobSummary)> = Vec::new();
         self.rows(&p, &mut |r| {
             let idx: i64 = r[0].and_then(|v| v.parse().ok()).unwrap_or_default();

@@ -76,7 +76,6 @@ impl Warehouse {
     ) -> Result<Vec<PerfPoint>, Error> {
         f.validate()?;
         let p = plan(f, key, limit, self.dialect())?;
-        self.pg_session()?;
         let mut out = Vec::new();
         self.rows(&p, &mut |r| {
             let value = r[5].and_then(|v| v.parse::<f64>().ok());
@@ -99,7 +98,6 @@ impl Warehouse {
     pub fn perf_keys(&mut self, f: &Filter) -> Result<Vec<String>, Error> {
         f.validate()?;
         let p = perf_keys_plan(f, self.dialect())?;
-        self.pg_session()?;
         let mut keys = Vec::new();
         self.rows(&p, &mut |r| {
             keys.push(r[0].unwrap_or_default().to_owned());

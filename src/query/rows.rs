@@ -61,9 +61,16 @@ impl Warehouse {
     /// Opens an existing warehouse (`postgres://…`/`postgresql://…` or
     /// `sqlite:PATH`), never creating one: the one place read commands
     /// open the warehouse.
+    /// PostgreSQL sessions get the settings the SQL relies on
+    /// (`extra_float_digits = 1`) once, here, not before every statement.
     pub fn open(url: &str) -> Result<Warehouse, Error> {
         Ok(match store::open_existing(url)? {
-            store::Opened::Postgres(s) => Warehouse::Postgres(s),
+            store::Opened::Postgres(mut s) => {
+                s.client()
+                    .batch_execute("SET extra_float_digits = 1")
+                    .map_err(db("session settings"))?;
+                Warehouse::Postgres(s)
+            }
             store::Opened::Sqlite(s) => Warehouse::Sqlite(s),
         })
     }
@@ -83,8 +90,7 @@ impl Warehouse {
             pg.client()
                 .batch_execute(&format!(
                     "SET default_transaction_read_only = on; \
-                     SET statement_timeout = {timeout_ms}; \
-                     SET extra_float_digits = 1"
+                     SET statement_timeout = {timeout_ms}"
                 ))
                 .map_err(db("read-only session settings"))?;
         }
@@ -104,9 +110,6 @@ impl Warehouse {
     pub fn export(&mut self, query: &Query, sink: &mut dyn Sink) -> Result<u64, Error> {
         query.filter.validate()?;
         let d = self.dialect();
-        if d == Dialect::Postgres {
-            self.pg_session()?;
-        }
         let keys = if query.kind == Kind::Perf && query.wide {
             let kp = perf_keys_plan(&query.filter, d)?;
             let mut keys = Vec::new();
@@ -206,16 +209,6 @@ impl Warehouse {
                 })
             }
         }
-    }
-
-    /// Session settings the PostgreSQL SQL relies on.
-    pub(super) fn pg_session(&mut self) -> Result<(), Error> {
-        if let Warehouse::Postgres(pg) = self {
-            pg.client()
-                .batch_execute("SET extra_float_digits = 1")
-                .map_err(db("session settings"))?;
-        }
-        Ok(())
     }
 
     /// Runs a plan and calls `each` with every row's fields as text.
