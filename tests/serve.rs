@@ -511,6 +511,18 @@ fn every_endpoint_answers_on_both_stores() -> TestResult {
         // Filters.
         let r = get(a, "/api/jobs?status=fail&machine=evil", None).json();
         assert_eq!(r["jobs"].as_array().unwrap().len(), 1);
+        // A value with quotes and markup, twice (the second run reuses the
+        // statement prepared on this connection).
+        for _ in 0..2 {
+            let r = get(a, &format!("/api/jobs?test={}", enc(QUOTED_TEST)), None).json();
+            let tags: Vec<&Value> = r["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| &j["tag"])
+                .collect();
+            assert_eq!(tags, [HOSTILE_TAG], "{backend:?}");
+        }
         let r = get(a, "/api/jobs?test=sleeptest", None).json();
         assert!(r["jobs"]
             .as_array()

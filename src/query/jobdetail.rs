@@ -4,7 +4,8 @@
 //! The statement is a `UNION ALL` of one branch per table, every branch
 //! reaching its rows through the job's index (`tko_jobs.tag`,
 //! `tko_tests.job_idx`, then the `test_idx` indexes), so a job page costs one
-//! round trip however many tests it has. Rows are put in the export order
+//! round trip however many tests it has, with its plan kept per
+//! connection ([`Warehouse::rows_prepared`]: the tag is a parameter). Rows are put in the export order
 //! (byte order of text, as `COLLATE "C"`) here, not in SQL.
 
 use super::plan::{col, duration, float, ts, ColType, Column, Dialect, Plan, Sql};
@@ -162,7 +163,7 @@ const TEXTS: usize = 10;
 /// keyval, `t` test, `a` test attribute, `i` iteration attribute, `p`
 /// perf value, `d` diagnostic.
 fn plan(tag: &str, d: Dialect) -> Result<Plan, Error> {
-    let mut q = Sql::new(d);
+    let mut q = Sql::bound(d);
     let (bigint, text, float8) = match d {
         Dialect::Postgres => ("NULL::bigint", "NULL::text", "NULL::float8"),
         Dialect::Sqlite => ("NULL", "NULL", "NULL"),
@@ -312,7 +313,7 @@ impl Warehouse {
         let mut attrs: Vec<(i64, bool, Option<i64>, Attribute)> = Vec::new();
         let mut perf: Vec<(i64, Option<i64>, Perf)> = Vec::new();
         let mut diagnostics: Vec<Diagnostic> = Vec::new();
-        self.rows(&p, &mut |r| {
+        self.rows_prepared(&p, &mut |r| {
             let int = |i: usize| r[i].and_then(|v| v.parse::<i64>().ok());
             let t = |i: usize| r[3 + i].map(str::to_owned);
             match r[0] {
@@ -460,5 +461,25 @@ impl Warehouse {
             tests: tests.into_iter().map(|(_, t)| t).collect(),
             diagnostics,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_statement_every_branch_by_the_tag() {
+        for d in [Dialect::Postgres, Dialect::Sqlite] {
+            let p = plan("1-a/b", d).unwrap();
+            assert_eq!(p.sql.matches(" UNION ALL ").count(), 6, "{}", p.sql);
+            let tag_refs = match d {
+                Dialect::Postgres => p.sql.matches("tag = $").count(),
+                Dialect::Sqlite => p.sql.matches("tag = ?").count(),
+            };
+            assert_eq!(tag_refs, 7, "{}", p.sql);
+            assert_eq!(p.params, vec!["1-a/b".to_owned(); 7]);
+            assert!(!p.sql.contains("1-a/b"), "values are parameters");
+        }
     }
 }
