@@ -74,20 +74,23 @@ fn plan(f: &Filter, limit: u64, before: Option<i64>, d: super::Dialect) -> Resul
     }
     inner.push(" ORDER BY j.job_idx DESC LIMIT ");
     inner.int(i64::try_from(limit + 1).unwrap_or(i64::MAX))?;
+    // The page's jobs first; then its tests counted per job and status
+    // (grouping two integers, not the job's text columns), named last.
     let sql = format!(
-        "SELECT j.job_idx, j.tag, j.afe_job_id, j.label, j.username, m.hostname, {}, {}, {}, \
-         s.word, count(t.test_idx) \
-         FROM tko_jobs j JOIN tko_machines m ON m.machine_idx = j.machine_idx \
-         LEFT JOIN tko_tests t ON t.job_idx = j.job_idx \
-         LEFT JOIN tko_status s ON s.status_idx = t.status \
-         WHERE j.job_idx IN ({}) \
-         GROUP BY j.job_idx, j.tag, j.afe_job_id, j.label, j.username, m.hostname, \
-         j.queued_time, j.started_time, j.finished_time, s.word \
+        "WITH page AS ({}), \
+         c AS (SELECT t.job_idx, t.status, count(*) AS n FROM tko_tests t \
+               WHERE t.job_idx IN (SELECT job_idx FROM page) GROUP BY t.job_idx, t.status) \
+         SELECT j.job_idx, j.tag, j.afe_job_id, j.label, j.username, m.hostname, {}, {}, {}, \
+         s.word, c.n \
+         FROM page p JOIN tko_jobs j ON j.job_idx = p.job_idx \
+         JOIN tko_machines m ON m.machine_idx = j.machine_idx \
+         LEFT JOIN c ON c.job_idx = j.job_idx \
+         LEFT JOIN tko_status s ON s.status_idx = c.status \
          ORDER BY j.job_idx DESC",
+        inner.text,
         ts(d, "j.queued_time"),
         ts(d, "j.started_time"),
         ts(d, "j.finished_time"),
-        inner.text
     );
     Ok(Plan {
         sql,
