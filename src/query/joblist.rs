@@ -76,16 +76,18 @@ fn plan(f: &Filter, limit: u64, before: Option<i64>, d: super::Dialect) -> Resul
     inner.int(i64::try_from(limit + 1).unwrap_or(i64::MAX))?;
     // The page's jobs first; then its tests counted per job and status
     // (grouping two integers, not the job's text columns), named last.
+    // Jobs are found by key from the page (`IN`): SQLite, not knowing the
+    // bound limit, would otherwise scan every job and probe the page.
     let sql = format!(
         "WITH page AS ({}), \
          c AS (SELECT t.job_idx, t.status, count(*) AS n FROM tko_tests t \
                WHERE t.job_idx IN (SELECT job_idx FROM page) GROUP BY t.job_idx, t.status) \
          SELECT j.job_idx, j.tag, j.afe_job_id, j.label, j.username, m.hostname, {}, {}, {}, \
          s.word, c.n \
-         FROM page p JOIN tko_jobs j ON j.job_idx = p.job_idx \
-         JOIN tko_machines m ON m.machine_idx = j.machine_idx \
+         FROM tko_jobs j JOIN tko_machines m ON m.machine_idx = j.machine_idx \
          LEFT JOIN c ON c.job_idx = j.job_idx \
          LEFT JOIN tko_status s ON s.status_idx = c.status \
+         WHERE j.job_idx IN (SELECT job_idx FROM page) \
          ORDER BY j.job_idx DESC",
         inner.text,
         ts(d, "j.queued_time"),
