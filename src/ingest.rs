@@ -7,13 +7,14 @@
 //! panic or a lost job.
 
 use crate::discover::{afe_job_id, JobDir};
-use crate::model::{Diagnostic, Job, Severity, Status, Test, Value};
+use crate::model::{Diagnostic, Job, KeyMap, Severity, Status, Test, Value};
 use crate::parse::{self, keyval::Keyval, v0, v1, Problem, TestResult};
 use crate::text;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use xxhash_rust::xxh3::Xxh3;
 
 /// Parses many job directories in parallel; output order is input order.
 pub fn parse_jobs(dirs: &[JobDir]) -> Vec<Result<Job, ReadError>> {
@@ -126,8 +127,11 @@ pub struct Parsed {
     pub path: PathBuf,
     /// The job tree.
     pub job: Job,
-    /// md5 over the path and bytes of every file the parser read: changes
-    /// exactly when the parse could change.
+    /// A 128-bit XXH3 hash over the path and bytes of every file the parser
+    /// read, as `xxh3:` and 32 hex digits: changes exactly when the parse
+    /// could change. (Autotest does not define it; it was an md5 before,
+    /// which never equals one of these, so a warehouse loaded by an older
+    /// tko reloads every job once.)
     pub fingerprint: String,
     /// `status.log` or `status`; `None` when there was neither (Autotest
     /// stores nothing for such a job).
@@ -139,7 +143,7 @@ pub struct Parsed {
 struct Diags<'a> {
     dir: &'a Path,
     list: Vec<Diagnostic>,
-    hash: md5::Context,
+    hash: Box<Xxh3>,
 }
 
 impl Diags<'_> {
@@ -172,9 +176,9 @@ impl Diags<'_> {
     /// Adds a file read to the fingerprint: its name, length and bytes.
     fn consume(&mut self, path: &Path, bytes: &[u8]) {
         let name = self.name(path);
-        self.hash.consume(name.as_bytes());
-        self.hash.consume((bytes.len() as u64).to_le_bytes());
-        self.hash.consume(bytes);
+        self.hash.update(name.as_bytes());
+        self.hash.update(&(bytes.len() as u64).to_le_bytes());
+        self.hash.update(bytes);
     }
     fn latin1_warning(&mut self, path: &Path, line: Option<u32>) {
         self.push(
@@ -272,8 +276,8 @@ fn read_lines(
         return Err(ReadError::new(path, e));
     };
     let name = diags.name(path);
-    diags.hash.consume(name.as_bytes());
-    diags.hash.consume(len.to_le_bytes());
+    diags.hash.update(name.as_bytes());
+    diags.hash.update(&len.to_le_bytes());
     let mut reader = io::BufReader::with_capacity(1 << 16, file);
     let mut buf = Vec::new();
     let mut number: u32 = 0;
@@ -286,7 +290,7 @@ fn read_lines(
             Err(e) => return Err(ReadError::new(path, e)),
         }
         number = number.saturating_add(1);
-        diags.hash.consume(&buf);
+        diags.hash.update(&buf);
         if !warned && std::str::from_utf8(&buf).is_err() {
             warned = true;
             diags.latin1_warning(path, Some(number));
@@ -348,7 +352,7 @@ type Origins = BTreeMap<String, (PathBuf, u32)>;
 
 /// `read_keyval(path)` with problems reported (a directory means the
 /// `keyval` file inside it, as in Autotest).
-fn read_keyval(path: &Path, diags: &mut Diags<'_>) -> Result<BTreeMap<String, Value>, ReadError> {
+fn read_keyval(path: &Path, diags: &mut Diags<'_>) -> Result<KeyMap<Value>, ReadError> {
     Ok(read_keyval_lines(path, diags)?.0)
 }
 
@@ -356,7 +360,7 @@ fn read_keyval(path: &Path, diags: &mut Diags<'_>) -> Result<BTreeMap<String, Va
 fn read_keyval_lines(
     path: &Path,
     diags: &mut Diags<'_>,
-) -> Result<(BTreeMap<String, Value>, Origins), ReadError> {
+) -> Result<(KeyMap<Value>, Origins), ReadError> {
     let inner;
     let path = if path.is_dir() {
         inner = path.join("keyval");
@@ -378,7 +382,7 @@ fn read_keyval_lines(
                 .collect();
             (map, origins)
         }
-        None => (BTreeMap::new(), BTreeMap::new()),
+        None => (KeyMap::new(), BTreeMap::new()),
     })
 }
 
@@ -396,8 +400,8 @@ fn merged_keyval(
     dir: &Path,
     top: &Path,
     diags: &mut Diags<'_>,
-) -> Result<(BTreeMap<String, Value>, Origins), ReadError> {
-    let mut merged: BTreeMap<String, Value> = BTreeMap::new();
+) -> Result<(KeyMap<Value>, Origins), ReadError> {
+    let mut merged: KeyMap<Value> = KeyMap::new();
     let mut origins = Origins::new();
     for d in dir.ancestors() {
         let (mut upper, mut upper_origins) = read_keyval_lines(&d.join("keyval"), diags)?;
@@ -463,23 +467,23 @@ fn host_keyval(
     top: Option<&Path>,
     host: &str,
     diags: &mut Diags<'_>,
-) -> Result<BTreeMap<String, Value>, ReadError> {
+) -> Result<KeyMap<Value>, ReadError> {
     let Some(top) = top else {
-        return Ok(BTreeMap::new());
+        return Ok(KeyMap::new());
     };
     if !safe_name(host) {
-        return Ok(BTreeMap::new());
+        return Ok(KeyMap::new());
     }
     let path = top.join("host_keyvals").join(os_name(host));
     if !path.is_file() {
-        return Ok(BTreeMap::new());
+        return Ok(KeyMap::new());
     }
     read_keyval(&path, diags)
 }
 
 /// `determine_hostname`.
 fn machine_name(
-    keyval: &BTreeMap<String, Value>,
+    keyval: &KeyMap<Value>,
     dir: &Path,
     diags: &mut Diags<'_>,
 ) -> Result<String, ReadError> {
@@ -547,7 +551,7 @@ fn exit_status(path: &Path, bytes: Option<&[u8]>, diags: &mut Diags<'_>) -> Stat
 }
 
 fn timestamp(
-    keyval: &BTreeMap<String, Value>,
+    keyval: &KeyMap<Value>,
     origins: &Origins,
     key: &str,
     dir: &Path,
@@ -668,7 +672,7 @@ fn status_file(dir: &Path, diags: &mut Diags<'_>) -> Result<Option<&'static str>
 struct Head {
     job: Job,
     top: Option<PathBuf>,
-    keyval: BTreeMap<String, Value>,
+    keyval: KeyMap<Value>,
 }
 
 /// Reads a job's keyvals, machine name and group (everything but the
@@ -715,7 +719,7 @@ fn head(jd: &JobDir, diags: &mut Diags<'_>) -> Result<Head, ReadError> {
         aborted_by: text(keyval.get("aborted_by")),
         aborted_on: timestamp(&keyval, &origins, "aborted_on", dir, diags),
         machine,
-        keyval: BTreeMap::new(),
+        keyval: KeyMap::new(),
         tests: Vec::new(),
         diagnostics: Vec::new(),
     };
@@ -728,7 +732,7 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step
     let mut diags = Diags {
         dir,
         list: Vec::new(),
-        hash: md5::Context::new(),
+        hash: Box::default(),
     };
     let Head {
         mut job,
@@ -824,11 +828,10 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step
         }
     };
 
-    let host_attrs: BTreeMap<String, Value> =
-        host_keyval(top.as_deref(), &job.machine, &mut diags)?
-            .into_iter()
-            .map(|(k, v)| (format!("host-{k}"), v))
-            .collect();
+    let host_attrs: KeyMap<Value> = host_keyval(top.as_deref(), &job.machine, &mut diags)?
+        .into_iter()
+        .map(|(k, v)| (format!("host-{k}"), v))
+        .collect();
     job.tests = results
         .into_iter()
         .map(|r| build_test(r, &job, dir, &host_attrs, &mut diags))
@@ -841,7 +844,7 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step
             let mut quiet = Diags {
                 dir,
                 list: Vec::new(),
-                hash: md5::Context::new(),
+                hash: Box::default(),
             };
             let tests = results
                 .into_iter()
@@ -855,7 +858,7 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step
     let parsed = Parsed {
         path: jd.path.clone(),
         job,
-        fingerprint: format!("{:x}", diags.hash.compute()),
+        fingerprint: format!("xxh3:{:032x}", diags.hash.digest128()),
         status_file,
     };
     Ok((parsed, steps))
@@ -874,8 +877,8 @@ const LIVE_CHUNK: usize = 1 << 20;
 pub struct Live {
     jd: JobDir,
     head: Job,
-    keyval: BTreeMap<String, Value>,
-    host_attrs: BTreeMap<String, Value>,
+    keyval: KeyMap<Value>,
+    host_attrs: KeyMap<Value>,
     autoserv: Option<PathBuf>,
     ctx: v1::JobContext,
     machine: v1::V1,
@@ -910,7 +913,7 @@ impl Live {
         let mut diags = Diags {
             dir,
             list: Vec::new(),
-            hash: md5::Context::new(),
+            hash: Box::default(),
         };
         let path = dir.join("status.log");
         if !path.is_file() {
@@ -1043,7 +1046,7 @@ impl Live {
         let mut quiet = Diags {
             dir,
             list: Vec::new(),
-            hash: md5::Context::new(),
+            hash: Box::default(),
         };
         let mut job = self.head.clone();
         job.keyval = self.keyval.clone();
@@ -1062,10 +1065,10 @@ fn build_test(
     r: TestResult,
     job: &Job,
     dir: &Path,
-    host_attrs: &BTreeMap<String, Value>,
+    host_attrs: &KeyMap<Value>,
     diags: &mut Diags<'_>,
 ) -> Result<Test, ReadError> {
-    let mut attributes = BTreeMap::new();
+    let mut attributes = KeyMap::new();
     let mut iterations = Vec::new();
     if r.finalized {
         if let Some(subdir) = r.subdir.as_deref().filter(|s| !s.is_empty()) {

@@ -6,12 +6,11 @@
 //! raises on (version 0 without `=`) are dropped and reported as errors.
 
 use super::{is_py_space, lines_with_numbers, python_float, Problem};
-use crate::model::{Iteration, PerfValue};
-use nom::bytes::complete::{tag, take_till, take_while};
-use nom::combinator::{all_consuming, rest};
+use crate::model::{Iteration, KeyMap, PerfValue};
+use nom::bytes::complete::{tag, take_while};
+use nom::combinator::all_consuming;
 use nom::IResult;
 use nom::Parser;
-use std::collections::BTreeMap;
 
 /// Parsed iterations plus what was dropped.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -45,57 +44,96 @@ fn type_tag(i: &str) -> IResult<&str, &str> {
 /// `line = [^=]* "=" .*`, where a `{\w*}` right before the `=` is the type
 /// tag (`^([^=]*)\{(\w*)\}=(.*)$`, else `^([^=]*)=(.*)$`).
 fn v1_line(i: &str) -> Line<'_> {
-    let parsed: IResult<&str, (&str, &str)> = (|i| {
-        let (i, left) = take_till(|c| c == '=')(i)?;
-        let (i, _) = tag("=")(i)?;
-        let (i, value) = rest(i)?;
-        Ok((i, (left, value)))
-    })(i);
-    let Ok((_, (left, value))) = parsed else {
+    // `[^=]* "="`: the first `=` (a memchr, not a char-by-char scan).
+    let Some((left, value)) = i.split_once('=') else {
         return Line::Unparsable;
     };
-    if let Some(open) = left.rfind('{') {
-        if let Ok((_, t)) = all_consuming(type_tag).parse(&left[open..]) {
-            return Line::Typed(&left[..open], t, value);
+    if left.ends_with('}') {
+        if let Some(open) = left.rfind('{') {
+            if let Ok((_, t)) = all_consuming(type_tag).parse(&left[open..]) {
+                return Line::Typed(&left[..open], t, value);
+            }
         }
     }
     Line::Untyped(left, value)
 }
 
 /// Parses `results/keyval` bytes for the given status version.
+///
+/// A file that is valid UTF-8 (the usual case) is decoded once, not line by
+/// line; each iteration's pairs are collected in file order and sorted
+/// once ([`KeyMap::from_pairs`]: the last duplicate of a key wins).
 pub fn iterations(input: &[u8], status_version: u32) -> Iterations {
-    let mut out = Iterations::default();
-    let mut attr = BTreeMap::new();
-    let mut perf = BTreeMap::new();
-    let mut index = 1;
-    for (number, raw) in lines_with_numbers(input) {
-        let text = crate::text::decode(raw);
+    let mut p = IterationParser {
+        out: Iterations::default(),
+        attr: Vec::new(),
+        perf: Vec::new(),
+        index: 1,
+        status_version,
+    };
+    match std::str::from_utf8(input) {
+        Ok(text) if !crate::text::is_latin1(text) => {
+            for (line, number) in text.split_inclusive('\n').zip(1u32..) {
+                p.line(number, line);
+            }
+        }
+        _ => {
+            for (number, raw) in lines_with_numbers(input) {
+                p.line(number, &crate::text::decode(raw));
+            }
+        }
+    }
+    let IterationParser {
+        mut out,
+        attr,
+        perf,
+        index,
+        ..
+    } = p;
+    if !attr.is_empty() || !perf.is_empty() {
+        out.iterations.push(Iteration {
+            index,
+            attr: KeyMap::from_pairs(attr),
+            perf: KeyMap::from_pairs(perf),
+        });
+    }
+    out
+}
+
+/// The state of [`iterations`]: what is parsed so far and the open
+/// iteration's pairs in file order.
+struct IterationParser {
+    out: Iterations,
+    attr: Vec<(String, String)>,
+    perf: Vec<(String, PerfValue)>,
+    index: u32,
+    status_version: u32,
+}
+
+impl IterationParser {
+    /// One line (with its line break, if any).
+    fn line(&mut self, number: u32, text: &str) {
         // Python's str.strip(): ASCII whitespace on both ends.
         let line = text.trim_matches(|c: char| is_py_space(c));
         if line.is_empty() {
-            out.iterations.push(Iteration {
-                index,
-                attr: std::mem::take(&mut attr),
-                perf: std::mem::take(&mut perf),
+            // Sized for the next iteration like this one.
+            let (na, np) = (self.attr.len(), self.perf.len());
+            let attr = std::mem::replace(&mut self.attr, Vec::with_capacity(na));
+            let perf = std::mem::replace(&mut self.perf, Vec::with_capacity(np));
+            self.out.iterations.push(Iteration {
+                index: self.index,
+                attr: KeyMap::from_pairs(attr),
+                perf: KeyMap::from_pairs(perf),
             });
-            index += 1;
-            continue;
+            self.index += 1;
+            return;
         }
-        let warn = |out: &mut Iterations| {
-            out.problems.push(Problem::warning(
-                Some(number),
-                format!(
-                    "line '{}' found in test iteration keyval could not be parsed",
-                    super::excerpt(line, super::EXCERPT_CHARS)
-                ),
-            ))
-        };
-        if status_version == 0 {
+        if self.status_version == 0 {
             match line.split_once('=') {
-                Some((k, v)) => {
-                    perf.insert(k.to_string(), PerfValue::Raw(v.to_string()));
-                }
-                None => out.problems.push(Problem::error(
+                Some((k, v)) => self
+                    .perf
+                    .push((k.to_string(), PerfValue::Raw(v.to_string()))),
+                None => self.out.problems.push(Problem::error(
                     Some(number),
                     format!(
                         "iteration keyval line '{}' has no '='",
@@ -103,30 +141,31 @@ pub fn iterations(input: &[u8], status_version: u32) -> Iterations {
                     ),
                 )),
             }
-            continue;
+            return;
         }
         let (key, value) = match v1_line(line) {
             Line::Typed(k, "attr", v) => {
-                attr.insert(k.to_string(), v.to_string());
-                continue;
+                self.attr.push((k.to_string(), v.to_string()));
+                return;
             }
             Line::Typed(k, "perf", v) | Line::Untyped(k, v) => (k, v),
-            Line::Typed(..) | Line::Unparsable => {
-                warn(&mut out);
-                continue;
-            }
+            Line::Typed(..) | Line::Unparsable => return self.warn(number, line),
         };
         match python_float(value) {
-            Some(f) => {
-                perf.insert(key.to_string(), PerfValue::Float(f));
-            }
-            None => warn(&mut out),
+            Some(f) => self.perf.push((key.to_string(), PerfValue::Float(f))),
+            None => self.warn(number, line),
         }
     }
-    if !attr.is_empty() || !perf.is_empty() {
-        out.iterations.push(Iteration { index, attr, perf });
+
+    fn warn(&mut self, number: u32, line: &str) {
+        self.out.problems.push(Problem::warning(
+            Some(number),
+            format!(
+                "line '{}' found in test iteration keyval could not be parsed",
+                super::excerpt(line, super::EXCERPT_CHARS)
+            ),
+        ));
     }
-    out
 }
 
 #[cfg(test)]
@@ -152,6 +191,29 @@ mod tests {
         assert_eq!(it.iterations[1].index, 2);
         assert!(it.iterations[1].perf.is_empty());
         assert_eq!(it.iterations[2].attr["b"], "x");
+    }
+
+    /// Within an iteration a repeated key keeps its last value (a dict
+    /// assignment in Autotest), and lines that are not UTF-8 take the
+    /// line-by-line Latin-1 path with the same result.
+    #[test]
+    fn repeated_keys_keep_the_last_value_on_both_paths() {
+        for input in [
+            &b"b{perf}=1\na{perf}=2\nb{perf}=3\nx{attr}=1\nx{attr}=2\n"[..],
+            &b"b{perf}=1\na{perf}=2\nb{perf}=3\nx{attr}=1\nx{attr}=2\nc{attr}=\xe9\n"[..],
+        ] {
+            let it = iterations(input, 1);
+            let i = &it.iterations[0];
+            assert_eq!(i.perf["b"], PerfValue::Float(3.0));
+            let keys: Vec<&String> = i.perf.keys().collect();
+            assert_eq!(keys, ["a", "b"]);
+            assert_eq!(i.attr["x"], "2");
+        }
+        let latin = iterations(b"c{attr}=\xe9\n", 1);
+        assert_eq!(
+            crate::text::stored(&latin.iterations[0].attr["c"]),
+            "\u{e9}"
+        );
     }
 
     #[test]

@@ -110,15 +110,15 @@ pub fn python_float(text: &str) -> Option<f64> {
         Some(b'+') => (false, &t[1..]),
         _ => (false, t),
     };
-    let value = match body.to_ascii_lowercase().as_str() {
-        "nan" => f64::NAN,
-        "inf" | "infinity" => f64::INFINITY,
-        _ => {
-            if !is_decimal_literal(body) {
-                return None;
-            }
-            body.parse::<f64>().ok()?
+    let value = if body.eq_ignore_ascii_case("nan") {
+        f64::NAN
+    } else if body.eq_ignore_ascii_case("inf") || body.eq_ignore_ascii_case("infinity") {
+        f64::INFINITY
+    } else {
+        if !is_decimal_literal(body) {
+            return None;
         }
+        body.parse::<f64>().ok()?
     };
     Some(if negative { -value } else { value })
 }
