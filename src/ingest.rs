@@ -28,6 +28,86 @@ pub fn parse_all(dirs: &[JobDir]) -> Vec<Result<Parsed, ReadError>> {
     dirs.par_iter().map(parse_dir).collect()
 }
 
+/// Parses jobs on the rayon pool and hands each one, turned into `R` by
+/// `render` on the worker that parsed it (e.g. its JSON line: the job tree
+/// is dropped there too), to `sink` on the calling thread in input order.
+/// Workers run ahead of `sink` by at most `window` jobs (at least one per
+/// worker), so memory is bounded by the jobs in flight and the renderings
+/// waiting, however many jobs there are; there are no rounds, so no worker
+/// waits for a round's slowest job or for the output of one. The first
+/// error of `sink` stops the workers and is returned.
+pub fn parse_in_order<R: Send, E>(
+    dirs: &[JobDir],
+    window: usize,
+    render: impl Fn(Result<Job, ReadError>) -> R + Sync,
+    mut sink: impl FnMut(R) -> Result<(), E>,
+) -> Result<(), E> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{mpsc, Condvar, Mutex};
+    let workers = rayon::current_num_threads().clamp(1, dirs.len().max(1));
+    let window = window.max(workers);
+    let next = AtomicUsize::new(0);
+    // (jobs handed to `sink`, stop)
+    let progress = Mutex::new((0usize, false));
+    let moved = Condvar::new();
+    let stop = || {
+        progress.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        moved.notify_all();
+    };
+    /// Stops the other workers if this one panics (its job would never
+    /// arrive, and they would wait for it forever).
+    struct OnPanic<F: Fn()>(F);
+    impl<F: Fn()> Drop for OnPanic<F> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                (self.0)();
+            }
+        }
+    }
+    let (tx, rx) = mpsc::channel::<(usize, R)>();
+    rayon::in_place_scope(|scope| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (next, progress, moved, render, stop) = (&next, &progress, &moved, &render, &stop);
+            scope.spawn(move |_| {
+                let _guard = OnPanic(stop);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(dir) = dirs.get(i) else { break };
+                    let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+                    while !p.1 && i >= p.0 + window {
+                        p = moved.wait(p).unwrap_or_else(|e| e.into_inner());
+                    }
+                    if p.1 {
+                        break;
+                    }
+                    drop(p);
+                    let r = render(parse_job(dir));
+                    if tx.send((i, r)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut waiting = BTreeMap::new();
+        let mut done = 0;
+        for (i, r) in rx.iter() {
+            waiting.insert(i, r);
+            while let Some(r) = waiting.remove(&done) {
+                done += 1;
+                if let Err(e) = sink(r) {
+                    stop();
+                    return Err(e);
+                }
+                progress.lock().unwrap_or_else(|e| e.into_inner()).0 = done;
+                moved.notify_all();
+            }
+        }
+        Ok(())
+    })
+}
+
 /// A file of a job that exists but could not be read: the job is not
 /// parsed at all (a partial parse would replace a good job with less).
 /// Absent files (`ENOENT`, `ENOTDIR`) are not read errors: Autotest's
@@ -210,14 +290,13 @@ fn read_optional(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, 
 /// [`read_optional`] without adding the file to the fingerprint (the
 /// caller does, with [`Diags::consume`], to keep the fingerprint's order).
 fn read_unhashed(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, ReadError> {
-    use std::io::Read;
     let Some((mut file, len)) = open_optional(path, diags)? else {
         return Ok(None);
     };
-    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    if let Err(e) = file.read_to_end(&mut bytes) {
-        return absent(path, e, diags);
-    }
+    let bytes = match read_sized(&mut file, len) {
+        Ok(b) => b,
+        Err(e) => return absent(path, e, diags),
+    };
     if let Err(e) = std::str::from_utf8(&bytes) {
         let line = bytes[..e.valid_up_to()]
             .iter()
@@ -227,6 +306,29 @@ fn read_unhashed(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, 
         diags.latin1_warning(path, u32::try_from(line).ok());
     }
     Ok(Some(bytes))
+}
+
+/// Reads a whole file whose size the caller has just taken: one `read`
+/// of all of it and one that sees the end (`File::read_to_end` would
+/// fstat and lseek again, and read in growing pieces). A file that grew
+/// meanwhile is read to its new end.
+fn read_sized(file: &mut std::fs::File, len: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = vec![0; usize::try_from(len).unwrap_or(0).saturating_add(1)];
+    let mut filled = 0;
+    loop {
+        if filled == bytes.len() {
+            bytes.resize(bytes.len() * 2, 0);
+        }
+        match file.read(&mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    bytes.truncate(filled);
+    Ok(bytes)
 }
 
 /// Opens a file that may be absent (see [`read_optional`]), with its size.
@@ -1179,6 +1281,102 @@ mod tests {
         assert_eq!(live.read_new().unwrap(), Follow::Restarted);
         assert!(live.job().unwrap().tests.iter().all(|t| t.testname != "t"));
         assert!(live.ended());
+    }
+
+    /// `n` minimal job directories `0`..`n` under a temp dir.
+    fn job_dirs(n: usize) -> (tempfile::TempDir, Vec<JobDir>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = (0..n)
+            .map(|i| {
+                let path = tmp.path().join(i.to_string());
+                std::fs::create_dir_all(&path).unwrap();
+                std::fs::write(path.join("keyval"), "status_version=1\n").unwrap();
+                std::fs::write(path.join("status.log"), "").unwrap();
+                JobDir {
+                    tag: i.to_string(),
+                    level: 1,
+                    path,
+                }
+            })
+            .collect();
+        (tmp, dirs)
+    }
+
+    /// Jobs reach the sink in input order, and no worker renders a job
+    /// more than `window` jobs ahead of the sink.
+    #[test]
+    fn parse_in_order_keeps_order_and_the_window() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (_tmp, dirs) = job_dirs(60);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let sunk = AtomicUsize::new(0);
+        let ahead = AtomicUsize::new(0);
+        let mut tags = Vec::new();
+        pool.install(|| {
+            super::parse_in_order(
+                &dirs,
+                4,
+                |job| {
+                    let tag = job.unwrap().tag;
+                    let i: usize = tag.parse().unwrap();
+                    ahead.fetch_max(i - sunk.load(Ordering::SeqCst), Ordering::SeqCst);
+                    // Uneven work: later jobs finish first.
+                    std::thread::sleep(std::time::Duration::from_millis((i % 3) as u64));
+                    tag
+                },
+                |tag| {
+                    tags.push(tag);
+                    sunk.fetch_add(1, Ordering::SeqCst);
+                    Ok::<(), ()>(())
+                },
+            )
+        })
+        .unwrap();
+        let want: Vec<String> = (0..60).map(|i| i.to_string()).collect();
+        assert_eq!(tags, want);
+        assert!(ahead.load(Ordering::SeqCst) < 4, "ran ahead by {ahead:?}");
+    }
+
+    /// The sink's first error is returned and stops the workers; a panic
+    /// in a worker reaches the caller instead of leaving it waiting.
+    #[test]
+    fn parse_in_order_stops_on_errors_and_panics() {
+        let (_tmp, dirs) = job_dirs(40);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let mut seen = 0;
+        let r = pool.install(|| {
+            super::parse_in_order(
+                &dirs,
+                2,
+                |j| j.is_ok(),
+                |_| {
+                    seen += 1;
+                    if seen == 5 {
+                        Err("full")
+                    } else {
+                        Ok(())
+                    }
+                },
+            )
+        });
+        assert_eq!((r, seen), (Err("full"), 5));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.install(|| {
+                super::parse_in_order(
+                    &dirs,
+                    2,
+                    |j| assert_ne!(j.unwrap().tag, "3", "render fails"),
+                    |()| Ok::<(), ()>(()),
+                )
+            })
+        }));
+        assert!(panicked.is_err());
     }
 
     #[test]

@@ -74,10 +74,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// round of job trees, however large the root.
 const CHUNK_JOBS: usize = 256;
 
-/// Input bytes (`ingest::input_bytes`) parsed per round by `tko parse`: a
-/// job tree takes a few times its input, so a round of large jobs stays
-/// bounded however many there are (a larger job goes alone).
-const ROUND_BYTES: u64 = 16 << 20;
+/// Jobs `tko parse` workers may run ahead of the output (each held as its
+/// rendering until written).
+const PARSE_WINDOW: usize = 8;
 
 /// Streams the jobs under `paths` to `each`, a round of top-level
 /// directories at a time (each job directory once; see
@@ -122,26 +121,39 @@ fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
     let mut out = io::BufWriter::new(stdout.lock());
     let mut failed = false;
     let walk_failed = discover_jobs(&args.jobs.paths, args.jobs.level, |dirs| {
-        for chunk in ingest::Rounds::new(&dirs, CHUNK_JOBS, ROUND_BYTES, ingest::input_bytes) {
-            for job in ingest::parse_jobs(chunk) {
-                let job = match job {
-                    Ok(job) => job,
-                    Err(e) => {
-                        eprintln!("tko: {e}");
-                        failed = true;
-                        continue;
-                    }
-                };
-                if args.json {
-                    serde_json::to_writer(&mut out, &job).context("writing JSON")?;
-                    writeln!(out)?;
-                } else {
-                    write_summary(&mut out, &job)?;
-                }
-                failed |= job.has_errors();
+        // Each job is parsed and rendered on a worker; this thread only
+        // writes, in order.
+        let render = |job: Result<Job, ingest::ReadError>| -> Rendered {
+            let job = match job {
+                Ok(job) => job,
+                Err(e) => return Rendered::Unreadable(e.to_string()),
+            };
+            let mut bytes = Vec::new();
+            let written = if args.json {
+                serde_json::to_writer(&mut bytes, &job)
+                    .map_err(io::Error::from)
+                    .map(|()| bytes.push(b'\n'))
+            } else {
+                write_summary(&mut bytes, &job)
+            };
+            match written {
+                Ok(()) => Rendered::Job(bytes, job.has_errors()),
+                Err(e) => Rendered::Unreadable(format!("{}: rendering: {e}", job.tag)),
             }
-        }
-        Ok(())
+        };
+        ingest::parse_in_order(&dirs, PARSE_WINDOW, render, |rendered| {
+            match rendered {
+                Rendered::Job(bytes, has_errors) => {
+                    out.write_all(&bytes)?;
+                    failed |= has_errors;
+                }
+                Rendered::Unreadable(e) => {
+                    eprintln!("tko: {e}");
+                    failed = true;
+                }
+            }
+            anyhow::Ok(())
+        })
     })?;
     out.flush()?;
     Ok(if failed || walk_failed {
@@ -149,6 +161,14 @@ fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One job as `tko parse` prints it, rendered on the worker that parsed it.
+enum Rendered {
+    /// Its JSON line or summary, and whether it has error diagnostics.
+    Job(Vec<u8>, bool),
+    /// Why it could not be read (or rendered).
+    Unreadable(String),
 }
 
 /// A short human summary of one job: tests by status and diagnostics.
