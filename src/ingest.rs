@@ -224,6 +224,9 @@ struct Diags<'a> {
     dir: &'a Path,
     list: Vec<Diagnostic>,
     hash: Box<Xxh3>,
+    /// Every file fingerprinted (that is, read), when asked for
+    /// ([`files_read`]).
+    files: Option<Vec<PathBuf>>,
 }
 
 impl Diags<'_> {
@@ -255,10 +258,16 @@ impl Diags<'_> {
     }
     /// Adds a file read to the fingerprint: its name, length and bytes.
     fn consume(&mut self, path: &Path, bytes: &[u8]) {
+        self.record(path);
         let name = self.name(path);
         self.hash.update(name.as_bytes());
         self.hash.update(&(bytes.len() as u64).to_le_bytes());
         self.hash.update(bytes);
+    }
+    fn record(&mut self, path: &Path) {
+        if let Some(files) = &mut self.files {
+            files.push(path.to_path_buf());
+        }
     }
     fn latin1_warning(&mut self, path: &Path, line: Option<u32>) {
         self.push(
@@ -377,6 +386,7 @@ fn read_lines(
         let e = io::Error::from(io::ErrorKind::NotFound);
         return Err(ReadError::new(path, e));
     };
+    diags.record(path);
     let name = diags.name(path);
     diags.hash.update(name.as_bytes());
     diags.hash.update(&len.to_le_bytes());
@@ -717,7 +727,7 @@ pub fn parse_job(jd: &JobDir) -> Result<Job, ReadError> {
 /// Parses one job directory, with its fingerprint and status file; fails
 /// when one of its files exists but cannot be read.
 pub fn parse_dir(jd: &JobDir) -> Result<Parsed, ReadError> {
-    Ok(parse_with_steps(jd, false)?.0)
+    Ok(parse_with_steps(jd, false, false)?.0)
 }
 
 /// What a continuous (live) parse of a job emits at one point: after the
@@ -736,7 +746,13 @@ pub struct Step {
 /// is followed, and returns every non-empty step with the final parse.
 /// Version-0 jobs (no continuous parser in Autotest) have no steps.
 pub fn replay(jd: &JobDir) -> Result<(Parsed, Vec<Step>), ReadError> {
-    parse_with_steps(jd, true)
+    parse_with_steps(jd, true, false).map(|(p, steps, _)| (p, steps))
+}
+
+/// Every file parsing `jd` reads (each once, in the order read): what a
+/// benchmark compares `tko parse` with (`cat` of exactly these files).
+pub fn files_read(jd: &JobDir) -> Result<Vec<PathBuf>, ReadError> {
+    parse_with_steps(jd, false, true).map(|(_, _, files)| files)
 }
 
 /// Finds the status file: `status.log` if it exists, else `status`. A
@@ -829,12 +845,17 @@ fn head(jd: &JobDir, diags: &mut Diags<'_>) -> Result<Head, ReadError> {
     Ok(Head { job, top, keyval })
 }
 
-fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step>), ReadError> {
+fn parse_with_steps(
+    jd: &JobDir,
+    line_by_line: bool,
+    record: bool,
+) -> Result<(Parsed, Vec<Step>, Vec<PathBuf>), ReadError> {
     let dir = jd.path.as_path();
     let mut diags = Diags {
         dir,
         list: Vec::new(),
         hash: Box::default(),
+        files: record.then(Vec::new),
     };
     let Head {
         mut job,
@@ -947,6 +968,7 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step
                 dir,
                 list: Vec::new(),
                 hash: Box::default(),
+                files: None,
             };
             let tests = results
                 .into_iter()
@@ -957,13 +979,14 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step
         .collect::<Result<_, ReadError>>()?;
     job.keyval = keyval;
     job.diagnostics = diags.list;
+    let diags_files = diags.files.unwrap_or_default();
     let parsed = Parsed {
         path: jd.path.clone(),
         job,
         fingerprint: format!("xxh3:{:032x}", diags.hash.digest128()),
         status_file,
     };
-    Ok((parsed, steps))
+    Ok((parsed, steps, diags_files))
 }
 
 /// Bytes of a status log [`Live::read_new`] reads at a time.
@@ -1016,6 +1039,7 @@ impl Live {
             dir,
             list: Vec::new(),
             hash: Box::default(),
+            files: None,
         };
         let path = dir.join("status.log");
         if !path.is_file() {
@@ -1149,6 +1173,7 @@ impl Live {
             dir,
             list: Vec::new(),
             hash: Box::default(),
+            files: None,
         };
         let mut job = self.head.clone();
         job.keyval = self.keyval.clone();

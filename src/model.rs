@@ -107,17 +107,18 @@ impl<V> KeyMap<V> {
     }
 }
 
-/// Of each run of equal keys in a sorted vector, keeps the last entry.
+/// Of each run of equal keys in a sorted vector, keeps the last entry (in
+/// place).
 fn dedup_keep_last<V>(pairs: &mut Vec<(String, V)>) {
-    let mut keep = Vec::with_capacity(pairs.len());
-    let mut it = std::mem::take(pairs).into_iter().peekable();
-    while let Some(p) = it.next() {
-        if it.peek().is_some_and(|next| next.0 == p.0) {
-            continue;
+    // `later` is removed when it equals the entry kept before it, which
+    // takes its value first.
+    pairs.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            std::mem::swap(later, kept);
         }
-        keep.push(p);
-    }
-    *pairs = keep;
+        same
+    });
 }
 
 impl<V> FromIterator<(String, V)> for KeyMap<V> {

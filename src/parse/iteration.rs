@@ -5,12 +5,8 @@
 //! Lines Autotest warns about are dropped and reported as warnings; lines it
 //! raises on (version 0 without `=`) are dropped and reported as errors.
 
-use super::{is_py_space, lines_with_numbers, python_float, Problem};
+use super::{lines_with_numbers, python_float, Problem};
 use crate::model::{Iteration, KeyMap, PerfValue};
-use nom::bytes::complete::{tag, take_while};
-use nom::combinator::all_consuming;
-use nom::IResult;
-use nom::Parser;
 
 /// Parsed iterations plus what was dropped.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,12 +29,15 @@ enum Line<'a> {
     Unparsable,
 }
 
-/// `tagged = "{" \w* "}"`, the whole remaining input.
-fn type_tag(i: &str) -> IResult<&str, &str> {
-    let (i, _) = tag("{")(i)?;
-    let (i, t) = take_while(|c: char| c.is_ascii_alphanumeric() || c == '_')(i)?;
-    let (i, _) = tag("}")(i)?;
-    Ok((i, t))
+/// `tagged = "{" \w* "}"` at the end of `left` (ASCII word characters, as
+/// Python 2's `\w` without `re.UNICODE`): where the `{` is, and the tag.
+fn type_tag(left: &str) -> Option<(usize, &str)> {
+    let inner = left.strip_suffix('}')?;
+    let open = inner.rfind('{')?;
+    let tag = &inner[open + 1..];
+    tag.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        .then_some((open, tag))
 }
 
 /// `line = [^=]* "=" .*`, where a `{\w*}` right before the `=` is the type
@@ -48,14 +47,10 @@ fn v1_line(i: &str) -> Line<'_> {
     let Some((left, value)) = i.split_once('=') else {
         return Line::Unparsable;
     };
-    if left.ends_with('}') {
-        if let Some(open) = left.rfind('{') {
-            if let Ok((_, t)) = all_consuming(type_tag).parse(&left[open..]) {
-                return Line::Typed(&left[..open], t, value);
-            }
-        }
+    match type_tag(left) {
+        Some((open, t)) => Line::Typed(&left[..open], t, value),
+        None => Line::Untyped(left, value),
     }
-    Line::Untyped(left, value)
 }
 
 /// Parses `results/keyval` bytes for the given status version.
@@ -114,7 +109,7 @@ impl IterationParser {
     /// One line (with its line break, if any).
     fn line(&mut self, number: u32, text: &str) {
         // Python's str.strip(): ASCII whitespace on both ends.
-        let line = text.trim_matches(|c: char| is_py_space(c));
+        let line = super::trim_py_space(text);
         if line.is_empty() {
             // Sized for the next iteration like this one.
             let (na, np) = (self.attr.len(), self.perf.len());
@@ -182,6 +177,11 @@ mod tests {
         assert_eq!(v1_line("a{perf} = 5"), Line::Untyped("a{perf} ", " 5"));
         assert_eq!(v1_line("a{x y}=1"), Line::Untyped("a{x y}", "1"));
         assert_eq!(v1_line("nothing"), Line::Unparsable);
+        assert_eq!(v1_line("a{}=1"), Line::Typed("a", "", "1"));
+        assert_eq!(v1_line("a}{perf}=1"), Line::Typed("a}", "perf", "1"));
+        assert_eq!(v1_line("a{p{erf}=1"), Line::Typed("a{p", "erf", "1"));
+        assert_eq!(v1_line("a{pé}=1"), Line::Untyped("a{pé}", "1"));
+        assert_eq!(v1_line("a}=1"), Line::Untyped("a}", "1"));
     }
 
     #[test]
