@@ -33,7 +33,7 @@ enum Line<'a> {
 /// Python 2's `\w` without `re.UNICODE`): where the `{` is, and the tag.
 fn type_tag(left: &str) -> Option<(usize, &str)> {
     let inner = left.strip_suffix('}')?;
-    let open = inner.rfind('{')?;
+    let open = inner.bytes().rposition(|b| b == b'{')?;
     let tag = &inner[open + 1..];
     tag.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -43,10 +43,11 @@ fn type_tag(left: &str) -> Option<(usize, &str)> {
 /// `line = [^=]* "=" .*`, where a `{\w*}` right before the `=` is the type
 /// tag (`^([^=]*)\{(\w*)\}=(.*)$`, else `^([^=]*)=(.*)$`).
 fn v1_line(i: &str) -> Line<'_> {
-    // `[^=]* "="`: the first `=` (a memchr, not a char-by-char scan).
-    let Some((left, value)) = i.split_once('=') else {
+    // `[^=]* "="`: the first `=`.
+    let Some(eq) = i.bytes().position(|b| b == b'=') else {
         return Line::Unparsable;
     };
+    let (left, value) = (&i[..eq], &i[eq + 1..]);
     match type_tag(left) {
         Some((open, t)) => Line::Typed(&left[..open], t, value),
         None => Line::Untyped(left, value),
@@ -68,8 +69,18 @@ pub fn iterations(input: &[u8], status_version: u32) -> Iterations {
     };
     match std::str::from_utf8(input) {
         Ok(text) if !crate::text::is_latin1(text) => {
-            for (line, number) in text.split_inclusive('\n').zip(1u32..) {
-                p.line(number, line);
+            // Lines are short: a plain byte loop beats a memchr call each.
+            let b = text.as_bytes();
+            let (mut start, mut number) = (0, 1u32);
+            while start < b.len() {
+                let mut end = start;
+                while end < b.len() && b[end] != b'\n' {
+                    end += 1;
+                }
+                let end = (end + 1).min(b.len());
+                p.line(number, &text[start..end]);
+                start = end;
+                number = number.saturating_add(1);
             }
         }
         _ => {
