@@ -16,12 +16,13 @@
 //! ```text
 //! cargo build --release --bin tko --example gen_tree --example bench_parse
 //! target/release/examples/bench_parse [--rounds 5] [--jobs 40] [--tests 200]
-//!     [--iterations 20] [--perf-keys 30] [--tree DIR]
+//!     [--iterations 20] [--perf-keys 30] [--tree DIR] [--tko BINARY]
 //! ```
 //! Without `--tree` a tree of `--jobs` jobs (`--tests` tests of
 //! `--iterations` iterations of `--perf-keys` perf values each) is
 //! generated into a temp dir with `tko::gen` (seed 1); with it, an existing
 //! tree is parsed (its layout decides the level, as `tko parse` does).
+//! `--tko` times another build (e.g. an older one, for before/after).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -38,6 +39,7 @@ struct Args {
     iterations: u32,
     perf_keys: u32,
     tree: Option<PathBuf>,
+    tko: Option<PathBuf>,
 }
 
 fn args() -> Result<Args, Error> {
@@ -48,6 +50,7 @@ fn args() -> Result<Args, Error> {
         iterations: 20,
         perf_keys: 30,
         tree: None,
+        tko: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,6 +62,7 @@ fn args() -> Result<Args, Error> {
             "--iterations" => a.iterations = value()?.parse()?,
             "--perf-keys" => a.perf_keys = value()?.parse()?,
             "--tree" => a.tree = Some(value()?.into()),
+            "--tko" => a.tko = Some(value()?.into()),
             other => return Err(format!("unknown argument {other} (see the source's doc)").into()),
         }
     }
@@ -67,29 +71,35 @@ fn args() -> Result<Args, Error> {
 }
 
 /// Runs `program ARGS` under `/usr/bin/time`, stdout to /dev/null;
-/// returns (wall seconds, max RSS MB). Fails if it fails.
-fn timed(program: &Path, args: &[&str]) -> Result<(f64, f64), Error> {
+/// returns (wall seconds, max RSS MB, CPU seconds user + system). Fails
+/// if it fails.
+fn timed(program: &Path, args: &[&str]) -> Result<(f64, f64, f64), Error> {
     let t = Instant::now();
     let out = Command::new("/usr/bin/time")
-        .args(["-f", "maxrss_kb=%M"])
+        .args(["-f", "maxrss_kb=%M cpu=%U+%S"])
         .arg(program)
         .args(args)
         .stdout(Stdio::null())
         .output()?;
     let wall = t.elapsed().as_secs_f64();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let rss_kb: f64 = stderr
+    let (rss_kb, cpu) = stderr
         .lines()
         .filter_map(|l| l.strip_prefix("maxrss_kb="))
         .next_back()
-        .and_then(|v| v.trim().parse().ok())
+        .and_then(|v| {
+            let (rss, cpu) = v.trim().split_once(" cpu=")?;
+            let (user, sys) = cpu.split_once('+')?;
+            let rss: f64 = rss.parse().ok()?;
+            Some((rss, user.parse::<f64>().ok()? + sys.parse::<f64>().ok()?))
+        })
         .ok_or_else(|| format!("no max RSS in: {stderr}"))?;
     // `tko parse` exits 1 when a job has error diagnostics (generated
     // trees have a few bad jobs); anything else is a failed run.
     if !matches!(out.status.code(), Some(0 | 1)) {
         return Err(format!("{} {args:?} failed: {stderr}", program.display()).into());
     }
-    Ok((wall, rss_kb / 1024.0))
+    Ok((wall, rss_kb / 1024.0, cpu))
 }
 
 /// Median, min and max of some seconds.
@@ -101,12 +111,15 @@ fn stats(v: &[f64]) -> (f64, f64, f64) {
 
 fn main() -> Result<(), Error> {
     let a = args()?;
-    let tko = std::env::current_exe()?
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("tko"))
-        .filter(|p| p.is_file())
-        .ok_or("cannot find target/release/tko: build it with the example")?;
+    let tko = match &a.tko {
+        Some(t) => t.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .and_then(Path::parent)
+            .map(|d| d.join("tko"))
+            .filter(|p| p.is_file())
+            .ok_or("cannot find target/release/tko: build it with the example")?,
+    };
     let tmp = tempfile::tempdir()?;
     let root = match &a.tree {
         Some(t) => t.clone(),
@@ -180,30 +193,35 @@ fn main() -> Result<(), Error> {
         timed(program, args)?; // warm-up: page cache, binary
     }
     let mut walls = vec![Vec::new(); runs.len()];
+    let mut cpus = vec![Vec::new(); runs.len()];
     let mut rss = vec![0f64; runs.len()];
     for _ in 0..a.rounds {
         for (i, (_, program, args)) in runs.iter().enumerate() {
-            let (w, r) = timed(program, args)?;
+            let (w, r, c) = timed(program, args)?;
             walls[i].push(w);
+            cpus[i].push(c);
             rss[i] = rss[i].max(r);
         }
     }
     let median = |i: usize| stats(&walls[i]).0;
     println!(
-        "{} rounds; median (min-max) wall seconds; MB/s of input at the median",
+        "{} rounds; median (min-max) wall seconds; MB/s of input at the median; \
+         CPU seconds (user+system) median (min-max)",
         a.rounds
     );
     println!(
-        "{:<24} {:>24} {:>9} {:>8} {:>8}",
-        "command", "seconds", "MB/s", "x cat", "max RSS"
+        "{:<24} {:>24} {:>7} {:>6} {:>24} {:>8}",
+        "command", "seconds", "MB/s", "x cat", "CPU seconds", "max RSS"
     );
     for (i, (name, _, _)) in runs.iter().enumerate() {
         let (m, lo, hi) = stats(&walls[i]);
+        let (cm, clo, chi) = stats(&cpus[i]);
         println!(
-            "{name:<24} {:>24} {:>9.0} {:>8.2} {:>5.0} MB",
+            "{name:<24} {:>24} {:>7.0} {:>6.2} {:>24} {:>5.0} MB",
             format!("{m:.3} ({lo:.3}-{hi:.3})"),
             mb / m,
             m / median(0),
+            format!("{cm:.2} ({clo:.2}-{chi:.2})"),
             rss[i]
         );
     }
