@@ -1404,6 +1404,42 @@ mod tests {
         assert!(panicked.is_err());
     }
 
+    /// The fingerprint is `xxh3:` and 32 hex digits, changes with the
+    /// content of a test's `results/keyval`, and `files_read` names every
+    /// file the parse read.
+    #[test]
+    fn fingerprint_is_xxh3_of_every_file_read() {
+        let (tmp, dirs) = job_dirs(1);
+        let dir = &dirs[0].path;
+        std::fs::write(
+            dir.join("status.log"),
+            "START\tt\tt\ttimestamp=1\t\nEND GOOD\tt\tt\ttimestamp=2\t\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.join("t/results")).unwrap();
+        std::fs::write(dir.join("t/results/keyval"), "a{perf}=1\n").unwrap();
+        let first = super::parse_dir(&dirs[0]).unwrap().fingerprint;
+        let hex = first.strip_prefix("xxh3:").expect("xxh3: prefix");
+        assert!(
+            hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{first}"
+        );
+        assert_eq!(super::parse_dir(&dirs[0]).unwrap().fingerprint, first);
+        std::fs::write(dir.join("t/results/keyval"), "a{perf}=2\n").unwrap();
+        assert_ne!(super::parse_dir(&dirs[0]).unwrap().fingerprint, first);
+        let mut read: Vec<_> = super::files_read(&dirs[0])
+            .unwrap()
+            .into_iter()
+            .map(|p| p.strip_prefix(tmp.path()).unwrap().to_path_buf())
+            .collect();
+        read.sort();
+        let want: Vec<std::path::PathBuf> = ["0/keyval", "0/status.log", "0/t/results/keyval"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        assert_eq!(read, want);
+    }
+
     #[test]
     fn rounds_are_bounded_by_items_and_bytes() {
         let sizes = [5u64, 5, 20, 1, 1, 1, 1];
