@@ -97,7 +97,7 @@ fn synthetic_jobs(n: usize, tests: usize) -> Vec<Job> {
                 finished_time: Some(1_300_001_000),
                 aborted_by: None,
                 aborted_on: None,
-                keyval,
+                keyval: keyval.into(),
                 tests,
                 diagnostics: Vec::new(),
             }

@@ -7,13 +7,14 @@
 //! panic or a lost job.
 
 use crate::discover::{afe_job_id, JobDir};
-use crate::model::{Diagnostic, Job, Severity, Status, Test, Value};
+use crate::model::{Diagnostic, Job, KeyMap, Severity, Status, Test, Value};
 use crate::parse::{self, keyval::Keyval, v0, v1, Problem, TestResult};
 use crate::text;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use xxhash_rust::xxh3::Xxh3;
 
 /// Parses many job directories in parallel; output order is input order.
 pub fn parse_jobs(dirs: &[JobDir]) -> Vec<Result<Job, ReadError>> {
@@ -25,6 +26,86 @@ pub fn parse_jobs(dirs: &[JobDir]) -> Vec<Result<Job, ReadError>> {
 /// Like [`parse_jobs`], with each job's fingerprint and status file.
 pub fn parse_all(dirs: &[JobDir]) -> Vec<Result<Parsed, ReadError>> {
     dirs.par_iter().map(parse_dir).collect()
+}
+
+/// Parses jobs on the rayon pool and hands each one, turned into `R` by
+/// `render` on the worker that parsed it (e.g. its JSON line: the job tree
+/// is dropped there too), to `sink` on the calling thread in input order.
+/// Workers run ahead of `sink` by at most `window` jobs (at least one per
+/// worker), so memory is bounded by the jobs in flight and the renderings
+/// waiting, however many jobs there are; there are no rounds, so no worker
+/// waits for a round's slowest job or for the output of one. The first
+/// error of `sink` stops the workers and is returned.
+pub fn parse_in_order<R: Send, E>(
+    dirs: &[JobDir],
+    window: usize,
+    render: impl Fn(Result<Job, ReadError>) -> R + Sync,
+    mut sink: impl FnMut(R) -> Result<(), E>,
+) -> Result<(), E> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{mpsc, Condvar, Mutex};
+    let workers = rayon::current_num_threads().clamp(1, dirs.len().max(1));
+    let window = window.max(workers);
+    let next = AtomicUsize::new(0);
+    // (jobs handed to `sink`, stop)
+    let progress = Mutex::new((0usize, false));
+    let moved = Condvar::new();
+    let stop = || {
+        progress.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        moved.notify_all();
+    };
+    /// Stops the other workers if this one panics (its job would never
+    /// arrive, and they would wait for it forever).
+    struct OnPanic<F: Fn()>(F);
+    impl<F: Fn()> Drop for OnPanic<F> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                (self.0)();
+            }
+        }
+    }
+    let (tx, rx) = mpsc::channel::<(usize, R)>();
+    rayon::in_place_scope(|scope| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (next, progress, moved, render, stop) = (&next, &progress, &moved, &render, &stop);
+            scope.spawn(move |_| {
+                let _guard = OnPanic(stop);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(dir) = dirs.get(i) else { break };
+                    let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+                    while !p.1 && i >= p.0 + window {
+                        p = moved.wait(p).unwrap_or_else(|e| e.into_inner());
+                    }
+                    if p.1 {
+                        break;
+                    }
+                    drop(p);
+                    let r = render(parse_job(dir));
+                    if tx.send((i, r)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut waiting = BTreeMap::new();
+        let mut done = 0;
+        for (i, r) in rx.iter() {
+            waiting.insert(i, r);
+            while let Some(r) = waiting.remove(&done) {
+                done += 1;
+                if let Err(e) = sink(r) {
+                    stop();
+                    return Err(e);
+                }
+                progress.lock().unwrap_or_else(|e| e.into_inner()).0 = done;
+                moved.notify_all();
+            }
+        }
+        Ok(())
+    })
 }
 
 /// A file of a job that exists but could not be read: the job is not
@@ -126,8 +207,11 @@ pub struct Parsed {
     pub path: PathBuf,
     /// The job tree.
     pub job: Job,
-    /// md5 over the path and bytes of every file the parser read: changes
-    /// exactly when the parse could change.
+    /// A 128-bit XXH3 hash over the path and bytes of every file the parser
+    /// read, as `xxh3:` and 32 hex digits: changes exactly when the parse
+    /// could change. (Autotest does not define it; it was an md5 before,
+    /// which never equals one of these, so a warehouse loaded by an older
+    /// tko reloads every job once.)
     pub fingerprint: String,
     /// `status.log` or `status`; `None` when there was neither (Autotest
     /// stores nothing for such a job).
@@ -139,7 +223,10 @@ pub struct Parsed {
 struct Diags<'a> {
     dir: &'a Path,
     list: Vec<Diagnostic>,
-    hash: md5::Context,
+    hash: Box<Xxh3>,
+    /// Every file fingerprinted (that is, read), when asked for
+    /// ([`files_read`]).
+    files: Option<Vec<PathBuf>>,
 }
 
 impl Diags<'_> {
@@ -171,10 +258,16 @@ impl Diags<'_> {
     }
     /// Adds a file read to the fingerprint: its name, length and bytes.
     fn consume(&mut self, path: &Path, bytes: &[u8]) {
+        self.record(path);
         let name = self.name(path);
-        self.hash.consume(name.as_bytes());
-        self.hash.consume((bytes.len() as u64).to_le_bytes());
-        self.hash.consume(bytes);
+        self.hash.update(name.as_bytes());
+        self.hash.update(&(bytes.len() as u64).to_le_bytes());
+        self.hash.update(bytes);
+    }
+    fn record(&mut self, path: &Path) {
+        if let Some(files) = &mut self.files {
+            files.push(path.to_path_buf());
+        }
     }
     fn latin1_warning(&mut self, path: &Path, line: Option<u32>) {
         self.push(
@@ -206,14 +299,13 @@ fn read_optional(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, 
 /// [`read_optional`] without adding the file to the fingerprint (the
 /// caller does, with [`Diags::consume`], to keep the fingerprint's order).
 fn read_unhashed(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, ReadError> {
-    use std::io::Read;
     let Some((mut file, len)) = open_optional(path, diags)? else {
         return Ok(None);
     };
-    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    if let Err(e) = file.read_to_end(&mut bytes) {
-        return absent(path, e, diags);
-    }
+    let bytes = match read_sized(&mut file, len) {
+        Ok(b) => b,
+        Err(e) => return absent(path, e, diags),
+    };
     if let Err(e) = std::str::from_utf8(&bytes) {
         let line = bytes[..e.valid_up_to()]
             .iter()
@@ -223,6 +315,29 @@ fn read_unhashed(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, 
         diags.latin1_warning(path, u32::try_from(line).ok());
     }
     Ok(Some(bytes))
+}
+
+/// Reads a whole file whose size the caller has just taken: one `read`
+/// of all of it and one that sees the end (`File::read_to_end` would
+/// fstat and lseek again, and read in growing pieces). A file that grew
+/// meanwhile is read to its new end.
+fn read_sized(file: &mut std::fs::File, len: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = vec![0; usize::try_from(len).unwrap_or(0).saturating_add(1)];
+    let mut filled = 0;
+    loop {
+        if filled == bytes.len() {
+            bytes.resize(bytes.len() * 2, 0);
+        }
+        match file.read(&mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    bytes.truncate(filled);
+    Ok(bytes)
 }
 
 /// Opens a file that may be absent (see [`read_optional`]), with its size.
@@ -271,9 +386,10 @@ fn read_lines(
         let e = io::Error::from(io::ErrorKind::NotFound);
         return Err(ReadError::new(path, e));
     };
+    diags.record(path);
     let name = diags.name(path);
-    diags.hash.consume(name.as_bytes());
-    diags.hash.consume(len.to_le_bytes());
+    diags.hash.update(name.as_bytes());
+    diags.hash.update(&len.to_le_bytes());
     let mut reader = io::BufReader::with_capacity(1 << 16, file);
     let mut buf = Vec::new();
     let mut number: u32 = 0;
@@ -286,7 +402,7 @@ fn read_lines(
             Err(e) => return Err(ReadError::new(path, e)),
         }
         number = number.saturating_add(1);
-        diags.hash.consume(&buf);
+        diags.hash.update(&buf);
         if !warned && std::str::from_utf8(&buf).is_err() {
             warned = true;
             diags.latin1_warning(path, Some(number));
@@ -348,7 +464,7 @@ type Origins = BTreeMap<String, (PathBuf, u32)>;
 
 /// `read_keyval(path)` with problems reported (a directory means the
 /// `keyval` file inside it, as in Autotest).
-fn read_keyval(path: &Path, diags: &mut Diags<'_>) -> Result<BTreeMap<String, Value>, ReadError> {
+fn read_keyval(path: &Path, diags: &mut Diags<'_>) -> Result<KeyMap<Value>, ReadError> {
     Ok(read_keyval_lines(path, diags)?.0)
 }
 
@@ -356,7 +472,7 @@ fn read_keyval(path: &Path, diags: &mut Diags<'_>) -> Result<BTreeMap<String, Va
 fn read_keyval_lines(
     path: &Path,
     diags: &mut Diags<'_>,
-) -> Result<(BTreeMap<String, Value>, Origins), ReadError> {
+) -> Result<(KeyMap<Value>, Origins), ReadError> {
     let inner;
     let path = if path.is_dir() {
         inner = path.join("keyval");
@@ -378,7 +494,7 @@ fn read_keyval_lines(
                 .collect();
             (map, origins)
         }
-        None => (BTreeMap::new(), BTreeMap::new()),
+        None => (KeyMap::new(), BTreeMap::new()),
     })
 }
 
@@ -396,8 +512,8 @@ fn merged_keyval(
     dir: &Path,
     top: &Path,
     diags: &mut Diags<'_>,
-) -> Result<(BTreeMap<String, Value>, Origins), ReadError> {
-    let mut merged: BTreeMap<String, Value> = BTreeMap::new();
+) -> Result<(KeyMap<Value>, Origins), ReadError> {
+    let mut merged: KeyMap<Value> = KeyMap::new();
     let mut origins = Origins::new();
     for d in dir.ancestors() {
         let (mut upper, mut upper_origins) = read_keyval_lines(&d.join("keyval"), diags)?;
@@ -463,23 +579,23 @@ fn host_keyval(
     top: Option<&Path>,
     host: &str,
     diags: &mut Diags<'_>,
-) -> Result<BTreeMap<String, Value>, ReadError> {
+) -> Result<KeyMap<Value>, ReadError> {
     let Some(top) = top else {
-        return Ok(BTreeMap::new());
+        return Ok(KeyMap::new());
     };
     if !safe_name(host) {
-        return Ok(BTreeMap::new());
+        return Ok(KeyMap::new());
     }
     let path = top.join("host_keyvals").join(os_name(host));
     if !path.is_file() {
-        return Ok(BTreeMap::new());
+        return Ok(KeyMap::new());
     }
     read_keyval(&path, diags)
 }
 
 /// `determine_hostname`.
 fn machine_name(
-    keyval: &BTreeMap<String, Value>,
+    keyval: &KeyMap<Value>,
     dir: &Path,
     diags: &mut Diags<'_>,
 ) -> Result<String, ReadError> {
@@ -547,7 +663,7 @@ fn exit_status(path: &Path, bytes: Option<&[u8]>, diags: &mut Diags<'_>) -> Stat
 }
 
 fn timestamp(
-    keyval: &BTreeMap<String, Value>,
+    keyval: &KeyMap<Value>,
     origins: &Origins,
     key: &str,
     dir: &Path,
@@ -611,7 +727,7 @@ pub fn parse_job(jd: &JobDir) -> Result<Job, ReadError> {
 /// Parses one job directory, with its fingerprint and status file; fails
 /// when one of its files exists but cannot be read.
 pub fn parse_dir(jd: &JobDir) -> Result<Parsed, ReadError> {
-    Ok(parse_with_steps(jd, false)?.0)
+    Ok(parse_with_steps(jd, false, false)?.0)
 }
 
 /// What a continuous (live) parse of a job emits at one point: after the
@@ -630,7 +746,13 @@ pub struct Step {
 /// is followed, and returns every non-empty step with the final parse.
 /// Version-0 jobs (no continuous parser in Autotest) have no steps.
 pub fn replay(jd: &JobDir) -> Result<(Parsed, Vec<Step>), ReadError> {
-    parse_with_steps(jd, true)
+    parse_with_steps(jd, true, false).map(|(p, steps, _)| (p, steps))
+}
+
+/// Every file parsing `jd` reads (each once, in the order read): what a
+/// benchmark compares `tko parse` with (`cat` of exactly these files).
+pub fn files_read(jd: &JobDir) -> Result<Vec<PathBuf>, ReadError> {
+    parse_with_steps(jd, false, true).map(|(_, _, files)| files)
 }
 
 /// Finds the status file: `status.log` if it exists, else `status`. A
@@ -668,7 +790,7 @@ fn status_file(dir: &Path, diags: &mut Diags<'_>) -> Result<Option<&'static str>
 struct Head {
     job: Job,
     top: Option<PathBuf>,
-    keyval: BTreeMap<String, Value>,
+    keyval: KeyMap<Value>,
 }
 
 /// Reads a job's keyvals, machine name and group (everything but the
@@ -715,7 +837,7 @@ fn head(jd: &JobDir, diags: &mut Diags<'_>) -> Result<Head, ReadError> {
         aborted_by: text(keyval.get("aborted_by")),
         aborted_on: timestamp(&keyval, &origins, "aborted_on", dir, diags),
         machine,
-        keyval: BTreeMap::new(),
+        keyval: KeyMap::new(),
         tests: Vec::new(),
         diagnostics: Vec::new(),
     };
@@ -723,12 +845,17 @@ fn head(jd: &JobDir, diags: &mut Diags<'_>) -> Result<Head, ReadError> {
     Ok(Head { job, top, keyval })
 }
 
-fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step>), ReadError> {
+fn parse_with_steps(
+    jd: &JobDir,
+    line_by_line: bool,
+    record: bool,
+) -> Result<(Parsed, Vec<Step>, Vec<PathBuf>), ReadError> {
     let dir = jd.path.as_path();
     let mut diags = Diags {
         dir,
         list: Vec::new(),
-        hash: md5::Context::new(),
+        hash: Box::default(),
+        files: record.then(Vec::new),
     };
     let Head {
         mut job,
@@ -824,11 +951,10 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step
         }
     };
 
-    let host_attrs: BTreeMap<String, Value> =
-        host_keyval(top.as_deref(), &job.machine, &mut diags)?
-            .into_iter()
-            .map(|(k, v)| (format!("host-{k}"), v))
-            .collect();
+    let host_attrs: KeyMap<Value> = host_keyval(top.as_deref(), &job.machine, &mut diags)?
+        .into_iter()
+        .map(|(k, v)| (format!("host-{k}"), v))
+        .collect();
     job.tests = results
         .into_iter()
         .map(|r| build_test(r, &job, dir, &host_attrs, &mut diags))
@@ -841,7 +967,8 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step
             let mut quiet = Diags {
                 dir,
                 list: Vec::new(),
-                hash: md5::Context::new(),
+                hash: Box::default(),
+                files: None,
             };
             let tests = results
                 .into_iter()
@@ -852,13 +979,14 @@ fn parse_with_steps(jd: &JobDir, line_by_line: bool) -> Result<(Parsed, Vec<Step
         .collect::<Result<_, ReadError>>()?;
     job.keyval = keyval;
     job.diagnostics = diags.list;
+    let diags_files = diags.files.unwrap_or_default();
     let parsed = Parsed {
         path: jd.path.clone(),
         job,
-        fingerprint: format!("{:x}", diags.hash.compute()),
+        fingerprint: format!("xxh3:{:032x}", diags.hash.digest128()),
         status_file,
     };
-    Ok((parsed, steps))
+    Ok((parsed, steps, diags_files))
 }
 
 /// Bytes of a status log [`Live::read_new`] reads at a time.
@@ -874,8 +1002,8 @@ const LIVE_CHUNK: usize = 1 << 20;
 pub struct Live {
     jd: JobDir,
     head: Job,
-    keyval: BTreeMap<String, Value>,
-    host_attrs: BTreeMap<String, Value>,
+    keyval: KeyMap<Value>,
+    host_attrs: KeyMap<Value>,
     autoserv: Option<PathBuf>,
     ctx: v1::JobContext,
     machine: v1::V1,
@@ -910,7 +1038,8 @@ impl Live {
         let mut diags = Diags {
             dir,
             list: Vec::new(),
-            hash: md5::Context::new(),
+            hash: Box::default(),
+            files: None,
         };
         let path = dir.join("status.log");
         if !path.is_file() {
@@ -1043,7 +1172,8 @@ impl Live {
         let mut quiet = Diags {
             dir,
             list: Vec::new(),
-            hash: md5::Context::new(),
+            hash: Box::default(),
+            files: None,
         };
         let mut job = self.head.clone();
         job.keyval = self.keyval.clone();
@@ -1062,10 +1192,10 @@ fn build_test(
     r: TestResult,
     job: &Job,
     dir: &Path,
-    host_attrs: &BTreeMap<String, Value>,
+    host_attrs: &KeyMap<Value>,
     diags: &mut Diags<'_>,
 ) -> Result<Test, ReadError> {
-    let mut attributes = BTreeMap::new();
+    let mut attributes = KeyMap::new();
     let mut iterations = Vec::new();
     if r.finalized {
         if let Some(subdir) = r.subdir.as_deref().filter(|s| !s.is_empty()) {
@@ -1176,6 +1306,138 @@ mod tests {
         assert_eq!(live.read_new().unwrap(), Follow::Restarted);
         assert!(live.job().unwrap().tests.iter().all(|t| t.testname != "t"));
         assert!(live.ended());
+    }
+
+    /// `n` minimal job directories `0`..`n` under a temp dir.
+    fn job_dirs(n: usize) -> (tempfile::TempDir, Vec<JobDir>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = (0..n)
+            .map(|i| {
+                let path = tmp.path().join(i.to_string());
+                std::fs::create_dir_all(&path).unwrap();
+                std::fs::write(path.join("keyval"), "status_version=1\n").unwrap();
+                std::fs::write(path.join("status.log"), "").unwrap();
+                JobDir {
+                    tag: i.to_string(),
+                    level: 1,
+                    path,
+                }
+            })
+            .collect();
+        (tmp, dirs)
+    }
+
+    /// Jobs reach the sink in input order, and no worker renders a job
+    /// more than `window` jobs ahead of the sink.
+    #[test]
+    fn parse_in_order_keeps_order_and_the_window() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (_tmp, dirs) = job_dirs(60);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let sunk = AtomicUsize::new(0);
+        let ahead = AtomicUsize::new(0);
+        let mut tags = Vec::new();
+        pool.install(|| {
+            super::parse_in_order(
+                &dirs,
+                4,
+                |job| {
+                    let tag = job.unwrap().tag;
+                    let i: usize = tag.parse().unwrap();
+                    ahead.fetch_max(i - sunk.load(Ordering::SeqCst), Ordering::SeqCst);
+                    // Uneven work: later jobs finish first.
+                    std::thread::sleep(std::time::Duration::from_millis((i % 3) as u64));
+                    tag
+                },
+                |tag| {
+                    tags.push(tag);
+                    sunk.fetch_add(1, Ordering::SeqCst);
+                    Ok::<(), ()>(())
+                },
+            )
+        })
+        .unwrap();
+        let want: Vec<String> = (0..60).map(|i| i.to_string()).collect();
+        assert_eq!(tags, want);
+        assert!(ahead.load(Ordering::SeqCst) < 4, "ran ahead by {ahead:?}");
+    }
+
+    /// The sink's first error is returned and stops the workers; a panic
+    /// in a worker reaches the caller instead of leaving it waiting.
+    #[test]
+    fn parse_in_order_stops_on_errors_and_panics() {
+        let (_tmp, dirs) = job_dirs(40);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let mut seen = 0;
+        let r = pool.install(|| {
+            super::parse_in_order(
+                &dirs,
+                2,
+                |j| j.is_ok(),
+                |_| {
+                    seen += 1;
+                    if seen == 5 {
+                        Err("full")
+                    } else {
+                        Ok(())
+                    }
+                },
+            )
+        });
+        assert_eq!((r, seen), (Err("full"), 5));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.install(|| {
+                super::parse_in_order(
+                    &dirs,
+                    2,
+                    |j| assert_ne!(j.unwrap().tag, "3", "render fails"),
+                    |()| Ok::<(), ()>(()),
+                )
+            })
+        }));
+        assert!(panicked.is_err());
+    }
+
+    /// The fingerprint is `xxh3:` and 32 hex digits, changes with the
+    /// content of a test's `results/keyval`, and `files_read` names every
+    /// file the parse read.
+    #[test]
+    fn fingerprint_is_xxh3_of_every_file_read() {
+        let (tmp, dirs) = job_dirs(1);
+        let dir = &dirs[0].path;
+        std::fs::write(
+            dir.join("status.log"),
+            "START\tt\tt\ttimestamp=1\t\nEND GOOD\tt\tt\ttimestamp=2\t\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.join("t/results")).unwrap();
+        std::fs::write(dir.join("t/results/keyval"), "a{perf}=1\n").unwrap();
+        let first = super::parse_dir(&dirs[0]).unwrap().fingerprint;
+        let hex = first.strip_prefix("xxh3:").expect("xxh3: prefix");
+        assert!(
+            hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{first}"
+        );
+        assert_eq!(super::parse_dir(&dirs[0]).unwrap().fingerprint, first);
+        std::fs::write(dir.join("t/results/keyval"), "a{perf}=2\n").unwrap();
+        assert_ne!(super::parse_dir(&dirs[0]).unwrap().fingerprint, first);
+        let mut read: Vec<_> = super::files_read(&dirs[0])
+            .unwrap()
+            .into_iter()
+            .map(|p| p.strip_prefix(tmp.path()).unwrap().to_path_buf())
+            .collect();
+        read.sort();
+        let want: Vec<std::path::PathBuf> = ["0/keyval", "0/status.log", "0/t/results/keyval"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        assert_eq!(read, want);
     }
 
     #[test]

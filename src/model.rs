@@ -10,6 +10,181 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// Keys to values, sorted by key (byte order, as a `BTreeMap<String, _>`
+/// orders them), one value per key: the maps of a job tree (keyvals,
+/// attributes, an iteration's attr and perf values). Held as one sorted
+/// vector, so a map of 30 perf values is one allocation, built by one sort
+/// ([`KeyMap::from_pairs`]) instead of 30 tree inserts. Iterating yields
+/// `(&String, &V)` in key order, as a `BTreeMap` does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyMap<V> {
+    entries: Vec<(String, V)>,
+}
+
+impl<V> Default for KeyMap<V> {
+    fn default() -> Self {
+        KeyMap {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<V> KeyMap<V> {
+    /// An empty map.
+    pub fn new() -> Self {
+        KeyMap::default()
+    }
+
+    /// A map of pairs in file order: a later duplicate of a key replaces an
+    /// earlier one (Python's dict assignment, "last duplicate wins").
+    pub fn from_pairs(mut pairs: Vec<(String, V)>) -> Self {
+        if !pairs.is_sorted_by(|a, b| a.0 < b.0) {
+            // Stable: equal keys keep file order, the last one is kept.
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+            dedup_keep_last(&mut pairs);
+        }
+        KeyMap { entries: pairs }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True if there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(k, _)| k.as_str().cmp(key))
+    }
+
+    /// The value of a key.
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.find(key).ok().map(|i| &self.entries[i].1)
+    }
+
+    /// True if the key is present.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.find(key).is_ok()
+    }
+
+    /// Sets a key's value; returns the value it replaced.
+    pub fn insert(&mut self, key: String, value: V) -> Option<V> {
+        match self.find(&key) {
+            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            Err(i) => {
+                self.entries.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    /// Removes a key; returns its value.
+    pub fn remove(&mut self, key: &str) -> Option<V> {
+        self.find(key).ok().map(|i| self.entries.remove(i).1)
+    }
+
+    /// Removes every key.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// `(key, value)` in key order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&String, &V)> + ExactSizeIterator {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    /// Keys in order.
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator {
+        self.entries.iter().map(|(k, _)| k)
+    }
+
+    /// Values in key order.
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> + ExactSizeIterator {
+        self.entries.iter().map(|(_, v)| v)
+    }
+}
+
+/// Of each run of equal keys in a sorted vector, keeps the last entry (in
+/// place).
+fn dedup_keep_last<V>(pairs: &mut Vec<(String, V)>) {
+    // `later` is removed when it equals the entry kept before it, which
+    // takes its value first.
+    pairs.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            std::mem::swap(later, kept);
+        }
+        same
+    });
+}
+
+impl<V> FromIterator<(String, V)> for KeyMap<V> {
+    fn from_iter<I: IntoIterator<Item = (String, V)>>(iter: I) -> Self {
+        KeyMap::from_pairs(iter.into_iter().collect())
+    }
+}
+
+impl<V> Extend<(String, V)> for KeyMap<V> {
+    /// Later values replace earlier ones, as `BTreeMap::extend`.
+    fn extend<I: IntoIterator<Item = (String, V)>>(&mut self, iter: I) {
+        let mut pairs = std::mem::take(&mut self.entries);
+        pairs.extend(iter);
+        *self = KeyMap::from_pairs(pairs);
+    }
+}
+
+impl<V> From<BTreeMap<String, V>> for KeyMap<V> {
+    fn from(map: BTreeMap<String, V>) -> Self {
+        KeyMap {
+            entries: map.into_iter().collect(),
+        }
+    }
+}
+
+/// A JSON object in key order; keys holding Latin-1 bytes as
+/// `"$latin1:<text>"` ([`crate::text::serialize_map`]).
+impl<V: Serialize> Serialize for KeyMap<V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::text::serialize_map(self, s)
+    }
+}
+
+impl<V, const N: usize> From<[(String, V); N]> for KeyMap<V> {
+    fn from(pairs: [(String, V); N]) -> Self {
+        KeyMap::from_pairs(pairs.into())
+    }
+}
+
+impl<V> std::ops::Index<&str> for KeyMap<V> {
+    type Output = V;
+    fn index(&self, key: &str) -> &V {
+        self.get(key)
+            .unwrap_or_else(|| panic!("key {key:?} not in map"))
+    }
+}
+
+impl<'a, V> IntoIterator for &'a KeyMap<V> {
+    type Item = (&'a String, &'a V);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, V)>,
+        fn(&'a (String, V)) -> (&'a String, &'a V),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<V> IntoIterator for KeyMap<V> {
+    type Item = (String, V);
+    type IntoIter = std::vec::IntoIter<(String, V)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
 /// A typed keyval value, as Autotest's `read_keyval` types it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -273,10 +448,10 @@ pub struct Iteration {
     pub index: u32,
     /// `{attr}` keys (strings, verbatim).
     #[serde(serialize_with = "crate::text::serialize_text_map")]
-    pub attr: BTreeMap<String, String>,
+    pub attr: KeyMap<String>,
     /// `{perf}` and untyped keys.
     #[serde(serialize_with = "crate::text::serialize_map")]
-    pub perf: BTreeMap<String, PerfValue>,
+    pub perf: KeyMap<PerfValue>,
 }
 
 /// Timestamps are whole seconds since the Unix epoch, shown as naive UTC
@@ -367,7 +542,7 @@ pub struct Test {
     pub kernel: Kernel,
     /// Test attributes: `<subdir>/keyval` plus `host-*` keys.
     #[serde(serialize_with = "crate::text::serialize_map")]
-    pub attributes: BTreeMap<String, Value>,
+    pub attributes: KeyMap<Value>,
     /// Iterations from `<subdir>/results/keyval`.
     pub iterations: Vec<Iteration>,
     /// Labels (always empty from the parser).
@@ -468,7 +643,7 @@ pub struct Job {
     pub aborted_on: Option<Timestamp>,
     /// The merged job keyval.
     #[serde(serialize_with = "crate::text::serialize_map")]
-    pub keyval: BTreeMap<String, Value>,
+    pub keyval: KeyMap<Value>,
     /// Tests in Autotest's emission order.
     pub tests: Vec<Test>,
     /// What the parser noticed.
@@ -526,6 +701,47 @@ mod tests {
             }],
         );
         assert_eq!(k2.printable(7), "2.6.20 p7");
+    }
+
+    /// A `KeyMap` built by `from_pairs`, `insert`, `extend` and `remove`
+    /// holds what a `BTreeMap` given the same operations holds, in its
+    /// order (last duplicate wins).
+    #[test]
+    fn key_map_behaves_like_a_btree_map() {
+        use proptest::prelude::*;
+        let key = || "[a-c]{0,2}";
+        let ops = proptest::collection::vec((0..4u8, key(), any::<u8>()), 0..40);
+        proptest!(|(pairs in proptest::collection::vec((key(), any::<u8>()), 0..30), ops in ops)| {
+            let mut k = KeyMap::from_pairs(pairs.clone());
+            let mut b: BTreeMap<String, u8> = pairs.into_iter().collect();
+            for (op, key, v) in ops {
+                match op {
+                    0 => prop_assert_eq!(k.insert(key.clone(), v), b.insert(key, v)),
+                    1 => prop_assert_eq!(k.remove(&key), b.remove(&key)),
+                    2 => {
+                        let more = [(key.clone(), v), (key, v.wrapping_add(1))];
+                        k.extend(more.clone());
+                        b.extend(more);
+                    }
+                    _ => prop_assert_eq!(k.get(&key), b.get(&key)),
+                }
+                let kv: Vec<_> = k.iter().collect();
+                let bv: Vec<_> = b.iter().collect();
+                prop_assert_eq!(kv, bv);
+            }
+        });
+    }
+
+    #[test]
+    fn key_map_keeps_the_last_duplicate_and_serializes_in_key_order() {
+        let m = KeyMap::from_pairs(vec![
+            ("b".to_string(), 1),
+            ("a".to_string(), 2),
+            ("b".to_string(), 3),
+        ]);
+        assert_eq!(m["b"], 3);
+        assert_eq!(m.len(), 2);
+        assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"a":2,"b":3}"#);
     }
 
     #[test]

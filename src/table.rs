@@ -717,7 +717,7 @@ mod tests {
             finished_time: None,
             aborted_by: None,
             aborted_on: None,
-            keyval: BTreeMap::new(),
+            keyval: Default::default(),
             tests: vec![Test {
                 subdir: None,
                 testname: "t".into(),
@@ -727,11 +727,11 @@ mod tests {
                 finished_time: None,
                 machine: "h".into(),
                 kernel: Kernel::unknown(),
-                attributes,
+                attributes: attributes.into(),
                 iterations: vec![Iteration {
                     index: 1,
-                    attr: BTreeMap::new(),
-                    perf,
+                    attr: Default::default(),
+                    perf: perf.into(),
                 }],
                 labels: vec![],
                 information: None,

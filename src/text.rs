@@ -12,10 +12,10 @@
 //! itself contains an escape character is decoded as Latin-1 too, so an
 //! escape always means a byte.
 
+use crate::model::KeyMap;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 /// The escape of byte `b` (`b >= 0x80`) is `char::from_u32(ESCAPE_BASE + b)`.
 const ESCAPE_BASE: u32 = 0x10_FE00;
@@ -159,7 +159,7 @@ impl Serialize for Text<'_> {
 
 /// [`serialize`] for a map keyed by model strings, values as they are.
 pub fn serialize_map<S: Serializer, V: Serialize>(
-    map: &BTreeMap<String, V>,
+    map: &KeyMap<V>,
     ser: S,
 ) -> Result<S::Ok, S::Error> {
     let mut m = ser.serialize_map(Some(map.len()))?;
@@ -170,10 +170,7 @@ pub fn serialize_map<S: Serializer, V: Serialize>(
 }
 
 /// [`serialize`] for a map of model strings to model strings.
-pub fn serialize_text_map<S: Serializer>(
-    map: &BTreeMap<String, String>,
-    ser: S,
-) -> Result<S::Ok, S::Error> {
+pub fn serialize_text_map<S: Serializer>(map: &KeyMap<String>, ser: S) -> Result<S::Ok, S::Error> {
     let mut m = ser.serialize_map(Some(map.len()))?;
     for (k, v) in map {
         m.serialize_entry(&key(k), &Text(v))?;
@@ -236,14 +233,14 @@ mod tests {
     #[test]
     fn json_forms() {
         let d = decode(b"\xe9t\xe9");
-        let mut m = BTreeMap::new();
+        let mut m = KeyMap::new();
         m.insert(d.to_string(), 1);
         #[derive(Serialize)]
         struct S<'a> {
             #[serde(serialize_with = "serialize")]
             s: &'a str,
             #[serde(serialize_with = "serialize_map")]
-            m: BTreeMap<String, i32>,
+            m: KeyMap<i32>,
         }
         let json = serde_json::to_string(&S { s: &d, m }).expect("serializes");
         assert_eq!(json, r#"{"s":{"$latin1":"été"},"m":{"$latin1:été":1}}"#);

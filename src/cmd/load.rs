@@ -3,7 +3,6 @@
 //! schema itself.
 
 use super::check_dirs;
-use super::CHUNK_JOBS;
 use crate::cli::{self, BackfillArgs, DbAction, DbArgs, JobsArgs, LoadArgs, RunArgs, StatsFormat};
 use crate::ui;
 use anyhow::Context;
@@ -36,6 +35,10 @@ pub(crate) fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Jobs `tko load` parses and loads per chunk: memory holds one chunk of
+/// job trees (and at most 4 MiB of their input), however many are given.
+const CHUNK_JOBS: usize = 256;
 
 /// `tko db status` as text or JSON.
 fn write_status(report: &store::StatusReport, format: StatsFormat) -> anyhow::Result<()> {

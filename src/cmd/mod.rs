@@ -22,15 +22,6 @@ use std::io;
 use tko::export::{ExportQuery, Filter, Warehouse};
 use tko::{backfill, discover, query, store};
 
-/// Jobs parsed (and, for `load`, loaded) per round: memory holds one
-/// round of job trees, however large the root.
-pub(crate) const CHUNK_JOBS: usize = 256;
-
-/// Input bytes (`ingest::input_bytes`) parsed per round by `tko parse`: a
-/// job tree takes a few times its input, so a round of large jobs stays
-/// bounded however many there are (a larger job goes alone).
-pub(crate) const ROUND_BYTES: u64 = 16 << 20;
-
 /// Streams the jobs under `paths` to `each`, a round of top-level
 /// directories at a time (each job directory once; see
 /// `discover::Discovery`); walk errors and notices are printed as they

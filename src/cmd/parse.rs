@@ -1,7 +1,7 @@
 //! `tko parse`: jobs read and parsed, printed as one summary line or one
 //! JSON document per job; nothing is written to a warehouse.
 
-use super::{discover_jobs, CHUNK_JOBS, ROUND_BYTES};
+use super::discover_jobs;
 use crate::cli::ParseArgs;
 use anyhow::Context;
 use std::io::{self, Write};
@@ -20,26 +20,39 @@ pub(crate) fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
     let mut out = io::BufWriter::new(stdout.lock());
     let mut failed = false;
     let walk_failed = discover_jobs(&args.jobs.paths, args.jobs.level, |dirs| {
-        for chunk in ingest::Rounds::new(&dirs, CHUNK_JOBS, ROUND_BYTES, ingest::input_bytes) {
-            for job in ingest::parse_jobs(chunk) {
-                let job = match job {
-                    Ok(job) => job,
-                    Err(e) => {
-                        eprintln!("tko: {e}");
-                        failed = true;
-                        continue;
-                    }
-                };
-                if args.json {
-                    serde_json::to_writer(&mut out, &job).context("writing JSON")?;
-                    writeln!(out)?;
-                } else {
-                    write_summary(&mut out, &job)?;
-                }
-                failed |= job.has_errors();
+        // Each job is parsed and rendered on a worker; this thread only
+        // writes, in order.
+        let render = |job: Result<Job, ingest::ReadError>| -> Rendered {
+            let job = match job {
+                Ok(job) => job,
+                Err(e) => return Rendered::Unreadable(e.to_string()),
+            };
+            let mut bytes = Vec::new();
+            let written = if args.json {
+                serde_json::to_writer(&mut bytes, &job)
+                    .map_err(io::Error::from)
+                    .map(|()| bytes.push(b'\n'))
+            } else {
+                write_summary(&mut bytes, &job)
+            };
+            match written {
+                Ok(()) => Rendered::Job(bytes, job.has_errors()),
+                Err(e) => Rendered::Unreadable(format!("{}: rendering: {e}", job.tag)),
             }
-        }
-        Ok(())
+        };
+        ingest::parse_in_order(&dirs, PARSE_WINDOW, render, |rendered| {
+            match rendered {
+                Rendered::Job(bytes, has_errors) => {
+                    out.write_all(&bytes)?;
+                    failed |= has_errors;
+                }
+                Rendered::Unreadable(e) => {
+                    eprintln!("tko: {e}");
+                    failed = true;
+                }
+            }
+            anyhow::Ok(())
+        })
     })?;
     out.flush()?;
     Ok(if failed || walk_failed {
@@ -47,6 +60,18 @@ pub(crate) fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Jobs `tko parse` workers may run ahead of the output (each held as its
+/// rendering until written).
+const PARSE_WINDOW: usize = 8;
+
+/// One job as `tko parse` prints it, rendered on the worker that parsed it.
+enum Rendered {
+    /// Its JSON line or summary, and whether it has error diagnostics.
+    Job(Vec<u8>, bool),
+    /// Why it could not be read (or rendered).
+    Unreadable(String),
 }
 
 /// A short human summary of one job: tests by status and diagnostics.

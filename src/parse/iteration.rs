@@ -5,13 +5,8 @@
 //! Lines Autotest warns about are dropped and reported as warnings; lines it
 //! raises on (version 0 without `=`) are dropped and reported as errors.
 
-use super::{is_py_space, lines_with_numbers, python_float, Problem};
-use crate::model::{Iteration, PerfValue};
-use nom::bytes::complete::{tag, take_till, take_while};
-use nom::combinator::{all_consuming, rest};
-use nom::IResult;
-use nom::Parser;
-use std::collections::BTreeMap;
+use super::{lines_with_numbers, python_float, Problem};
+use crate::model::{Iteration, KeyMap, PerfValue};
 
 /// Parsed iterations plus what was dropped.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,68 +29,117 @@ enum Line<'a> {
     Unparsable,
 }
 
-/// `tagged = "{" \w* "}"`, the whole remaining input.
-fn type_tag(i: &str) -> IResult<&str, &str> {
-    let (i, _) = tag("{")(i)?;
-    let (i, t) = take_while(|c: char| c.is_ascii_alphanumeric() || c == '_')(i)?;
-    let (i, _) = tag("}")(i)?;
-    Ok((i, t))
+/// `tagged = "{" \w* "}"` at the end of `left` (ASCII word characters, as
+/// Python 2's `\w` without `re.UNICODE`): where the `{` is, and the tag.
+fn type_tag(left: &str) -> Option<(usize, &str)> {
+    let inner = left.strip_suffix('}')?;
+    let open = inner.bytes().rposition(|b| b == b'{')?;
+    let tag = &inner[open + 1..];
+    tag.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        .then_some((open, tag))
 }
 
 /// `line = [^=]* "=" .*`, where a `{\w*}` right before the `=` is the type
 /// tag (`^([^=]*)\{(\w*)\}=(.*)$`, else `^([^=]*)=(.*)$`).
 fn v1_line(i: &str) -> Line<'_> {
-    let parsed: IResult<&str, (&str, &str)> = (|i| {
-        let (i, left) = take_till(|c| c == '=')(i)?;
-        let (i, _) = tag("=")(i)?;
-        let (i, value) = rest(i)?;
-        Ok((i, (left, value)))
-    })(i);
-    let Ok((_, (left, value))) = parsed else {
+    // `[^=]* "="`: the first `=`.
+    let Some(eq) = i.bytes().position(|b| b == b'=') else {
         return Line::Unparsable;
     };
-    if let Some(open) = left.rfind('{') {
-        if let Ok((_, t)) = all_consuming(type_tag).parse(&left[open..]) {
-            return Line::Typed(&left[..open], t, value);
-        }
+    let (left, value) = (&i[..eq], &i[eq + 1..]);
+    match type_tag(left) {
+        Some((open, t)) => Line::Typed(&left[..open], t, value),
+        None => Line::Untyped(left, value),
     }
-    Line::Untyped(left, value)
 }
 
 /// Parses `results/keyval` bytes for the given status version.
+///
+/// A file that is valid UTF-8 (the usual case) is decoded once, not line by
+/// line; each iteration's pairs are collected in file order and sorted
+/// once ([`KeyMap::from_pairs`]: the last duplicate of a key wins).
 pub fn iterations(input: &[u8], status_version: u32) -> Iterations {
-    let mut out = Iterations::default();
-    let mut attr = BTreeMap::new();
-    let mut perf = BTreeMap::new();
-    let mut index = 1;
-    for (number, raw) in lines_with_numbers(input) {
-        let text = crate::text::decode(raw);
-        // Python's str.strip(): ASCII whitespace on both ends.
-        let line = text.trim_matches(|c: char| is_py_space(c));
-        if line.is_empty() {
-            out.iterations.push(Iteration {
-                index,
-                attr: std::mem::take(&mut attr),
-                perf: std::mem::take(&mut perf),
-            });
-            index += 1;
-            continue;
-        }
-        let warn = |out: &mut Iterations| {
-            out.problems.push(Problem::warning(
-                Some(number),
-                format!(
-                    "line '{}' found in test iteration keyval could not be parsed",
-                    super::excerpt(line, super::EXCERPT_CHARS)
-                ),
-            ))
-        };
-        if status_version == 0 {
-            match line.split_once('=') {
-                Some((k, v)) => {
-                    perf.insert(k.to_string(), PerfValue::Raw(v.to_string()));
+    let mut p = IterationParser {
+        out: Iterations::default(),
+        attr: Vec::new(),
+        perf: Vec::new(),
+        index: 1,
+        status_version,
+    };
+    match std::str::from_utf8(input) {
+        Ok(text) if !crate::text::is_latin1(text) => {
+            // Lines are short: a plain byte loop beats a memchr call each.
+            let b = text.as_bytes();
+            let (mut start, mut number) = (0, 1u32);
+            while start < b.len() {
+                let mut end = start;
+                while end < b.len() && b[end] != b'\n' {
+                    end += 1;
                 }
-                None => out.problems.push(Problem::error(
+                let end = (end + 1).min(b.len());
+                p.line(number, &text[start..end]);
+                start = end;
+                number = number.saturating_add(1);
+            }
+        }
+        _ => {
+            for (number, raw) in lines_with_numbers(input) {
+                p.line(number, &crate::text::decode(raw));
+            }
+        }
+    }
+    let IterationParser {
+        mut out,
+        attr,
+        perf,
+        index,
+        ..
+    } = p;
+    if !attr.is_empty() || !perf.is_empty() {
+        out.iterations.push(Iteration {
+            index,
+            attr: KeyMap::from_pairs(attr),
+            perf: KeyMap::from_pairs(perf),
+        });
+    }
+    out
+}
+
+/// The state of [`iterations`]: what is parsed so far and the open
+/// iteration's pairs in file order.
+struct IterationParser {
+    out: Iterations,
+    attr: Vec<(String, String)>,
+    perf: Vec<(String, PerfValue)>,
+    index: u32,
+    status_version: u32,
+}
+
+impl IterationParser {
+    /// One line (with its line break, if any).
+    fn line(&mut self, number: u32, text: &str) {
+        // Python's str.strip(): ASCII whitespace on both ends.
+        let line = super::trim_py_space(text);
+        if line.is_empty() {
+            // Sized for the next iteration like this one.
+            let (na, np) = (self.attr.len(), self.perf.len());
+            let attr = std::mem::replace(&mut self.attr, Vec::with_capacity(na));
+            let perf = std::mem::replace(&mut self.perf, Vec::with_capacity(np));
+            self.out.iterations.push(Iteration {
+                index: self.index,
+                attr: KeyMap::from_pairs(attr),
+                perf: KeyMap::from_pairs(perf),
+            });
+            self.index += 1;
+            return;
+        }
+        if self.status_version == 0 {
+            match line.split_once('=') {
+                Some((k, v)) => self
+                    .perf
+                    .push((k.to_string(), PerfValue::Raw(v.to_string()))),
+                None => self.out.problems.push(Problem::error(
                     Some(number),
                     format!(
                         "iteration keyval line '{}' has no '='",
@@ -103,30 +147,31 @@ pub fn iterations(input: &[u8], status_version: u32) -> Iterations {
                     ),
                 )),
             }
-            continue;
+            return;
         }
         let (key, value) = match v1_line(line) {
             Line::Typed(k, "attr", v) => {
-                attr.insert(k.to_string(), v.to_string());
-                continue;
+                self.attr.push((k.to_string(), v.to_string()));
+                return;
             }
             Line::Typed(k, "perf", v) | Line::Untyped(k, v) => (k, v),
-            Line::Typed(..) | Line::Unparsable => {
-                warn(&mut out);
-                continue;
-            }
+            Line::Typed(..) | Line::Unparsable => return self.warn(number, line),
         };
         match python_float(value) {
-            Some(f) => {
-                perf.insert(key.to_string(), PerfValue::Float(f));
-            }
-            None => warn(&mut out),
+            Some(f) => self.perf.push((key.to_string(), PerfValue::Float(f))),
+            None => self.warn(number, line),
         }
     }
-    if !attr.is_empty() || !perf.is_empty() {
-        out.iterations.push(Iteration { index, attr, perf });
+
+    fn warn(&mut self, number: u32, line: &str) {
+        self.out.problems.push(Problem::warning(
+            Some(number),
+            format!(
+                "line '{}' found in test iteration keyval could not be parsed",
+                super::excerpt(line, super::EXCERPT_CHARS)
+            ),
+        ));
     }
-    out
 }
 
 #[cfg(test)]
@@ -143,6 +188,11 @@ mod tests {
         assert_eq!(v1_line("a{perf} = 5"), Line::Untyped("a{perf} ", " 5"));
         assert_eq!(v1_line("a{x y}=1"), Line::Untyped("a{x y}", "1"));
         assert_eq!(v1_line("nothing"), Line::Unparsable);
+        assert_eq!(v1_line("a{}=1"), Line::Typed("a", "", "1"));
+        assert_eq!(v1_line("a}{perf}=1"), Line::Typed("a}", "perf", "1"));
+        assert_eq!(v1_line("a{p{erf}=1"), Line::Typed("a{p", "erf", "1"));
+        assert_eq!(v1_line("a{pé}=1"), Line::Untyped("a{pé}", "1"));
+        assert_eq!(v1_line("a}=1"), Line::Untyped("a}", "1"));
     }
 
     #[test]
@@ -152,6 +202,29 @@ mod tests {
         assert_eq!(it.iterations[1].index, 2);
         assert!(it.iterations[1].perf.is_empty());
         assert_eq!(it.iterations[2].attr["b"], "x");
+    }
+
+    /// Within an iteration a repeated key keeps its last value (a dict
+    /// assignment in Autotest), and lines that are not UTF-8 take the
+    /// line-by-line Latin-1 path with the same result.
+    #[test]
+    fn repeated_keys_keep_the_last_value_on_both_paths() {
+        for input in [
+            &b"b{perf}=1\na{perf}=2\nb{perf}=3\nx{attr}=1\nx{attr}=2\n"[..],
+            &b"b{perf}=1\na{perf}=2\nb{perf}=3\nx{attr}=1\nx{attr}=2\nc{attr}=\xe9\n"[..],
+        ] {
+            let it = iterations(input, 1);
+            let i = &it.iterations[0];
+            assert_eq!(i.perf["b"], PerfValue::Float(3.0));
+            let keys: Vec<&String> = i.perf.keys().collect();
+            assert_eq!(keys, ["a", "b"]);
+            assert_eq!(i.attr["x"], "2");
+        }
+        let latin = iterations(b"c{attr}=\xe9\n", 1);
+        assert_eq!(
+            crate::text::stored(&latin.iterations[0].attr["c"]),
+            "\u{e9}"
+        );
     }
 
     #[test]

@@ -6,22 +6,21 @@
 //! Pure: bytes in, map and problems out; see `ingest` for the file reads.
 
 use super::{is_py_space, lines_with_numbers, Problem};
-use crate::model::Value;
+use crate::model::{KeyMap, Value};
 use nom::bytes::complete::{tag, take_while1};
 use nom::combinator::rest;
 use nom::IResult;
 use nom::Parser;
-use std::collections::BTreeMap;
 
 /// A parsed keyval file: the typed map and the lines that were rejected.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Keyval {
     /// Key → typed value (last duplicate wins).
-    pub map: BTreeMap<String, Value>,
+    pub map: KeyMap<Value>,
     /// Lines Autotest would have raised on.
     pub problems: Vec<Problem>,
     /// Key → 1-based line of the value kept (the last duplicate).
-    pub lines: BTreeMap<String, u32>,
+    pub lines: KeyMap<u32>,
 }
 
 /// `key = [-.\w]+` (ASCII word characters, dash, dot).
@@ -60,7 +59,8 @@ pub fn typed_value(v: &str) -> Value {
 
 /// Parses a keyval file's bytes.
 pub fn keyval(input: &[u8]) -> Keyval {
-    let mut out = Keyval::default();
+    let mut problems = Vec::new();
+    let mut pairs = Vec::new();
     for (number, raw) in lines_with_numbers(input) {
         let text = crate::text::decode(raw);
         // Python: re.sub('#.*', '', line).rstrip()
@@ -70,11 +70,8 @@ pub fn keyval(input: &[u8]) -> Keyval {
         };
         let line = uncommented.trim_end_matches(|c: char| is_py_space(c));
         match entry(line) {
-            Ok((_, (k, v))) => {
-                out.map.insert(k.to_string(), typed_value(v));
-                out.lines.insert(k.to_string(), number);
-            }
-            Err(_) => out.problems.push(Problem::error(
+            Ok((_, (k, v))) => pairs.push((k.to_string(), (typed_value(v), number))),
+            Err(_) => problems.push(Problem::error(
                 Some(number),
                 format!(
                     "invalid keyval line {:?} (expected key=value)",
@@ -83,7 +80,16 @@ pub fn keyval(input: &[u8]) -> Keyval {
             )),
         }
     }
-    out
+    // Sorted once; the last duplicate of a key wins, with its line.
+    let (map, lines) = KeyMap::from_pairs(pairs)
+        .into_iter()
+        .map(|(k, (v, n))| ((k.clone(), v), (k, n)))
+        .unzip();
+    Keyval {
+        map: KeyMap::from_pairs(map),
+        problems,
+        lines: KeyMap::from_pairs(lines),
+    }
 }
 
 #[cfg(test)]

@@ -101,26 +101,76 @@ pub fn is_py_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
 }
 
+/// `text.trim_matches(is_py_space)`, a byte at a time (the spaces are
+/// ASCII, so the cuts fall on character boundaries).
+pub fn trim_py_space(text: &str) -> &str {
+    let b = text.as_bytes();
+    let space = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    let start = b.iter().position(|c| !space(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !space(c)).map_or(start, |e| e + 1);
+    &text[start..end]
+}
+
 /// Python's `float(text)`: surrounding whitespace, optional sign, decimal or
 /// exponent notation, `nan`, `inf`, `infinity` (any case).
 pub fn python_float(text: &str) -> Option<f64> {
-    let t = text.trim_matches(is_py_space);
+    let t = trim_py_space(text);
     let (negative, body) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),
         Some(b'+') => (false, &t[1..]),
         _ => (false, t),
     };
-    let value = match body.to_ascii_lowercase().as_str() {
-        "nan" => f64::NAN,
-        "inf" | "infinity" => f64::INFINITY,
-        _ => {
+    let value = if body.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+        // The usual case: a number (neither nan nor inf).
+        if let Some(f) = short_decimal(body) {
+            f
+        } else {
             if !is_decimal_literal(body) {
                 return None;
             }
             body.parse::<f64>().ok()?
         }
+    } else if body.eq_ignore_ascii_case("nan") {
+        f64::NAN
+    } else if body.eq_ignore_ascii_case("inf") || body.eq_ignore_ascii_case("infinity") {
+        f64::INFINITY
+    } else {
+        if !is_decimal_literal(body) {
+            return None;
+        }
+        body.parse::<f64>().ok()?
     };
     Some(if negative { -value } else { value })
+}
+
+/// `\d+(\.\d+)?` of at most 15 digits in all, exactly as `str::parse` (and
+/// Python) rounds it, without the general algorithm: the digits as an
+/// integer below 2^53 and a power of ten up to 10^15 are both exact in an
+/// f64, so one IEEE division rounds correctly (Clinger's fast path).
+/// `None` for anything else (the caller falls back to the general parse).
+fn short_decimal(s: &str) -> Option<f64> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > 16 {
+        return None;
+    }
+    let (mut m, mut digits, mut frac) = (0u64, 0usize, None);
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                m = m * 10 + u64::from(c - b'0');
+                digits += 1;
+            }
+            b'.' if frac.is_none() && i > 0 && i + 1 < b.len() => frac = Some(b.len() - i - 1),
+            _ => return None,
+        }
+    }
+    if digits > 15 {
+        return None;
+    }
+    Some(m as f64 / POW10[frac.unwrap_or(0)])
 }
 
 /// `(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?`, the unsigned literal `float()` takes.
@@ -275,9 +325,42 @@ mod tests {
         }
     }
 
+    /// The short-decimal fast path gives exactly what `str::parse` gives.
+    #[test]
+    fn short_decimals_round_like_str_parse() {
+        use proptest::prelude::*;
+        proptest!(|(s in "[0-9]{1,9}(\\.[0-9]{1,9})?")| {
+            let want: f64 = s.parse().unwrap();
+            prop_assert_eq!(python_float(&s).map(f64::to_bits), Some(want.to_bits()), "{}", s);
+        });
+        for s in [
+            "0.1",
+            "123456789012345",
+            "0.000000000000001",
+            "9007199.254740993",
+            "5e-324",
+        ] {
+            let want: f64 = s.parse().unwrap();
+            assert_eq!(
+                python_float(s).map(f64::to_bits),
+                Some(want.to_bits()),
+                "{s}"
+            );
+        }
+        // Left to the general parse (which still accepts the first two).
+        for s in ["1.", ".5", "1.2.3", "1234567890123456", "1e5", "-1"] {
+            assert_eq!(short_decimal(s), None, "{s}");
+        }
+        assert_eq!(python_float("1."), Some(1.0));
+        assert_eq!(python_float("1234567890123456"), Some(1234567890123456.0));
+    }
+
     #[test]
     fn python_int_and_timestamps() {
         assert_eq!(python_int(" -5 "), Some(-5));
+        for s in ["", " ", " \t1 \x0b", "a b", "\x0cx", "é "] {
+            assert_eq!(trim_py_space(s), s.trim_matches(is_py_space), "{s:?}");
+        }
         assert_eq!(python_int("1.5"), None);
         assert_eq!(timestamp_of_field("1300000001"), Ok(1_300_000_001));
         assert!(timestamp_of_field("1300000001.5").is_err());

@@ -86,7 +86,7 @@ pub(crate) fn state(row: &ReadRow) -> LedgerState {
 
 /// The ledger fingerprint of a live load (`tko watch` writing a running
 /// job's RUNNING rows): `live:` plus where the status log was read to. It
-/// never equals a content fingerprint (an md5), so the job's final load,
+/// never equals a content fingerprint (`xxh3:` and hex), so the job's final load,
 /// and any later `tko load` or backfill of it, always replaces what a live
 /// load wrote; a live load of the same bytes again is skipped as
 /// unchanged.
@@ -518,7 +518,6 @@ fn load_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
     use std::path::PathBuf;
 
     fn job(tag: &str, finished: Option<i64>) -> Job {
@@ -536,7 +535,7 @@ mod tests {
             finished_time: finished,
             aborted_by: None,
             aborted_on: None,
-            keyval: BTreeMap::new(),
+            keyval: Default::default(),
             tests: vec![],
             diagnostics: vec![],
         }

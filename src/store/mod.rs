@@ -494,7 +494,6 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
     use crate::model::{Kernel, Status, Test};
-    use std::collections::BTreeMap;
 
     fn test(name: &str, subdir: Option<&str>) -> Test {
         Test {
@@ -506,7 +505,7 @@ mod tests {
             finished_time: None,
             machine: "m".into(),
             kernel: Kernel::unknown(),
-            attributes: BTreeMap::new(),
+            attributes: Default::default(),
             iterations: vec![],
             labels: vec![],
             information: None,
@@ -538,7 +537,7 @@ mod tests {
             finished_time: None,
             aborted_by: None,
             aborted_on: None,
-            keyval: BTreeMap::new(),
+            keyval: Default::default(),
             tests: vec![
                 test("boot.0", None),
                 test("boot.0", None),

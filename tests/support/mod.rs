@@ -160,7 +160,7 @@ pub(crate) fn test(name: &str, subdir: Option<&str>, status: Status, kernel: &Ke
         finished_time: Some(1_300_000_060),
         machine: String::new(),
         kernel: kernel.clone(),
-        attributes: BTreeMap::new(),
+        attributes: Default::default(),
         iterations: Vec::new(),
         labels: Vec::new(),
         information: None,
@@ -178,7 +178,11 @@ pub(crate) fn with_iterations(mut t: Test, n: u32) -> Test {
         );
         perf.insert("latency".to_string(), PerfValue::Float(2.0));
         attr.insert("ks".to_string(), "v".to_string());
-        t.iterations.push(Iteration { index, attr, perf });
+        t.iterations.push(Iteration {
+            index,
+            attr: attr.into(),
+            perf: perf.into(),
+        });
     }
     t.attributes
         .insert("version".into(), Value::Int(u128::from(n)));
@@ -205,7 +209,7 @@ pub(crate) fn job(tag: &str, machine: &str, tests: Vec<Test>) -> Job {
         finished_time: Some(1_300_000_100),
         aborted_by: None,
         aborted_on: None,
-        keyval,
+        keyval: keyval.into(),
         tests: tests
             .into_iter()
             .map(|mut t| {
