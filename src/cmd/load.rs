@@ -37,7 +37,8 @@ pub(crate) fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Jobs `tko load` parses and loads per chunk: memory holds one chunk of
-/// job trees (and at most 4 MiB of their input), however many are given.
+/// job trees (bounded in input bytes too, see `backfill::Options`),
+/// however many are given.
 const CHUNK_JOBS: usize = 256;
 
 /// `tko db status` as text or JSON.
