@@ -83,11 +83,10 @@ pub(crate) fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
         )?;
         let mut perf = PerfRows::new(args.by_machine);
         let what = r.context("perf values");
-        r.wh.perf_values(&f, args.by_machine, &mut |t, s, m, k, v| {
+        r.wh.perf_moments(&f, args.by_machine, &mut |t, s, m, k, v| {
             perf.add(t, s, m, k, v);
         })
         .context(what)?;
-        perf.sort();
         Ok((records.records, perf))
     };
     let (brec, bperf) = read(bf)?;

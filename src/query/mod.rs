@@ -13,12 +13,14 @@
 pub mod filter;
 pub mod float;
 pub mod joblist;
+pub mod moments;
 pub mod plan;
 pub mod rows;
 
 pub use filter::{glob_escape, parse_status, parse_time, Filter};
 pub use float::pg_float;
 pub use joblist::{JobPage, JobSummary};
+pub use moments::{ExactSum, Moments};
 pub use plan::{
     pg_literal, plan, ColType, Column, Dialect, Kind, Plan, Query, INFORMATION_COLUMNS,
     TEST_COLUMNS,

@@ -11,6 +11,7 @@ use super::ledger::{
     self, Backend, Doomed, FailedRow, JobMachine, LedgerRow, LoadedRow, Planned, ReadRow, Remover,
     Written,
 };
+use super::summary::{self, Delta};
 use super::{
     error_chain, plan_tests, schema, BoxError, Deletion, Error, Failure, JobSelection, LedgerState,
     LoadItem, LoadOutcome, OldTest, Removed, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS,
@@ -167,6 +168,9 @@ impl SqliteStore {
         let current = current_version(&tx)?;
         let applied = schema::apply_pending(schema::SQLITE, current, require_init, |m| {
             tx.execute_batch(m.sql)?;
+            if m.version == 6 {
+                summary::rebuild_lite(&tx)?;
+            }
             tx.execute(
                 "INSERT INTO tko_schema_version (version, name) VALUES (?1, ?2)",
                 params![m.version, m.name],
@@ -332,6 +336,10 @@ fn load_one(
         Vec::new()
     };
     let plan = plan_tests(&old, job);
+    let mut delta = Delta::default();
+    if let Some(idx) = existing {
+        delta.collect_lite(c, idx, -1).at("tko_perf_summary")?;
+    }
     for id in &plan.old {
         for (table, sql) in [
             (
@@ -419,6 +427,8 @@ fn load_one(
     };
     let rows = JobTreeRows::new(job, &ids, |s| status_idx[s.word()]);
     insert_rows(c, &rows)?;
+    delta.collect_lite(c, job_idx, 1).at("tko_perf_summary")?;
+    delta.apply_lite(c).at("tko_perf_summary")?;
     let (outcome, row) = ledger::loaded(item, job_idx, existing.is_none(), &plan, rows.counts());
     write_loaded(c, &row)?;
     Ok((outcome, row))
@@ -502,6 +512,11 @@ fn delete_one(c: &Connection, d: &Doomed) -> Result<Option<Removed>, Fail> {
             .and_then(|mut s| s.execute([d.job_idx]))
             .at(table)
     };
+    let mut delta = Delta::default();
+    delta
+        .collect_lite(c, d.job_idx, -1)
+        .at("tko_perf_summary")?;
+    delta.apply_lite(c).at("tko_perf_summary")?;
     let tests_of = "(SELECT test_idx FROM tko_tests WHERE job_idx = ?1)";
     let mut rows = RowCounts {
         iteration_attributes: by_test(
