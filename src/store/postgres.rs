@@ -477,11 +477,7 @@ impl PgStore {
         copy_tree(&mut tx, &all)?;
         timing::add("write: COPY (all tables)", t0);
         let t0 = std::time::Instant::now();
-        step(
-            one,
-            "tko_perf_summary",
-            delta.collect_pg(&mut tx, &job_ids, 1),
-        )?;
+        delta.add_rows(&all);
         step(one, "tko_perf_summary", delta.apply_pg(&mut tx))?;
         timing::add("write: perf summary", t0);
         let t0 = std::time::Instant::now();

@@ -427,7 +427,7 @@ fn load_one(
     };
     let rows = JobTreeRows::new(job, &ids, |s| status_idx[s.word()]);
     insert_rows(c, &rows)?;
-    delta.collect_lite(c, job_idx, 1).at("tko_perf_summary")?;
+    delta.add_rows(&rows);
     delta.apply_lite(c).at("tko_perf_summary")?;
     let (outcome, row) = ledger::loaded(item, job_idx, existing.is_none(), &plan, rows.counts());
     write_loaded(c, &row)?;

@@ -4,15 +4,17 @@
 //! thousand rows instead of every perf row of both kernels. Kept exact in
 //! the transaction that changes the detail rows: a load or reload
 //! subtracts the moments of the job's old perf rows before they go
-//! ([`Delta::collect`] with sign −1) and adds those of its new rows once
-//! written, a delete or prune subtracts; [`Delta`] then updates only the
-//! rows it touches. The sums are exact, so subtracting leaves no drift and
+//! ([`Delta::collect_pg`] / [`Delta::collect_lite`] with sign −1, read
+//! from the tables) and adds those of its new rows as it writes them
+//! ([`Delta::add_rows`]), a delete or prune subtracts; [`Delta`] then
+//! updates only the rows it touches. The sums are exact, so subtracting leaves no drift and
 //! the summary equals what the detail rows give, bit for bit. On
 //! PostgreSQL, writers of the summary queue on one transaction-level
 //! advisory lock taken last (after machines, kernels and jobs), so two
 //! loaders never create the same row twice and never deadlock on it.
 
 use crate::query::{ExactSum, Moments};
+use crate::table::JobTreeRows;
 use postgres::Transaction;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
@@ -54,6 +56,35 @@ impl Delta {
         }
         if m.n > 0 {
             self.0.entry(key).or_default().merge(&m, sign);
+        }
+    }
+
+    /// Adds the perf values of rows just written (as the caller built
+    /// them, so nothing is read back).
+    pub(crate) fn add_rows(&mut self, rows: &JobTreeRows) {
+        let tests: HashMap<i32, (i32, &str, Option<&str>)> = rows
+            .tests
+            .iter()
+            .map(|t| {
+                (
+                    t.test_idx,
+                    (t.kernel_idx, t.test.as_str(), t.subdir.as_deref()),
+                )
+            })
+            .collect();
+        for r in &rows.iteration_results {
+            let (Some(v), Some(&(k, test, subdir))) = (r.value, tests.get(&r.test_idx)) else {
+                continue;
+            };
+            if v.is_finite() {
+                let key = (
+                    k,
+                    Some(test.to_owned()),
+                    subdir.map(str::to_owned),
+                    r.attribute.clone(),
+                );
+                self.0.entry(key).or_default().add(v + 0.0);
+            }
         }
     }
 
@@ -103,36 +134,53 @@ impl Delta {
         let mut tests: Vec<Option<&str>> = self.0.keys().map(|k| k.1.as_deref()).collect();
         tests.sort_unstable();
         tests.dedup();
+        let null_test = tests.first().is_some_and(Option::is_none);
         let tests: Vec<&str> = tests.into_iter().flatten().collect();
         let mut now: HashMap<Key, (i64, Moments)> = HashMap::new();
         for r in tx.query(
             "SELECT id, kernel_idx, test, subdir, attribute, n, sum, sumsq \
              FROM tko_perf_summary WHERE kernel_idx = ANY($1) \
-                AND (test = ANY($2) OR test IS NULL)",
-            &[&kernels, &tests],
+                AND (test = ANY($2) OR ($3 AND test IS NULL))",
+            &[&kernels, &tests, &null_test],
         )? {
             let key = (r.get(1), r.get(2), r.get(3), r.get(4));
             if self.0.contains_key(&key) {
                 now.insert(key, (r.get(0), read(r.get(5), r.get(6), r.get(7))));
             }
         }
+        // Rows that stay are updated in place (heap-only updates: the
+        // indexed columns do not change, so pages prune themselves).
         let mut gone: Vec<i64> = Vec::new();
+        let (mut ids, mut ns, mut sums, mut sumsqs) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut rows = Rows::default();
         for (key, d) in self.0 {
-            let mut m = match now.remove(&key) {
-                Some((id, m)) => {
-                    gone.push(id);
-                    m
+            match now.remove(&key) {
+                Some((id, mut m)) => {
+                    m.merge(&d, 1);
+                    if m.n > 0 {
+                        ids.push(id);
+                        ns.push(m.n);
+                        sums.push(m.sum.to_text());
+                        sumsqs.push(m.sumsq.to_text());
+                    } else {
+                        gone.push(id);
+                    }
                 }
-                None => Moments::default(),
-            };
-            m.merge(&d, 1);
-            if m.n > 0 {
-                rows.push(key, &m);
+                None if d.n > 0 => rows.push(key, &d),
+                None => {}
             }
         }
         if !gone.is_empty() {
             tx.execute("DELETE FROM tko_perf_summary WHERE id = ANY($1)", &[&gone])?;
+        }
+        if !ids.is_empty() {
+            tx.execute(
+                "UPDATE tko_perf_summary ps SET n = u.n, sum = u.sum, sumsq = u.sumsq \
+                 FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[]) AS u(id, n, sum, sumsq) \
+                 WHERE ps.id = u.id",
+                &[&ids, &ns, &sums, &sumsqs],
+            )?;
         }
         rows.insert_pg(tx)
     }
