@@ -242,7 +242,7 @@ fn load_one(
     c: &Connection,
     item: &LoadItem<'_>,
     status_idx: &HashMap<String, i32>,
-) -> Result<(LoadOutcome, LoadedRow), Fail> {
+) -> Result<(LoadOutcome, LoadedRow, Delta), Fail> {
     let job = item.job;
     let jm = JobMachine::of(job);
     c.prepare_cached(
@@ -428,10 +428,9 @@ fn load_one(
     let rows = JobTreeRows::new(job, &ids, |s| status_idx[s.word()]);
     insert_rows(c, &rows)?;
     delta.add_rows(&rows);
-    delta.apply_lite(c).at("tko_perf_summary")?;
     let (outcome, row) = ledger::loaded(item, job_idx, existing.is_none(), &plan, rows.counts());
     write_loaded(c, &row)?;
-    Ok((outcome, row))
+    Ok((outcome, row, delta))
 }
 
 /// Records what the job says about its machine and recomputes the machine
@@ -790,6 +789,8 @@ impl SqliteStore {
             rows
         };
         let mut out = Vec::with_capacity(jobs.len());
+        // tko_perf_summary: the committed jobs' changes, written once.
+        let mut delta = Delta::default();
         for p in jobs {
             let item = p.item;
             let to_error = |f: Fail| Error::Load {
@@ -811,8 +812,9 @@ impl SqliteStore {
             }
             let sp = tx.savepoint().map_err(db("SAVEPOINT"))?;
             match load_one(&sp, item, &status_idx) {
-                Ok((o, _)) => {
+                Ok((o, _, d)) => {
                     sp.commit().map_err(db("RELEASE SAVEPOINT"))?;
+                    delta.absorb(d);
                     out.push(Written::Done(o));
                 }
                 Err(f) => {
@@ -821,6 +823,9 @@ impl SqliteStore {
                 }
             }
         }
+        delta
+            .apply_lite(&tx)
+            .map_err(db("writing tko_perf_summary"))?;
         tx.commit().map_err(db("COMMIT"))?;
         Ok(out)
     }

@@ -59,6 +59,13 @@ impl Delta {
         }
     }
 
+    /// Adds another delta's changes.
+    pub(crate) fn absorb(&mut self, other: Delta) {
+        for (k, m) in other.0 {
+            self.0.entry(k).or_default().merge(&m, 1);
+        }
+    }
+
     /// Adds the perf values of rows just written (as the caller built
     /// them, so nothing is read back).
     pub(crate) fn add_rows(&mut self, rows: &JobTreeRows) {
