@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release --bin tko
-//! cargo run --release --example bench_serve -- [JOBS] [CLIENTS] [SECONDS]
+//! cargo run --release --example bench_serve -- [JOBS] [CLIENTS] [SECONDS] [ROUNDS]
 //! ```
 //!
 //! Generates a results tree with `tko::gen::generate` (JOBS jobs, default
@@ -14,7 +14,14 @@
 //! and for each of the jobs list (`/`, 50 jobs per page) and a job page
 //! (`/jobs/TAG`, a different job each request) runs CLIENTS threads
 //! (default 20) issuing requests back to back for SECONDS (default 10),
-//! one connection per request. Prints p50, p99 and requests/s.
+//! one connection per request, ROUNDS times (default 3; the pages
+//! alternate between rounds). Prints p50, p99 and requests/s of each round,
+//! then their medians with the min–max range, and the load average.
+//!
+//! `TKO_BENCH_DIR=DIR` keeps the generated tree and the SQLite warehouse
+//! in DIR and reuses them on the next run (the backfill then finds every
+//! job unchanged); with `TKO_BENCH_PG_URL` naming a kept database, a
+//! repeated run measures without generating or loading again.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -133,6 +140,13 @@ fn load(
     Ok((lat, wall))
 }
 
+/// The 1-, 5- and 15-minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn pct(v: &[f64], p: f64) -> f64 {
     v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
 }
@@ -142,6 +156,7 @@ fn main() -> R<()> {
     let jobs: usize = args.next().map_or(Ok(20_000), |a| a.parse())?;
     let clients: usize = args.next().map_or(Ok(20), |a| a.parse())?;
     let secs: u64 = args.next().map_or(Ok(10), |a| a.parse())?;
+    let rounds: usize = args.next().map_or(Ok(3), |a| a.parse::<usize>())?.max(1);
     if !tko_bin().exists() {
         return Err(format!(
             "{} missing: cargo build --release --bin tko",
@@ -149,22 +164,29 @@ fn main() -> R<()> {
         )
         .into());
     }
-    let dir = tempfile::tempdir()?;
-    let root = dir.path().join("results");
+    let temp = tempfile::tempdir()?;
+    let kept = std::env::var_os("TKO_BENCH_DIR").map(PathBuf::from);
+    let dir = kept.as_deref().unwrap_or(temp.path());
+    std::fs::create_dir_all(dir)?;
+    let root = dir.join("results");
     let opts = GenOptions {
         jobs,
         iterations_per_test: 1..=2,
         perf_keys_per_iteration: 3..=5,
         ..GenOptions::default()
     };
-    let t = Instant::now();
-    gen::generate(&root, &opts)?;
-    eprintln!(
-        "generated {jobs} jobs in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    if root.exists() && kept.is_some() {
+        eprintln!("reusing {}", root.display());
+    } else {
+        let t = Instant::now();
+        gen::generate(&root, &opts)?;
+        eprintln!(
+            "generated {jobs} jobs in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
     let pg_url = std::env::var("TKO_BENCH_PG_URL").unwrap_or_else(|_| pg::fresh_database_url());
-    let lite = format!("sqlite:{}", dir.path().join("tko.db").display());
+    let lite = format!("sqlite:{}", dir.join("tko.db").display());
     for (name, url) in [("SQLite", &lite), ("PostgreSQL", &pg_url)] {
         let t = Instant::now();
         let out = Command::new(tko_bin())
@@ -195,20 +217,43 @@ fn main() -> R<()> {
         };
         let list = |_: usize| "/".to_owned();
         let page = |i: usize| format!("/jobs/{}", encode(&tags[i % tags.len()]));
-        for (what, f) in [
+        let pages = [
             ("jobs list /", &list as &(dyn Fn(usize) -> String + Sync)),
             ("job page /jobs/TAG", &page),
-        ] {
-            let (lat, wall) = load(&srv.1, clients, secs, f)?;
+        ];
+        // [page][round] = (p50, p99, requests/s)
+        let mut seen = vec![Vec::new(); pages.len()];
+        for round in 0..rounds {
+            for (what, f) in &pages {
+                let at = pages.iter().position(|(w, _)| w == what).expect("a page");
+                let (lat, wall) = load(&srv.1, clients, secs, *f)?;
+                let r = (pct(&lat, 0.50), pct(&lat, 0.99), lat.len() as f64 / wall);
+                println!(
+                    "{name:<10} {what:<20} round {}: {clients} clients, {:>6} requests, p50 {:.1} ms, p99 {:.1} ms, {:.0} requests/s (load {})",
+                    round + 1,
+                    lat.len(),
+                    r.0,
+                    r.1,
+                    r.2,
+                    loadavg()
+                );
+                seen[at].push(r);
+            }
+        }
+        for ((what, _), rs) in pages.iter().zip(&seen) {
+            let m = |f: fn(&(f64, f64, f64)) -> f64| {
+                let mut v: Vec<f64> = rs.iter().map(f).collect();
+                v.sort_by(f64::total_cmp);
+                (v[v.len() / 2], v[0], v[v.len() - 1])
+            };
+            let (p50, p99, rps) = (m(|r| r.0), m(|r| r.1), m(|r| r.2));
             println!(
-                "{name:<10} {what:<20} {clients} clients: {:>6} requests, p50 {:.1} ms, p99 {:.1} ms, {:.0} requests/s",
-                lat.len(),
-                pct(&lat, 0.50),
-                pct(&lat, 0.99),
-                lat.len() as f64 / wall
+                "{name:<10} {what:<20} median of {rounds}: p50 {:.1} ms ({:.1}–{:.1}), p99 {:.1} ms ({:.1}–{:.1}), {:.0} requests/s ({:.0}–{:.0})",
+                p50.0, p50.1, p50.2, p99.0, p99.1, p99.2, rps.0, rps.1, rps.2
             );
         }
     }
+    drop(temp);
     if std::env::var("TKO_BENCH_PG_URL").is_err() {
         pg::drop_database(&pg_url);
     }

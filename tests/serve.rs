@@ -19,6 +19,8 @@ const BOTH: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
 const HOSTILE_TAG: &str = "990-eve/evil";
 const HOSTILE_REASON: &str = "<script>alert(1)</script>";
 const QUOTED_TEST: &str = "it's \"quoted\" <b>";
+const HOSTILE_INFO: &str = "<img src=x onerror=alert(2)>";
+const HOSTILE_KEY: &str = "lat<script>x</script>";
 
 fn tko(args: &[&str], db: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tko"))
@@ -52,12 +54,102 @@ fn write_hostile_job(root: &Path) {
     ] {
         log.push_str(&format!(
             "\tSTART\t{name}\t{name}\ttimestamp=1300000002\tlocaltime=Mar 13 07:06:42\t\n\
+             {info}\
              \t\t{status}\t{name}\t{name}\ttimestamp=1300000003\tlocaltime=Mar 13 07:06:43\t{reason}\n\
-             \tEND {status}\t{name}\t{name}\ttimestamp=1300000003\tlocaltime=Mar 13 07:06:43\t{reason}\n"
+             \tEND {status}\t{name}\t{name}\ttimestamp=1300000003\tlocaltime=Mar 13 07:06:43\t{reason}\n",
+            info = if name == QUOTED_TEST {
+                format!("\t\tINFO\t{name}\t{name}\ttimestamp=1300000002\t{HOSTILE_INFO}\n")
+            } else {
+                String::new()
+            }
         ));
     }
     log.push_str("END GOOD\t----\t----\ttimestamp=1300000100\tlocaltime=Mar 13 07:08:20\t\n");
     std::fs::write(dir.join("status.log"), log).expect("status.log");
+    // An iteration whose attribute and perf key are markup.
+    std::fs::create_dir_all(dir.join("xss/results")).expect("mkdir");
+    std::fs::write(
+        dir.join("xss/results/keyval"),
+        format!("{HOSTILE_KEY}{{attr}}=x\n{HOSTILE_KEY}{{perf}}=1.5\n\n"),
+    )
+    .expect("iteration keyval");
+}
+
+const HOSTILE_KERNEL: &str = "<i>6.0</i>";
+
+/// Writes job `tag` under `root`: one GOOD test `bench` on `kernel`,
+/// finished at epoch `t`, with perf key `lat` = each of `values` (one
+/// iteration each) and, on the hostile kernel, also [`HOSTILE_KEY`].
+fn write_perf_job(root: &Path, tag: &str, kernel: &str, t: i64, values: &[f64]) {
+    let dir = root.join(tag);
+    std::fs::create_dir_all(dir.join("bench/results")).expect("mkdir");
+    std::fs::write(
+        dir.join("keyval"),
+        format!(
+            "hostname=perfhost\njob_started={}\nstatus_version=1\nuser=pat\n",
+            t - 10
+        ),
+    )
+    .expect("keyval");
+    std::fs::write(
+        dir.join("status.log"),
+        format!(
+            "INFO\t----\t----\tkernel={kernel}\ttimestamp={a}\t\n\
+             START\t----\t----\ttimestamp={a}\t\n\
+             \tSTART\tbench\tbench\ttimestamp={a}\t\n\
+             \tEND GOOD\tbench\tbench\ttimestamp={t}\tdone\n\
+             END GOOD\t----\t----\ttimestamp={t}\t\n",
+            a = t - 5
+        ),
+    )
+    .expect("status.log");
+    let mut kv = String::new();
+    for v in values {
+        kv.push_str(&format!("lat{{perf}}={v}\n"));
+        if kernel == HOSTILE_KERNEL {
+            kv.push_str(&format!("{HOSTILE_KEY}{{perf}}=9\n"));
+        }
+        kv.push('\n');
+    }
+    std::fs::write(dir.join("bench/results/keyval"), kv).expect("iteration keyval");
+}
+
+/// Loads three runs of `bench` (kernels 5.1, 5.2 and a hostile one, the
+/// last with two iterations) into `f`.
+fn load_perf_jobs(f: &Fresh) {
+    let root = tempfile::tempdir().expect("temp dir");
+    write_perf_job(
+        root.path(),
+        "801-pat/perfhost",
+        "5.1",
+        1_300_001_000,
+        &[1.5],
+    );
+    write_perf_job(
+        root.path(),
+        "802-pat/perfhost",
+        "5.2",
+        1_300_002_000,
+        &[2.5],
+    );
+    write_perf_job(
+        root.path(),
+        "803-pat/perfhost",
+        HOSTILE_KERNEL,
+        1_300_003_000,
+        &[3.5, 4.5],
+    );
+    let out = tko(
+        &[
+            "load",
+            "--quiet",
+            "--level",
+            "2",
+            root.path().to_str().unwrap(),
+        ],
+        &f.url,
+    );
+    assert_eq!(out.status.code(), Some(0), "load perf jobs: {out:?}");
 }
 
 /// A fresh warehouse of `backend` with the example tree and the hostile job.
@@ -210,6 +302,136 @@ fn enc(s: &str) -> String {
     tko::serve::encode(s)
 }
 
+/// A perf value compared by number (`10` and `10.0` alike).
+fn num(v: &Value) -> Value {
+    v.as_f64()
+        .map_or_else(|| v.clone(), |x| serde_json::json!(x))
+}
+
+/// The rows of `tko export KIND --job TAG --format json`.
+fn export_rows(db: &str, kind: &str, tag: &str) -> Vec<Value> {
+    let out = tko(
+        &[
+            "export",
+            kind,
+            "--job",
+            &tko::query::glob_escape(tag),
+            "--format",
+            "json",
+        ],
+        db,
+    );
+    assert!(out.status.success(), "export {kind}: {out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// One job's rows per kind (tests, attributes, iterations, perf, keyvals,
+/// diagnostics), as tuples, from the export.
+fn export_job(db: &str, tag: &str) -> Vec<Vec<Value>> {
+    let pick = |kind: &str, keys: &[&str]| -> Vec<Value> {
+        export_rows(db, kind, tag)
+            .iter()
+            .map(|r| {
+                Value::Array(
+                    keys.iter()
+                        .map(|k| match *k {
+                            "value" | "duration_s" | "line" => num(&r[*k]),
+                            _ => r[*k].clone(),
+                        })
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    vec![
+        pick(
+            "tests",
+            &[
+                "test",
+                "subdir",
+                "status",
+                "reason",
+                "kernel",
+                "kernel_hash",
+                "started_time",
+                "finished_time",
+                "duration_s",
+            ],
+        ),
+        pick("attributes", &["test", "subdir", "attribute", "value"]),
+        pick(
+            "iterations",
+            &["test", "subdir", "iteration", "attribute", "value"],
+        ),
+        pick("perf", &["test", "subdir", "iteration", "key", "value"]),
+        pick("keyvals", &["key", "value"]),
+        pick("diagnostics", &["file", "line", "severity", "message"]),
+    ]
+}
+
+/// The same tuples from `GET /api/jobs/{tag}`'s nested answer.
+fn flatten_job(j: &Value) -> Vec<Vec<Value>> {
+    let arr = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let mut out = vec![Vec::new(); 6];
+    for t in arr(&j["tests"]) {
+        out[0].push(serde_json::json!([
+            t["test"],
+            t["subdir"],
+            t["status"],
+            t["reason"],
+            t["kernel"],
+            t["kernel_hash"],
+            t["started_time"],
+            t["finished_time"],
+            num(&t["duration_s"])
+        ]));
+        for a in arr(&t["attributes"]) {
+            out[1].push(serde_json::json!([
+                t["test"],
+                t["subdir"],
+                a["attribute"],
+                a["value"]
+            ]));
+        }
+        for it in arr(&t["iterations"]) {
+            for a in arr(&it["attributes"]) {
+                out[2].push(serde_json::json!([
+                    t["test"],
+                    t["subdir"],
+                    it["iteration"],
+                    a["attribute"],
+                    a["value"]
+                ]));
+            }
+            for p in arr(&it["perf"]) {
+                out[3].push(serde_json::json!([
+                    t["test"],
+                    t["subdir"],
+                    it["iteration"],
+                    p["key"],
+                    num(&p["value"])
+                ]));
+            }
+        }
+    }
+    for k in arr(&j["keyvals"]) {
+        out[4].push(serde_json::json!([k["key"], k["value"]]));
+    }
+    for d in arr(&j["diagnostics"]) {
+        out[5].push(serde_json::json!([
+            d["file"],
+            num(&d["line"]),
+            d["severity"],
+            d["message"]
+        ]));
+    }
+    out
+}
+
 /// Every API endpoint and page on both stores, compared with the CLI.
 #[test]
 fn every_endpoint_answers_on_both_stores() -> TestResult {
@@ -289,6 +511,18 @@ fn every_endpoint_answers_on_both_stores() -> TestResult {
         // Filters.
         let r = get(a, "/api/jobs?status=fail&machine=evil", None).json();
         assert_eq!(r["jobs"].as_array().unwrap().len(), 1);
+        // A value with quotes and markup, twice (the second run reuses the
+        // statement prepared on this connection).
+        for _ in 0..2 {
+            let r = get(a, &format!("/api/jobs?test={}", enc(QUOTED_TEST)), None).json();
+            let tags: Vec<&Value> = r["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| &j["tag"])
+                .collect();
+            assert_eq!(tags, [HOSTILE_TAG], "{backend:?}");
+        }
         let r = get(a, "/api/jobs?test=sleeptest", None).json();
         assert!(r["jobs"]
             .as_array()
@@ -309,11 +543,13 @@ fn every_endpoint_answers_on_both_stores() -> TestResult {
             assert!(!e["error"].as_str().unwrap().contains("SELECT"), "{e}");
         }
 
-        // One job, its tag percent-encoded as one segment.
+        // One job, its tag percent-encoded as one segment: tests with
+        // their attributes, iterations and information nested in them.
         let r = get(a, &format!("/api/jobs/{}", enc(HOSTILE_TAG)), None);
         assert_eq!(r.status, 200, "{}", r.body);
         let j = r.json();
-        assert_eq!(j["job"]["job_tag"], HOSTILE_TAG);
+        assert_eq!(j["job"]["tag"], HOSTILE_TAG);
+        assert_eq!(j["job"]["user"], "eve");
         let tests: Vec<&str> = j["tests"]
             .as_array()
             .unwrap()
@@ -329,14 +565,64 @@ fn every_endpoint_answers_on_both_stores() -> TestResult {
             .unwrap()
             .iter()
             .any(|l| l["information"] == HOSTILE_REASON));
-        for k in ["keyvals", "attributes", "iterations", "perf", "diagnostics"] {
-            assert!(j[k].is_array(), "{k}");
-        }
-        let r = get(a, "/api/jobs/903-tina%2Fhost9", None).json();
-        assert!(
-            !r["perf"].as_array().unwrap().is_empty(),
-            "tina has perf values"
+        let quoted = j["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["test"] == QUOTED_TEST)
+            .expect("the quoted test");
+        assert_eq!(quoted["information"]["message"], HOSTILE_INFO, "{quoted}");
+        assert_eq!(quoted["information"]["time"], "2011-03-13 07:06:42");
+        let xss = j["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["test"] == "xss")
+            .unwrap();
+        assert_eq!(xss["information"], Value::Null);
+        assert_eq!(
+            xss["iterations"],
+            serde_json::json!([{"iteration": 1, "attributes": [{"attribute": HOSTILE_KEY, "value": "x"}],
+                                "perf": [{"key": HOSTILE_KEY, "value": 1.5}]}])
         );
+        for k in ["attributes", "perf", "iterations", "summary"] {
+            assert!(
+                j.get(k).is_none() || k == "summary",
+                "{k}: nested, not flat"
+            );
+        }
+        let tina = get(a, "/api/jobs/903-tina%2Fhost9", None).json();
+        let perf_test = &tina["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["test"] == "perf")
+            .expect("tina's perf test")["iterations"];
+        assert_eq!(
+            perf_test[0],
+            serde_json::json!({"iteration": 1, "attributes": [], "perf": [{"key": "score", "value": 10.0}]})
+        );
+        assert_eq!(
+            perf_test[1],
+            serde_json::json!({"iteration": 2, "attributes": [{"attribute": "mode", "value": "fast"}], "perf": []})
+        );
+        assert!(
+            perf_test[2]["perf"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!({"key": "big", "value": {"$float": "inf"}})),
+            "{perf_test}"
+        );
+        // Every job's nested rows are exactly the export's rows, in order.
+        for job in list {
+            let tag = job["tag"].as_str().unwrap();
+            let api = get(a, &format!("/api/jobs/{}", enc(tag)), None).json();
+            assert_eq!(
+                flatten_job(&api),
+                export_job(&f.url, tag),
+                "{backend:?} {tag}"
+            );
+        }
         let r = get(a, "/api/jobs/no-such%2Fjob", None);
         assert_eq!(r.status, 404);
         assert!(r.json()["error"].as_str().unwrap().contains("no-such/job"));
@@ -427,8 +713,23 @@ fn every_endpoint_answers_on_both_stores() -> TestResult {
             "/api/stats",
             "/api/running",
             "/api/history",
+            "/api/history/perf",
         ] {
             assert!(doc["paths"].get(p).is_some(), "openapi lists {p}");
+        }
+        // The nested job answer is described, down to an iteration's perf.
+        let schemas = &doc["components"]["schemas"];
+        for (schema, field) in [
+            ("JobDetail", "tests"),
+            ("TestDetail", "attributes"),
+            ("TestDetail", "iterations"),
+            ("TestDetail", "information"),
+            ("Iteration", "perf"),
+        ] {
+            assert!(
+                schemas[schema]["properties"].get(field).is_some(),
+                "openapi: {schema}.{field}"
+            );
         }
         let r = get(a, "/api/nothing", None);
         assert_eq!((r.status, r.json()["status"].as_u64()), (404, Some(404)));
@@ -490,7 +791,145 @@ fn hostile_values_render_as_text() -> TestResult {
             "{job}"
         );
         assert!(job.contains("it's &quot;quoted&quot; &lt;b&gt;"), "{job}");
+        // The information message and the iteration's key, nested in the
+        // test row, are text too.
+        assert!(job.contains("&lt;img src=x onerror=alert(2)&gt;"), "{job}");
+        assert!(!job.contains("<img"), "{job}");
+        assert!(job.contains("lat&lt;script&gt;x&lt;/script&gt;"), "{job}");
     }
+    Ok(())
+}
+
+/// One perf key over time and over kernels: the values as JSON and as a
+/// server-side SVG plot, hostile kernel and key names as text.
+#[test]
+fn perf_key_history_is_plotted() -> TestResult {
+    for backend in BOTH {
+        let f = loaded(backend);
+        load_perf_jobs(&f);
+        let srv = serve(&f.url, &[]);
+        let a = &srv.addr;
+
+        let r = get(a, "/api/history/perf?test=bench&key=lat", None);
+        assert_eq!(r.status, 200, "{backend:?}: {}", r.body);
+        let v = r.json();
+        assert_eq!((&v["test"], &v["key"]), (&"bench".into(), &"lat".into()));
+        let pts = v["points"].as_array().unwrap();
+        let got: Vec<(f64, &str, &str, i64)> = pts
+            .iter()
+            .map(|p| {
+                (
+                    p["value"].as_f64().unwrap(),
+                    p["kernel"].as_str().unwrap(),
+                    p["job"].as_str().unwrap(),
+                    p["iteration"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (3.5, HOSTILE_KERNEL, "803-pat/perfhost", 1),
+                (4.5, HOSTILE_KERNEL, "803-pat/perfhost", 2),
+                (2.5, "5.2", "802-pat/perfhost", 1),
+                (1.5, "5.1", "801-pat/perfhost", 1),
+            ],
+            "{backend:?}: newest run first"
+        );
+        assert_eq!(pts[0]["time"], "2011-03-13 07:56:40");
+        assert_eq!(pts[0]["machine"], "perfhost");
+        let r = get(
+            a,
+            "/api/history/perf?test=bench&key=lat&last=2&kernel=5.*",
+            None,
+        )
+        .json();
+        assert_eq!(r["points"].as_array().unwrap().len(), 2, "{r}");
+        assert_eq!(r["points"][0]["kernel"], "5.2");
+        for (q, param) in [
+            ("test=bench", "key"),
+            ("key=lat", "test"),
+            ("test=bench&key=lat&by=kernel", "by"),
+            ("test=bench&key=lat&last=0", "last"),
+        ] {
+            let r = get(a, &format!("/api/history/perf?{q}"), None);
+            assert_eq!(r.status, 400, "{q}: {}", r.body);
+            assert_eq!(r.json()["parameter"], param, "{q}");
+        }
+        assert_eq!(
+            get(a, "/history?test=bench&key=lat&by=bogus", None).status,
+            400
+        );
+
+        // Over time: a dot per value, the key list, hostile names as text.
+        let page = get(a, "/history?test=bench&key=lat", None);
+        assert_eq!(page.status, 200, "{}", page.body);
+        let b = &page.body;
+        assert!(b.contains("aria-label=\"lat of bench by time\""), "{b}");
+        assert_eq!(b.matches("<circle").count(), 4, "{b}");
+        assert!(b.contains("<polyline"), "{b}");
+        assert!(b.contains("2011-03-13 07:23:20") && b.contains("2011-03-13 07:56:40"));
+        assert!(
+            b.contains("lat&lt;script&gt;x&lt;/script&gt;"),
+            "key list: {b}"
+        );
+        assert!(b.contains(&format!("key={}", enc(HOSTILE_KEY))), "{b}");
+        // Over kernels: one column per kernel, oldest first, labels escaped.
+        let b = get(a, "/history?test=bench&key=lat&by=kernel", None).body;
+        assert!(b.contains("aria-label=\"lat of bench by kernel\""), "{b}");
+        assert_eq!(b.matches("<circle").count(), 4, "{b}");
+        let labels: Vec<&str> = b
+            .split("<text class=\"x\"")
+            .skip(1)
+            .map(|t| {
+                t.split_once('>')
+                    .unwrap()
+                    .1
+                    .split_once("</text>")
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        assert_eq!(labels, ["5.1", "5.2", "&lt;i&gt;6.0&lt;/i&gt;"], "{b}");
+        assert!(!b.contains("<i>"), "{b}");
+        // The hostile key's own plot.
+        let b = get(
+            a,
+            &format!("/history?test=bench&key={}", enc(HOSTILE_KEY)),
+            None,
+        )
+        .body;
+        assert_eq!(b.matches("<circle").count(), 2, "{b}");
+        assert!(!b.contains("<script"), "{b}");
+        assert!(b.contains("lat&lt;script&gt;x&lt;/script&gt; of bench by time"));
+    }
+    Ok(())
+}
+
+/// A database failure is a JSON 503 that shows no SQL and no server
+/// detail; the broken connection is dropped and the next request works.
+#[test]
+fn a_lost_connection_is_a_json_503_then_recovers() -> TestResult {
+    let f = loaded(Backend::Postgres);
+    let srv = serve(&f.url, &[]);
+    let a = &srv.addr;
+    assert_eq!(get(a, "/api/jobs", None).status, 200);
+    let mut admin = postgres::Client::connect(&f.url, postgres::NoTls)?;
+    admin.batch_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )?;
+    let r = get(a, "/api/jobs", None);
+    assert_eq!(r.status, 503, "{}", r.body);
+    let e = r.json();
+    assert_eq!(e["status"], 503);
+    let msg = e["error"].as_str().unwrap();
+    for leak in ["SELECT", "COPY", "tko_", "terminat", "FATAL"] {
+        assert!(!msg.contains(leak), "{leak} in {msg}");
+    }
+    let page = get(a, "/jobs/x", None);
+    assert!(page.status == 200 || page.status == 404, "{}", page.status);
+    assert_eq!(get(a, "/api/jobs", None).status, 200, "reconnected");
     Ok(())
 }
 
@@ -603,6 +1042,7 @@ fn chromium_renders_the_pages() -> TestResult {
          as .ci/run does); this test never skips"
     );
     let f = loaded(Backend::Sqlite);
+    load_perf_jobs(&f);
     let srv = serve(&f.url, &[]);
     let dump = |path: &str| -> String {
         let profile = tempfile::tempdir().expect("profile dir");
@@ -646,5 +1086,12 @@ fn chromium_renders_the_pages() -> TestResult {
     assert!(job.contains("it's \"quoted\" &lt;b&gt;"), "{job}");
     let frank = dump(&format!("/jobs/{}", enc("300-frank/host3")));
     assert!(frank.contains("class=\"summary\""), "{frank}");
+    // The perf plot over kernels: an SVG in the DOM, a dot per value, the
+    // hostile kernel a text node of an axis label.
+    let plot = dump("/history?test=bench&key=lat&by=kernel");
+    assert!(plot.contains("<svg"), "{plot}");
+    assert_eq!(plot.matches("<circle").count(), 4, "{plot}");
+    assert!(plot.contains(">&lt;i&gt;6.0&lt;/i&gt;</text>"), "{plot}");
+    assert!(!plot.contains("<i>"), "no <i> element: {plot}");
     Ok(())
 }

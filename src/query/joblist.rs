@@ -4,14 +4,15 @@
 //! [`Status`]), under the same [`Filter`] as `export jobs`. Paging is by
 //! keyset: the cursor is the last `job_idx` shown, so a page costs the
 //! same however deep it is and loads in between never shift it. One
-//! statement per page on either store.
+//! statement per page on either store; its values (filters, cursor, limit)
+//! are parameters, so the statement is prepared once per connection and
+//! its plan kept ([`Warehouse::rows_prepared`]).
 
 use super::plan::{job_conds, job_test_exists, ts, Column, Plan, Sql};
 use super::{Error, Filter, Warehouse};
 use crate::model::Status;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 /// One job of the listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,7 +61,7 @@ pub fn parse_cursor(s: &str) -> Result<i64, Error> {
 /// Plans the statement: the page's jobs (at most `limit + 1`, to know
 /// whether there is a next page) joined with their per-status counts.
 fn plan(f: &Filter, limit: u64, before: Option<i64>, d: super::Dialect) -> Result<Plan, Error> {
-    let mut inner = Sql::new(d);
+    let mut inner = Sql::bound(d);
     inner.push(
         "SELECT j.job_idx FROM tko_jobs j JOIN tko_machines m ON m.machine_idx = j.machine_idx \
          WHERE true",
@@ -68,23 +69,30 @@ fn plan(f: &Filter, limit: u64, before: Option<i64>, d: super::Dialect) -> Resul
     job_conds(&mut inner, f, true)?;
     job_test_exists(&mut inner, f)?;
     if let Some(b) = before {
-        let _ = write!(inner.text, " AND j.job_idx < {b}");
+        inner.push(" AND j.job_idx < ");
+        inner.int(b)?;
     }
-    let _ = write!(inner.text, " ORDER BY j.job_idx DESC LIMIT {}", limit + 1);
+    inner.push(" ORDER BY j.job_idx DESC LIMIT ");
+    inner.int(i64::try_from(limit + 1).unwrap_or(i64::MAX))?;
+    // The page's jobs first; then its tests counted per job and status
+    // (grouping two integers, not the job's text columns), named last.
+    // Jobs are found by key from the page (`IN`): SQLite, not knowing the
+    // bound limit, would otherwise scan every job and probe the page.
     let sql = format!(
-        "SELECT j.job_idx, j.tag, j.afe_job_id, j.label, j.username, m.hostname, {}, {}, {}, \
-         s.word, count(t.test_idx) \
+        "WITH page AS ({}), \
+         c AS (SELECT t.job_idx, t.status, count(*) AS n FROM tko_tests t \
+               WHERE t.job_idx IN (SELECT job_idx FROM page) GROUP BY t.job_idx, t.status) \
+         SELECT j.job_idx, j.tag, j.afe_job_id, j.label, j.username, m.hostname, {}, {}, {}, \
+         s.word, c.n \
          FROM tko_jobs j JOIN tko_machines m ON m.machine_idx = j.machine_idx \
-         LEFT JOIN tko_tests t ON t.job_idx = j.job_idx \
-         LEFT JOIN tko_status s ON s.status_idx = t.status \
-         WHERE j.job_idx IN ({}) \
-         GROUP BY j.job_idx, j.tag, j.afe_job_id, j.label, j.username, m.hostname, \
-         j.queued_time, j.started_time, j.finished_time, s.word \
+         LEFT JOIN c ON c.job_idx = j.job_idx \
+         LEFT JOIN tko_status s ON s.status_idx = c.status \
+         WHERE j.job_idx IN (SELECT job_idx FROM page) \
          ORDER BY j.job_idx DESC",
+        inner.text,
         ts(d, "j.queued_time"),
         ts(d, "j.started_time"),
         ts(d, "j.finished_time"),
-        inner.text
     );
     Ok(Plan {
         sql,
@@ -107,9 +115,8 @@ impl Warehouse {
         let limit = limit.max(1);
         let before = cursor.map(parse_cursor).transpose()?;
         let p = plan(f, limit, before, self.dialect())?;
-        self.pg_session()?;
         let mut jobs: Vec<(i64, JobSummary)> = Vec::new();
-        self.rows(&p, &mut |r| {
+        self.rows_prepared(&p, &mut |r| {
             let idx: i64 = r[0].and_then(|v| v.parse().ok()).unwrap_or_default();
             if jobs.last().is_none_or(|(i, _)| *i != idx) {
                 let s = |i: usize| r[i].map(str::to_owned);

@@ -4,7 +4,8 @@
 //! `jiff`, status words, globs), [`plan`] writes one SELECT per dialect
 //! whose columns are already the output text, and [`rows`] streams the rows
 //! of either store into a [`Sink`]; [`joblist`] pages through jobs with
-//! their status counts. Both stores give byte-identical rows
+//! their status counts and [`jobdetail`] reads one job in full, [`perfseries`] one perf key
+//! over time. Both stores give byte-identical rows
 //! for the same query ([`float`] formats SQLite's doubles as PostgreSQL
 //! does). Nothing here prints; sinks (CSV and JSON Lines in
 //! [`crate::export`], aggregations in [`crate::report`]) decide what the
@@ -12,15 +13,19 @@
 
 pub mod filter;
 pub mod float;
+pub mod jobdetail;
 pub mod joblist;
 pub mod moments;
+pub mod perfseries;
 pub mod plan;
 pub mod rows;
 
 pub use filter::{glob_escape, parse_status, parse_time, Filter};
 pub use float::pg_float;
+pub use jobdetail::JobDetail;
 pub use joblist::{JobPage, JobSummary};
 pub use moments::{ExactSum, Moments};
+pub use perfseries::PerfPoint;
 pub use plan::{
     pg_literal, plan, ColType, Column, Dialect, Kind, Plan, Query, INFORMATION_COLUMNS,
     TEST_COLUMNS,

@@ -138,6 +138,9 @@ pub(super) struct Sql {
     pub(super) dialect: Dialect,
     pub(super) text: String,
     pub(super) params: Vec<String>,
+    /// PostgreSQL values as `$n` parameters (for a prepared statement,
+    /// [`super::Warehouse::rows_prepared`]) instead of literals.
+    bound: bool,
 }
 
 impl Sql {
@@ -146,7 +149,37 @@ impl Sql {
             dialect,
             text: String::new(),
             params: Vec::new(),
+            bound: false,
         }
+    }
+
+    /// A statement whose values are parameters on both stores, so its text
+    /// depends only on its shape and the server can keep its plan.
+    pub(super) fn bound(dialect: Dialect) -> Sql {
+        Sql {
+            bound: true,
+            ..Sql::new(dialect)
+        }
+    }
+
+    /// Appends an integer value (a parameter in a bound statement).
+    pub(super) fn int(&mut self, v: i64) -> Result<&mut Sql, Error> {
+        if !self.bound {
+            let _ = write!(self.text, "{v}");
+            return Ok(self);
+        }
+        match self.dialect {
+            Dialect::Sqlite => {
+                self.push("CAST(");
+                self.lit(&v.to_string())?;
+                self.push(" AS INTEGER)");
+            }
+            Dialect::Postgres => {
+                self.lit(&v.to_string())?;
+                self.push("::bigint");
+            }
+        }
+        Ok(self)
     }
 
     pub(super) fn push(&mut self, s: &str) -> &mut Sql {
@@ -159,9 +192,16 @@ impl Sql {
     /// parameters, so the value is written as an escape-string literal
     /// (`E'...'`, backslashes and single quotes doubled — safe whatever
     /// `standard_conforming_strings` says); values are UTF-8 Rust strings
-    /// and a NUL (which PostgreSQL text cannot hold) is rejected.
-    fn lit(&mut self, v: &str) -> Result<&mut Sql, Error> {
+    /// and a NUL (which PostgreSQL text cannot hold) is rejected. A
+    /// [`Sql::bound`] statement takes `$n::text` parameters on PostgreSQL.
+    pub(super) fn lit(&mut self, v: &str) -> Result<&mut Sql, Error> {
         match self.dialect {
+            Dialect::Postgres if self.bound => {
+                pg_literal(v)?;
+                self.params.push(v.to_owned());
+                let n = self.params.len();
+                let _ = write!(self.text, "${n}::text");
+            }
             Dialect::Sqlite => {
                 self.params.push(v.to_owned());
                 let n = self.params.len();
@@ -198,7 +238,8 @@ pub fn pg_literal(v: &str) -> Result<String, Error> {
 pub struct Plan {
     /// The SELECT (without `COPY`).
     pub sql: String,
-    /// SQLite parameters (`?1`, `?2`, …); empty for PostgreSQL.
+    /// Parameters: SQLite's (`?1`, `?2`, …), or PostgreSQL's (`$1`, …) of a
+    /// bound statement; otherwise empty for PostgreSQL (values are literals).
     pub params: Vec<String>,
     /// The statement's columns (the output columns unless [`Plan::pivot`]).
     pub columns: Vec<Column>,
@@ -279,7 +320,7 @@ impl Pivot {
     }
 }
 
-fn col(name: &str, ty: ColType) -> Column {
+pub(super) fn col(name: &str, ty: ColType) -> Column {
     Column {
         name: name.to_owned(),
         ty,
@@ -294,7 +335,18 @@ pub(super) fn ts(d: Dialect, c: &str) -> String {
     }
 }
 
-fn float(d: Dialect, c: &str) -> String {
+/// A test's finished minus started time in whole seconds (`t` in scope).
+pub(super) fn duration(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Postgres => "EXTRACT(EPOCH FROM t.finished_time - t.started_time)::bigint",
+        Dialect::Sqlite => {
+            "CAST(strftime('%s', t.finished_time) AS INTEGER) \
+             - CAST(strftime('%s', t.started_time) AS INTEGER)"
+        }
+    }
+}
+
+pub(super) fn float(d: Dialect, c: &str) -> String {
     match d {
         // Shortest round-trip text (extra_float_digits = 1, set per
         // session); NaN as NULL because SQLite stores NaN as NULL; `+ 0`
@@ -404,7 +456,7 @@ fn time_window(q: &mut Sql, f: &Filter, column: &str) -> Result<(), Error> {
 }
 
 /// Conditions on tests (`t`, `k`, `s` in scope).
-fn test_conds(q: &mut Sql, f: &Filter, with_time: bool) -> Result<(), Error> {
+pub(super) fn test_conds(q: &mut Sql, f: &Filter, with_time: bool) -> Result<(), Error> {
     if let Some(g) = &f.test {
         glob_cond(q, "t.test", g)?;
     }
@@ -571,13 +623,7 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
             } else {
                 (String::new(), "")
             };
-            let duration = match d {
-                Dialect::Postgres => "EXTRACT(EPOCH FROM t.finished_time - t.started_time)::bigint",
-                Dialect::Sqlite => {
-                    "CAST(strftime('%s', t.finished_time) AS INTEGER) \
-                     - CAST(strftime('%s', t.started_time) AS INTEGER)"
-                }
-            };
+            let duration = duration(d);
             if query.brief {
                 q.push(&format!(
                     "SELECT j.tag, NULL, NULL, NULL, m.hostname, NULL, NULL, NULL, t.test, \

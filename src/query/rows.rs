@@ -70,9 +70,16 @@ impl Warehouse {
     /// Opens an existing warehouse (`postgres://…`/`postgresql://…` or
     /// `sqlite:PATH`), never creating one: the one place read commands
     /// open the warehouse.
+    /// PostgreSQL sessions get the settings the SQL relies on
+    /// (`extra_float_digits = 1`) once, here, not before every statement.
     pub fn open(url: &str) -> Result<Warehouse, Error> {
         Ok(match store::open_existing(url)? {
-            store::Opened::Postgres(s) => Warehouse::Postgres(s),
+            store::Opened::Postgres(mut s) => {
+                s.client()
+                    .batch_execute("SET extra_float_digits = 1")
+                    .map_err(db("session settings"))?;
+                Warehouse::Postgres(s)
+            }
             store::Opened::Sqlite(s) => Warehouse::Sqlite(s),
         })
     }
@@ -92,8 +99,7 @@ impl Warehouse {
             pg.client()
                 .batch_execute(&format!(
                     "SET default_transaction_read_only = on; \
-                     SET statement_timeout = {timeout_ms}; \
-                     SET extra_float_digits = 1"
+                     SET statement_timeout = {timeout_ms}"
                 ))
                 .map_err(db("read-only session settings"))?;
         }
@@ -113,9 +119,6 @@ impl Warehouse {
     pub fn export(&mut self, query: &Query, sink: &mut dyn Sink) -> Result<u64, Error> {
         query.filter.validate()?;
         let d = self.dialect();
-        if d == Dialect::Postgres {
-            self.pg_session()?;
-        }
         let keys = if query.kind == Kind::Perf && query.wide {
             let kp = perf_keys_plan(&query.filter, d)?;
             let mut keys = Vec::new();
@@ -276,21 +279,24 @@ impl Warehouse {
         Ok(v >= 6)
     }
 
-    /// Session settings the PostgreSQL SQL relies on.
-    pub(super) fn pg_session(&mut self) -> Result<(), Error> {
-        if let Warehouse::Postgres(pg) = self {
-            pg.client()
-                .batch_execute("SET extra_float_digits = 1")
-                .map_err(db("session settings"))?;
-        }
-        Ok(())
-    }
-
     /// Runs a plan and calls `each` with every row's fields as text.
     pub(super) fn rows(&mut self, p: &Plan, each: &mut RowFn<'_>) -> Result<(), Error> {
         match self {
             Warehouse::Postgres(pg) => pg_copy_text(pg, &p.sql, each),
-            Warehouse::Sqlite(lite) => sqlite_rows(lite, p, each),
+            Warehouse::Sqlite(lite) => sqlite_rows(lite, p, each, false),
+        }
+    }
+
+    /// As [`Warehouse::rows`], for a small result of a plan built with
+    /// bound parameters that runs often (a server's pages): the statement
+    /// is prepared once per connection and its plan kept. SQLite: the
+    /// connection's statement cache. PostgreSQL: `PREPARE tko_<md5 of the
+    /// text>` on first use in the session, then `EXECUTE` with the values
+    /// as literals (no planning per request; text rows as `COPY` gives).
+    pub(super) fn rows_prepared(&mut self, p: &Plan, each: &mut RowFn<'_>) -> Result<(), Error> {
+        match self {
+            Warehouse::Postgres(pg) => pg_execute(pg, p, each),
+            Warehouse::Sqlite(lite) => sqlite_rows(lite, p, each, true),
         }
     }
 }
@@ -479,11 +485,61 @@ fn pg_copy_text(pg: &mut PgStore, sql: &str, each: &mut RowFn<'_>) -> Result<(),
     }
 }
 
+/// `EXECUTE` of the prepared statement of `p` (prepared first when this
+/// session has not yet), rows as text.
+fn pg_execute(pg: &mut PgStore, p: &Plan, each: &mut RowFn<'_>) -> Result<(), Error> {
+    use postgres::error::SqlState;
+    use postgres::SimpleQueryMessage;
+    let name = format!("tko_{:x}", md5::compute(p.sql.as_bytes()));
+    let mut exec = format!("EXECUTE {name}");
+    for (i, v) in p.params.iter().enumerate() {
+        exec.push_str(if i == 0 { "(" } else { ", " });
+        exec.push_str(&super::pg_literal(v)?);
+    }
+    if !p.params.is_empty() {
+        exec.push(')');
+    }
+    let client = pg.client();
+    let messages = match client.simple_query(&exec) {
+        Err(e) if e.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME) => {
+            client
+                .batch_execute(&format!("PREPARE {name} AS {}", p.sql))
+                .map_err(db("preparing a statement"))?;
+            client.simple_query(&exec)
+        }
+        r => r,
+    }
+    .map_err(db("running a prepared statement"))?;
+    let mut fields: Vec<Option<&str>> = Vec::new();
+    for m in &messages {
+        if let SimpleQueryMessage::Row(r) = m {
+            fields.clear();
+            fields.extend((0..r.len()).map(|i| r.get(i)));
+            each(&fields)?;
+        }
+    }
+    Ok(())
+}
+
 /// Steps an SQLite cursor; floats are formatted as PostgreSQL would.
-fn sqlite_rows(lite: &mut SqliteStore, p: &Plan, each: &mut RowFn<'_>) -> Result<(), Error> {
+fn sqlite_rows(
+    lite: &mut SqliteStore,
+    p: &Plan,
+    each: &mut RowFn<'_>,
+    cached: bool,
+) -> Result<(), Error> {
     use rusqlite::types::ValueRef;
     let conn = lite.connection();
-    let mut stmt = conn.prepare(&p.sql).map_err(db("preparing the export"))?;
+    let (mut kept, mut once);
+    let stmt: &mut rusqlite::Statement<'_> = if cached {
+        kept = conn
+            .prepare_cached(&p.sql)
+            .map_err(db("preparing the export"))?;
+        &mut kept
+    } else {
+        once = conn.prepare(&p.sql).map_err(db("preparing the export"))?;
+        &mut once
+    };
     let ncols = stmt.column_count();
     let mut rows = stmt
         .query(rusqlite::params_from_iter(p.params.iter()))

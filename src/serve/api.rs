@@ -6,7 +6,7 @@
 use super::{run_query, App, Failure};
 use crate::export::{self, Format};
 use crate::query::{
-    parse_status, parse_time, Filter, JobPage, Kind, Query as ExportQuery, Warehouse,
+    parse_status, parse_time, Filter, JobDetail, JobPage, Kind, Query as ExportQuery, Warehouse,
 };
 use crate::report::{self, Stats};
 use axum::extract::{Path, Query, State};
@@ -136,6 +136,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/stats", get(stats))
         .route("/api/running", get(running))
         .route("/api/history", get(history))
+        .route("/api/history/perf", get(perf_history))
         .route("/api/openapi.json", get(openapi))
 }
 
@@ -181,50 +182,52 @@ pub fn rows_json(
         .collect())
 }
 
-/// Everything about one job.
+/// `GET /api/jobs/{tag}`: the job in full (tests with their attributes,
+/// iterations and information nested) plus its testcase summary.
 #[derive(Debug, Serialize)]
-pub struct JobDetail {
-    /// The `jobs` export row.
-    pub job: Value,
-    /// Job keyvals.
-    pub keyvals: Vec<Value>,
-    /// The summary lines (`tko summary`).
+pub struct JobAnswer {
+    /// The job, keyvals, tests, diagnostics.
+    #[serde(flatten)]
+    pub detail: JobDetail,
+    /// The summary lines (`tko summary`), one per test name.
     pub summary: Vec<report::SummaryLine>,
-    /// The `tests` export rows.
-    pub tests: Vec<Value>,
-    /// Test attributes (with test and subdir).
-    pub attributes: Vec<Value>,
-    /// Iteration attributes.
-    pub iterations: Vec<Value>,
-    /// Perf values.
-    pub perf: Vec<Value>,
-    /// Parser diagnostics.
-    pub diagnostics: Vec<Value>,
 }
 
-/// Reads job `tag`; `None` when there is no such job.
-pub fn read_job(wh: &mut Warehouse, tag: &str) -> Result<Option<JobDetail>, crate::query::Error> {
-    let f = Filter::job(tag);
-    let q = |k| ExportQuery::new(k, f.clone());
-    let Some(job) = rows_json(wh, &q(Kind::Jobs))?.into_iter().next() else {
-        return Ok(None);
-    };
-    let mut records = report::Records::default();
-    wh.export(&report::summary_query(f.clone()), &mut records)?;
-    Ok(Some(JobDetail {
-        job,
-        keyvals: rows_json(wh, &q(Kind::Keyvals))?,
-        summary: report::summarize(&records.records, report::now_epoch()),
-        tests: rows_json(wh, &q(Kind::Tests))?,
-        attributes: rows_json(wh, &q(Kind::Attributes))?,
-        iterations: rows_json(wh, &q(Kind::Iterations))?,
-        perf: rows_json(wh, &q(Kind::Perf))?,
-        diagnostics: rows_json(wh, &q(Kind::Diagnostics))?,
+/// The records `tko summary` reads, from a job read in full.
+pub fn records(d: &JobDetail) -> Vec<report::TestRecord> {
+    let j = &d.job;
+    d.tests
+        .iter()
+        .map(|t| report::TestRecord {
+            job_tag: j.tag.clone(),
+            label: j.label.clone(),
+            machine: j.machine.clone(),
+            machine_group: j.machine_group.clone(),
+            kernel: t.kernel.clone(),
+            test: t.test.clone().unwrap_or_default(),
+            subdir: t.subdir.clone(),
+            status: t.status.clone(),
+            reason: t.reason.clone(),
+            duration_s: t.duration_s,
+            finished_time: t.finished_time.clone(),
+            started_time: t.started_time.clone(),
+            information: t.information.as_ref().map(|i| i.message.clone()),
+            information_time: t.information.as_ref().and_then(|i| i.time.clone()),
+            job_finished_time: j.finished_time.clone(),
+        })
+        .collect()
+}
+
+/// Reads job `tag` (one statement); `None` when there is no such job.
+pub fn read_job(wh: &mut Warehouse, tag: &str) -> Result<Option<JobAnswer>, crate::query::Error> {
+    Ok(wh.job_detail(tag)?.map(|detail| JobAnswer {
+        summary: report::summarize(&records(&detail), report::now_epoch()),
+        detail,
     }))
 }
 
 /// Job `tag` or a 404.
-pub async fn job_detail(app: &Arc<App>, tag: String) -> Result<JobDetail, Failure> {
+pub async fn job_detail(app: &Arc<App>, tag: String) -> Result<JobAnswer, Failure> {
     let t = tag.clone();
     run_query(app, move |wh| read_job(wh, &t))
         .await?
@@ -234,7 +237,7 @@ pub async fn job_detail(app: &Arc<App>, tag: String) -> Result<JobDetail, Failur
 async fn job(
     State(app): State<Arc<App>>,
     Path(tag): Path<String>,
-) -> Result<Json<JobDetail>, Failure> {
+) -> Result<Json<JobAnswer>, Failure> {
     Ok(Json(job_detail(&app, tag).await?))
 }
 
@@ -314,52 +317,92 @@ async fn running(State(app): State<Arc<App>>) -> Result<Json<Value>, Failure> {
     Ok(Json(json!({ "jobs": v })))
 }
 
-/// One test's history (as `tko history`); `machine` and `kernel` globs,
-/// at most `last` runs.
-pub async fn read_history(
-    app: &Arc<App>,
-    test: String,
-    machine: Option<String>,
-    kernel: Option<String>,
-    last: u64,
-) -> Result<report::history::History, Failure> {
-    let f = Filter {
-        test: Some(crate::query::glob_escape(&test)),
-        machine,
-        kernel,
-        ..Filter::default()
-    };
-    f.validate()?;
-    let q = ExportQuery {
-        newest_first: true,
-        limit: Some(last),
-        ..ExportQuery::new(Kind::Tests, f)
-    };
-    let records = run_query(app, move |wh| {
-        let mut r = report::Records::default();
-        wh.export(&q, &mut r)?;
-        Ok(r.records)
-    })
-    .await?;
-    Ok(report::history::history(&test, &records))
+/// A history request: one test (exact name), optionally narrowed to
+/// machines and kernels (globs), at most `last` runs or values; for a perf
+/// plot also the perf key and the x axis.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryAsk {
+    /// Test name.
+    pub test: Option<String>,
+    /// Machine glob.
+    pub machine: Option<String>,
+    /// Kernel glob.
+    pub kernel: Option<String>,
+    /// At most this many runs (history) or values (perf).
+    pub last: u64,
+    /// Perf key.
+    pub key: Option<String>,
+    /// Perf plot x axis.
+    pub by: By,
 }
 
-/// `test`, `machine`, `kernel` and `last` of a history request.
-pub type HistoryParams = (Option<String>, Option<String>, Option<String>, u64);
+/// The x axis of a perf plot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum By {
+    /// Finished time.
+    #[default]
+    Time,
+    /// Kernel, in order of first run.
+    Kernel,
+}
 
-/// Reads `test`, `machine`, `kernel`, `last` for a history.
-pub fn history_params(p: &Params) -> Result<HistoryParams, Failure> {
-    let (mut test, mut machine, mut kernel, mut last) = (None, None, None, 100);
+impl HistoryAsk {
+    /// The filter: the test exactly, machine and kernel globs.
+    pub fn filter(&self, test: &str) -> Result<Filter, Failure> {
+        let f = Filter {
+            test: Some(crate::query::glob_escape(test)),
+            machine: self.machine.clone(),
+            kernel: self.kernel.clone(),
+            ..Filter::default()
+        };
+        f.validate()?;
+        Ok(f)
+    }
+
+    /// The test, or a 400 saying it is required.
+    pub fn need_test(&self) -> Result<String, Failure> {
+        self.test
+            .clone()
+            .ok_or_else(|| Failure::bad("test", "test: required (a test name)"))
+    }
+}
+
+/// Reads a history request's parameters; `known` are the ones this
+/// endpoint takes (of `test`, `machine`, `kernel`, `last`, `key`, `by`).
+pub fn history_params(p: &Params, known: &[&str]) -> Result<HistoryAsk, Failure> {
+    let mut a = HistoryAsk {
+        last: 100,
+        ..HistoryAsk::default()
+    };
     for (k, v) in p {
         if v.is_empty() {
             continue;
         }
         match k.as_str() {
-            "test" => test = Some(v.clone()),
-            "machine" => machine = Some(v.clone()),
-            "kernel" => kernel = Some(v.clone()),
-            "last" => {
-                last = v
+            k if !known.contains(&k) => {
+                return Err(Failure::bad(
+                    k,
+                    format!("{k}: unknown parameter; known: {}", known.join(", ")),
+                ))
+            }
+            "test" => a.test = Some(v.clone()),
+            "machine" => a.machine = Some(v.clone()),
+            "kernel" => a.kernel = Some(v.clone()),
+            "key" => a.key = Some(v.clone()),
+            "by" => {
+                a.by = match v.as_str() {
+                    "time" => By::Time,
+                    "kernel" => By::Kernel,
+                    _ => {
+                        return Err(Failure::bad(
+                            "by",
+                            format!("by: {v:?} is neither time nor kernel"),
+                        ))
+                    }
+                }
+            }
+            _ => {
+                a.last = v
                     .parse::<u64>()
                     .ok()
                     .filter(|n| (1..=MAX_LIMIT).contains(n))
@@ -370,22 +413,97 @@ pub fn history_params(p: &Params) -> Result<HistoryParams, Failure> {
                         )
                     })?
             }
-            k => {
-                return Err(Failure::bad(
-                    k,
-                    format!("{k}: unknown parameter; known: test, machine, kernel, last"),
-                ))
-            }
         }
     }
-    Ok((test, machine, kernel, last))
+    Ok(a)
+}
+
+/// Parameters of `/api/history`.
+pub const HISTORY_PARAMS: [&str; 4] = ["test", "machine", "kernel", "last"];
+/// Parameters of `/api/history/perf`.
+pub const PERF_PARAMS: [&str; 5] = ["test", "key", "machine", "kernel", "last"];
+
+/// One test's history (as `tko history`).
+pub async fn read_history(
+    app: &Arc<App>,
+    test: String,
+    a: &HistoryAsk,
+) -> Result<report::history::History, Failure> {
+    let q = ExportQuery {
+        newest_first: true,
+        limit: Some(a.last),
+        ..ExportQuery::new(Kind::Tests, a.filter(&test)?)
+    };
+    let records = run_query(app, move |wh| {
+        let mut r = report::Records::default();
+        wh.export(&q, &mut r)?;
+        Ok(r.records)
+    })
+    .await?;
+    Ok(report::history::history(&test, &records))
 }
 
 async fn history(
     State(app): State<Arc<App>>,
     Query(p): Query<Params>,
 ) -> Result<Json<report::history::History>, Failure> {
-    let (test, machine, kernel, last) = history_params(&p)?;
-    let test = test.ok_or_else(|| Failure::bad("test", "test: required (a test name)"))?;
-    Ok(Json(read_history(&app, test, machine, kernel, last).await?))
+    let a = history_params(&p, &HISTORY_PARAMS)?;
+    let test = a.need_test()?;
+    Ok(Json(read_history(&app, test, &a).await?))
+}
+
+/// `GET /api/history/perf`: one perf key of one test over time.
+#[derive(Debug, Serialize)]
+pub struct PerfHistory {
+    /// Test name.
+    pub test: String,
+    /// Perf key.
+    pub key: String,
+    /// Its finite values, newest run first.
+    pub points: Vec<crate::query::PerfPoint>,
+}
+
+/// The values of perf key `key` of `test`, and every perf key the test
+/// has (to choose from), in one connection.
+pub async fn read_perf(
+    app: &Arc<App>,
+    test: String,
+    key: Option<String>,
+    a: &HistoryAsk,
+) -> Result<(Vec<String>, Option<PerfHistory>), Failure> {
+    let f = a.filter(&test)?;
+    let last = a.last;
+    run_query(app, move |wh| {
+        let keys = wh.perf_keys(&f)?;
+        let series = match key {
+            None => None,
+            Some(key) => Some(PerfHistory {
+                points: wh.perf_series(&f, &key, last)?,
+                test,
+                key,
+            }),
+        };
+        Ok((keys, series))
+    })
+    .await
+}
+
+async fn perf_history(
+    State(app): State<Arc<App>>,
+    Query(p): Query<Params>,
+) -> Result<Json<PerfHistory>, Failure> {
+    let a = history_params(&p, &PERF_PARAMS)?;
+    let test = a.need_test()?;
+    let key = a
+        .key
+        .clone()
+        .ok_or_else(|| Failure::bad("key", "key: required (a perf key)"))?;
+    let f = a.filter(&test)?;
+    let last = a.last;
+    let points = run_query(&app, move |wh| wh.perf_series(&f, &key, last)).await?;
+    Ok(Json(PerfHistory {
+        test,
+        key: a.key.unwrap_or_default(),
+        points,
+    }))
 }

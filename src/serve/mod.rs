@@ -10,6 +10,7 @@
 pub mod api;
 pub mod auth;
 pub mod pages;
+pub mod plot;
 
 use crate::query::{self, Warehouse};
 use crate::store;

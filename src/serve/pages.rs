@@ -2,12 +2,13 @@
 //! hostile reason or test name renders as text): the jobs list, one job
 //! (the testcase table, attributes and iterations on demand through
 //! `<details>`, diagnostics), statistics with a server-side SVG plot of
-//! the pass rate per day (hand-written SVG: one polyline needs no plotting
-//! crate), running jobs (refreshing through `<meta http-equiv=refresh>`)
-//! and one test's history. No JavaScript; the stylesheet is embedded.
+//! the pass rate per day ([`super::plot`]), running jobs (refreshing
+//! through `<meta http-equiv=refresh>`) and one test's history with a plot
+//! of one of its perf keys over time or over kernels. No JavaScript; the
+//! stylesheet is embedded.
 
 use super::api::{self, parse_params, Params};
-use super::{encode, App, Failure};
+use super::{encode, plot, App, Failure};
 use crate::report::{self, format_elapsed};
 use axum::extract::{Path, Query, State};
 use axum::http::header;
@@ -15,7 +16,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
-use serde_json::Value;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -168,19 +168,44 @@ async fn jobs(State(app): State<Arc<App>>, Query(p): Query<Params>) -> Response 
     .into_response()
 }
 
-fn text(v: &Value, k: &str) -> String {
-    match v.get(k) {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
+fn opt(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("")
 }
 
-fn rows_table(rows: &[Value], cols: &[&str]) -> Markup {
+/// A test's attributes and iterations, shown on demand.
+fn test_extras(t: &crate::query::jobdetail::TestDetail) -> Markup {
+    let perf_text = |v: Option<f64>| match v {
+        None => String::from("NaN"),
+        Some(x) => x.to_string(),
+    };
     html! {
-        table {
-            thead { tr { @for c in cols { th { (c) } } } }
-            tbody { @for r in rows { tr { @for c in cols { td { (text(r, c)) } } } } }
+        @if !t.attributes.is_empty() || !t.iterations.is_empty() {
+            details.extras {
+                summary { (t.attributes.len()) " attributes, " (t.iterations.len()) " iterations" }
+                @if !t.attributes.is_empty() {
+                    table.attributes {
+                        thead { tr { th { "Attribute" } th { "Value" } } }
+                        tbody { @for a in &t.attributes {
+                            tr { td { (opt(&a.attribute)) } td { (opt(&a.value)) } }
+                        } }
+                    }
+                }
+                @if !t.iterations.is_empty() {
+                    table.iterations {
+                        thead { tr { th { "Iteration" } th { "Kind" } th { "Key" } th { "Value" } } }
+                        tbody { @for it in &t.iterations {
+                            @for a in &it.attributes {
+                                tr { td { (it.iteration.map(|i| i.to_string()).unwrap_or_default()) }
+                                     td { "attr" } td { (opt(&a.attribute)) } td { (opt(&a.value)) } }
+                            }
+                            @for p in &it.perf {
+                                tr { td { (it.iteration.map(|i| i.to_string()).unwrap_or_default()) }
+                                     td { "perf" } td { (opt(&p.key)) } td { (perf_text(p.value)) } }
+                            }
+                        } }
+                    }
+                }
+            }
         }
     }
 }
@@ -190,17 +215,26 @@ async fn job(State(app): State<Arc<App>>, Path(tag): Path<String>) -> Response {
         Ok(d) => d,
         Err(f) => return error_page(f),
     };
-    let j = &d.job;
+    let j = &d.detail.job;
+    let fields: [(&str, String); 9] = [
+        ("label", opt(&j.label).to_owned()),
+        ("user", opt(&j.user).to_owned()),
+        ("machine", opt(&j.machine).to_owned()),
+        ("machine_group", opt(&j.machine_group).to_owned()),
+        ("machine_owner", opt(&j.machine_owner).to_owned()),
+        (
+            "afe_job_id",
+            j.afe_job_id.map(|i| i.to_string()).unwrap_or_default(),
+        ),
+        ("queued_time", opt(&j.queued_time).to_owned()),
+        ("started_time", opt(&j.started_time).to_owned()),
+        ("finished_time", opt(&j.finished_time).to_owned()),
+    ];
     layout(
         &format!("Job {tag}"),
         None,
         html! {
-            dl.job {
-                @for k in ["label", "username", "machine", "machine_group", "afe_job_id",
-                           "queued_time", "started_time", "finished_time"] {
-                    dt { (k) } dd { (text(j, k)) }
-                }
-            }
+            dl.job { @for (k, v) in &fields { dt { (k) } dd { (v) } } }
             h2 { "Tests" }
             table.summary {
                 thead { tr {
@@ -220,87 +254,49 @@ async fn job(State(app): State<Arc<App>>, Path(tag): Path<String>) -> Response {
                     }
                 }
             }
-            details {
-                summary { "Test rows (" (d.tests.len()) ")" }
-                (rows_table(&d.tests, &["test", "subdir", "status", "reason", "kernel",
-                                        "started_time", "finished_time", "duration_s"]))
+            h2 { "Test runs" }
+            table.runs {
+                thead { tr {
+                    th { "Test" } th { "Subdir" } th { "Status" } th { "Reason" } th { "Kernel" }
+                    th { "Started" } th { "Finished" } th { "Seconds" } th { "Information" }
+                    th { "Attributes and iterations" }
+                } }
+                tbody {
+                    @for t in &d.detail.tests {
+                        tr {
+                            td.test { (opt(&t.test)) } td { (opt(&t.subdir)) }
+                            td class=(status_class(&t.status)) { (t.status) }
+                            td.info { (opt(&t.reason)) } td { (opt(&t.kernel)) }
+                            td { (opt(&t.started_time)) } td { (opt(&t.finished_time)) }
+                            td { (t.duration_s.map(|s| s.to_string()).unwrap_or_default()) }
+                            td.info { @if let Some(i) = &t.information { (i.message) } }
+                            td { (test_extras(t)) }
+                        }
+                    }
+                }
             }
             details {
-                summary { "Attributes (" (d.attributes.len()) ")" }
-                (rows_table(&d.attributes, &["test", "subdir", "attribute", "value"]))
-            }
-            details {
-                summary { "Iterations (" (d.iterations.len()) " attributes, " (d.perf.len()) " perf values)" }
-                (rows_table(&d.iterations, &["test", "subdir", "iteration", "attribute", "value"]))
-                (rows_table(&d.perf, &["test", "subdir", "iteration", "key", "value"]))
-            }
-            details {
-                summary { "Keyvals (" (d.keyvals.len()) ")" }
-                (rows_table(&d.keyvals, &["key", "value"]))
+                summary { "Keyvals (" (d.detail.keyvals.len()) ")" }
+                table {
+                    thead { tr { th { "Key" } th { "Value" } } }
+                    tbody { @for k in &d.detail.keyvals { tr { td { (k.key) } td { (opt(&k.value)) } } } }
+                }
             }
             h2 { "Diagnostics" }
-            @if d.diagnostics.is_empty() { p { "None." } }
-            @else { (rows_table(&d.diagnostics, &["file", "line", "severity", "message"])) }
+            @if d.detail.diagnostics.is_empty() { p { "None." } }
+            @else {
+                table.diagnostics {
+                    thead { tr { th { "File" } th { "Line" } th { "Severity" } th { "Message" } } }
+                    tbody { @for g in &d.detail.diagnostics {
+                        tr { td { (opt(&g.file)) } td { (g.line.map(|l| l.to_string()).unwrap_or_default()) }
+                             td { (g.severity) } td { (opt(&g.message)) } }
+                    } }
+                }
+            }
             p { a href=(format!("/api/jobs/{}", encode(&tag))) { "This job as JSON" } }
         },
     )
     .into_response()
-}
-
-/// The pass rate per day as an SVG line plot (0–100 %).
-pub fn pass_rate_svg(days: &[report::trend::Day]) -> String {
-    let (w, h, pad) = (640.0f64, 200.0f64, 30.0f64);
-    let pts: Vec<(f64, f64)> = days
-        .iter()
-        .enumerate()
-        .filter_map(|(i, d)| d.pass_rate.map(|r| (i, r)))
-        .map(|(i, r)| {
-            let x = if days.len() > 1 {
-                pad + (w - 2.0 * pad) * i as f64 / (days.len() - 1) as f64
-            } else {
-                w / 2.0
-            };
-            (x, h - pad - (h - 2.0 * pad) * r)
-        })
-        .collect();
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"plot\" width=\"{w}\" height=\"{h}\" \
-         viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"pass rate per day\">\
-         <line x1=\"{pad}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y0}\" stroke=\"#888\"/>\
-         <line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{y0}\" stroke=\"#888\"/>\
-         <text x=\"2\" y=\"{ty}\" font-size=\"10\">100%</text>\
-         <text x=\"2\" y=\"{y0}\" font-size=\"10\">0%</text>",
-        y0 = h - pad,
-        x1 = w - pad,
-        ty = pad + 4.0
-    );
-    if let (Some(first), Some(last)) = (days.first(), days.last()) {
-        // Days are `YYYY-MM-DD` from the warehouse; escaped anyway.
-        let esc = |t: &str| maud::html! { (t) }.into_string();
-        let _ = write!(
-            s,
-            "<text x=\"{pad}\" y=\"{h}\" font-size=\"10\">{}</text>\
-             <text x=\"{x}\" y=\"{h}\" font-size=\"10\" text-anchor=\"end\">{}</text>",
-            esc(&first.day),
-            esc(&last.day),
-            x = w - pad
-        );
-    }
-    if !pts.is_empty() {
-        s.push_str("<polyline fill=\"none\" stroke=\"#2a7\" stroke-width=\"2\" points=\"");
-        for (x, y) in &pts {
-            let _ = write!(s, "{x:.1},{y:.1} ");
-        }
-        s.push_str("\"/>");
-        for (x, y) in &pts {
-            let _ = write!(
-                s,
-                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"#2a7\"/>"
-            );
-        }
-    }
-    s.push_str("</svg>");
-    s
 }
 
 fn groups(title: &str, g: &[report::stats::Group]) -> Markup {
@@ -341,7 +337,7 @@ async fn stats(State(app): State<Arc<App>>, Query(p): Query<Params>) -> Response
                 @if let Some(r) = st.pass_rate { "; pass rate " (format!("{:.1}%", r * 100.0)) }
             }
             h2 { "Pass rate per day" }
-            (PreEscaped(pass_rate_svg(&days)))
+            (PreEscaped(plot::pass_rate_svg(&days)))
             (groups("By machine", &st.by_machine))
             (groups("By label", &st.by_label))
             (groups("By kernel", &st.by_kernel))
@@ -399,24 +395,71 @@ async fn running(State(app): State<Arc<App>>) -> Response {
     .into_response()
 }
 
+/// `/history?test=&machine=&kernel=&last=` plus `key=` and `by=`.
+const HISTORY_PAGE: [&str; 6] = ["test", "machine", "kernel", "last", "key", "by"];
+
+/// `/history` with `params` changed: `set` values replace (or add) theirs.
+fn history_link(p: &Params, set: &[(&str, &str)]) -> String {
+    let mut q = String::from("/history?");
+    let mut first = true;
+    let mut add = |k: &str, v: &str| {
+        if !first {
+            q.push('&');
+        }
+        first = false;
+        let _ = write!(q, "{}={}", encode(k), encode(v));
+    };
+    for (k, v) in p {
+        if !v.is_empty() && !set.iter().any(|(n, _)| n == k) {
+            add(k, v);
+        }
+    }
+    for (k, v) in set {
+        add(k, v);
+    }
+    q
+}
+
 async fn history(State(app): State<Arc<App>>, Query(p): Query<Params>) -> Response {
-    let (test, machine, kernel, last) = match api::history_params(&p) {
-        Ok(x) => x,
+    let a = match api::history_params(&p, &HISTORY_PAGE) {
+        Ok(a) => a,
         Err(f) => return error_page(f),
     };
-    let h = match test {
-        None => None,
-        Some(t) => match api::read_history(&app, t, machine, kernel, last).await {
-            Ok(h) => Some(h),
-            Err(f) => return error_page(f),
-        },
+    let (h, keys, perf) = match &a.test {
+        None => (None, Vec::new(), None),
+        Some(t) => {
+            let h = api::read_history(&app, t.clone(), &a).await;
+            let perf = api::read_perf(&app, t.clone(), a.key.clone(), &a).await;
+            match (h, perf) {
+                (Ok(h), Ok((keys, perf))) => (Some(h), keys, perf),
+                (Err(f), _) | (_, Err(f)) => return error_page(f),
+            }
+        }
     };
     layout(
         "Test history",
         None,
         html! {
-            (filter_form("/history", &p, &["test", "machine", "kernel"]))
+            (filter_form("/history", &p, &["test", "machine", "kernel", "key"]))
+            @if !keys.is_empty() {
+                p.keys {
+                    "Perf keys: "
+                    @for k in &keys {
+                        a.key href=(history_link(&p, &[("key", k)])) { (k) } " "
+                    }
+                }
+            }
+            @if let Some(s) = &perf {
+                h2 { "Perf key " (s.key) }
+                p.plot-by {
+                    (s.points.len()) " values; plot over "
+                    a href=(history_link(&p, &[("by", "time")])) { "time" } " or "
+                    a href=(history_link(&p, &[("by", "kernel")])) { "kernels" }
+                }
+                (PreEscaped(plot::perf_svg(&s.test, &s.key, &s.points, a.by)))
+            }
             @if let Some(h) = &h {
+                h2 { "Runs" }
                 p.totals {
                     (h.runs.len()) " runs of " (h.test) ": " (h.passed) " passed, "
                     (h.failed) " failed, " (h.switches) " pass/fail switches"
@@ -436,7 +479,7 @@ async fn history(State(app): State<Arc<App>>, Query(p): Query<Params>) -> Respon
                         }
                     }
                 }
-            } @else { p { "Name a test to see its runs." } }
+            } @else { p { "Name a test to see its runs and plot its perf keys." } }
         },
     )
     .into_response()

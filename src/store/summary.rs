@@ -32,12 +32,13 @@ pub(crate) struct Delta(HashMap<Key, Moments>);
 /// The perf values of some jobs' tests (PostgreSQL: one array per row).
 const PG_VALUES: &str = "SELECT t.kernel_idx, t.test, t.subdir, r.attribute, array_agg(r.value) \
      FROM tko_tests t JOIN tko_iteration_result r ON r.test_idx = t.test_idx \
-     WHERE r.attribute IS NOT NULL AND t.job_idx = ANY($1) GROUP BY 1, 2, 3, 4";
+     WHERE r.attribute IS NOT NULL AND r.value IS NOT NULL AND t.job_idx = ANY($1) \
+     GROUP BY 1, 2, 3, 4";
 
 /// The same over the whole warehouse (the migration's rebuild).
 const PG_ALL_VALUES: &str = "SELECT t.kernel_idx, t.test, t.subdir, r.attribute, \
      array_agg(r.value) FROM tko_tests t JOIN tko_iteration_result r ON r.test_idx = t.test_idx \
-     WHERE r.attribute IS NOT NULL GROUP BY 1, 2, 3, 4";
+     WHERE r.attribute IS NOT NULL AND r.value IS NOT NULL GROUP BY 1, 2, 3, 4";
 
 const LITE_VALUES: &str = "SELECT t.kernel_idx, t.test, t.subdir, r.attribute, r.value \
      FROM tko_tests t JOIN tko_iteration_result r ON r.test_idx = t.test_idx \
