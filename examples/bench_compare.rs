@@ -8,7 +8,8 @@
 //!
 //! Generates JOBS jobs (default 20,000) with `tko::gen::generate`
 //! (`kernels: 2`: every test ran kernel base 2.6.32 or 2.6.33),
-//! or reads the tree named by `TKO_BENCH_ROOT`; loads it with `tko
+//! or reads the tree named by `TKO_BENCH_ROOT` (generating it there first
+//! when it does not exist); loads it with `tko
 //! backfill` into a throwaway PostgreSQL (`TKO_BENCH_PG_URL`, else a
 //! cluster started like the tests do) and runs `ANALYZE` (what autovacuum
 //! does on its own); then times RUNS (default 3) runs of
@@ -61,10 +62,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|d| d.join("tko"))
         .ok_or("cannot locate the tko binary")?;
     let dir = tempfile::tempdir()?;
-    let root: PathBuf = match std::env::var_os("TKO_BENCH_ROOT") {
-        Some(r) => r.into(),
-        None => {
-            let root = dir.path().join("results");
+    // TKO_BENCH_ROOT: the tree to load, generated there first if missing
+    // (so runs of two builds load the same tree).
+    let given: Option<PathBuf> = std::env::var_os("TKO_BENCH_ROOT").map(PathBuf::from);
+    let root: PathBuf = match given {
+        Some(r) if r.exists() => r,
+        given => {
+            let root = given.unwrap_or_else(|| dir.path().join("results"));
             let t = Instant::now();
             let st = gen::generate(
                 &root,

@@ -76,18 +76,17 @@ pub(crate) fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let mut r = Reader::open(&args.db.db)?;
     let mut read = |f: Filter| -> anyhow::Result<(Vec<report::TestRecord>, PerfRows)> {
         let mut records = report::Records::default();
-        r.read(
-            &ExportQuery::new(Kind::Tests, f.clone()),
-            &mut records,
-            "tests",
-        )?;
+        let q = ExportQuery {
+            brief: true,
+            ..ExportQuery::new(Kind::Tests, f.clone())
+        };
+        r.read(&q, &mut records, "tests")?;
         let mut perf = PerfRows::new(args.by_machine);
         let what = r.context("perf values");
-        r.wh.perf_values(&f, args.by_machine, &mut |t, s, m, k, v| {
+        r.wh.perf_moments(&f, args.by_machine, &mut |t, s, m, k, v| {
             perf.add(t, s, m, k, v);
         })
         .context(what)?;
-        perf.sort();
         Ok((records.records, perf))
     };
     let (brec, bperf) = read(bf)?;

@@ -15,6 +15,7 @@ pub mod filter;
 pub mod float;
 pub mod jobdetail;
 pub mod joblist;
+pub mod moments;
 pub mod perfseries;
 pub mod plan;
 pub mod rows;
@@ -23,6 +24,7 @@ pub use filter::{glob_escape, parse_status, parse_time, Filter};
 pub use float::pg_float;
 pub use jobdetail::JobDetail;
 pub use joblist::{JobPage, JobSummary};
+pub use moments::{ExactSum, Moments};
 pub use perfseries::PerfPoint;
 pub use plan::{
     pg_literal, plan, ColType, Column, Dialect, Kind, Plan, Query, INFORMATION_COLUMNS,

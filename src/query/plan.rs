@@ -101,6 +101,10 @@ pub struct Query {
     pub information: bool,
     /// Skip this many rows first (paging; with `limit`).
     pub offset: Option<u64>,
+    /// `tests` only: the same columns, but only `job_tag`, `machine`,
+    /// `test`, `subdir`, `status` and `finished_time` filled (the others
+    /// NULL): what `tko compare` reads, for a cheaper statement.
+    pub brief: bool,
 }
 
 impl Query {
@@ -115,6 +119,7 @@ impl Query {
             unordered: false,
             information: false,
             offset: None,
+            brief: false,
         }
     }
 }
@@ -619,13 +624,22 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
                 (String::new(), "")
             };
             let duration = duration(d);
-            q.push(&format!(
-                "SELECT j.tag, j.afe_job_id, j.label, j.username, m.hostname, m.machine_group, \
-                 k.base, k.kernel_hash, t.test, t.subdir, s.word, t.reason, {}, {}, \
-                 {duration}{info_select}{TEST_JOINS}{info_join} WHERE true",
-                ts(d, "t.started_time"),
-                ts(d, "t.finished_time"),
-            ));
+            if query.brief {
+                q.push(&format!(
+                    "SELECT j.tag, NULL, NULL, NULL, m.hostname, NULL, NULL, NULL, t.test, \
+                     t.subdir, s.word, NULL, NULL, {}, NULL{info_select}{TEST_JOINS}{info_join} \
+                     WHERE true",
+                    ts(d, "t.finished_time"),
+                ));
+            } else {
+                q.push(&format!(
+                    "SELECT j.tag, j.afe_job_id, j.label, j.username, m.hostname, \
+                     m.machine_group, k.base, k.kernel_hash, t.test, t.subdir, s.word, t.reason, \
+                     {}, {}, {duration}{info_select}{TEST_JOINS}{info_join} WHERE true",
+                    ts(d, "t.started_time"),
+                    ts(d, "t.finished_time"),
+                ));
+            }
             job_conds(&mut q, f, false)?;
             test_conds(&mut q, f, true)?;
             if query.newest_first {
@@ -722,6 +736,12 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
             if query.wide { " --wide" } else { "" }
         )));
     }
+    if query.brief && query.kind != Kind::Tests {
+        return Err(Error::Unsupported(format!(
+            "brief rows are for tests only, not {}",
+            query.kind.name()
+        )));
+    }
     if query.newest_first && query.kind != Kind::Tests {
         return Err(Error::Unsupported(format!(
             "newest-first order is for tests only, not {}",
@@ -772,6 +792,50 @@ pub(crate) fn perf_values_pg(filter: &Filter, by_machine: bool) -> Result<String
     test_conds(&mut q, filter, true)?;
     q.push(" GROUP BY 1, 2, 3, 4");
     Ok(q.text)
+}
+
+/// Whether [`perf_summary_plan`] can answer `filter` (grouped without the
+/// machine): the load-time summary is kept per kernel, test, subdir and
+/// perf key, so only kernel and test globs can narrow it.
+pub(crate) fn summary_answers(filter: &Filter, by_machine: bool) -> bool {
+    !by_machine
+        && filter.job.is_none()
+        && filter.label.is_none()
+        && filter.machine.is_none()
+        && filter.status.is_empty()
+        && filter.since.is_none()
+        && filter.until.is_none()
+}
+
+/// The rows of `tko_perf_summary` (migration 006) of the kernels and tests
+/// `filter` keeps: test, subdir, key, n, exact Σv and Σv² (as
+/// [`super::ExactSum::to_text`] wrote them), one row per kernel.
+pub(crate) fn perf_summary_plan(filter: &Filter, d: Dialect) -> Result<Plan, Error> {
+    let mut q = Sql::new(d);
+    q.push(
+        "SELECT ps.test, ps.subdir, ps.attribute, ps.n, ps.sum, ps.sumsq \
+         FROM tko_perf_summary ps JOIN tko_kernels k ON k.kernel_idx = ps.kernel_idx \
+         WHERE true",
+    );
+    if let Some(g) = &filter.test {
+        glob_cond(&mut q, "ps.test", g)?;
+    }
+    if let Some(g) = &filter.kernel {
+        glob_cond(&mut q, "k.base", g)?;
+    }
+    Ok(Plan {
+        sql: q.text,
+        params: q.params,
+        columns: vec![
+            col("test", ColType::Text),
+            col("subdir", ColType::Text),
+            col("key", ColType::Text),
+            col("n", ColType::Int),
+            col("sum", ColType::Text),
+            col("sumsq", ColType::Text),
+        ],
+        pivot: None,
+    })
 }
 
 /// The distinct perf keys a wide perf export pivots into columns.
@@ -868,6 +932,24 @@ mod tests {
         };
         assert!(matches!(
             plan(&q, Dialect::Postgres, &[]),
+            Err(Error::Unsupported(_))
+        ));
+        // Brief tests: the same columns, the unread ones NULL.
+        let q = Query {
+            brief: true,
+            ..Query::new(Kind::Tests, Filter::default())
+        };
+        for d in [Dialect::Postgres, Dialect::Sqlite] {
+            let p = plan(&q, d, &[]).unwrap();
+            assert_eq!(p.columns.len(), TEST_COLUMNS.len());
+            assert!(!p.sql.contains("t.reason"), "{}", p.sql);
+        }
+        let q = Query {
+            brief: true,
+            ..Query::new(Kind::Perf, Filter::default())
+        };
+        assert!(matches!(
+            plan(&q, Dialect::Sqlite, &[]),
             Err(Error::Unsupported(_))
         ));
     }

@@ -4,16 +4,19 @@
 //! time, then job tag and test order), with the number of runs shown. Each
 //! matched test falls in one class ([`Class`]). Perf values of matched
 //! tests are pooled per key over all iterations of all runs in each set
-//! and compared with Welch's t-test ([`super::welch`]); a key is flagged
-//! when its mean moved by more than the threshold and the change is
-//! significant. Whether higher is better is unknown in TKO data, so only
-//! the direction is reported. Everything here works on rows already read
-//! ([`TestRecord`]s and [`PerfRows`]); no SQL.
+//! (as exact moments, [`Moments`]: count, exact Σv and Σv², so the numbers
+//! do not depend on the order values come in nor on whether they came from
+//! the detail rows or the load-time summary) and compared with Welch's
+//! t-test ([`super::welch`]); a key is flagged when its mean moved by more
+//! than the threshold and the change is significant. Whether higher is
+//! better is unknown in TKO data, so only the direction is reported.
+//! Everything here works on rows already read ([`TestRecord`]s and
+//! [`PerfRows`]); no SQL.
 
 use super::text::{one_line, table};
-use super::welch::{mean_sd, welch};
+use super::welch::welch_summary;
 use super::{TestRecord, PASS};
-use crate::query::{Column, Sink};
+use crate::query::{Column, Moments, Sink};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Write};
@@ -195,14 +198,13 @@ fn latest(records: &[TestRecord], by_machine: bool) -> BTreeMap<Key, (&TestRecor
     out
 }
 
-/// Perf values of one set: per test key and perf key, all values.
+/// Perf values of one set: per test key and perf key, their exact moments.
 #[derive(Default)]
 pub struct PerfRows {
     by_machine: bool,
     cols: Option<[usize; 5]>,
-    /// Values per (test, subdir, machine) and key, sorted once all rows
-    /// are in (so the statistics do not depend on the order rows come in).
-    pub values: HashMap<Key, BTreeMap<String, Vec<f64>>>,
+    /// Moments per (test, subdir, machine) and key.
+    pub values: HashMap<Key, BTreeMap<String, Moments>>,
 }
 
 impl PerfRows {
@@ -216,31 +218,23 @@ impl PerfRows {
 }
 
 impl PerfRows {
-    /// Adds (finite) values of one test and perf key, as
-    /// [`crate::query::Warehouse::perf_values`] hands them over.
+    /// Adds the moments of some (finite) values of one test and perf key,
+    /// as [`crate::query::Warehouse::perf_moments`] hands them over.
     pub fn add(
         &mut self,
         test: Option<&str>,
         subdir: Option<&str>,
         machine: Option<&str>,
         perf_key: &str,
-        values: &[f64],
+        m: &Moments,
     ) {
         let k = key(self.by_machine, test.unwrap_or_default(), subdir, machine);
         let per_key = self.values.entry(k).or_default();
         match per_key.get_mut(perf_key) {
-            Some(v) => v.extend_from_slice(values),
+            Some(v) => v.merge(m, 1),
             None => {
-                per_key.insert(perf_key.to_owned(), values.to_vec());
+                per_key.insert(perf_key.to_owned(), m.clone());
             }
-        }
-    }
-
-    /// Sorts each key's values, once all are in (the statistics then do
-    /// not depend on the order rows came in).
-    pub fn sort(&mut self) {
-        for v in self.values.values_mut().flat_map(BTreeMap::values_mut) {
-            v.sort_unstable_by(f64::total_cmp);
         }
     }
 }
@@ -268,13 +262,14 @@ impl Sink for PerfRows {
             return Ok(());
         };
         if v.is_finite() {
-            self.add(f[t], f[s], f[m], k, &[v]);
+            let mut one = Moments::default();
+            one.add(v);
+            self.add(f[t], f[s], f[m], k, &one);
         }
         Ok(())
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        self.sort();
         Ok(())
     }
 }
@@ -324,10 +319,11 @@ pub fn compare(
         let bv = base.2.values.get(k).unwrap_or(&empty);
         let nv = new.2.values.get(k).unwrap_or(&empty);
         let perf_keys: BTreeSet<&String> = bv.keys().chain(nv.keys()).collect();
+        let none = Moments::default();
         for pk in perf_keys {
-            let x: &[f64] = bv.get(pk).map_or(&[], Vec::as_slice);
-            let y: &[f64] = nv.get(pk).map_or(&[], Vec::as_slice);
-            let (bm, nm) = (mean_sd(x), mean_sd(y));
+            let x = bv.get(pk).unwrap_or(&none);
+            let y = nv.get(pk).unwrap_or(&none);
+            let (bm, nm) = (x.mean_sd(), y.mean_sd());
             let change_pct = match (bm, nm) {
                 (Some((b, _)), Some((n, _))) if b != 0.0 => Some((n - b) / b.abs() * 100.0),
                 _ => None,
@@ -337,7 +333,10 @@ pub fn compare(
                 (Some((b, _)), Some((n, _))) if n < b => "down",
                 _ => "same",
             };
-            let p_value = welch(x, y).map(|w| w.p);
+            let p_value = match (bm, nm) {
+                (Some(b), Some(n)) => welch_summary((x.n as u64, b), (y.n as u64, n)).map(|w| w.p),
+                _ => None,
+            };
             let flagged = change_pct.is_some_and(|c| c.abs() > o.threshold_pct)
                 && p_value.is_some_and(|p| p < o.alpha);
             perf.push(PerfChange {
@@ -347,10 +346,10 @@ pub fn compare(
                 key: pk.clone(),
                 base_mean: bm.map(|m| m.0),
                 base_stddev: bm.map(|m| m.1),
-                base_n: x.len() as u64,
+                base_n: x.n as u64,
                 new_mean: nm.map(|m| m.0),
                 new_stddev: nm.map(|m| m.1),
-                new_n: y.len() as u64,
+                new_n: y.n as u64,
                 change_pct,
                 direction,
                 p_value,

@@ -36,12 +36,18 @@ pub fn mean_sd(x: &[f64]) -> Option<(f64, f64)> {
 /// Welch's t-test of `a` against `b`; `None` when a sample has fewer than
 /// two values or both have zero variance (no test is possible).
 pub fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
-    if a.len() < 2 || b.len() < 2 {
+    welch_summary((a.len() as u64, mean_sd(a)?), (b.len() as u64, mean_sd(b)?))
+}
+
+/// [`welch`] from each sample's size, mean and sample standard deviation
+/// (all the test needs: `tko compare` gets them from exact sums,
+/// [`crate::query::Moments`]).
+pub fn welch_summary(a: (u64, (f64, f64)), b: (u64, (f64, f64))) -> Option<Welch> {
+    let ((na, (ma, sa)), (nb, (mb, sb))) = (a, b);
+    if na < 2 || nb < 2 {
         return None;
     }
-    let (ma, sa) = mean_sd(a)?;
-    let (mb, sb) = mean_sd(b)?;
-    let (na, nb) = (a.len() as f64, b.len() as f64);
+    let (na, nb) = (na as f64, nb as f64);
     let (va, vb) = (sa * sa / na, sb * sb / nb);
     if va + vb == 0.0 {
         return None;

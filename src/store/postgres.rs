@@ -14,6 +14,7 @@ use super::ledger::{
 };
 use super::pgconnect::{ConnectError, Connector};
 use super::pgcopy::{CopyBuf, CopyRow};
+use super::summary::{self, Delta};
 use super::{
     error_chain, plan_tests, schema, BoxError, Deletion, Error, Failure, JobSelection, LedgerState,
     LoadItem, LoadOutcome, OldTest, Removed, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS,
@@ -187,6 +188,9 @@ impl PgStore {
         let current = current_version(&mut tx)?;
         let applied = schema::apply_pending(schema::POSTGRES, current, require_init, |m| {
             tx.batch_execute(m.sql)?;
+            if m.version == 6 {
+                summary::rebuild_pg(&mut tx)?;
+            }
             tx.execute(
                 "INSERT INTO tko_schema_version (version, name) VALUES ($1, $2)",
                 &[&(m.version as i32), &m.name],
@@ -363,6 +367,14 @@ impl PgStore {
             return Ok(Batch::Stale); // dropping `tx` rolls back
         }
 
+        // tko_perf_summary: out with the perf rows about to be replaced.
+        let reloaded: Vec<i32> = returned.values().filter(|r| !r.1).map(|r| r.0).collect();
+        let mut delta = Delta::default();
+        step(
+            one,
+            "tko_perf_summary",
+            delta.collect_pg(&mut tx, &reloaded, -1),
+        )?;
         let mut staged = Vec::with_capacity(jobs.len());
         let mut job_ids = Vec::with_capacity(jobs.len());
         for (i, p) in jobs.iter().enumerate() {
@@ -464,6 +476,10 @@ impl PgStore {
         let t0 = std::time::Instant::now();
         copy_tree(&mut tx, &all)?;
         timing::add("write: COPY (all tables)", t0);
+        let t0 = std::time::Instant::now();
+        delta.add_rows(&all);
+        step(one, "tko_perf_summary", delta.apply_pg(&mut tx))?;
+        timing::add("write: perf summary", t0);
         let t0 = std::time::Instant::now();
         step(None, "COMMIT", tx.commit())?;
         timing::add("write: COMMIT", t0);
@@ -740,6 +756,12 @@ fn delete_tree(tx: &mut Transaction<'_>, jobs: &[Doomed]) -> Result<Vec<Removed>
     .iter()
     .map(|r| r.get(0))
     .collect();
+    // tko_perf_summary: out with the jobs' perf rows.
+    let mut gone: Vec<i32> = present.iter().copied().collect();
+    gone.sort_unstable();
+    let mut delta = Delta::default();
+    step(None, "tko_perf_summary", delta.collect_pg(tx, &gone, -1))?;
+    step(None, "tko_perf_summary", delta.apply_pg(tx))?;
     let mut out = Vec::with_capacity(jobs.len());
     for d in jobs.iter().filter(|d| present.contains(&d.job_idx)) {
         let one = Some(d.tag.as_str());

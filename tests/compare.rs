@@ -1,0 +1,404 @@
+//! `tko compare`'s load-time perf summary (`tko_perf_summary`, migration
+//! 006) on both stores: after loads, reloads, deletes, prunes, a killed
+//! load and the migration's rebuild, every summary row holds exactly the
+//! moments (count, exact Σv, Σv²) of the detail rows, and a compare that
+//! reads the summary answers exactly as one that reads the detail rows.
+//! Also the exact statistics themselves, where the old sorted-sum mean
+//! was wrong.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use support::{fresh, Backend, Db, Fresh, TestResult};
+use tko::gen::{generate, GenOptions};
+use tko::query::{ExactSum, Moments};
+
+const BOTH: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+fn tree(jobs: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let opts = GenOptions {
+        jobs,
+        tests_per_job: 2..=4,
+        iterations_per_test: 1..=3,
+        perf_keys_per_iteration: 2..=3,
+        fraction_bad: 0.0,
+        machines: 6,
+        kernels: 2,
+        subdir_status_copies: false,
+        ..GenOptions::default()
+    };
+    generate(&dir.path().join("results"), &opts).expect("generate");
+    dir
+}
+
+fn tko(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tko"))
+        .args(args)
+        .env_remove("TKO_DB")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tko")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `tko backfill --verify` (test keyvals are edited in place here).
+fn backfill(url: &str, root: &Path) -> Output {
+    let root = root.to_str().expect("utf-8 path");
+    tko(&[
+        "backfill", "--quiet", "--verify", "--level", "2", "--db", url, root,
+    ])
+}
+
+type Key = (String, Option<String>, Option<String>, String);
+
+/// Moments per (kernel_idx, test, subdir, key) from the detail rows.
+fn from_detail(db: &mut Db) -> BTreeMap<Key, Moments> {
+    let from = " FROM tko_tests t JOIN tko_iteration_result r ON r.test_idx = t.test_idx \
+        WHERE r.attribute IS NOT NULL AND r.value IS NOT NULL \
+        ORDER BY t.test_idx, r.iteration, r.attribute";
+    let keys = db.texts(&format!(
+        "SELECT '' || t.kernel_idx, t.test, t.subdir, r.attribute{from}"
+    ));
+    let values = db.floats(&format!("SELECT r.value{from}"));
+    assert_eq!(keys.len(), values.len());
+    let mut out: BTreeMap<Key, Moments> = BTreeMap::new();
+    for (k, v) in keys.into_iter().zip(values) {
+        let v = v.expect("a value");
+        if !v.is_finite() {
+            continue;
+        }
+        let key = (
+            k[0].clone().expect("kernel"),
+            k[1].clone(),
+            k[2].clone(),
+            k[3].clone().expect("key"),
+        );
+        out.entry(key).or_default().add(v + 0.0);
+    }
+    out
+}
+
+/// The rows of `tko_perf_summary`.
+fn summary(db: &mut Db) -> BTreeMap<Key, Moments> {
+    let mut out = BTreeMap::new();
+    for r in db.texts(
+        "SELECT '' || kernel_idx, test, subdir, attribute, '' || n, sum, sumsq \
+         FROM tko_perf_summary",
+    ) {
+        let key = (
+            r[0].clone().expect("kernel"),
+            r[1].clone(),
+            r[2].clone(),
+            r[3].clone().expect("key"),
+        );
+        let m = Moments {
+            n: r[4].as_deref().and_then(|n| n.parse().ok()).expect("n"),
+            sum: ExactSum::parse(r[5].as_deref().unwrap_or("?")).expect("sum"),
+            sumsq: ExactSum::parse(r[6].as_deref().unwrap_or("?")).expect("sumsq"),
+        };
+        assert!(out.insert(key.clone(), m).is_none(), "{key:?} twice");
+    }
+    out
+}
+
+/// Every summary row equals the detail rows' moments, exactly.
+fn assert_exact(db: &mut Db, what: &str) {
+    let (want, have) = (from_detail(db), summary(db));
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        have.keys().collect::<Vec<_>>(),
+        "{what}: summary rows"
+    );
+    for (k, w) in &want {
+        let mut diff = have[k].clone();
+        diff.merge(w, -1);
+        assert!(diff.is_empty(), "{what}: {k:?}: {:?} vs {w:?}", have[k]);
+    }
+}
+
+/// `tko compare` of the two kernels: from the summary, and (`--machine
+/// '*'` narrows nothing but needs the detail rows) from the detail rows;
+/// their perf parts must be identical.
+fn assert_compare_agrees(url: &str, what: &str) -> serde_json::Value {
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut a = vec![
+            "compare",
+            "--base-kernel",
+            "2.6.32",
+            "--new-kernel",
+            "2.6.33",
+            "--format",
+            "json",
+            "--db",
+            url,
+        ];
+        a.extend_from_slice(extra);
+        serde_json::from_str(&ok(&tko(&a))).expect("json")
+    };
+    let (s, d) = (run(&[]), run(&["--machine", "*"]));
+    assert_eq!(s["perf"], d["perf"], "{what}: summary and detail disagree");
+    assert_eq!(s["tests"], d["tests"], "{what}");
+    assert!(!s["perf"].as_array().expect("perf").is_empty(), "{what}");
+    s
+}
+
+/// Multiplies every perf value of the first `n` jobs' first test by 3.
+fn change_perf(root: &Path, n: usize) -> usize {
+    let mut jobs: Vec<_> = std::fs::read_dir(root)
+        .expect("root")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    jobs.sort();
+    let mut changed = 0;
+    for job in jobs {
+        let Some(kv) = glob_keyval(&job) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&kv).expect("keyval");
+        let out: String = text
+            .lines()
+            .map(|l| match l.split_once("{perf}=") {
+                Some((k, v)) => {
+                    let v: f64 = v.parse().expect("perf value");
+                    format!("{k}{{perf}}={}\n", v * 3.0 + 0.125)
+                }
+                None => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(&kv, out).expect("write keyval");
+        changed += 1;
+        if changed == n {
+            break;
+        }
+    }
+    changed
+}
+
+/// A `results/keyval` with perf lines under `job` (`<id>-<owner>/<host>`).
+fn glob_keyval(job: &Path) -> Option<std::path::PathBuf> {
+    for host in std::fs::read_dir(job).ok()? {
+        let host = host.ok()?.path();
+        let mut tests: Vec<_> = std::fs::read_dir(&host).ok()?.flatten().collect();
+        tests.sort_by_key(std::fs::DirEntry::path);
+        for t in tests {
+            let kv = t.path().join("results").join("keyval");
+            if std::fs::read_to_string(&kv).is_ok_and(|s| s.contains("{perf}=")) {
+                return Some(kv);
+            }
+        }
+    }
+    None
+}
+
+fn summary_stays_exact(backend: Backend) -> TestResult {
+    let t = tree(40);
+    let root = t.path().join("results");
+    let f: Fresh = fresh(backend);
+    ok(&backfill(&f.url, &root));
+    let mut db = Db::open(&f);
+    assert!(db.int("SELECT count(*) FROM tko_perf_summary") > 0);
+    assert_exact(&mut db, "load");
+    let before = assert_compare_agrees(&f.url, "load");
+
+    // Reload: perf values of 5 jobs change; the summary follows.
+    assert_eq!(change_perf(&root, 5), 5);
+    ok(&backfill(&f.url, &root));
+    assert_exact(&mut db, "reload");
+    let after = assert_compare_agrees(&f.url, "reload");
+    assert_ne!(before["perf"], after["perf"], "the reload changed nothing");
+
+    // Delete one job, then prune every job of one label.
+    let tag = db.texts("SELECT tag FROM tko_jobs ORDER BY tag LIMIT 1")[0][0]
+        .clone()
+        .expect("tag");
+    ok(&tko(&["delete", &tag, "--db", &f.url]));
+    assert_exact(&mut db, "delete");
+    assert_compare_agrees(&f.url, "delete");
+    let label = db.texts("SELECT label FROM tko_jobs ORDER BY tag LIMIT 1")[0][0]
+        .clone()
+        .expect("label");
+    let jobs = db.int("SELECT count(*) FROM tko_jobs");
+    ok(&tko(&[
+        "prune",
+        "--before",
+        "2100-01-01",
+        "--label",
+        &label,
+        "--db",
+        &f.url,
+    ]));
+    assert!(db.int("SELECT count(*) FROM tko_jobs") < jobs);
+    assert_exact(&mut db, "prune");
+    assert_compare_agrees(&f.url, "prune");
+
+    // Migration 006 on a warehouse without the summary rebuilds it.
+    db.exec("DROP TABLE tko_perf_summary; DELETE FROM tko_schema_version WHERE version = 6");
+    // Not migrated yet: compare reads the detail rows, same answer.
+    let unmigrated = assert_compare_agrees(&f.url, "schema 5");
+    ok(&tko(&["db", "migrate", "--db", &f.url]));
+    assert_exact(&mut db, "migration");
+    let migrated = assert_compare_agrees(&f.url, "migration");
+    assert_eq!(unmigrated, migrated);
+    Ok(())
+}
+
+#[test]
+fn sqlite_summary_stays_exact_through_load_reload_delete_prune_migrate() -> TestResult {
+    summary_stays_exact(Backend::Sqlite)
+}
+
+#[test]
+fn pg_summary_stays_exact_through_load_reload_delete_prune_migrate() -> TestResult {
+    summary_stays_exact(Backend::Postgres)
+}
+
+fn killed_load_leaves_summary_exact(backend: Backend) -> TestResult {
+    let t = tree(600);
+    let root = t.path().join("results");
+    let f = fresh(backend);
+    // A first load, then a reload of every job killed part way: each
+    // batch is one transaction, so the summary matches whatever committed.
+    ok(&backfill(&f.url, &root));
+    let jobs = std::fs::read_dir(&root)?.count();
+    assert_eq!(change_perf(&root, jobs), jobs);
+    let mut db = Db::open(&f);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tko"))
+        .args([
+            "backfill",
+            "--quiet",
+            "--level",
+            "2",
+            "--verify",
+            "--batch",
+            "5",
+            "--db",
+            &f.url,
+            root.to_str().ok_or("path")?,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let old: Vec<String> = db
+        .texts("SELECT fingerprint FROM tko_ingest_ledger")
+        .into_iter()
+        .map(|r| format!("'{}'", r[0].clone().unwrap_or_default()))
+        .collect();
+    let first_reload = format!(
+        "SELECT count(*) FROM tko_ingest_ledger WHERE fingerprint NOT IN ({})",
+        old.join(", ")
+    );
+    let start = std::time::Instant::now();
+    while db.int(&first_reload) == 0 {
+        assert!(start.elapsed().as_secs() < 120, "no job reloaded");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill()?; // SIGKILL
+    child.wait()?;
+    let reloaded = db.int(&first_reload);
+    assert!(
+        reloaded > 0 && reloaded < jobs as i64,
+        "the kill came too late: {reloaded} of {jobs} reloaded"
+    );
+    assert_exact(&mut db, "killed reload");
+    assert_compare_agrees(&f.url, "killed reload");
+    Ok(())
+}
+
+#[test]
+fn sqlite_killed_load_leaves_the_summary_exact() -> TestResult {
+    killed_load_leaves_summary_exact(Backend::Sqlite)
+}
+
+#[test]
+fn pg_killed_load_leaves_the_summary_exact() -> TestResult {
+    killed_load_leaves_summary_exact(Backend::Postgres)
+}
+
+/// The mean is the correctly rounded exact sum over n: −1e16, 1, 1e16
+/// average 1/3 (the old sum of sorted values lost the 1 and said 0), on
+/// both stores, from the summary and from the detail rows alike.
+#[test]
+fn compare_means_are_exact() -> TestResult {
+    let root = tempfile::tempdir()?;
+    let jobs = support_jobs(root.path());
+    for backend in BOTH {
+        let f = fresh(backend);
+        ok(&tko(&[
+            "load",
+            "--quiet",
+            "--level",
+            "2",
+            "--db",
+            &f.url,
+            root.path().to_str().ok_or("path")?,
+        ]));
+        for sel in [
+            &["10-u/h1", "20-u/h1"][..],
+            &["--base-label", "a", "--new-label", "b"],
+        ] {
+            let mut a = vec!["compare", "--format", "json", "--db", &f.url];
+            a.extend_from_slice(sel);
+            let j: serde_json::Value = serde_json::from_str(&ok(&tko(&a)))?;
+            let p = &j["perf"][0];
+            assert_eq!(
+                p["base_mean"].as_f64(),
+                Some(1.0 / 3.0),
+                "{backend:?} {sel:?}: {p}"
+            );
+            assert_eq!(p["base_n"], 3);
+        }
+    }
+    drop(jobs);
+    Ok(())
+}
+
+/// Jobs 10 (label `a`) and 20 (label `b`) on h1, each one test `t` with
+/// perf key `x`: −1e16, 1, 1e16 and 1, 2, 3.
+fn support_jobs(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for (id, label, values) in [
+        (10, "a", ["-1e16", "1", "1e16"]),
+        (20, "b", ["1", "2", "3"]),
+    ] {
+        let dir = root.join(format!("{id}-u")).join("h1");
+        std::fs::create_dir_all(dir.join("t").join("results")).expect("mkdir");
+        std::fs::write(
+            dir.join("keyval"),
+            format!(
+                "hostname=h1\njob_started=1300000000\nlabel={label}\nstatus_version=1\nuser=u\n"
+            ),
+        )
+        .expect("keyval");
+        let ts = 1_300_000_002 + id;
+        std::fs::write(
+            dir.join("status.log"),
+            format!(
+                "START\t----\t----\ttimestamp=1300000001\tlocaltime=Mar 13 07:06:41\t\n\
+                 \tSTART\tt\tt\ttimestamp={ts}\tlocaltime=Mar 13 07:06:42\t\n\
+                 \t\tGOOD\tt\tt\ttimestamp={ts}\tlocaltime=Mar 13 07:06:42\tdone\n\
+                 \tEND GOOD\tt\tt\ttimestamp={ts}\tlocaltime=Mar 13 07:06:42\t\n\
+                 END GOOD\t----\t----\ttimestamp=1300000100\tlocaltime=Mar 13 07:08:20\t\n"
+            ),
+        )
+        .expect("status.log");
+        let kv: Vec<String> = values.iter().map(|v| format!("x{{perf}}={v}\n")).collect();
+        std::fs::write(dir.join("t").join("results").join("keyval"), kv.join("\n"))
+            .expect("perf keyval");
+        out.push(dir);
+    }
+    out
+}
