@@ -13,7 +13,7 @@ use super::ledger::{
     Written,
 };
 use super::pgconnect::{ConnectError, Connector};
-use super::pgcopy::{CopyBuf, CopyRow};
+use super::pgcopy::{TreeCopy, TREE_TABLES};
 use super::{
     error_chain, plan_tests, schema, BoxError, Deletion, Error, Failure, JobSelection, LedgerState,
     LoadItem, LoadOutcome, OldTest, Removed, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS,
@@ -21,10 +21,7 @@ use super::{
 };
 use crate::model::{Kernel, Timestamp};
 use crate::query::filter::glob_to_like;
-use crate::table::{
-    clean, DiagnosticRow, InformationRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow,
-    JobRow, JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow, TreeIds,
-};
+use crate::table::{build_rows, clean, JobRow, KernelRow, PatchRow, RowCounts, TreeIds};
 use postgres::error::SqlState;
 use postgres::{Client, Transaction};
 use std::collections::{BTreeMap, HashMap};
@@ -436,7 +433,7 @@ impl PgStore {
         }
         timing::add("write: id mapping, checks", t0);
         let t1 = std::time::Instant::now();
-        let mut all = JobTreeRows::default();
+        let mut all = TreeCopy::default();
         let counts: Vec<RowCounts> = (0..jobs.len())
             .map(|i| {
                 let (job_idx, machine_idx, _, plan) = &staged[i];
@@ -447,10 +444,11 @@ impl PgStore {
                     kernel_idx: &prepared[i].1,
                     invalid: &plan.invalid,
                 };
-                all.add_job(jobs[i].item.job, &ids, |s| status_idx[s.word()])
+                build_rows(jobs[i].item.job, &ids, |s| status_idx[s.word()], &mut all)
             })
             .collect();
-        timing::add("write: build rows", t1);
+        all.finish();
+        timing::add("write: build and encode rows", t1);
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut ledger_rows = Vec::with_capacity(jobs.len());
         for ((p, (job_idx, _, inserted, plan)), counts) in jobs.iter().zip(&staged).zip(counts) {
@@ -842,15 +840,7 @@ fn delete_tree(tx: &mut Transaction<'_>, jobs: &[Doomed]) -> Result<Vec<Removed>
 }
 
 /// The tables [`PgStore::export_rows_to_dir`] exports, with their columns.
-const COPY_TABLES: &[(&str, &[&str])] = &[
-    ("tko_tests", TestRow::COLUMNS),
-    ("tko_test_attributes", TestAttributeRow::COLUMNS),
-    ("tko_iteration_attributes", IterationAttributeRow::COLUMNS),
-    ("tko_iteration_result", IterationResultRow::COLUMNS),
-    ("tko_job_keyvals", JobKeyvalRow::COLUMNS),
-    ("tko_diagnostics", DiagnosticRow::COLUMNS),
-    ("tko_test_information", InformationRow::COLUMNS),
-];
+const COPY_TABLES: &[(&str, &[&str])] = &TREE_TABLES;
 
 /// Upserts the ledger rows of a batch's loaded jobs in one statement, in
 /// tag order.
@@ -1012,102 +1002,22 @@ fn remove_vanished(
     Ok(())
 }
 
-/// Bytes per chunk handed from the encoder thread to the COPY stream.
-const COPY_CHUNK: usize = 1 << 20;
-
-/// One binary COPY per table for the whole batch. A scoped thread encodes
-/// the rows into chunks while this thread streams the previous chunks to
-/// the server, so client encoding overlaps server ingest.
-fn copy_tree(tx: &mut Transaction<'_>, rows: &JobTreeRows) -> Result<(), StepError> {
-    fn encode<R: CopyRow>(
-        out: &std::sync::mpsc::SyncSender<Vec<u8>>,
-        rows: &[R],
-    ) -> Result<(), ()> {
-        if rows.is_empty() {
-            return Ok(());
+/// One binary COPY per table for the whole batch, from the streams its
+/// rows were encoded into.
+fn copy_tree(tx: &mut Transaction<'_>, rows: &TreeCopy) -> Result<(), StepError> {
+    for (((table, cols), buf), &n) in TREE_TABLES.iter().zip(&rows.tables).zip(&rows.rows) {
+        if n == 0 {
+            continue;
         }
-        let mut b = CopyBuf::with_capacity(COPY_CHUNK + 4096);
-        b.header();
-        for r in rows {
-            r.encode(&mut b);
-            if b.buf.len() >= COPY_CHUNK {
-                let full = std::mem::replace(&mut b.buf, Vec::with_capacity(COPY_CHUNK + 4096));
-                out.send(full).map_err(drop)?;
-            }
-        }
-        b.trailer();
-        out.send(b.buf).map_err(drop)?;
-        // An empty chunk ends the table.
-        out.send(Vec::new()).map_err(drop)
+        let sql = format!("COPY {table} ({}) FROM STDIN BINARY", cols.join(", "));
+        let mut w = step(None, table, tx.copy_in(&sql))?;
+        w.write_all(&buf.buf).map_err(|e| io_step(table, e))?;
+        let t0 = std::time::Instant::now();
+        let copied = step(None, table, w.finish())?;
+        timing::add("write: COPY finish wait", t0);
+        debug_assert_eq!(copied, n, "{table}: COPY row count");
     }
-    let tables: [(&'static str, &[&str], usize); 7] = [
-        ("tko_tests", TestRow::COLUMNS, rows.tests.len()),
-        (
-            "tko_test_attributes",
-            TestAttributeRow::COLUMNS,
-            rows.test_attributes.len(),
-        ),
-        (
-            "tko_iteration_attributes",
-            IterationAttributeRow::COLUMNS,
-            rows.iteration_attributes.len(),
-        ),
-        (
-            "tko_iteration_result",
-            IterationResultRow::COLUMNS,
-            rows.iteration_results.len(),
-        ),
-        (
-            "tko_job_keyvals",
-            JobKeyvalRow::COLUMNS,
-            rows.job_keyvals.len(),
-        ),
-        (
-            "tko_diagnostics",
-            DiagnosticRow::COLUMNS,
-            rows.diagnostics.len(),
-        ),
-        (
-            "tko_test_information",
-            InformationRow::COLUMNS,
-            rows.information.len(),
-        ),
-    ];
-    let (send, recv) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            // Stops early (Err) once the receiver is gone after a failure.
-            let _ = encode(&send, &rows.tests)
-                .and_then(|()| encode(&send, &rows.test_attributes))
-                .and_then(|()| encode(&send, &rows.iteration_attributes))
-                .and_then(|()| encode(&send, &rows.iteration_results))
-                .and_then(|()| encode(&send, &rows.job_keyvals))
-                .and_then(|()| encode(&send, &rows.diagnostics))
-                .and_then(|()| encode(&send, &rows.information));
-        });
-        // Owned here, so an early return drops it and stops the encoder.
-        let recv = recv;
-        for (table, cols, n) in tables {
-            if n == 0 {
-                continue;
-            }
-            let sql = format!("COPY {table} ({}) FROM STDIN BINARY", cols.join(", "));
-            let mut w = step(None, table, tx.copy_in(&sql))?;
-            loop {
-                let chunk = recv.recv().expect("the encoder ends every table");
-                if chunk.is_empty() {
-                    break;
-                }
-                let io = w.write_all(&chunk).and_then(|()| w.flush());
-                io.map_err(|e| io_step(table, e))?;
-            }
-            let t0 = std::time::Instant::now();
-            let copied = step(None, table, w.finish())?;
-            timing::add("write: COPY finish wait", t0);
-            debug_assert_eq!(copied, n as u64, "{table}: COPY row count");
-        }
-        Ok(())
-    })
+    Ok(())
 }
 
 fn current_version(tx: &mut Transaction<'_>) -> Result<Option<u32>, Error> {

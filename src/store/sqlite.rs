@@ -613,7 +613,7 @@ trait LiteRow {
     fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize>;
 }
 
-impl LiteRow for TestRow {
+impl LiteRow for TestRow<'_> {
     const TABLE: &'static str = "tko_tests";
     const COLUMNS: &'static [&'static str] = TestRow::COLUMNS;
     fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
@@ -634,7 +634,7 @@ impl LiteRow for TestRow {
     }
 }
 
-impl LiteRow for TestAttributeRow {
+impl LiteRow for TestAttributeRow<'_> {
     const TABLE: &'static str = "tko_test_attributes";
     const COLUMNS: &'static [&'static str] = TestAttributeRow::COLUMNS;
     fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
@@ -649,7 +649,7 @@ impl LiteRow for TestAttributeRow {
     }
 }
 
-impl LiteRow for IterationAttributeRow {
+impl LiteRow for IterationAttributeRow<'_> {
     const TABLE: &'static str = "tko_iteration_attributes";
     const COLUMNS: &'static [&'static str] = IterationAttributeRow::COLUMNS;
     fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
@@ -664,7 +664,7 @@ impl LiteRow for IterationAttributeRow {
     }
 }
 
-impl LiteRow for IterationResultRow {
+impl LiteRow for IterationResultRow<'_> {
     const TABLE: &'static str = "tko_iteration_result";
     const COLUMNS: &'static [&'static str] = IterationResultRow::COLUMNS;
     fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
@@ -675,7 +675,7 @@ impl LiteRow for IterationResultRow {
     }
 }
 
-impl LiteRow for JobKeyvalRow {
+impl LiteRow for JobKeyvalRow<'_> {
     const TABLE: &'static str = "tko_job_keyvals";
     const COLUMNS: &'static [&'static str] = JobKeyvalRow::COLUMNS;
     fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
@@ -683,7 +683,7 @@ impl LiteRow for JobKeyvalRow {
     }
 }
 
-impl LiteRow for DiagnosticRow {
+impl LiteRow for DiagnosticRow<'_> {
     const TABLE: &'static str = "tko_diagnostics";
     const COLUMNS: &'static [&'static str] = DiagnosticRow::COLUMNS;
     fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
@@ -692,7 +692,7 @@ impl LiteRow for DiagnosticRow {
     }
 }
 
-impl LiteRow for InformationRow {
+impl LiteRow for InformationRow<'_> {
     const TABLE: &'static str = "tko_test_information";
     const COLUMNS: &'static [&'static str] = InformationRow::COLUMNS;
     fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
@@ -717,7 +717,7 @@ fn insert_all<R: LiteRow>(c: &Connection, rows: &[R]) -> Result<(), Fail> {
     Ok(())
 }
 
-fn insert_rows(c: &Connection, rows: &JobTreeRows) -> Result<(), Fail> {
+fn insert_rows(c: &Connection, rows: &JobTreeRows<'_>) -> Result<(), Fail> {
     insert_all(c, &rows.tests)?;
     insert_all(c, &rows.test_attributes)?;
     insert_all(c, &rows.iteration_attributes)?;
