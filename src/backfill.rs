@@ -17,7 +17,6 @@ use crate::store::{Action, Failure, LedgerState, LoadItem, LoadOutcome, Signatur
 use crate::table::RowCounts;
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::sync_channel;
@@ -194,30 +193,11 @@ impl Verdict {
 /// top-level job dir is above). A changed test keyval without any of these
 /// changing is only seen with `verify`. Costs three `stat`s for a usual job.
 pub fn signature(dir: &Path) -> String {
-    let mut ctx = md5::Context::new();
-    let mut stat = |name: &str| {
-        ctx.consume(name.as_bytes());
-        match std::fs::metadata(dir.join(name)) {
-            Ok(m) => {
-                for n in [m.len(), m.mtime() as u64, m.mtime_nsec() as u64, m.ino()] {
-                    ctx.consume(n.to_le_bytes());
-                }
-                true
-            }
-            Err(_) => {
-                ctx.consume(b"-");
-                false
-            }
-        }
-    };
-    if !stat("status.log") {
-        stat("status");
-    }
-    stat("keyval");
-    if !stat(".autoserv_execute") {
-        stat("../keyval");
-    }
-    format!("{:x}", ctx.compute())
+    discover::signature_with(|name| {
+        std::fs::metadata(dir.join(name))
+            .ok()
+            .map(|m| discover::stamp(&m))
+    })
 }
 
 /// A job to read: where it is and its signature.
@@ -289,7 +269,8 @@ pub fn run(
         // rows of the previous one and parses what changed.
         let (walked_tx, walked_rx) = sync_channel::<(Vec<JobDir>, Vec<String>, Chunk)>(1);
         scope.spawn(move || {
-            let mut discovery = discover::Discovery::new(roots, opts.level);
+            // The walk signs most jobs with the `stat`s it makes anyway.
+            let mut discovery = discover::Discovery::new(roots, opts.level).signing();
             while !stop.load(Ordering::Relaxed) {
                 let Some(round) =
                     pool.install(|| discovery.next_round(opts.units_per_round.max(1)))
@@ -303,8 +284,12 @@ pub fn run(
                     ..Chunk::default()
                 };
                 let dirs = round.jobs;
-                let signatures: Vec<String> =
-                    pool.install(|| dirs.par_iter().map(|d| signature(&d.path)).collect());
+                let signatures: Vec<String> = pool.install(|| {
+                    dirs.par_iter()
+                        .zip(round.signatures)
+                        .map(|(d, s)| s.unwrap_or_else(|| signature(&d.path)))
+                        .collect()
+                });
                 if walked_tx.send((dirs, signatures, chunk)).is_err() {
                     return;
                 }
