@@ -13,6 +13,7 @@
 use crate::discover::{self, JobDir};
 use crate::ingest::{self, Parsed};
 use crate::model::Job;
+use crate::store::postgres::timing;
 use crate::store::{Action, Failure, LedgerState, LoadItem, LoadOutcome, Signature, Store};
 use crate::table::RowCounts;
 use rayon::prelude::*;
@@ -200,10 +201,12 @@ pub fn signature(dir: &Path) -> String {
     })
 }
 
-/// A job to read: where it is and its signature.
+/// A job to read: where it is, its signature and its input bytes
+/// (`ingest::input_bytes`, for bounding chunks).
 struct Todo {
     dir: JobDir,
     signature: String,
+    bytes: u64,
 }
 
 /// One parsed job on its way to the writer. Its `.parse.lock` was held
@@ -316,19 +319,28 @@ pub fn run(
                     {
                         chunk.unchanged_by_metadata += 1;
                     } else {
-                        todo.push(Todo { dir, signature });
+                        todo.push(Todo {
+                            dir,
+                            signature,
+                            bytes: 0,
+                        });
                     }
                 }
+                // Sizes in parallel (metadata only), not one by one
+                // between chunks while the parser threads wait.
+                pool.install(|| {
+                    todo.par_iter_mut()
+                        .for_each(|t| t.bytes = ingest::input_bytes(&t.dir));
+                });
                 // The scan's counts travel with the round's first chunk.
                 let mut rest = todo;
                 loop {
                     // At most `chunk_jobs` jobs and, unless one job alone
                     // is larger, `chunk_bytes` of input (metadata only).
-                    let n = ingest::Rounds::new(&rest, opts.chunk_jobs, opts.chunk_bytes, |t| {
-                        ingest::input_bytes(&t.dir)
-                    })
-                    .next()
-                    .map_or(0, <[Todo]>::len);
+                    let n =
+                        ingest::Rounds::new(&rest, opts.chunk_jobs, opts.chunk_bytes, |t| t.bytes)
+                            .next()
+                            .map_or(0, <[Todo]>::len);
                     let tail = rest.split_off(n);
                     let piece = std::mem::replace(&mut rest, tail);
                     let read = pool.install(|| read_chunk(piece, opts));
@@ -340,9 +352,11 @@ pub fn run(
                     chunk.ready = read.ready;
                     chunk.busy = read.busy;
                     chunk.failed = read.failed;
+                    let t0 = Instant::now();
                     if tx.send(std::mem::take(&mut chunk)).is_err() {
                         return Ok(());
                     }
+                    timing::add("backfill: parsed chunk waits for the writer", t0);
                     if rest.is_empty() || stop.load(Ordering::Relaxed) {
                         break;
                     }
@@ -351,7 +365,9 @@ pub fn run(
             Ok(())
         });
         let mut locked = Vec::new();
+        let mut t0 = Instant::now();
         for chunk in rx {
+            timing::add("backfill: writer waits for a parsed chunk", t0);
             summary.units_done += chunk.units_done;
             summary.found += chunk.found;
             summary.unchanged_by_metadata += chunk.unchanged_by_metadata;
@@ -372,6 +388,7 @@ pub fn run(
             )?;
             summary.elapsed = start.elapsed();
             observer.progress(&summary);
+            t0 = Instant::now();
         }
         scanner.join().expect("the scanner does not panic")?;
         Ok::<_, crate::store::Error>(locked)
