@@ -23,6 +23,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
 
+/// `tko backfill --batch` by default: jobs per transaction and per parsed
+/// chunk. Large, because each batch costs some 25 round trips whatever its
+/// size (on a loaded machine each waits for the server to be scheduled);
+/// chunks stay bounded by [`Options::chunk_bytes`] of input all the same.
+pub const DEFAULT_BATCH_JOBS: usize = 1000;
+
 /// How a backfill runs.
 #[derive(Debug, Clone)]
 pub struct Options {

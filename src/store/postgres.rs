@@ -381,7 +381,8 @@ impl PgStore {
             job_ids.push(job_idx);
             staged.push((job_idx, job_machine[i], inserted, plan));
         }
-        machine_values(&mut tx, &job_ids, &job_machine, &machines, one)?;
+        let all_new = staged.iter().all(|s| s.2);
+        machine_values(&mut tx, &job_ids, &job_machine, &machines, all_new, one)?;
         timing::add("write: job upsert, old rows", t0);
         let t0 = std::time::Instant::now();
         // Ids for the new tests, in one round trip.
@@ -621,28 +622,35 @@ fn read_ledger(
 
 /// Records what each job says about its machine and recomputes the machine
 /// rows that depend on them (their machines, and those a reloaded job
-/// moved away from): see [`JobMachine::of`].
+/// moved away from: none when every job was `all_new`, a job row just
+/// inserted, whose fresh id no machine value can name yet): see
+/// [`JobMachine::of`].
 fn machine_values(
     tx: &mut Transaction<'_>,
     job_idx: &[i32],
     machine_idx: &[i32],
     machines: &[JobMachine],
+    all_new: bool,
     tag: Option<&str>,
 ) -> Result<(), StepError> {
     let t = "tko_job_machines";
-    let moved: Vec<i32> = step(
-        tag,
-        t,
-        tx.query(
-            "SELECT DISTINCT h.machine_idx FROM tko_job_machines h \
+    let moved: Vec<i32> = if all_new {
+        Vec::new()
+    } else {
+        step(
+            tag,
+            t,
+            tx.query(
+                "SELECT DISTINCT h.machine_idx FROM tko_job_machines h \
              JOIN unnest($1::int4[], $2::int4[]) AS u(j, m) ON u.j = h.job_idx \
              WHERE h.machine_idx <> u.m ORDER BY 1",
-            &[&job_idx, &machine_idx],
-        ),
-    )?
-    .iter()
-    .map(|r| r.get(0))
-    .collect();
+                &[&job_idx, &machine_idx],
+            ),
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
     if !moved.is_empty() {
         step(
             tag,
