@@ -67,7 +67,7 @@ impl Default for Options {
             force: false,
             verify: false,
             chunk_jobs: 200,
-            chunk_bytes: 4 << 20,
+            chunk_bytes: 2 << 20,
             units_per_round: 2048,
             lock_timeout: crate::lock::DEFAULT_TIMEOUT,
         }
