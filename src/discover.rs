@@ -11,7 +11,9 @@
 //! directories a round at a time, in parallel (rayon; the walk is all
 //! metadata syscalls). A [`Discovery`] streams rounds of jobs: each job
 //! directory once per run (by device + inode, however many paths or
-//! symlinks reach it), two directories with one tag an error. Reads
+//! symlinks reach it), two directories with one tag an error; asked
+//! ([`Discovery::signing`]), it also takes each job's metadata signature
+//! with the `stat`s it makes anyway ([`signature_with`]). Reads
 //! directory listings and `.machines`, never contents of results files
 //! (see `ingest`).
 
@@ -249,7 +251,7 @@ pub fn auto_level(dir: &Path, level: Level) -> usize {
 struct Found {
     dir: JobDir,
     id: Id,
-    /// Its [`signature`], when the walk took it on the way.
+    /// Its [`signature_with`], when the walk took it on the way.
     signature: Option<String>,
     /// Reached through a symlink below the path given: handed on after
     /// every directly reached job, so the real directory wins.
@@ -264,7 +266,7 @@ struct UnitOut {
     notices: Vec<Notice>,
     /// Some job got level 2 from [`Level::Auto`].
     detected: bool,
-    /// Take the [`signature`] of jobs found by the fast visit.
+    /// Take the [`signature_with`] of jobs found by the fast visit.
     sign: bool,
 }
 
@@ -540,7 +542,7 @@ fn walk(root: &Path, level: Level, out: &mut UnitOut) {
     }
 }
 
-/// What a [`signature`] takes of a file: size, mtime (seconds and
+/// What a [`signature_with`] takes of a file: size, mtime (seconds and
 /// nanoseconds) and inode.
 pub type FileStamp = [u64; 4];
 
@@ -698,7 +700,7 @@ impl Drop for OpenDir {
 /// file: a regular one without `.machines` is a job directory with no
 /// sub-jobs (Autotest's rule: a file among its entries), not listed. The
 /// probes are `stat`s relative to the open top-level directory, and with
-/// [`UnitOut::sign`] they take the job's [`signature`] on the way (its
+/// [`UnitOut::sign`] they take the job's [`signature_with`] on the way (its
 /// first marker's `stat` counts twice).
 fn visit_top(dir: &Path, level: Level, out: &mut UnitOut) {
     if in_scheduler_position(dir) {
