@@ -1,16 +1,25 @@
 //! Backfill benchmark: the real `tko` binary on a generated results root,
-//! against a throwaway PostgreSQL, side by side in one run:
+//! against a throwaway PostgreSQL. First, once, `tko parse` of the root on
+//! 1 and on 2 threads (parse-only scaling; it also warms the page cache).
+//! Then RUNS times (default 3), side by side in each run:
 //!
-//! 1. `tko parse` of the root on 1 and on 2 threads (parse-only scaling);
-//! 2. `tko backfill` end to end (walk, parse, load) with its max RSS;
-//! 3. a second `tko backfill` of the unchanged root;
-//! 4. a raw binary `COPY FROM` of the very rows the backfill wrote (exported
+//! 1. `tko backfill` end to end (walk, parse, load) into a fresh database,
+//!    with its max RSS;
+//! 2. a second `tko backfill` of the unchanged root;
+//! 3. a raw binary `COPY FROM` of the very rows the backfill wrote (exported
 //!    to files first), the ceiling the backfill is judged against.
+//!
+//! Each figure is printed as median (min-max) over the runs; the ratios are
+//! taken within each run.
 //!
 //! ```text
 //! cargo build --release --bin tko --example gen_tree --example bench_backfill
 //! target/release/examples/gen_tree --jobs 20000 --seed 1 /tmp/g20k
-//! target/release/examples/bench_backfill /tmp/g20k
+//! target/release/examples/bench_backfill /tmp/g20k 3
+//! # realistic proportions: many small jobs, one iteration per test
+//! target/release/examples/gen_tree --jobs 20000 --seed 2 --tests 1-5 \
+//!     --iterations 1-1 --perf-keys 1-6 /tmp/real20k
+//! target/release/examples/bench_backfill /tmp/real20k 3
 //! ```
 //! PostgreSQL: `TKO_BENCH_PG_URL`, else a throwaway cluster started like the
 //! tests do. Needs `/usr/bin/time` for max RSS.
@@ -44,11 +53,37 @@ fn timed(tko: &Path, args: &[&str]) -> Result<(f64, f64), Box<dyn std::error::Er
     Ok((wall, rss_kb / 1024.0))
 }
 
+/// `median (min-max)` of `v`, each formatted by `f`.
+fn spread(v: &[f64], f: impl Fn(f64) -> String) -> String {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let median = if s.len() % 2 == 1 {
+        s[s.len() / 2]
+    } else {
+        (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
+    };
+    format!(
+        "{} ({}-{})",
+        f(median),
+        f(s[0]),
+        f(*s.last().expect("at least one run"))
+    )
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root: PathBuf = std::env::args_os()
-        .nth(1)
-        .ok_or("usage: bench_backfill RESULTS_ROOT")?
+    let mut args = std::env::args_os().skip(1);
+    let root: PathBuf = args
+        .next()
+        .ok_or("usage: bench_backfill RESULTS_ROOT [RUNS]")?
         .into();
+    let runs: usize = match args.next() {
+        Some(n) => n
+            .to_str()
+            .and_then(|n| n.parse().ok())
+            .ok_or("RUNS: a number")?,
+        None => 3,
+    };
+    let runs = runs.max(1);
     let tko = std::env::current_exe()?
         .parent()
         .and_then(Path::parent)
@@ -57,14 +92,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root_s = root.to_str().ok_or("root path is not UTF-8")?;
     let (dirs, _) = tko::discover::find_jobs(std::slice::from_ref(&root), 2);
     let jobs = dirs.len() as f64;
-    println!("{} jobs under {root_s}", dirs.len());
+    println!("{} jobs under {root_s}, {runs} runs", dirs.len());
 
     // Warm the page cache so that every measurement below reads from memory.
     timed(&tko, &["parse", "--level", "2", root_s])?;
     let (p1, _) = timed(&tko, &["parse", "-j", "1", "--level", "2", root_s])?;
     let (p2, _) = timed(&tko, &["parse", "-j", "2", "--level", "2", root_s])?;
     println!(
-        "parse only: 1 thread {:.0} jobs/s, 2 threads {:.0} jobs/s, speed-up {:.2}x",
+        "parse only (once): 1 thread {:.0} jobs/s, 2 threads {:.0} jobs/s, speed-up {:.2}x",
         jobs / p1,
         jobs / p2,
         p1 / p2
@@ -73,40 +108,67 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(u) = std::env::var("TKO_BENCH_PG_URL") {
         std::env::set_var("TKO_TEST_PG_URL", u);
     }
-    let url = pg::fresh_database_url();
-    let (b1, rss1) = timed(
-        &tko,
-        &["backfill", "--quiet", "--level", "2", "--db", &url, root_s],
-    )?;
-    let (b2, rss2) = timed(
-        &tko,
-        &["backfill", "--quiet", "--level", "2", "--db", &url, root_s],
-    )?;
-
-    let mut pgs = PgStore::connect(&url)?;
-    let export = tempfile::tempdir()?;
-    let rows: u64 = pgs
-        .export_rows_to_dir(export.path())?
-        .iter()
-        .map(|r| r.1)
-        .sum();
-    let t = Instant::now();
-    pgs.raw_copy_from_dir(export.path())?;
-    let raw = t.elapsed().as_secs_f64();
-    let rows = rows as f64;
+    let (mut first, mut second, mut raws) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut rss1s, mut rss2s, mut rates, mut speedups) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut rows = 0.0;
+    for run in 1..=runs {
+        let url = pg::fresh_database_url();
+        let backfill = ["backfill", "--quiet", "--level", "2", "--db", &url, root_s];
+        let (b1, rss1) = timed(&tko, &backfill)?;
+        let (b2, rss2) = timed(&tko, &backfill)?;
+        let mut pgs = PgStore::connect(&url)?;
+        let export = tempfile::tempdir()?;
+        let n: u64 = pgs
+            .export_rows_to_dir(export.path())?
+            .iter()
+            .map(|r| r.1)
+            .sum();
+        let t = Instant::now();
+        pgs.raw_copy_from_dir(export.path())?;
+        let raw = t.elapsed().as_secs_f64();
+        drop(pgs);
+        pg::drop_database(&url);
+        rows = n as f64;
+        println!(
+            "run {run}: backfill {b1:.2} s (max RSS {rss1:.0} MB), raw COPY {raw:.2} s \
+             ({:.0} %), second backfill {b2:.3} s ({:.0}x, max RSS {rss2:.0} MB)",
+            100.0 * raw / b1,
+            b1 / b2
+        );
+        first.push(b1);
+        second.push(b2);
+        raws.push(raw);
+        rss1s.push(rss1);
+        rss2s.push(rss2);
+        rates.push(100.0 * raw / b1);
+        speedups.push(b1 / b2);
+    }
+    let secs = |d: usize| move |v: f64| format!("{v:.d$} s");
+    println!("median (min-max) of {runs} runs, {rows:.0} rows:");
     println!(
-        "backfill (walk+parse+load): {b1:.2} s, {:.0} rows/s, {:.0} jobs/s, max RSS {rss1:.0} MB",
-        rows / b1,
-        jobs / b1
+        "backfill (walk+parse+load): {}, {} rows/s",
+        spread(&first, secs(2)),
+        spread(&first, |v| format!("{:.0}", rows / v))
     );
     println!(
-        "raw COPY FROM of the same {rows:.0} rows: {raw:.2} s, {:.0} rows/s",
-        rows / raw
+        "raw COPY FROM of the same rows: {}, {} rows/s",
+        spread(&raws, secs(2)),
+        spread(&raws, |v| format!("{:.0}", rows / v))
     );
-    println!("backfill / raw COPY rate: {:.0} %", 100.0 * raw / b1);
     println!(
-        "second backfill (unchanged): {b2:.3} s, {:.0}x faster, max RSS {rss2:.0} MB",
-        b1 / b2
+        "backfill / raw COPY rate: {}",
+        spread(&rates, |v| format!("{v:.0} %"))
+    );
+    println!(
+        "second backfill (unchanged): {}, {} faster",
+        spread(&second, secs(3)),
+        spread(&speedups, |v| format!("{v:.0}x"))
+    );
+    println!(
+        "max RSS: first {}, second {}",
+        spread(&rss1s, |v| format!("{v:.0} MB")),
+        spread(&rss2s, |v| format!("{v:.0} MB"))
     );
     Ok(())
 }

@@ -13,15 +13,21 @@
 use crate::discover::{self, JobDir};
 use crate::ingest::{self, Parsed};
 use crate::model::Job;
+use crate::store::postgres::timing;
 use crate::store::{Action, Failure, LedgerState, LoadItem, LoadOutcome, Signature, Store};
 use crate::table::RowCounts;
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
+
+/// `tko backfill --batch` by default: jobs per transaction and per parsed
+/// chunk. Large, because each batch costs some 25 round trips whatever its
+/// size (on a loaded machine each waits for the server to be scheduled);
+/// chunks stay bounded by [`Options::chunk_bytes`] of input all the same.
+pub const DEFAULT_BATCH_JOBS: usize = 1000;
 
 /// How a backfill runs.
 #[derive(Debug, Clone)]
@@ -61,7 +67,7 @@ impl Default for Options {
             force: false,
             verify: false,
             chunk_jobs: 200,
-            chunk_bytes: 4 << 20,
+            chunk_bytes: 2 << 20,
             units_per_round: 2048,
             lock_timeout: crate::lock::DEFAULT_TIMEOUT,
         }
@@ -194,36 +200,19 @@ impl Verdict {
 /// top-level job dir is above). A changed test keyval without any of these
 /// changing is only seen with `verify`. Costs three `stat`s for a usual job.
 pub fn signature(dir: &Path) -> String {
-    let mut ctx = md5::Context::new();
-    let mut stat = |name: &str| {
-        ctx.consume(name.as_bytes());
-        match std::fs::metadata(dir.join(name)) {
-            Ok(m) => {
-                for n in [m.len(), m.mtime() as u64, m.mtime_nsec() as u64, m.ino()] {
-                    ctx.consume(n.to_le_bytes());
-                }
-                true
-            }
-            Err(_) => {
-                ctx.consume(b"-");
-                false
-            }
-        }
-    };
-    if !stat("status.log") {
-        stat("status");
-    }
-    stat("keyval");
-    if !stat(".autoserv_execute") {
-        stat("../keyval");
-    }
-    format!("{:x}", ctx.compute())
+    discover::signature_with(|name| {
+        std::fs::metadata(dir.join(name))
+            .ok()
+            .map(|m| discover::stamp(&m))
+    })
 }
 
-/// A job to read: where it is and its signature.
+/// A job to read: where it is, its signature and its input bytes
+/// (`ingest::input_bytes`, for bounding chunks).
 struct Todo {
     dir: JobDir,
     signature: String,
+    bytes: u64,
 }
 
 /// One parsed job on its way to the writer. Its `.parse.lock` was held
@@ -289,7 +278,8 @@ pub fn run(
         // rows of the previous one and parses what changed.
         let (walked_tx, walked_rx) = sync_channel::<(Vec<JobDir>, Vec<String>, Chunk)>(1);
         scope.spawn(move || {
-            let mut discovery = discover::Discovery::new(roots, opts.level);
+            // The walk signs most jobs with the `stat`s it makes anyway.
+            let mut discovery = discover::Discovery::new(roots, opts.level).signing();
             while !stop.load(Ordering::Relaxed) {
                 let Some(round) =
                     pool.install(|| discovery.next_round(opts.units_per_round.max(1)))
@@ -303,8 +293,12 @@ pub fn run(
                     ..Chunk::default()
                 };
                 let dirs = round.jobs;
-                let signatures: Vec<String> =
-                    pool.install(|| dirs.par_iter().map(|d| signature(&d.path)).collect());
+                let signatures: Vec<String> = pool.install(|| {
+                    dirs.par_iter()
+                        .zip(round.signatures)
+                        .map(|(d, s)| s.unwrap_or_else(|| signature(&d.path)))
+                        .collect()
+                });
                 if walked_tx.send((dirs, signatures, chunk)).is_err() {
                     return;
                 }
@@ -331,19 +325,28 @@ pub fn run(
                     {
                         chunk.unchanged_by_metadata += 1;
                     } else {
-                        todo.push(Todo { dir, signature });
+                        todo.push(Todo {
+                            dir,
+                            signature,
+                            bytes: 0,
+                        });
                     }
                 }
+                // Sizes in parallel (metadata only), not one by one
+                // between chunks while the parser threads wait.
+                pool.install(|| {
+                    todo.par_iter_mut()
+                        .for_each(|t| t.bytes = ingest::input_bytes(&t.dir));
+                });
                 // The scan's counts travel with the round's first chunk.
                 let mut rest = todo;
                 loop {
                     // At most `chunk_jobs` jobs and, unless one job alone
                     // is larger, `chunk_bytes` of input (metadata only).
-                    let n = ingest::Rounds::new(&rest, opts.chunk_jobs, opts.chunk_bytes, |t| {
-                        ingest::input_bytes(&t.dir)
-                    })
-                    .next()
-                    .map_or(0, <[Todo]>::len);
+                    let n =
+                        ingest::Rounds::new(&rest, opts.chunk_jobs, opts.chunk_bytes, |t| t.bytes)
+                            .next()
+                            .map_or(0, <[Todo]>::len);
                     let tail = rest.split_off(n);
                     let piece = std::mem::replace(&mut rest, tail);
                     let read = pool.install(|| read_chunk(piece, opts));
@@ -355,9 +358,11 @@ pub fn run(
                     chunk.ready = read.ready;
                     chunk.busy = read.busy;
                     chunk.failed = read.failed;
+                    let t0 = Instant::now();
                     if tx.send(std::mem::take(&mut chunk)).is_err() {
                         return Ok(());
                     }
+                    timing::add("backfill: parsed chunk waits for the writer", t0);
                     if rest.is_empty() || stop.load(Ordering::Relaxed) {
                         break;
                     }
@@ -366,7 +371,9 @@ pub fn run(
             Ok(())
         });
         let mut locked = Vec::new();
+        let mut t0 = Instant::now();
         for chunk in rx {
+            timing::add("backfill: writer waits for a parsed chunk", t0);
             summary.units_done += chunk.units_done;
             summary.found += chunk.found;
             summary.unchanged_by_metadata += chunk.unchanged_by_metadata;
@@ -387,6 +394,7 @@ pub fn run(
             )?;
             summary.elapsed = start.elapsed();
             observer.progress(&summary);
+            t0 = Instant::now();
         }
         scanner.join().expect("the scanner does not panic")?;
         Ok::<_, crate::store::Error>(locked)

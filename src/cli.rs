@@ -166,8 +166,9 @@ pub(crate) struct BackfillArgs {
     /// edits of test keyvals); unchanged content is still not rewritten.
     #[arg(long)]
     pub(crate) verify: bool,
-    /// Jobs per database transaction.
-    #[arg(long, default_value_t = tko::store::DEFAULT_BATCH_JOBS)]
+    /// Jobs per database transaction (and per parsed chunk, which also
+    /// holds at most 2 MiB of input).
+    #[arg(long, default_value_t = tko::backfill::DEFAULT_BATCH_JOBS)]
     pub(crate) batch: usize,
     /// Output, progress and locks.
     #[command(flatten)]

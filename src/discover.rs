@@ -11,7 +11,9 @@
 //! directories a round at a time, in parallel (rayon; the walk is all
 //! metadata syscalls). A [`Discovery`] streams rounds of jobs: each job
 //! directory once per run (by device + inode, however many paths or
-//! symlinks reach it), two directories with one tag an error. Reads
+//! symlinks reach it), two directories with one tag an error; asked
+//! ([`Discovery::signing`]), it also takes each job's metadata signature
+//! with the `stat`s it makes anyway ([`signature_with`]). Reads
 //! directory listings and `.machines`, never contents of results files
 //! (see `ingest`).
 
@@ -249,6 +251,8 @@ pub fn auto_level(dir: &Path, level: Level) -> usize {
 struct Found {
     dir: JobDir,
     id: Id,
+    /// Its [`signature_with`], when the walk took it on the way.
+    signature: Option<String>,
     /// Reached through a symlink below the path given: handed on after
     /// every directly reached job, so the real directory wins.
     via_link: bool,
@@ -262,6 +266,8 @@ struct UnitOut {
     notices: Vec<Notice>,
     /// Some job got level 2 from [`Level::Auto`].
     detected: bool,
+    /// Take the [`signature_with`] of jobs found by the fast visit.
+    sign: bool,
 }
 
 impl UnitOut {
@@ -446,6 +452,7 @@ fn parse_path(path: &Path, level: usize, out: &mut UnitOut) {
                     tag: job_tag(path, level),
                 },
                 id,
+                signature: None,
                 via_link,
             })
         };
@@ -535,11 +542,155 @@ fn walk(root: &Path, level: Level, out: &mut UnitOut) {
     }
 }
 
-/// The metadata of the first of [`JOB_MARKERS`] present in `dir`.
-fn job_marker(dir: &Path) -> Option<std::fs::Metadata> {
-    JOB_MARKERS
-        .iter()
-        .find_map(|m| std::fs::metadata(dir.join(m)).ok())
+/// What a [`signature_with`] takes of a file: size, mtime (seconds and
+/// nanoseconds) and inode.
+pub type FileStamp = [u64; 4];
+
+/// The metadata signature of a job directory, from `stat`, which gives the
+/// [`FileStamp`] of a name relative to the job directory (`None`: absent):
+/// `status.log` (else `status`), `keyval`, `.autoserv_execute` (else the
+/// parent's `keyval`, `../keyval`), absent ones counting too; an md5 in hex.
+pub fn signature_with(mut stat: impl FnMut(&str) -> Option<FileStamp>) -> String {
+    let mut ctx = md5::Context::new();
+    let mut take = |name: &str| {
+        ctx.consume(name.as_bytes());
+        match stat(name) {
+            Some(stamp) => {
+                for n in stamp {
+                    ctx.consume(n.to_le_bytes());
+                }
+                true
+            }
+            None => {
+                ctx.consume(b"-");
+                false
+            }
+        }
+    };
+    if !take("status.log") {
+        take("status");
+    }
+    take("keyval");
+    if !take(".autoserv_execute") {
+        take("../keyval");
+    }
+    format!("{:x}", ctx.compute())
+}
+
+/// The [`FileStamp`] of `m`.
+pub fn stamp(m: &std::fs::Metadata) -> FileStamp {
+    [m.len(), m.mtime() as u64, m.mtime_nsec() as u64, m.ino()]
+}
+
+/// An open directory: listed once, and `stat`s of names below it resolve
+/// from it (one path lookup per component below it instead of per
+/// component of the whole path: most of the cost of a re-run).
+struct OpenDir {
+    dir: std::ptr::NonNull<libc::DIR>,
+}
+
+/// What `fstatat` says of a name, as far as the walk needs it.
+#[derive(Debug, Clone, Copy)]
+struct Stat {
+    dev: u64,
+    ino: u64,
+    /// The file type bits of `st_mode`.
+    kind: libc::mode_t,
+    stamp: FileStamp,
+}
+
+impl OpenDir {
+    fn open(path: &Path) -> io::Result<OpenDir> {
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+        // SAFETY: `c` is a valid NUL-terminated string.
+        let dir = unsafe { libc::opendir(c.as_ptr()) };
+        std::ptr::NonNull::new(dir)
+            .map(|dir| OpenDir { dir })
+            .ok_or_else(io::Error::last_os_error)
+    }
+
+    /// The entries (without `.` and `..`): name and whether it is a
+    /// directory (a symlink is not; no `stat` unless the file system does
+    /// not say).
+    fn entries(&mut self) -> io::Result<Vec<(OsString, bool)>> {
+        let mut out = Vec::new();
+        loop {
+            // SAFETY: errno is thread-local; readdir's result is valid
+            // until the next readdir/closedir on this stream, which only
+            // this `&mut self` can call.
+            unsafe { *libc::__errno_location() = 0 };
+            let e = unsafe { libc::readdir(self.dir.as_ptr()) };
+            if e.is_null() {
+                let err = io::Error::last_os_error();
+                return match err.raw_os_error() {
+                    Some(0) | None => Ok(out),
+                    Some(_) => Err(err),
+                };
+            }
+            // SAFETY: `e` points to a dirent with a NUL-terminated name.
+            let (name, kind) =
+                unsafe { (std::ffi::CStr::from_ptr((*e).d_name.as_ptr()), (*e).d_type) };
+            let name = name.to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let is_dir = match kind {
+                libc::DT_DIR => true,
+                libc::DT_UNKNOWN => self
+                    .stat_with(OsStr::from_bytes(name), libc::AT_SYMLINK_NOFOLLOW)
+                    .is_some_and(|m| m.kind == libc::S_IFDIR),
+                _ => false,
+            };
+            out.push((OsStr::from_bytes(name).to_os_string(), is_dir));
+        }
+    }
+
+    /// `stat` (symlinks followed) of `rel`, a path relative to this
+    /// directory; `None` when it cannot be stat'ed.
+    fn stat(&self, rel: &OsStr) -> Option<Stat> {
+        self.stat_with(rel, 0)
+    }
+
+    // The field types of `libc::stat` differ between platforms.
+    #[allow(clippy::unnecessary_cast)]
+    fn stat_with(&self, rel: &OsStr, flags: libc::c_int) -> Option<Stat> {
+        let c = std::ffi::CString::new(rel.as_bytes()).ok()?;
+        let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+        // SAFETY: the stream is open, `c` is NUL-terminated and `st` is
+        // large enough for a `stat`.
+        let rc = unsafe {
+            libc::fstatat(
+                libc::dirfd(self.dir.as_ptr()),
+                c.as_ptr(),
+                st.as_mut_ptr(),
+                flags,
+            )
+        };
+        if rc != 0 {
+            return None;
+        }
+        // SAFETY: fstatat succeeded, so it filled `st`.
+        let st = unsafe { st.assume_init() };
+        // The same numbers `std::fs::Metadata` gives ([`stamp`]).
+        Some(Stat {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            kind: st.st_mode & libc::S_IFMT,
+            stamp: [
+                st.st_size as u64,
+                st.st_mtime as u64,
+                st.st_mtime_nsec as u64,
+                st.st_ino as u64,
+            ],
+        })
+    }
+}
+
+impl Drop for OpenDir {
+    fn drop(&mut self) {
+        // SAFETY: opened by opendir, closed once.
+        unsafe { libc::closedir(self.dir.as_ptr()) };
+    }
 }
 
 /// One top-level directory of a results root: the same as [`walk`] on it,
@@ -547,43 +698,65 @@ fn job_marker(dir: &Path) -> Option<std::fs::Metadata> {
 /// of re-running a backfill over an unchanged root). Its listing says
 /// whether it is a job; if not, each sub-directory is probed for a job
 /// file: a regular one without `.machines` is a job directory with no
-/// sub-jobs (Autotest's rule: a file among its entries), not listed.
+/// sub-jobs (Autotest's rule: a file among its entries), not listed. The
+/// probes are `stat`s relative to the open top-level directory, and with
+/// [`UnitOut::sign`] they take the job's [`signature_with`] on the way (its
+/// first marker's `stat` counts twice).
 fn visit_top(dir: &Path, level: Level, out: &mut UnitOut) {
     if in_scheduler_position(dir) {
         return job_entry(dir, level, out);
     }
-    let listing = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.filter_map(Result::ok).collect::<Vec<_>>(),
+    let (top, listing) = match OpenDir::open(dir).and_then(|mut d| Ok((d.entries()?, d))) {
+        Ok((listing, d)) => (d, listing),
         Err(e) => return out.io(dir, e),
     };
-    let names: Vec<OsString> = listing.iter().map(|e| e.file_name()).collect();
+    let names: Vec<OsString> = listing.iter().map(|e| e.0.clone()).collect();
     if search_stops_at(dir, &names) {
         return job_entry(dir, level, out);
     }
     let scheduler = dir.file_name().is_some_and(is_scheduler_job_name);
-    let mut subdirs: Vec<PathBuf> = listing
-        .iter()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .collect();
+    let mut subdirs: Vec<OsString> = listing.into_iter().filter(|e| e.1).map(|e| e.0).collect();
     subdirs.sort();
-    for sub in subdirs {
-        match job_marker(&sub) {
-            Some(marker) if marker.is_file() && !sub.join(".machines").exists() => {
+    let mut rel = Vec::new();
+    for name in subdirs {
+        // `name/file`, relative to `top`.
+        let mut below = |file: &str| -> Option<Stat> {
+            rel.clear();
+            rel.extend_from_slice(name.as_bytes());
+            if !file.is_empty() {
+                rel.push(b'/');
+                rel.extend_from_slice(file.as_bytes());
+            }
+            top.stat(OsStr::from_bytes(&rel))
+        };
+        let marker = JOB_MARKERS.iter().find_map(|m| below(m).map(|st| (*m, st)));
+        let sub = dir.join(&name);
+        match marker {
+            Some((first, st)) if st.kind == libc::S_IFREG && below(".machines").is_none() => {
                 let n = auto_level(&sub, level);
                 out.detected |= level == Level::Auto && n == 2;
-                match identity(&sub) {
-                    Ok(id) => out.found.push(Found {
-                        dir: JobDir {
-                            tag: job_tag(&sub, n),
-                            path: sub,
-                            level: n,
-                        },
-                        id,
-                        via_link: false,
-                    }),
-                    Err(e) => out.io(&sub, e),
-                }
+                let Some(me) = below("") else {
+                    out.io(&sub, io::Error::last_os_error());
+                    continue;
+                };
+                let signature = out.sign.then(|| {
+                    signature_with(|f| match f {
+                        _ if f == first => Some(st.stamp),
+                        // The parent is `top` itself (`name` is no symlink).
+                        "../keyval" => top.stat(OsStr::new("keyval")).map(|s| s.stamp),
+                        _ => below(f).map(|s| s.stamp),
+                    })
+                });
+                out.found.push(Found {
+                    dir: JobDir {
+                        tag: job_tag(&sub, n),
+                        path: sub,
+                        level: n,
+                    },
+                    id: (me.dev, me.ino),
+                    signature,
+                    via_link: false,
+                });
             }
             Some(_) => job_entry(&sub, level, out),
             None if scheduler => job_entry(&sub, level, out),
@@ -607,8 +780,11 @@ impl Unit {
         }
     }
 
-    fn walk(&self, level: Level) -> UnitOut {
-        let mut out = UnitOut::default();
+    fn walk(&self, level: Level, sign: bool) -> UnitOut {
+        let mut out = UnitOut {
+            sign,
+            ..UnitOut::default()
+        };
         match self {
             Unit::Job(path, _) => job_entry(path, level, &mut out),
             Unit::Top(dir, _) => visit_top(dir, level, &mut out),
@@ -719,6 +895,9 @@ pub fn count_units(paths: &[PathBuf]) -> usize {
 pub struct Round {
     /// Job directories new to this run, sorted by tag then path.
     pub jobs: Vec<JobDir>,
+    /// Per job (same order), its `signature_with` signature when the walk
+    /// took it ([`Discovery::signing`]; `None`: not taken).
+    pub signatures: Vec<Option<String>>,
     /// Walk errors (each makes the run exit 1).
     pub errors: Vec<Error>,
     /// Notices (stderr, no effect on the exit code).
@@ -750,6 +929,8 @@ pub struct Discovery {
     /// Jobs reached through symlinks, handed on last.
     linked: Vec<Found>,
     done: bool,
+    /// Take signatures on the way ([`Discovery::signing`]).
+    sign: bool,
 }
 
 impl Discovery {
@@ -767,7 +948,16 @@ impl Discovery {
             refused: HashSet::new(),
             linked: Vec::new(),
             done: false,
+            sign: false,
         }
+    }
+
+    /// Also takes each job's [`signature_with`] signature where the walk
+    /// `stat`s its files anyway ([`Round::signatures`]): most jobs of a
+    /// results root cost no further `stat` to sign.
+    pub fn signing(mut self) -> Discovery {
+        self.sign = true;
+        self
     }
 
     /// The next round: up to `max_units` units walked (in parallel), or
@@ -794,10 +984,10 @@ impl Discovery {
             found = std::mem::take(&mut self.linked);
         }
         round.units = todo.len();
-        let level = self.level;
+        let (level, sign) = (self.level, self.sign);
         let outs: Vec<(usize, UnitOut)> = todo
             .par_iter()
-            .map(|u| (u.given(), u.walk(level)))
+            .map(|u| (u.given(), u.walk(level, sign)))
             .collect();
         for (given, out) in outs {
             if out.detected && !self.announced {
@@ -853,6 +1043,7 @@ impl Discovery {
         self.seen.insert(f.id, f.dir.path.clone().into_boxed_path());
         self.tags.insert(f.dir.tag.clone().into_boxed_str(), f.id);
         round.jobs.push(f.dir);
+        round.signatures.push(f.signature);
     }
 }
 
@@ -930,6 +1121,8 @@ mod tests {
                 walk(&d, level, &mut slow);
                 let dirs = |o: &UnitOut| o.found.iter().map(|f| f.dir.clone()).collect::<Vec<_>>();
                 assert_eq!(dirs(&fast), dirs(&slow), "{}", d.display());
+                let ids = |o: &UnitOut| o.found.iter().map(|f| f.id).collect::<Vec<_>>();
+                assert_eq!(ids(&fast), ids(&slow), "{}", d.display());
                 assert_eq!(fast.errors.len(), slow.errors.len());
                 assert_eq!(fast.detected, slow.detected);
             }
@@ -961,6 +1154,67 @@ mod tests {
         ];
         want.sort();
         assert_eq!(tags(&jobs), want);
+        Ok(())
+    }
+
+    /// The signatures the walk takes on the way are those taken by path,
+    /// whichever files a job has (status.log or status, its own
+    /// `.autoserv_execute` or none), and change when a signed file does.
+    /// Jobs the fast visit does not reach (a top-level directory that is a
+    /// job itself, `.machines` below it) are left to be signed by path.
+    #[test]
+    fn signatures_taken_by_the_walk_equal_those_taken_by_path() -> io::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let r = tmp.path();
+        file(r, "1-a/h1/status.log", b"x")?;
+        file(r, "1-a/h1/keyval", b"k=1\n")?;
+        file(r, "1-a/h1/.autoserv_execute", b"")?;
+        file(r, "2-b/h2/status", b"v0")?;
+        file(r, "2-b/keyval", b"parent=1\n")?;
+        file(r, "3-c/h3/keyval", b"only=1\n")?;
+        file(r, "4-d/h4/status.log", b"")?;
+        file(r, "5-e/.machines", b"h5\n")?; // searched: h5 on the fast path
+        file(r, "5-e/h5/status.log", b"")?;
+        file(r, "6-f/h6/.machines", b"m\n")?; // h6 not: signed by path
+        file(r, "6-f/h6/status.log", b"")?;
+        file(r, "6-f/h6/m/status.log", b"")?;
+        let by_path =
+            |dir: &Path| signature_with(|n| std::fs::metadata(dir.join(n)).ok().map(|m| stamp(&m)));
+        let signed = |r: &Path| -> Vec<(String, Option<String>)> {
+            let mut d = Discovery::new(&[r.to_path_buf()], 2).signing();
+            let mut out = Vec::new();
+            while let Some(round) = d.next_round(2) {
+                assert_eq!(round.jobs.len(), round.signatures.len());
+                for (j, s) in round.jobs.into_iter().zip(round.signatures) {
+                    if let Some(s) = &s {
+                        assert_eq!(*s, by_path(&j.path), "{}", j.tag);
+                    }
+                    out.push((j.tag, s));
+                }
+            }
+            out
+        };
+        let first = signed(r);
+        let taken: Vec<&str> = first
+            .iter()
+            .filter(|(_, s)| s.is_some())
+            .map(|(t, _)| t.as_str())
+            .collect();
+        // 2-b is a job directory itself (its keyval): walked by path.
+        assert_eq!(taken, ["1-a/h1", "3-c/h3", "4-d/h4", "5-e/h5"]);
+        assert_eq!(first.len(), 7, "{first:?}");
+        // Unsigned discovery takes none.
+        let mut plain = Discovery::new(&[r.to_path_buf()], 2);
+        while let Some(round) = plain.next_round(100) {
+            assert!(round.signatures.iter().all(Option::is_none));
+        }
+        // A signed file rewritten: that job's signature changes.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        file(r, "3-c/h3/keyval", b"only=22\n")?;
+        let second = signed(r);
+        for ((tag, a), (_, b)) in first.iter().zip(&second) {
+            assert_eq!(a == b, a.is_none() || tag != "3-c/h3", "{tag}");
+        }
         Ok(())
     }
 

@@ -11,6 +11,7 @@
 //! warning diagnostic for each.
 
 use crate::model::{Diagnostic, Job, Kernel, Patch, Severity, Status, Timestamp};
+use std::borrow::Cow;
 
 /// Longest text (in characters, as MySQL's `varchar(N)` counts) each
 /// capped column holds: the wider of TKO's two lineages (spec §5.1; L is
@@ -209,23 +210,23 @@ impl JobRow {
     }
 }
 
-/// `tko_tests` row.
+/// `tko_tests` row (text borrowed from the job where it needs no change).
 #[derive(Debug, Clone, PartialEq)]
-pub struct TestRow {
+pub struct TestRow<'a> {
     /// Test id (kept across reparses when matched).
     pub test_idx: i32,
     /// Owning job.
     pub job_idx: i32,
     /// Test name.
-    pub test: String,
+    pub test: Cow<'a, str>,
     /// Subdir, NULL for `None`.
-    pub subdir: Option<String>,
+    pub subdir: Option<Cow<'a, str>>,
     /// Kernel when the result completed.
     pub kernel_idx: i32,
     /// `tko_status.status_idx` of the status word.
     pub status: i32,
     /// Reason text.
-    pub reason: Option<String>,
+    pub reason: Option<Cow<'a, str>>,
     /// The job's machine.
     pub machine_idx: i32,
     /// Invalidated by a user (kept across reparses).
@@ -236,7 +237,7 @@ pub struct TestRow {
     pub started_time: Option<Timestamp>,
 }
 
-impl TestRow {
+impl TestRow<'_> {
     /// Columns written by the loaders, in COPY order.
     pub const COLUMNS: &'static [&'static str] = &[
         "test_idx",
@@ -255,20 +256,20 @@ impl TestRow {
 
 /// `tko_test_attributes` row written by the parser (`user_created` = 0).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestAttributeRow {
+pub struct TestAttributeRow<'a> {
     /// Owning job (distribution key).
     pub job_idx: i32,
     /// Owning test.
     pub test_idx: i32,
     /// Attribute name.
-    pub attribute: String,
+    pub attribute: Cow<'a, str>,
     /// Stored text ([`crate::model::Value::to_db_text`]).
-    pub value: Option<String>,
+    pub value: Option<Cow<'a, str>>,
     /// Always false from the loader.
     pub user_created: bool,
 }
 
-impl TestAttributeRow {
+impl TestAttributeRow<'_> {
     /// Columns written by the loaders, in COPY order (`id` is generated).
     pub const COLUMNS: &'static [&'static str] =
         &["job_idx", "test_idx", "attribute", "value", "user_created"];
@@ -276,7 +277,7 @@ impl TestAttributeRow {
 
 /// `tko_iteration_attributes` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IterationAttributeRow {
+pub struct IterationAttributeRow<'a> {
     /// Owning job.
     pub job_idx: i32,
     /// Owning test.
@@ -284,12 +285,12 @@ pub struct IterationAttributeRow {
     /// 1-based iteration.
     pub iteration: i32,
     /// Key.
-    pub attribute: String,
+    pub attribute: Cow<'a, str>,
     /// Value, verbatim.
-    pub value: String,
+    pub value: Cow<'a, str>,
 }
 
-impl IterationAttributeRow {
+impl IterationAttributeRow<'_> {
     /// Columns written by the loaders, in COPY order.
     pub const COLUMNS: &'static [&'static str] =
         &["job_idx", "test_idx", "iteration", "attribute", "value"];
@@ -297,7 +298,7 @@ impl IterationAttributeRow {
 
 /// `tko_iteration_result` row.
 #[derive(Debug, Clone, PartialEq)]
-pub struct IterationResultRow {
+pub struct IterationResultRow<'a> {
     /// Owning job.
     pub job_idx: i32,
     /// Owning test.
@@ -305,12 +306,12 @@ pub struct IterationResultRow {
     /// 1-based iteration.
     pub iteration: i32,
     /// Key.
-    pub attribute: String,
+    pub attribute: Cow<'a, str>,
     /// Value (`None` for a non-numeric version-0 value).
     pub value: Option<f64>,
 }
 
-impl IterationResultRow {
+impl IterationResultRow<'_> {
     /// Columns written by the loaders, in COPY order.
     pub const COLUMNS: &'static [&'static str] =
         &["job_idx", "test_idx", "iteration", "attribute", "value"];
@@ -318,36 +319,36 @@ impl IterationResultRow {
 
 /// `tko_job_keyvals` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobKeyvalRow {
+pub struct JobKeyvalRow<'a> {
     /// Owning job (TKO's column name).
     pub job_id: i32,
     /// Key.
-    pub key: String,
+    pub key: Cow<'a, str>,
     /// Stored text, NULL for Python `None`.
-    pub value: Option<String>,
+    pub value: Option<Cow<'a, str>>,
 }
 
-impl JobKeyvalRow {
+impl JobKeyvalRow<'_> {
     /// Columns written by the loaders, in COPY order (`id` is generated).
     pub const COLUMNS: &'static [&'static str] = &["job_id", "key", "value"];
 }
 
 /// `tko_diagnostics` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiagnosticRow {
+pub struct DiagnosticRow<'a> {
     /// Owning job.
     pub job_idx: i32,
     /// File, relative to the job directory.
-    pub file: String,
+    pub file: Cow<'a, str>,
     /// 1-based line.
     pub line: Option<i32>,
     /// `error` or `warning`.
     pub severity: &'static str,
     /// What was wrong.
-    pub message: String,
+    pub message: Cow<'a, str>,
 }
 
-impl DiagnosticRow {
+impl DiagnosticRow<'_> {
     /// Columns written by the loaders, in COPY order.
     pub const COLUMNS: &'static [&'static str] =
         &["job_idx", "file", "line", "severity", "message"];
@@ -356,18 +357,18 @@ impl DiagnosticRow {
 /// `tko_test_information` row (tko's own, migration 004): a test's last
 /// information message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InformationRow {
+pub struct InformationRow<'a> {
     /// The test.
     pub test_idx: i32,
     /// Its job.
     pub job_idx: i32,
     /// The message.
-    pub message: String,
+    pub message: Cow<'a, str>,
     /// When it was recorded.
     pub info_time: Option<Timestamp>,
 }
 
-impl InformationRow {
+impl InformationRow<'_> {
     /// Columns written by the loaders, in COPY order.
     pub const COLUMNS: &'static [&'static str] = &["test_idx", "job_idx", "message", "info_time"];
 }
@@ -416,181 +417,83 @@ pub struct TreeIds<'a> {
     pub invalid: &'a [bool],
 }
 
-/// Every row of one job's tree below `tko_jobs`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct JobTreeRows {
-    /// `tko_tests`.
-    pub tests: Vec<TestRow>,
-    /// `tko_test_attributes`.
-    pub test_attributes: Vec<TestAttributeRow>,
-    /// `tko_iteration_attributes`.
-    pub iteration_attributes: Vec<IterationAttributeRow>,
-    /// `tko_iteration_result`.
-    pub iteration_results: Vec<IterationResultRow>,
-    /// `tko_job_keyvals`.
-    pub job_keyvals: Vec<JobKeyvalRow>,
-    /// `tko_diagnostics` (the parser's, plus one for replaced NULs).
-    pub diagnostics: Vec<DiagnosticRow>,
-    /// `tko_test_information` (not counted in the ledger).
-    pub information: Vec<InformationRow>,
+/// Receives the rows of a job tree as [`build_rows`] makes them, one at a
+/// time, in an order each table keeps (tests in job order, and so on): a
+/// store may encode them as they come instead of holding them
+/// ([`JobTreeRows`] holds them).
+pub trait RowSink<'a> {
+    /// A `tko_tests` row.
+    fn test(&mut self, row: TestRow<'a>);
+    /// A `tko_test_attributes` row.
+    fn test_attribute(&mut self, row: TestAttributeRow<'a>);
+    /// A `tko_iteration_attributes` row.
+    fn iteration_attribute(&mut self, row: IterationAttributeRow<'a>);
+    /// A `tko_iteration_result` row.
+    fn iteration_result(&mut self, row: IterationResultRow<'a>);
+    /// A `tko_job_keyvals` row.
+    fn job_keyval(&mut self, row: JobKeyvalRow<'a>);
+    /// A `tko_diagnostics` row.
+    fn diagnostic(&mut self, row: DiagnosticRow<'a>);
+    /// A `tko_test_information` row.
+    fn information(&mut self, row: InformationRow<'a>);
 }
 
-impl JobTreeRows {
+/// Every row of one job's tree below `tko_jobs`, held.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobTreeRows<'a> {
+    /// `tko_tests`.
+    pub tests: Vec<TestRow<'a>>,
+    /// `tko_test_attributes`.
+    pub test_attributes: Vec<TestAttributeRow<'a>>,
+    /// `tko_iteration_attributes`.
+    pub iteration_attributes: Vec<IterationAttributeRow<'a>>,
+    /// `tko_iteration_result`.
+    pub iteration_results: Vec<IterationResultRow<'a>>,
+    /// `tko_job_keyvals`.
+    pub job_keyvals: Vec<JobKeyvalRow<'a>>,
+    /// `tko_diagnostics` (the parser's, plus one for replaced NULs).
+    pub diagnostics: Vec<DiagnosticRow<'a>>,
+    /// `tko_test_information` (not counted in the ledger).
+    pub information: Vec<InformationRow<'a>>,
+}
+
+impl<'a> RowSink<'a> for JobTreeRows<'a> {
+    fn test(&mut self, row: TestRow<'a>) {
+        self.tests.push(row);
+    }
+    fn test_attribute(&mut self, row: TestAttributeRow<'a>) {
+        self.test_attributes.push(row);
+    }
+    fn iteration_attribute(&mut self, row: IterationAttributeRow<'a>) {
+        self.iteration_attributes.push(row);
+    }
+    fn iteration_result(&mut self, row: IterationResultRow<'a>) {
+        self.iteration_results.push(row);
+    }
+    fn job_keyval(&mut self, row: JobKeyvalRow<'a>) {
+        self.job_keyvals.push(row);
+    }
+    fn diagnostic(&mut self, row: DiagnosticRow<'a>) {
+        self.diagnostics.push(row);
+    }
+    fn information(&mut self, row: InformationRow<'a>) {
+        self.information.push(row);
+    }
+}
+
+impl<'a> JobTreeRows<'a> {
     /// Builds the rows of `job` with the given ids and status lookup.
     ///
     /// # Panics
     /// If the per-test slices of `ids` are shorter than `job.tests`.
-    pub fn new(job: &Job, ids: &TreeIds<'_>, status_idx: impl Fn(Status) -> i32) -> JobTreeRows {
-        let mut out = JobTreeRows::default();
-        out.add_job(job, ids, status_idx);
-        out
-    }
-
-    /// Appends the rows of `job` (as [`JobTreeRows::new`] builds them) to
-    /// these rows, for a batch of jobs; returns that job's counts.
-    ///
-    /// # Panics
-    /// If the per-test slices of `ids` are shorter than `job.tests`.
-    pub fn add_job(
-        &mut self,
-        job: &Job,
+    pub fn new(
+        job: &'a Job,
         ids: &TreeIds<'_>,
         status_idx: impl Fn(Status) -> i32,
-    ) -> RowCounts {
-        let before = self.counts();
-        let mut c = Cleaner::default();
-        // Where test fields come from; the model keeps no line numbers.
-        let status = if job.status_version == 0 {
-            "status"
-        } else {
-            "status.log"
-        }
-        .to_string();
-        let job_idx = ids.job_idx;
-        let out = self;
-        for (i, t) in job.tests.iter().enumerate() {
-            let test_idx = ids.test_idx[i];
-            out.tests.push(TestRow {
-                test_idx,
-                job_idx,
-                test: c.text(&t.testname, "test name", Limit::TEST, || status.clone()),
-                subdir: t
-                    .subdir
-                    .as_deref()
-                    .map(|s| c.text(s, "subdir", Limit::SUBDIR, || status.clone())),
-                kernel_idx: ids.kernel_idx[i],
-                status: status_idx(t.status),
-                reason: t
-                    .reason
-                    .as_deref()
-                    .map(|s| c.text(s, "reason", Limit::REASON, || status.clone())),
-                machine_idx: ids.machine_idx,
-                invalid: ids.invalid[i],
-                finished_time: t.finished_time,
-                started_time: t.started_time,
-            });
-            if let Some(info) = &t.information {
-                out.information.push(InformationRow {
-                    test_idx,
-                    job_idx,
-                    message: c.clean(&info.message, "information message"),
-                    info_time: info.time,
-                });
-            }
-            for (k, v) in &t.attributes {
-                out.test_attributes.push(TestAttributeRow {
-                    job_idx,
-                    test_idx,
-                    attribute: c.text(k, "test attribute", Limit::ATTRIBUTE, || test_keyval(t)),
-                    value: v.to_db_text().map(|s| {
-                        c.text(&s, "test attribute value", Limit::ATTRIBUTE_VALUE, || {
-                            test_keyval(t)
-                        })
-                    }),
-                    user_created: false,
-                });
-            }
-            for it in &t.iterations {
-                let iteration = i32::try_from(it.index).unwrap_or(i32::MAX);
-                for (k, v) in &it.attr {
-                    out.iteration_attributes.push(IterationAttributeRow {
-                        job_idx,
-                        test_idx,
-                        iteration,
-                        attribute: c.text(
-                            k,
-                            "iteration attribute",
-                            Limit::ITERATION_ATTRIBUTE,
-                            || iteration_keyval(t),
-                        ),
-                        value: c.text(
-                            v,
-                            "iteration attribute value",
-                            Limit::ITERATION_VALUE,
-                            || iteration_keyval(t),
-                        ),
-                    });
-                }
-                for (k, v) in &it.perf {
-                    out.iteration_results.push(IterationResultRow {
-                        job_idx,
-                        test_idx,
-                        iteration,
-                        attribute: c.text(
-                            k,
-                            "iteration result key",
-                            Limit::RESULT_ATTRIBUTE,
-                            || iteration_keyval(t),
-                        ),
-                        value: v.as_f64(),
-                    });
-                }
-            }
-        }
-        for (k, v) in &job.keyval {
-            out.job_keyvals.push(JobKeyvalRow {
-                job_id: job_idx,
-                key: c.text(k, "job keyval", Limit::KEYVAL_KEY, || "keyval".into()),
-                value: v.to_db_text().map(|s| {
-                    c.text(&s, "job keyval value", Limit::KEYVAL_VALUE, || {
-                        "keyval".into()
-                    })
-                }),
-            });
-        }
-        for d in &job.diagnostics {
-            out.diagnostics.push(diagnostic_row(job_idx, d, &mut c));
-        }
-        for (file, message) in std::mem::take(&mut c.cut) {
-            out.diagnostics.push(DiagnosticRow {
-                job_idx,
-                file: clean(&file),
-                line: None,
-                severity: "warning",
-                message,
-            });
-        }
-        if let Some(first) = c.first {
-            out.diagnostics.push(DiagnosticRow {
-                job_idx,
-                file: String::new(),
-                line: None,
-                severity: "warning",
-                message: format!(
-                    "{} string(s) contained NUL, stored with U+FFFD instead (first in a {first})",
-                    c.count
-                ),
-            });
-        }
-        let after = out.counts();
-        RowCounts {
-            tests: after.tests - before.tests,
-            test_attributes: after.test_attributes - before.test_attributes,
-            iteration_attributes: after.iteration_attributes - before.iteration_attributes,
-            iteration_results: after.iteration_results - before.iteration_results,
-            job_keyvals: after.job_keyvals - before.job_keyvals,
-            diagnostics: after.diagnostics - before.diagnostics,
-        }
+    ) -> JobTreeRows<'a> {
+        let mut out = JobTreeRows::default();
+        build_rows(job, ids, status_idx, &mut out);
+        out
     }
 
     /// How many rows of each table.
@@ -606,7 +509,151 @@ impl JobTreeRows {
     }
 }
 
-fn diagnostic_row(job_idx: i32, d: &Diagnostic, c: &mut Cleaner) -> DiagnosticRow {
+/// Hands the rows of `job` (with the given ids and status lookup) to
+/// `out`, text borrowed from the job unless it had to change (Latin-1,
+/// NUL, cut to its column); returns their counts.
+///
+/// # Panics
+/// If the per-test slices of `ids` are shorter than `job.tests`.
+pub fn build_rows<'a>(
+    job: &'a Job,
+    ids: &TreeIds<'_>,
+    status_idx: impl Fn(Status) -> i32,
+    out: &mut impl RowSink<'a>,
+) -> RowCounts {
+    let mut n = RowCounts::default();
+    let mut c = Cleaner::default();
+    // Where test fields come from; the model keeps no line numbers.
+    let status = if job.status_version == 0 {
+        "status"
+    } else {
+        "status.log"
+    };
+    let job_idx = ids.job_idx;
+    for (i, t) in job.tests.iter().enumerate() {
+        let test_idx = ids.test_idx[i];
+        n.tests += 1;
+        out.test(TestRow {
+            test_idx,
+            job_idx,
+            test: c.text(&t.testname, "test name", Limit::TEST, || status.into()),
+            subdir: t
+                .subdir
+                .as_deref()
+                .map(|s| c.text(s, "subdir", Limit::SUBDIR, || status.into())),
+            kernel_idx: ids.kernel_idx[i],
+            status: status_idx(t.status),
+            reason: t
+                .reason
+                .as_deref()
+                .map(|s| c.text(s, "reason", Limit::REASON, || status.into())),
+            machine_idx: ids.machine_idx,
+            invalid: ids.invalid[i],
+            finished_time: t.finished_time,
+            started_time: t.started_time,
+        });
+        if let Some(info) = &t.information {
+            out.information(InformationRow {
+                test_idx,
+                job_idx,
+                message: c.clean(&info.message, "information message"),
+                info_time: info.time,
+            });
+        }
+        for (k, v) in &t.attributes {
+            n.test_attributes += 1;
+            let attribute = c.text(k, "test attribute", Limit::ATTRIBUTE, || test_keyval(t));
+            let value = v.to_db_text().map(|s| {
+                c.owned(s, "test attribute value", Limit::ATTRIBUTE_VALUE, || {
+                    test_keyval(t)
+                })
+            });
+            out.test_attribute(TestAttributeRow {
+                job_idx,
+                test_idx,
+                attribute,
+                value,
+                user_created: false,
+            });
+        }
+        for it in &t.iterations {
+            let iteration = i32::try_from(it.index).unwrap_or(i32::MAX);
+            for (k, v) in &it.attr {
+                n.iteration_attributes += 1;
+                out.iteration_attribute(IterationAttributeRow {
+                    job_idx,
+                    test_idx,
+                    iteration,
+                    attribute: c.text(k, "iteration attribute", Limit::ITERATION_ATTRIBUTE, || {
+                        iteration_keyval(t)
+                    }),
+                    value: c.text(
+                        v,
+                        "iteration attribute value",
+                        Limit::ITERATION_VALUE,
+                        || iteration_keyval(t),
+                    ),
+                });
+            }
+            for (k, v) in &it.perf {
+                n.iteration_results += 1;
+                out.iteration_result(IterationResultRow {
+                    job_idx,
+                    test_idx,
+                    iteration,
+                    attribute: c.text(k, "iteration result key", Limit::RESULT_ATTRIBUTE, || {
+                        iteration_keyval(t)
+                    }),
+                    value: v.as_f64(),
+                });
+            }
+        }
+    }
+    for (k, v) in &job.keyval {
+        n.job_keyvals += 1;
+        let key = c.text(k, "job keyval", Limit::KEYVAL_KEY, || "keyval".into());
+        let value = v.to_db_text().map(|s| {
+            c.owned(s, "job keyval value", Limit::KEYVAL_VALUE, || {
+                "keyval".into()
+            })
+        });
+        out.job_keyval(JobKeyvalRow {
+            job_id: job_idx,
+            key,
+            value,
+        });
+    }
+    for d in &job.diagnostics {
+        n.diagnostics += 1;
+        out.diagnostic(diagnostic_row(job_idx, d, &mut c));
+    }
+    for (file, message) in std::mem::take(&mut c.cut) {
+        n.diagnostics += 1;
+        out.diagnostic(DiagnosticRow {
+            job_idx,
+            file: Cow::Owned(clean(&file)),
+            line: None,
+            severity: "warning",
+            message: Cow::Owned(message),
+        });
+    }
+    if let Some(first) = c.first {
+        n.diagnostics += 1;
+        out.diagnostic(DiagnosticRow {
+            job_idx,
+            file: Cow::Borrowed(""),
+            line: None,
+            severity: "warning",
+            message: Cow::Owned(format!(
+                "{} string(s) contained NUL, stored with U+FFFD instead (first in a {first})",
+                c.count
+            )),
+        });
+    }
+    n
+}
+
+fn diagnostic_row<'a>(job_idx: i32, d: &'a Diagnostic, c: &mut Cleaner) -> DiagnosticRow<'a> {
     DiagnosticRow {
         job_idx,
         file: c.clean(&d.file, "diagnostic"),
@@ -647,13 +694,18 @@ fn iteration_keyval(t: &crate::model::Test) -> String {
 impl Cleaner {
     /// [`Cleaner::clean`], cut to `limit` characters (with a warning
     /// naming the column, the file from `file` and the value's start).
-    fn text(
+    fn text<'s>(
         &mut self,
-        s: &str,
+        s: &'s str,
         what: &'static str,
         limit: Limit,
         file: impl FnOnce() -> String,
-    ) -> String {
+    ) -> Cow<'s, str> {
+        // Fast path: a value this short (in bytes) cannot be over its
+        // limit (in characters).
+        if s.len() <= limit.chars {
+            return self.clean(s, what);
+        }
         let stored = crate::text::stored(s);
         let Some((end, _)) = stored.char_indices().nth(limit.chars) else {
             return self.clean(s, what);
@@ -669,27 +721,47 @@ impl Cleaner {
                 limit.chars, limit.column, limit.chars
             ),
         ));
-        self.clean(kept, what)
+        Cow::Owned(self.clean(kept, what).into_owned())
     }
 
-    fn clean(&mut self, s: &str, what: &'static str) -> String {
-        if s.contains('\0') {
+    /// [`Cleaner::text`] of a value made for the row (owned already).
+    fn owned(
+        &mut self,
+        s: String,
+        what: &'static str,
+        limit: Limit,
+        file: impl FnOnce() -> String,
+    ) -> Cow<'static, str> {
+        match self.text(&s, what, limit, file) {
+            // Unchanged: keep the allocation.
+            Cow::Borrowed(b) if b.len() == s.len() => Cow::Owned(s),
+            other => Cow::Owned(other.into_owned()),
+        }
+    }
+
+    fn clean<'s>(&mut self, s: &'s str, what: &'static str) -> Cow<'s, str> {
+        if s.as_bytes().contains(&0) {
             self.count += 1;
             self.first.get_or_insert(what);
         }
-        clean(s)
+        clean_cow(s)
+    }
+}
+
+/// [`clean`], borrowing `s` when it needs no change.
+pub fn clean_cow(s: &str) -> Cow<'_, str> {
+    match crate::text::stored(s) {
+        Cow::Borrowed(b) if !b.as_bytes().contains(&0) => Cow::Borrowed(b),
+        Cow::Borrowed(b) => Cow::Owned(b.replace('\0', "\u{FFFD}")),
+        Cow::Owned(o) if o.contains('\0') => Cow::Owned(o.replace('\0', "\u{FFFD}")),
+        Cow::Owned(o) => Cow::Owned(o),
     }
 }
 
 /// The stored form of a model string: Latin-1 bytes as Latin-1 text
 /// ([`crate::text::stored`]), every NUL replaced by [`NUL_REPLACEMENT`].
 pub fn clean(s: &str) -> String {
-    let s = crate::text::stored(s);
-    if s.contains('\0') {
-        s.replace('\0', "\u{FFFD}")
-    } else {
-        s.into_owned()
-    }
+    clean_cow(s).into_owned()
 }
 
 #[cfg(test)]
@@ -749,7 +821,8 @@ mod tests {
             kernel_idx: &[4],
             invalid: &[false],
         };
-        let rows = JobTreeRows::new(&job(), &ids, |_| 5);
+        let j = job();
+        let rows = JobTreeRows::new(&j, &ids, |_| 5);
         assert_eq!(rows.test_attributes[0].attribute, "a\u{FFFD}b");
         assert_eq!(rows.diagnostics.len(), 1);
         assert!(rows.diagnostics[0].message.contains("NUL"));
@@ -789,13 +862,48 @@ mod tests {
             .diagnostics
             .iter()
             .filter(|d| d.severity == "warning" && d.message.contains("stored the first"))
-            .map(|d| (d.file.as_str(), d.message.as_str()))
+            .map(|d| (d.file.as_ref(), d.message.as_ref()))
             .collect();
         assert_eq!(cut.len(), 2, "{cut:?}");
         assert_eq!(cut[0].0, "status.log");
         assert!(cut[0].1.contains("5000 characters") && cut[0].1.contains("tko_tests.reason"));
         assert_eq!(cut[1].0, "sub/keyval");
         assert_eq!(rows.counts().diagnostics, 3);
+    }
+
+    #[test]
+    fn rows_borrow_the_job_and_cut_by_characters_not_bytes() {
+        let ids = TreeIds {
+            job_idx: 1,
+            machine_idx: 2,
+            test_idx: &[3],
+            kernel_idx: &[4],
+            invalid: &[false],
+        };
+        let mut j = job();
+        // 3,072 characters in 6,144 bytes: fits; one more does not.
+        j.tests[0].reason = Some("é".repeat(3072));
+        j.tests[0].testname = "é".repeat(301);
+        let rows = JobTreeRows::new(&j, &ids, |_| 5);
+        let reason = rows.tests[0].reason.as_ref().expect("reason");
+        assert!(
+            matches!(reason, Cow::Borrowed(_)),
+            "unchanged text is borrowed"
+        );
+        assert_eq!(reason.chars().count(), 3072);
+        assert_eq!(rows.tests[0].test.chars().count(), 300);
+        let cut: Vec<_> = rows
+            .diagnostics
+            .iter()
+            .filter(|d| d.message.contains("stored the first"))
+            .collect();
+        assert_eq!(cut.len(), 1, "{cut:?}");
+        assert!(cut[0].message.contains("tko_tests.test "));
+        // The sink sees what the held rows hold, with the same counts.
+        let mut counted = JobTreeRows::default();
+        let n = build_rows(&j, &ids, |_| 5, &mut counted);
+        assert_eq!(counted, rows);
+        assert_eq!(n, rows.counts());
     }
 
     #[test]

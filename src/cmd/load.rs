@@ -117,6 +117,9 @@ fn run_loader(r: LoaderRun<'_>) -> anyhow::Result<ExitCode> {
     )
     .with_context(|| format!("loading into {shown}"))?;
     reporter.finish();
+    for (phase, secs) in store::postgres::timing::phases() {
+        eprintln!("tko: TKO_PG_TIMING {phase}: {secs:.3} s");
+    }
     for e in &summary.walk_errors {
         eprintln!("tko: {e}");
     }

@@ -3,12 +3,14 @@
 //! The format is PostgreSQL's "binary COPY file format": a 19-byte header,
 //! per row an `int16` field count then per field an `int32` length (-1 for
 //! NULL) and the value in network byte order, and an `int16` -1 trailer.
-//! Column order is each row type's `COLUMNS`.
+//! Column order is each row type's `COLUMNS`. [`TreeCopy`] takes a batch's
+//! rows as `table::build_rows` makes them and encodes each at once, one
+//! stream per table, so no row is ever held as strings.
 
 use crate::model::Timestamp;
 use crate::table::{
     DiagnosticRow, InformationRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow,
-    TestAttributeRow, TestRow,
+    RowSink, TestAttributeRow, TestRow,
 };
 
 /// Signature, flags (no OIDs) and header extension length (0).
@@ -23,12 +25,6 @@ pub(crate) struct CopyBuf {
 }
 
 impl CopyBuf {
-    pub(crate) fn with_capacity(n: usize) -> CopyBuf {
-        CopyBuf {
-            buf: Vec::with_capacity(n),
-        }
-    }
-
     pub(crate) fn header(&mut self) {
         self.buf.extend_from_slice(HEADER);
     }
@@ -108,7 +104,7 @@ pub(crate) trait CopyRow {
     fn encode(&self, b: &mut CopyBuf);
 }
 
-impl CopyRow for TestRow {
+impl CopyRow for TestRow<'_> {
     fn encode(&self, b: &mut CopyBuf) {
         b.fields(11);
         b.int4(self.test_idx);
@@ -125,7 +121,7 @@ impl CopyRow for TestRow {
     }
 }
 
-impl CopyRow for TestAttributeRow {
+impl CopyRow for TestAttributeRow<'_> {
     fn encode(&self, b: &mut CopyBuf) {
         b.fields(5);
         b.int4(self.job_idx);
@@ -136,7 +132,7 @@ impl CopyRow for TestAttributeRow {
     }
 }
 
-impl CopyRow for IterationAttributeRow {
+impl CopyRow for IterationAttributeRow<'_> {
     fn encode(&self, b: &mut CopyBuf) {
         b.fields(5);
         b.int4(self.job_idx);
@@ -147,7 +143,7 @@ impl CopyRow for IterationAttributeRow {
     }
 }
 
-impl CopyRow for IterationResultRow {
+impl CopyRow for IterationResultRow<'_> {
     fn encode(&self, b: &mut CopyBuf) {
         b.fields(5);
         b.int4(self.job_idx);
@@ -158,7 +154,7 @@ impl CopyRow for IterationResultRow {
     }
 }
 
-impl CopyRow for JobKeyvalRow {
+impl CopyRow for JobKeyvalRow<'_> {
     fn encode(&self, b: &mut CopyBuf) {
         b.fields(3);
         b.int4(self.job_id);
@@ -167,7 +163,7 @@ impl CopyRow for JobKeyvalRow {
     }
 }
 
-impl CopyRow for DiagnosticRow {
+impl CopyRow for DiagnosticRow<'_> {
     fn encode(&self, b: &mut CopyBuf) {
         b.fields(5);
         b.int4(self.job_idx);
@@ -178,13 +174,79 @@ impl CopyRow for DiagnosticRow {
     }
 }
 
-impl CopyRow for InformationRow {
+impl CopyRow for InformationRow<'_> {
     fn encode(&self, b: &mut CopyBuf) {
         b.fields(4);
         b.int4(self.test_idx);
         b.int4(self.job_idx);
         b.text(&self.message);
         b.timestamp(self.info_time);
+    }
+}
+
+/// The job-tree tables a batch COPYs, in [`TreeCopy::tables`] order, with
+/// their columns.
+pub(crate) const TREE_TABLES: [(&str, &[&str]); 7] = [
+    ("tko_tests", TestRow::COLUMNS),
+    ("tko_test_attributes", TestAttributeRow::COLUMNS),
+    ("tko_iteration_attributes", IterationAttributeRow::COLUMNS),
+    ("tko_iteration_result", IterationResultRow::COLUMNS),
+    ("tko_job_keyvals", JobKeyvalRow::COLUMNS),
+    ("tko_diagnostics", DiagnosticRow::COLUMNS),
+    ("tko_test_information", InformationRow::COLUMNS),
+];
+
+/// One binary COPY stream per job-tree table ([`TREE_TABLES`] order),
+/// filled row by row as the rows are built.
+#[derive(Debug, Default)]
+pub(crate) struct TreeCopy {
+    /// The streams; a table's stream holds its header once it has a row.
+    pub(crate) tables: [CopyBuf; 7],
+    /// Rows per table.
+    pub(crate) rows: [u64; 7],
+}
+
+impl TreeCopy {
+    /// The stream of table `i` with one more row counted.
+    fn table(&mut self, i: usize) -> &mut CopyBuf {
+        if self.rows[i] == 0 {
+            self.tables[i].header();
+        }
+        self.rows[i] += 1;
+        &mut self.tables[i]
+    }
+
+    /// Ends every non-empty stream with the trailer.
+    pub(crate) fn finish(&mut self) {
+        for (b, &n) in self.tables.iter_mut().zip(&self.rows) {
+            if n > 0 {
+                b.trailer();
+            }
+        }
+    }
+}
+
+impl<'a> RowSink<'a> for TreeCopy {
+    fn test(&mut self, row: TestRow<'a>) {
+        row.encode(self.table(0));
+    }
+    fn test_attribute(&mut self, row: TestAttributeRow<'a>) {
+        row.encode(self.table(1));
+    }
+    fn iteration_attribute(&mut self, row: IterationAttributeRow<'a>) {
+        row.encode(self.table(2));
+    }
+    fn iteration_result(&mut self, row: IterationResultRow<'a>) {
+        row.encode(self.table(3));
+    }
+    fn job_keyval(&mut self, row: JobKeyvalRow<'a>) {
+        row.encode(self.table(4));
+    }
+    fn diagnostic(&mut self, row: DiagnosticRow<'a>) {
+        row.encode(self.table(5));
+    }
+    fn information(&mut self, row: InformationRow<'a>) {
+        row.encode(self.table(6));
     }
 }
 

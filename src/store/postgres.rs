@@ -13,7 +13,7 @@ use super::ledger::{
     Written,
 };
 use super::pgconnect::{ConnectError, Connector};
-use super::pgcopy::{CopyBuf, CopyRow};
+use super::pgcopy::{TreeCopy, TREE_TABLES};
 use super::summary::{self, Delta};
 use super::{
     error_chain, plan_tests, schema, BoxError, Deletion, Error, Failure, JobSelection, LedgerState,
@@ -22,10 +22,7 @@ use super::{
 };
 use crate::model::{Kernel, Timestamp};
 use crate::query::filter::glob_to_like;
-use crate::table::{
-    clean, DiagnosticRow, InformationRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow,
-    JobRow, JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow, TreeIds,
-};
+use crate::table::{build_rows, clean, JobRow, KernelRow, PatchRow, RowCounts, TreeIds};
 use postgres::error::SqlState;
 use postgres::{Client, Transaction};
 use std::collections::{BTreeMap, HashMap};
@@ -396,7 +393,8 @@ impl PgStore {
             job_ids.push(job_idx);
             staged.push((job_idx, job_machine[i], inserted, plan));
         }
-        machine_values(&mut tx, &job_ids, &job_machine, &machines, one)?;
+        let all_new = staged.iter().all(|s| s.2);
+        machine_values(&mut tx, &job_ids, &job_machine, &machines, all_new, one)?;
         timing::add("write: job upsert, old rows", t0);
         let t0 = std::time::Instant::now();
         // Ids for the new tests, in one round trip.
@@ -448,7 +446,7 @@ impl PgStore {
         }
         timing::add("write: id mapping, checks", t0);
         let t1 = std::time::Instant::now();
-        let mut all = JobTreeRows::default();
+        let mut all = summary::Tee::new(TreeCopy::default(), &mut delta);
         let counts: Vec<RowCounts> = (0..jobs.len())
             .map(|i| {
                 let (job_idx, machine_idx, _, plan) = &staged[i];
@@ -459,10 +457,12 @@ impl PgStore {
                     kernel_idx: &prepared[i].1,
                     invalid: &plan.invalid,
                 };
-                all.add_job(jobs[i].item.job, &ids, |s| status_idx[s.word()])
+                build_rows(jobs[i].item.job, &ids, |s| status_idx[s.word()], &mut all)
             })
             .collect();
-        timing::add("write: build rows", t1);
+        let mut all = all.into_inner();
+        all.finish();
+        timing::add("write: build and encode rows", t1);
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut ledger_rows = Vec::with_capacity(jobs.len());
         for ((p, (job_idx, _, inserted, plan)), counts) in jobs.iter().zip(&staged).zip(counts) {
@@ -477,7 +477,6 @@ impl PgStore {
         copy_tree(&mut tx, &all)?;
         timing::add("write: COPY (all tables)", t0);
         let t0 = std::time::Instant::now();
-        delta.add_rows(&all);
         step(one, "tko_perf_summary", delta.apply_pg(&mut tx))?;
         timing::add("write: perf summary", t0);
         let t0 = std::time::Instant::now();
@@ -639,28 +638,35 @@ fn read_ledger(
 
 /// Records what each job says about its machine and recomputes the machine
 /// rows that depend on them (their machines, and those a reloaded job
-/// moved away from): see [`JobMachine::of`].
+/// moved away from: none when every job was `all_new`, a job row just
+/// inserted, whose fresh id no machine value can name yet): see
+/// [`JobMachine::of`].
 fn machine_values(
     tx: &mut Transaction<'_>,
     job_idx: &[i32],
     machine_idx: &[i32],
     machines: &[JobMachine],
+    all_new: bool,
     tag: Option<&str>,
 ) -> Result<(), StepError> {
     let t = "tko_job_machines";
-    let moved: Vec<i32> = step(
-        tag,
-        t,
-        tx.query(
-            "SELECT DISTINCT h.machine_idx FROM tko_job_machines h \
+    let moved: Vec<i32> = if all_new {
+        Vec::new()
+    } else {
+        step(
+            tag,
+            t,
+            tx.query(
+                "SELECT DISTINCT h.machine_idx FROM tko_job_machines h \
              JOIN unnest($1::int4[], $2::int4[]) AS u(j, m) ON u.j = h.job_idx \
              WHERE h.machine_idx <> u.m ORDER BY 1",
-            &[&job_idx, &machine_idx],
-        ),
-    )?
-    .iter()
-    .map(|r| r.get(0))
-    .collect();
+                &[&job_idx, &machine_idx],
+            ),
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
     if !moved.is_empty() {
         step(
             tag,
@@ -864,15 +870,7 @@ fn delete_tree(tx: &mut Transaction<'_>, jobs: &[Doomed]) -> Result<Vec<Removed>
 }
 
 /// The tables [`PgStore::export_rows_to_dir`] exports, with their columns.
-const COPY_TABLES: &[(&str, &[&str])] = &[
-    ("tko_tests", TestRow::COLUMNS),
-    ("tko_test_attributes", TestAttributeRow::COLUMNS),
-    ("tko_iteration_attributes", IterationAttributeRow::COLUMNS),
-    ("tko_iteration_result", IterationResultRow::COLUMNS),
-    ("tko_job_keyvals", JobKeyvalRow::COLUMNS),
-    ("tko_diagnostics", DiagnosticRow::COLUMNS),
-    ("tko_test_information", InformationRow::COLUMNS),
-];
+const COPY_TABLES: &[(&str, &[&str])] = &TREE_TABLES;
 
 /// Upserts the ledger rows of a batch's loaded jobs in one statement, in
 /// tag order.
@@ -1034,102 +1032,22 @@ fn remove_vanished(
     Ok(())
 }
 
-/// Bytes per chunk handed from the encoder thread to the COPY stream.
-const COPY_CHUNK: usize = 1 << 20;
-
-/// One binary COPY per table for the whole batch. A scoped thread encodes
-/// the rows into chunks while this thread streams the previous chunks to
-/// the server, so client encoding overlaps server ingest.
-fn copy_tree(tx: &mut Transaction<'_>, rows: &JobTreeRows) -> Result<(), StepError> {
-    fn encode<R: CopyRow>(
-        out: &std::sync::mpsc::SyncSender<Vec<u8>>,
-        rows: &[R],
-    ) -> Result<(), ()> {
-        if rows.is_empty() {
-            return Ok(());
+/// One binary COPY per table for the whole batch, from the streams its
+/// rows were encoded into.
+fn copy_tree(tx: &mut Transaction<'_>, rows: &TreeCopy) -> Result<(), StepError> {
+    for (((table, cols), buf), &n) in TREE_TABLES.iter().zip(&rows.tables).zip(&rows.rows) {
+        if n == 0 {
+            continue;
         }
-        let mut b = CopyBuf::with_capacity(COPY_CHUNK + 4096);
-        b.header();
-        for r in rows {
-            r.encode(&mut b);
-            if b.buf.len() >= COPY_CHUNK {
-                let full = std::mem::replace(&mut b.buf, Vec::with_capacity(COPY_CHUNK + 4096));
-                out.send(full).map_err(drop)?;
-            }
-        }
-        b.trailer();
-        out.send(b.buf).map_err(drop)?;
-        // An empty chunk ends the table.
-        out.send(Vec::new()).map_err(drop)
+        let sql = format!("COPY {table} ({}) FROM STDIN BINARY", cols.join(", "));
+        let mut w = step(None, table, tx.copy_in(&sql))?;
+        w.write_all(&buf.buf).map_err(|e| io_step(table, e))?;
+        let t0 = std::time::Instant::now();
+        let copied = step(None, table, w.finish())?;
+        timing::add("write: COPY finish wait", t0);
+        debug_assert_eq!(copied, n, "{table}: COPY row count");
     }
-    let tables: [(&'static str, &[&str], usize); 7] = [
-        ("tko_tests", TestRow::COLUMNS, rows.tests.len()),
-        (
-            "tko_test_attributes",
-            TestAttributeRow::COLUMNS,
-            rows.test_attributes.len(),
-        ),
-        (
-            "tko_iteration_attributes",
-            IterationAttributeRow::COLUMNS,
-            rows.iteration_attributes.len(),
-        ),
-        (
-            "tko_iteration_result",
-            IterationResultRow::COLUMNS,
-            rows.iteration_results.len(),
-        ),
-        (
-            "tko_job_keyvals",
-            JobKeyvalRow::COLUMNS,
-            rows.job_keyvals.len(),
-        ),
-        (
-            "tko_diagnostics",
-            DiagnosticRow::COLUMNS,
-            rows.diagnostics.len(),
-        ),
-        (
-            "tko_test_information",
-            InformationRow::COLUMNS,
-            rows.information.len(),
-        ),
-    ];
-    let (send, recv) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            // Stops early (Err) once the receiver is gone after a failure.
-            let _ = encode(&send, &rows.tests)
-                .and_then(|()| encode(&send, &rows.test_attributes))
-                .and_then(|()| encode(&send, &rows.iteration_attributes))
-                .and_then(|()| encode(&send, &rows.iteration_results))
-                .and_then(|()| encode(&send, &rows.job_keyvals))
-                .and_then(|()| encode(&send, &rows.diagnostics))
-                .and_then(|()| encode(&send, &rows.information));
-        });
-        // Owned here, so an early return drops it and stops the encoder.
-        let recv = recv;
-        for (table, cols, n) in tables {
-            if n == 0 {
-                continue;
-            }
-            let sql = format!("COPY {table} ({}) FROM STDIN BINARY", cols.join(", "));
-            let mut w = step(None, table, tx.copy_in(&sql))?;
-            loop {
-                let chunk = recv.recv().expect("the encoder ends every table");
-                if chunk.is_empty() {
-                    break;
-                }
-                let io = w.write_all(&chunk).and_then(|()| w.flush());
-                io.map_err(|e| io_step(table, e))?;
-            }
-            let t0 = std::time::Instant::now();
-            let copied = step(None, table, w.finish())?;
-            timing::add("write: COPY finish wait", t0);
-            debug_assert_eq!(copied, n as u64, "{table}: COPY row count");
-        }
-        Ok(())
-    })
+    Ok(())
 }
 
 fn current_version(tx: &mut Transaction<'_>) -> Result<Option<u32>, Error> {

@@ -20,8 +20,9 @@ use super::{
 use crate::model::{iso_datetime, Kernel, Timestamp};
 use crate::query::filter::glob_to_sqlite;
 use crate::table::{
-    clean, DiagnosticRow, InformationRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow,
-    JobRow, JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow, TreeIds,
+    build_rows, clean, DiagnosticRow, InformationRow, IterationAttributeRow, IterationResultRow,
+    JobKeyvalRow, JobRow, JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow,
+    TreeIds,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
@@ -425,9 +426,10 @@ fn load_one(
         kernel_idx: &kernel_ids,
         invalid: &plan.invalid,
     };
-    let rows = JobTreeRows::new(job, &ids, |s| status_idx[s.word()]);
+    let mut tee = summary::Tee::new(JobTreeRows::default(), &mut delta);
+    build_rows(job, &ids, |s| status_idx[s.word()], &mut tee);
+    let rows = tee.into_inner();
     insert_rows(c, &rows)?;
-    delta.add_rows(&rows);
     let (outcome, row) = ledger::loaded(item, job_idx, existing.is_none(), &plan, rows.counts());
     write_loaded(c, &row)?;
     Ok((outcome, row, delta))
@@ -627,7 +629,7 @@ trait LiteRow {
     fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize>;
 }
 
-impl LiteRow for TestRow {
+impl LiteRow for TestRow<'_> {
     const TABLE: &'static str = "tko_tests";
     const COLUMNS: &'static [&'static str] = TestRow::COLUMNS;
     fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
@@ -648,7 +650,7 @@ impl LiteRow for TestRow {
     }
 }
 
-impl LiteRow for TestAttributeRow {
+impl LiteRow for TestAttributeRow<'_> {
     const TABLE: &'static str = "tko_test_attributes";
     const COLUMNS: &'static [&'static str] = TestAttributeRow::COLUMNS;
     fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
@@ -663,7 +665,7 @@ impl LiteRow for TestAttributeRow {
     }
 }
 
-impl LiteRow for IterationAttributeRow {
+impl LiteRow for IterationAttributeRow<'_> {
     const TABLE: &'static str = "tko_iteration_attributes";
     const COLUMNS: &'static [&'static str] = IterationAttributeRow::COLUMNS;
     fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
@@ -678,7 +680,7 @@ impl LiteRow for IterationAttributeRow {
     }
 }
 
-impl LiteRow for IterationResultRow {
+impl LiteRow for IterationResultRow<'_> {
     const TABLE: &'static str = "tko_iteration_result";
     const COLUMNS: &'static [&'static str] = IterationResultRow::COLUMNS;
     fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
@@ -689,7 +691,7 @@ impl LiteRow for IterationResultRow {
     }
 }
 
-impl LiteRow for JobKeyvalRow {
+impl LiteRow for JobKeyvalRow<'_> {
     const TABLE: &'static str = "tko_job_keyvals";
     const COLUMNS: &'static [&'static str] = JobKeyvalRow::COLUMNS;
     fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
@@ -697,7 +699,7 @@ impl LiteRow for JobKeyvalRow {
     }
 }
 
-impl LiteRow for DiagnosticRow {
+impl LiteRow for DiagnosticRow<'_> {
     const TABLE: &'static str = "tko_diagnostics";
     const COLUMNS: &'static [&'static str] = DiagnosticRow::COLUMNS;
     fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
@@ -706,7 +708,7 @@ impl LiteRow for DiagnosticRow {
     }
 }
 
-impl LiteRow for InformationRow {
+impl LiteRow for InformationRow<'_> {
     const TABLE: &'static str = "tko_test_information";
     const COLUMNS: &'static [&'static str] = InformationRow::COLUMNS;
     fn insert(&self, s: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
@@ -731,7 +733,7 @@ fn insert_all<R: LiteRow>(c: &Connection, rows: &[R]) -> Result<(), Fail> {
     Ok(())
 }
 
-fn insert_rows(c: &Connection, rows: &JobTreeRows) -> Result<(), Fail> {
+fn insert_rows(c: &Connection, rows: &JobTreeRows<'_>) -> Result<(), Fail> {
     insert_all(c, &rows.tests)?;
     insert_all(c, &rows.test_attributes)?;
     insert_all(c, &rows.iteration_attributes)?;

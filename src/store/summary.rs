@@ -6,7 +6,7 @@
 //! subtracts the moments of the job's old perf rows before they go
 //! ([`Delta::collect_pg`] / [`Delta::collect_lite`] with sign −1, read
 //! from the tables) and adds those of its new rows as it writes them
-//! ([`Delta::add_rows`]), a delete or prune subtracts; [`Delta`] then
+//! (a [`Tee`] around the rows being written), a delete or prune subtracts; [`Delta`] then
 //! updates only the rows it touches. The sums are exact, so subtracting leaves no drift and
 //! the summary equals what the detail rows give, bit for bit. On
 //! PostgreSQL, writers of the summary queue on one transaction-level
@@ -14,7 +14,10 @@
 //! loaders never create the same row twice and never deadlock on it.
 
 use crate::query::{ExactSum, Moments};
-use crate::table::JobTreeRows;
+use crate::table::{
+    DiagnosticRow, InformationRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow,
+    RowSink, TestAttributeRow, TestRow,
+};
 use postgres::Transaction;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
@@ -64,35 +67,6 @@ impl Delta {
     pub(crate) fn absorb(&mut self, other: Delta) {
         for (k, m) in other.0 {
             self.0.entry(k).or_default().merge(&m, 1);
-        }
-    }
-
-    /// Adds the perf values of rows just written (as the caller built
-    /// them, so nothing is read back).
-    pub(crate) fn add_rows(&mut self, rows: &JobTreeRows) {
-        let tests: HashMap<i32, (i32, &str, Option<&str>)> = rows
-            .tests
-            .iter()
-            .map(|t| {
-                (
-                    t.test_idx,
-                    (t.kernel_idx, t.test.as_str(), t.subdir.as_deref()),
-                )
-            })
-            .collect();
-        for r in &rows.iteration_results {
-            let (Some(v), Some(&(k, test, subdir))) = (r.value, tests.get(&r.test_idx)) else {
-                continue;
-            };
-            if v.is_finite() {
-                let key = (
-                    k,
-                    Some(test.to_owned()),
-                    subdir.map(str::to_owned),
-                    r.attribute.clone(),
-                );
-                self.0.entry(key).or_default().add(v + 0.0);
-            }
         }
     }
 
@@ -334,4 +308,92 @@ pub(crate) fn rebuild_lite(c: &Connection) -> rusqlite::Result<()> {
         }
     }
     d.apply_lite(c)
+}
+
+/// A [`RowSink`] that passes every row on to `inner` and adds the perf
+/// values among them to a [`Delta`], so new rows' moments come from the
+/// rows as they are written (nothing is read back). A test's rows follow
+/// its `tko_tests` row (`table::build_rows`), so values are summed per
+/// test and perf key and merged into the delta when the next test starts.
+pub(crate) struct Tee<'d, S> {
+    /// Where the rows go.
+    pub(crate) inner: S,
+    delta: &'d mut Delta,
+    /// The current test: id, kernel, name, subdir.
+    test: Option<(i32, i32, String, Option<String>)>,
+    /// Its moments per perf key.
+    keys: HashMap<String, Moments>,
+}
+
+impl<'d, S> Tee<'d, S> {
+    /// Rows to `inner`, perf moments to `delta`.
+    pub(crate) fn new(inner: S, delta: &'d mut Delta) -> Self {
+        Tee {
+            inner,
+            delta,
+            test: None,
+            keys: HashMap::new(),
+        }
+    }
+
+    /// Merges the current test's moments into the delta; returns the rows.
+    pub(crate) fn into_inner(mut self) -> S {
+        self.flush();
+        self.inner
+    }
+
+    fn flush(&mut self) {
+        let Some((_, kernel, test, subdir)) = &self.test else {
+            return;
+        };
+        for (key, m) in self.keys.drain() {
+            let row = (*kernel, Some(test.clone()), subdir.clone(), key);
+            self.delta.0.entry(row).or_default().merge(&m, 1);
+        }
+    }
+}
+
+impl<'a, S: RowSink<'a>> RowSink<'a> for Tee<'_, S> {
+    fn test(&mut self, row: TestRow<'a>) {
+        self.flush();
+        self.test = Some((
+            row.test_idx,
+            row.kernel_idx,
+            row.test.to_string(),
+            row.subdir.as_deref().map(str::to_owned),
+        ));
+        self.inner.test(row);
+    }
+    fn test_attribute(&mut self, row: TestAttributeRow<'a>) {
+        self.inner.test_attribute(row);
+    }
+    fn iteration_attribute(&mut self, row: IterationAttributeRow<'a>) {
+        self.inner.iteration_attribute(row);
+    }
+    fn iteration_result(&mut self, row: IterationResultRow<'a>) {
+        // Finite values only, -0 as 0: what `tko compare` reads.
+        if let (Some(v), Some(t)) = (row.value, &self.test) {
+            assert_eq!(t.0, row.test_idx, "perf rows follow their test row");
+            if v.is_finite() {
+                match self.keys.get_mut(row.attribute.as_ref()) {
+                    Some(m) => m.add(v + 0.0),
+                    None => {
+                        let mut m = Moments::default();
+                        m.add(v + 0.0);
+                        self.keys.insert(row.attribute.to_string(), m);
+                    }
+                }
+            }
+        }
+        self.inner.iteration_result(row);
+    }
+    fn job_keyval(&mut self, row: JobKeyvalRow<'a>) {
+        self.inner.job_keyval(row);
+    }
+    fn diagnostic(&mut self, row: DiagnosticRow<'a>) {
+        self.inner.diagnostic(row);
+    }
+    fn information(&mut self, row: InformationRow<'a>) {
+        self.inner.information(row);
+    }
 }
