@@ -794,50 +794,6 @@ pub(crate) fn perf_values_pg(filter: &Filter, by_machine: bool) -> Result<String
     Ok(q.text)
 }
 
-/// Whether [`perf_summary_plan`] can answer `filter` (grouped without the
-/// machine): the load-time summary is kept per kernel, test, subdir and
-/// perf key, so only kernel and test globs can narrow it.
-pub(crate) fn summary_answers(filter: &Filter, by_machine: bool) -> bool {
-    !by_machine
-        && filter.job.is_none()
-        && filter.label.is_none()
-        && filter.machine.is_none()
-        && filter.status.is_empty()
-        && filter.since.is_none()
-        && filter.until.is_none()
-}
-
-/// The rows of `tko_perf_summary` (migration 006) of the kernels and tests
-/// `filter` keeps: test, subdir, key, n, exact Σv and Σv² (as
-/// [`super::ExactSum::to_text`] wrote them), one row per kernel.
-pub(crate) fn perf_summary_plan(filter: &Filter, d: Dialect) -> Result<Plan, Error> {
-    let mut q = Sql::new(d);
-    q.push(
-        "SELECT ps.test, ps.subdir, ps.attribute, ps.n, ps.sum, ps.sumsq \
-         FROM tko_perf_summary ps JOIN tko_kernels k ON k.kernel_idx = ps.kernel_idx \
-         WHERE true",
-    );
-    if let Some(g) = &filter.test {
-        glob_cond(&mut q, "ps.test", g)?;
-    }
-    if let Some(g) = &filter.kernel {
-        glob_cond(&mut q, "k.base", g)?;
-    }
-    Ok(Plan {
-        sql: q.text,
-        params: q.params,
-        columns: vec![
-            col("test", ColType::Text),
-            col("subdir", ColType::Text),
-            col("key", ColType::Text),
-            col("n", ColType::Int),
-            col("sum", ColType::Text),
-            col("sumsq", ColType::Text),
-        ],
-        pivot: None,
-    })
-}
-
 /// The distinct perf keys a wide perf export pivots into columns.
 pub(crate) fn perf_keys_plan(filter: &Filter, d: Dialect) -> Result<Plan, Error> {
     let mut q = Sql::new(d);

@@ -10,11 +10,8 @@
 //! without any), so a query that fails writes no header.
 
 use super::float::pg_float;
-use super::moments::{ExactSum, Moments};
-use super::plan::{
-    perf_keys_plan, perf_summary_plan, plan, summary_answers, ColType, Column, Dialect, Kind,
-    Pivot, Plan, Query,
-};
+use super::moments::Moments;
+use super::plan::{perf_keys_plan, plan, ColType, Column, Dialect, Kind, Pivot, Plan, Query};
 use super::{Error, Filter};
 use crate::store;
 use crate::store::postgres::PgStore;
@@ -222,61 +219,20 @@ impl Warehouse {
 
     /// The exact moments ([`Moments`]) of the finite perf values of the
     /// tests `filter` keeps, per test, subdir, machine (only when
-    /// `by_machine`) and key, possibly several calls per group (merge
-    /// them). From the load-time summary `tko_perf_summary` when it can
-    /// answer (a warehouse at schema 6 or later, only kernel and test
-    /// globs, not by machine: a few rows per kernel instead of a pass over
-    /// every perf row), else from the detail rows
-    /// ([`Warehouse::perf_values`]); both give the same exact moments.
+    /// `by_machine`) and key, from the detail rows
+    /// ([`Warehouse::perf_values`]): the same bits in any row order, on
+    /// both stores.
     pub fn perf_moments(
         &mut self,
         filter: &Filter,
         by_machine: bool,
         each: &mut PerfMomentsFn<'_>,
     ) -> Result<(), Error> {
-        filter.validate()?;
-        if summary_answers(filter, by_machine) && self.has_summary()? {
-            let p = perf_summary_plan(filter, self.dialect())?;
-            return self.rows(&p, &mut |f| {
-                let bad = || {
-                    Error::Unsupported(format!(
-                        "tko_perf_summary holds an unreadable row ({:?})",
-                        f.iter().take(3).collect::<Vec<_>>()
-                    ))
-                };
-                let m = Moments {
-                    n: f[3].and_then(|n| n.parse().ok()).ok_or_else(bad)?,
-                    sum: ExactSum::parse(f[4].unwrap_or_default()).ok_or_else(bad)?,
-                    sumsq: ExactSum::parse(f[5].unwrap_or_default()).ok_or_else(bad)?,
-                };
-                each(f[0], f[1], None, f[2].ok_or_else(bad)?, &m);
-                Ok(())
-            });
-        }
         self.perf_values(filter, by_machine, &mut |t, s, m, k, v| {
             let mut one = Moments::default();
             v.iter().for_each(|&x| one.add(x));
             each(t, s, m, k, &one);
         })
-    }
-
-    /// Whether the warehouse keeps `tko_perf_summary` (schema 6 or later).
-    fn has_summary(&mut self) -> Result<bool, Error> {
-        let p = Plan {
-            sql: "SELECT max(version) FROM tko_schema_version".into(),
-            params: Vec::new(),
-            columns: vec![Column {
-                name: "version".into(),
-                ty: ColType::Int,
-            }],
-            pivot: None,
-        };
-        let mut v = 0u32;
-        self.rows(&p, &mut |f| {
-            v = f[0].and_then(|x| x.parse().ok()).unwrap_or(0);
-            Ok(())
-        })?;
-        Ok(v >= 6)
     }
 
     /// Runs a plan and calls `each` with every row's fields as text.

@@ -21,7 +21,6 @@ mod pgcopy;
 pub mod postgres;
 pub mod schema;
 pub mod sqlite;
-mod summary;
 
 /// The database used when none is given.
 pub const DEFAULT_URL: &str = "sqlite:tko.db";

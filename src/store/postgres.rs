@@ -14,7 +14,6 @@ use super::ledger::{
 };
 use super::pgconnect::{ConnectError, Connector};
 use super::pgcopy::{TreeCopy, TREE_TABLES};
-use super::summary::{self, Delta};
 use super::{
     error_chain, plan_tests, schema, BoxError, Deletion, Error, Failure, JobSelection, LedgerState,
     LoadItem, LoadOutcome, OldTest, Removed, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS,
@@ -185,9 +184,6 @@ impl PgStore {
         let current = current_version(&mut tx)?;
         let applied = schema::apply_pending(schema::POSTGRES, current, require_init, |m| {
             tx.batch_execute(m.sql)?;
-            if m.version == 6 {
-                summary::rebuild_pg(&mut tx)?;
-            }
             tx.execute(
                 "INSERT INTO tko_schema_version (version, name) VALUES ($1, $2)",
                 &[&(m.version as i32), &m.name],
@@ -364,14 +360,6 @@ impl PgStore {
             return Ok(Batch::Stale); // dropping `tx` rolls back
         }
 
-        // tko_perf_summary: out with the perf rows about to be replaced.
-        let reloaded: Vec<i32> = returned.values().filter(|r| !r.1).map(|r| r.0).collect();
-        let mut delta = Delta::default();
-        step(
-            one,
-            "tko_perf_summary",
-            delta.collect_pg(&mut tx, &reloaded, -1),
-        )?;
         let mut staged = Vec::with_capacity(jobs.len());
         let mut job_ids = Vec::with_capacity(jobs.len());
         for (i, p) in jobs.iter().enumerate() {
@@ -446,7 +434,7 @@ impl PgStore {
         }
         timing::add("write: id mapping, checks", t0);
         let t1 = std::time::Instant::now();
-        let mut all = summary::Tee::new(TreeCopy::default(), &mut delta);
+        let mut all = TreeCopy::default();
         let counts: Vec<RowCounts> = (0..jobs.len())
             .map(|i| {
                 let (job_idx, machine_idx, _, plan) = &staged[i];
@@ -460,7 +448,6 @@ impl PgStore {
                 build_rows(jobs[i].item.job, &ids, |s| status_idx[s.word()], &mut all)
             })
             .collect();
-        let mut all = all.into_inner();
         all.finish();
         timing::add("write: build and encode rows", t1);
         let mut outcomes = Vec::with_capacity(jobs.len());
@@ -476,9 +463,6 @@ impl PgStore {
         let t0 = std::time::Instant::now();
         copy_tree(&mut tx, &all)?;
         timing::add("write: COPY (all tables)", t0);
-        let t0 = std::time::Instant::now();
-        step(one, "tko_perf_summary", delta.apply_pg(&mut tx))?;
-        timing::add("write: perf summary", t0);
         let t0 = std::time::Instant::now();
         step(None, "COMMIT", tx.commit())?;
         timing::add("write: COMMIT", t0);
@@ -762,12 +746,6 @@ fn delete_tree(tx: &mut Transaction<'_>, jobs: &[Doomed]) -> Result<Vec<Removed>
     .iter()
     .map(|r| r.get(0))
     .collect();
-    // tko_perf_summary: out with the jobs' perf rows.
-    let mut gone: Vec<i32> = present.iter().copied().collect();
-    gone.sort_unstable();
-    let mut delta = Delta::default();
-    step(None, "tko_perf_summary", delta.collect_pg(tx, &gone, -1))?;
-    step(None, "tko_perf_summary", delta.apply_pg(tx))?;
     let mut out = Vec::with_capacity(jobs.len());
     for d in jobs.iter().filter(|d| present.contains(&d.job_idx)) {
         let one = Some(d.tag.as_str());

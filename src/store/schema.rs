@@ -44,11 +44,6 @@ pub const POSTGRES: &[Migration] = &[
         name: "test_information",
         sql: include_str!("../../schema/postgres/005_test_information.sql"),
     },
-    Migration {
-        version: 6,
-        name: "perf_summary",
-        sql: include_str!("../../schema/postgres/006_perf_summary.sql"),
-    },
 ];
 
 /// SQLite migrations, in order (same versions as [`POSTGRES`]).
@@ -77,11 +72,6 @@ pub const SQLITE: &[Migration] = &[
         version: 5,
         name: "test_information",
         sql: include_str!("../../schema/sqlite/005_test_information.sql"),
-    },
-    Migration {
-        version: 6,
-        name: "perf_summary",
-        sql: include_str!("../../schema/sqlite/006_perf_summary.sql"),
     },
 ];
 
@@ -151,7 +141,6 @@ pub const TABLES: &[&str] = &[
     "tko_scan_state",
     "tko_job_machines",
     "tko_test_information",
-    "tko_perf_summary",
 ];
 
 /// Tables added after version 1, with the version that added them.
@@ -159,7 +148,6 @@ const ADDED_LATER: &[(&str, u32)] = &[
     ("tko_scan_state", 2),
     ("tko_job_machines", 3),
     ("tko_test_information", 5),
-    ("tko_perf_summary", 6),
 ];
 
 /// The tables that exist at schema `version`, in [`TABLES`] order.

@@ -11,7 +11,6 @@ use super::ledger::{
     self, Backend, Doomed, FailedRow, JobMachine, LedgerRow, LoadedRow, Planned, ReadRow, Remover,
     Written,
 };
-use super::summary::{self, Delta};
 use super::{
     error_chain, plan_tests, schema, BoxError, Deletion, Error, Failure, JobSelection, LedgerState,
     LoadItem, LoadOutcome, OldTest, Removed, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS,
@@ -20,9 +19,8 @@ use super::{
 use crate::model::{iso_datetime, Kernel, Timestamp};
 use crate::query::filter::glob_to_sqlite;
 use crate::table::{
-    build_rows, clean, DiagnosticRow, InformationRow, IterationAttributeRow, IterationResultRow,
-    JobKeyvalRow, JobRow, JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow,
-    TreeIds,
+    clean, DiagnosticRow, InformationRow, IterationAttributeRow, IterationResultRow, JobKeyvalRow,
+    JobRow, JobTreeRows, KernelRow, PatchRow, RowCounts, TestAttributeRow, TestRow, TreeIds,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
@@ -169,9 +167,6 @@ impl SqliteStore {
         let current = current_version(&tx)?;
         let applied = schema::apply_pending(schema::SQLITE, current, require_init, |m| {
             tx.execute_batch(m.sql)?;
-            if m.version == 6 {
-                summary::rebuild_lite(&tx)?;
-            }
             tx.execute(
                 "INSERT INTO tko_schema_version (version, name) VALUES (?1, ?2)",
                 params![m.version, m.name],
@@ -243,7 +238,7 @@ fn load_one(
     c: &Connection,
     item: &LoadItem<'_>,
     status_idx: &HashMap<String, i32>,
-) -> Result<(LoadOutcome, LoadedRow, Delta), Fail> {
+) -> Result<(LoadOutcome, LoadedRow), Fail> {
     let job = item.job;
     let jm = JobMachine::of(job);
     c.prepare_cached(
@@ -337,10 +332,6 @@ fn load_one(
         Vec::new()
     };
     let plan = plan_tests(&old, job);
-    let mut delta = Delta::default();
-    if let Some(idx) = existing {
-        delta.collect_lite(c, idx, -1).at("tko_perf_summary")?;
-    }
     for id in &plan.old {
         for (table, sql) in [
             (
@@ -426,13 +417,11 @@ fn load_one(
         kernel_idx: &kernel_ids,
         invalid: &plan.invalid,
     };
-    let mut tee = summary::Tee::new(JobTreeRows::default(), &mut delta);
-    build_rows(job, &ids, |s| status_idx[s.word()], &mut tee);
-    let rows = tee.into_inner();
+    let rows = JobTreeRows::new(job, &ids, |s| status_idx[s.word()]);
     insert_rows(c, &rows)?;
     let (outcome, row) = ledger::loaded(item, job_idx, existing.is_none(), &plan, rows.counts());
     write_loaded(c, &row)?;
-    Ok((outcome, row, delta))
+    Ok((outcome, row))
 }
 
 /// Records what the job says about its machine and recomputes the machine
@@ -513,11 +502,6 @@ fn delete_one(c: &Connection, d: &Doomed) -> Result<Option<Removed>, Fail> {
             .and_then(|mut s| s.execute([d.job_idx]))
             .at(table)
     };
-    let mut delta = Delta::default();
-    delta
-        .collect_lite(c, d.job_idx, -1)
-        .at("tko_perf_summary")?;
-    delta.apply_lite(c).at("tko_perf_summary")?;
     let tests_of = "(SELECT test_idx FROM tko_tests WHERE job_idx = ?1)";
     let mut rows = RowCounts {
         iteration_attributes: by_test(
@@ -791,8 +775,6 @@ impl SqliteStore {
             rows
         };
         let mut out = Vec::with_capacity(jobs.len());
-        // tko_perf_summary: the committed jobs' changes, written once.
-        let mut delta = Delta::default();
         for p in jobs {
             let item = p.item;
             let to_error = |f: Fail| Error::Load {
@@ -814,9 +796,8 @@ impl SqliteStore {
             }
             let sp = tx.savepoint().map_err(db("SAVEPOINT"))?;
             match load_one(&sp, item, &status_idx) {
-                Ok((o, _, d)) => {
+                Ok((o, _)) => {
                     sp.commit().map_err(db("RELEASE SAVEPOINT"))?;
-                    delta.absorb(d);
                     out.push(Written::Done(o));
                 }
                 Err(f) => {
@@ -825,9 +806,6 @@ impl SqliteStore {
                 }
             }
         }
-        delta
-            .apply_lite(&tx)
-            .map_err(db("writing tko_perf_summary"))?;
         tx.commit().map_err(db("COMMIT"))?;
         Ok(out)
     }
