@@ -426,6 +426,9 @@ pub fn run(
         summary.done += locked.len();
     }
     summary.locked = locked.into_iter().map(|t| t.dir.tag).collect();
+    if !opts.dry_run {
+        store.refresh_statistics(summary.inserted + summary.replaced)?;
+    }
     summary.elapsed = start.elapsed();
     observer.progress(&summary);
     Ok(summary)

@@ -254,6 +254,16 @@ pub trait Store: Send {
     fn load_jobs(&mut self, items: &[LoadItem<'_>]) -> Vec<Result<LoadOutcome, Error>>;
     /// How many jobs go into one transaction (default 100).
     fn set_batch_jobs(&mut self, jobs: usize);
+    /// After a run that loaded `loaded_jobs`: when they are at least as
+    /// many as the planner's statistics know of (the warehouse at least
+    /// doubled since they were taken: a first backfill, say), brings the planner's
+    /// statistics up to date so the reads right after it are planned for
+    /// the tables as they now are, not as empty ones; else leaves them to
+    /// the database (PostgreSQL's autovacuum). Returns whether it did.
+    fn refresh_statistics(&mut self, loaded_jobs: usize) -> Result<bool, Error> {
+        let _ = loaded_jobs;
+        Ok(false)
+    }
     /// The applied schema version (`None`: not initialized). Cheap.
     fn schema_version(&mut self) -> Result<Option<u32>, Error>;
     /// The ledger rows of `tags` (those that have one), with their backfill

@@ -1077,6 +1077,30 @@ impl Store for PgStore {
         self.batch_jobs = jobs.max(1);
     }
 
+    fn refresh_statistics(&mut self, loaded_jobs: usize) -> Result<bool, Error> {
+        if loaded_jobs == 0 {
+            return Ok(false);
+        }
+        self.reconnect_if_closed()?;
+        // The jobs the statistics know of (-1: never analyzed); O(1),
+        // unlike a count, as `tko load` runs after every job.
+        let known: f32 = self
+            .client
+            .query_one(
+                "SELECT reltuples FROM pg_class WHERE oid = 'tko_jobs'::regclass",
+                &[],
+            )
+            .map_err(db("reading the statistics of tko_jobs"))?
+            .get(0);
+        if known >= 0.0 && (loaded_jobs as f64) < f64::from(known) {
+            return Ok(false);
+        }
+        self.client
+            .batch_execute(&format!("ANALYZE {}", schema::TABLES.join(", ")))
+            .map_err(db("ANALYZE"))?;
+        Ok(true)
+    }
+
     fn schema_version(&mut self) -> Result<Option<u32>, Error> {
         let mut tx = self.client.transaction().map_err(db("schema version"))?;
         current_version(&mut tx)
