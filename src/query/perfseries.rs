@@ -5,7 +5,8 @@
 //! statement each, through the same filter planning as the exports.
 
 use super::plan::{
-    col, float, job_conds, perf_keys_plan, test_conds, ts, ColType, Dialect, Plan, Sql,
+    col, float, job_conds, newest_tests_first, perf_keys_plan, test_conds, ts, ColType, Dialect,
+    Plan, Sql,
 };
 use super::{Error, Filter, Warehouse};
 use serde::Serialize;
@@ -42,14 +43,8 @@ fn plan(f: &Filter, key: &str, limit: u64, d: Dialect) -> Result<Plan, Error> {
     q.lit(key)?;
     job_conds(&mut q, f, false)?;
     test_conds(&mut q, f, true)?;
-    let tag = match d {
-        Dialect::Postgres => "j.tag COLLATE \"C\"",
-        Dialect::Sqlite => "j.tag",
-    };
-    q.push(&format!(
-        " ORDER BY t.finished_time IS NULL, t.finished_time DESC, {tag} DESC, t.test_idx DESC, \
-         r.iteration LIMIT {limit}"
-    ));
+    q.push(&newest_tests_first(d));
+    q.push(&format!(", r.iteration LIMIT {limit}"));
     Ok(Plan {
         sql: q.text,
         params: q.params,

@@ -363,6 +363,16 @@ fn coll(d: Dialect, c: &str) -> String {
     }
 }
 
+/// ` ORDER BY` of test runs newest first: by finished time (unfinished
+/// last), then job tag and test id, descending. Shared by the newest-first
+/// `tests` export (history, flakiness) and the perf series.
+pub(super) fn newest_tests_first(d: Dialect) -> String {
+    format!(
+        " ORDER BY t.finished_time IS NULL, t.finished_time DESC, {} DESC, t.test_idx DESC",
+        coll(d, "j.tag")
+    )
+}
+
 const TEST_JOINS: &str = " FROM tko_tests t \
     JOIN tko_jobs j ON j.job_idx = t.job_idx \
     JOIN tko_machines m ON m.machine_idx = j.machine_idx \
@@ -643,11 +653,7 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
             job_conds(&mut q, f, false)?;
             test_conds(&mut q, f, true)?;
             if query.newest_first {
-                q.push(&format!(
-                    " ORDER BY t.finished_time IS NULL, t.finished_time DESC, {} DESC, \
-                     t.test_idx DESC",
-                    coll(d, "j.tag")
-                ));
+                q.push(&newest_tests_first(d));
             } else {
                 q.push(&format!(" ORDER BY {}, t.test_idx", coll(d, "j.tag")));
             }
