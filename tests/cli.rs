@@ -146,7 +146,7 @@ fn load_twice_then_status() -> TestResult {
     let out = tko(&["db", "status"], t.path())?;
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout)?;
-    assert!(text.contains("schema version 5"), "{text}");
+    assert!(text.contains("schema version 6"), "{text}");
     let jobs_line = text
         .lines()
         .find(|l| l.starts_with("tko_jobs "))

@@ -219,16 +219,28 @@ fn sqlite_and_pg_hold_the_same_rows() -> TestResult {
 
 // ---------------------------------------------------------------- schema
 
+/// Undoes migration 006 (the perf cache and its triggers), per backend in
+/// [`Backend`] order.
+const UNDO_006: [&str; 2] = [
+    "DROP TRIGGER tko_perf_cache_insert; DROP TRIGGER tko_perf_cache_delete; \
+     DROP TRIGGER tko_perf_cache_update; \
+     DROP TABLE tko_perf_cache; DROP TABLE tko_perf_cache_kernels",
+    "DROP TRIGGER tko_perf_cache_insert ON tko_tests; DROP TRIGGER tko_perf_cache_delete ON tko_tests; \
+     DROP TRIGGER tko_perf_cache_update ON tko_tests; DROP TRIGGER tko_perf_cache_truncate ON tko_tests; \
+     DROP FUNCTION tko_perf_cache_forget(); DROP FUNCTION tko_perf_cache_forget_all(); \
+     DROP TABLE tko_perf_cache; DROP TABLE tko_perf_cache_kernels",
+];
+
 fn init_migrate_status(backend: Backend) -> TestResult {
     let f = fresh(backend);
     let mut s = store::open(&f.url)?;
     assert!(matches!(s.migrate(), Err(Error::NotInitialized)));
     assert_eq!(s.status()?.schema_version, None);
-    assert_eq!(s.init()?, vec![1, 2, 3, 4, 5]);
+    assert_eq!(s.init()?, vec![1, 2, 3, 4, 5, 6]);
     assert_eq!(s.init()?, Vec::<u32>::new(), "init is idempotent");
     assert_eq!(s.migrate()?, Vec::<u32>::new());
     let report = s.status()?;
-    assert_eq!(report.schema_version, Some(5));
+    assert_eq!(report.schema_version, Some(6));
     let status_rows = report
         .tables
         .iter()
@@ -253,14 +265,15 @@ fn init_migrate_status(backend: Backend) -> TestResult {
         vec![vec![Some("invalidated".into())]]
     );
     // A warehouse at version 1 is upgraded in place, its rows kept.
+    db.exec(UNDO_006[backend as usize]);
     db.exec(
         "DROP TABLE tko_scan_state; DROP TABLE tko_job_machines; \
          ALTER TABLE tko_ingest_ledger DROP COLUMN read_at; DROP TABLE tko_test_information; \
-         DELETE FROM tko_schema_version WHERE version IN (2, 3, 4, 5)",
+         DELETE FROM tko_schema_version WHERE version IN (2, 3, 4, 5, 6)",
     );
     assert_eq!(s.status()?.schema_version, Some(1));
-    assert_eq!(s.migrate()?, vec![2, 3, 4, 5]);
-    assert_eq!(s.status()?.schema_version, Some(5));
+    assert_eq!(s.migrate()?, vec![2, 3, 4, 5, 6]);
+    assert_eq!(s.status()?.schema_version, Some(6));
     assert_eq!(db.int("SELECT count(*) FROM tko_scan_state"), 0);
     assert_eq!(db.int("SELECT count(*) FROM tko_status"), 10);
     Ok(())
@@ -1157,12 +1170,13 @@ fn migration_003_keys_match_the_loader(backend: Backend) -> TestResult {
     let loaded = db.texts(keys);
     assert_eq!(loaded.len(), jobs.len());
     let machines = db.texts(MACHINES);
+    db.exec(UNDO_006[backend as usize]);
     db.exec(
         "DROP TABLE tko_job_machines; ALTER TABLE tko_ingest_ledger DROP COLUMN read_at; \
          DROP TABLE tko_test_information; \
-         DELETE FROM tko_schema_version WHERE version IN (3, 4, 5)",
+         DELETE FROM tko_schema_version WHERE version IN (3, 4, 5, 6)",
     );
-    assert_eq!(s.migrate()?, vec![3, 4, 5]);
+    assert_eq!(s.migrate()?, vec![3, 4, 5, 6]);
     assert_eq!(db.texts(keys), loaded);
     assert_eq!(db.texts(MACHINES), machines);
     Ok(())

@@ -5,7 +5,7 @@
 //! whose columns are already the output text, and [`rows`] streams the rows
 //! of either store into a [`Sink`]; [`joblist`] pages through jobs with
 //! their status counts and [`jobdetail`] reads one job in full, [`perfseries`] one perf key
-//! over time. Both stores give byte-identical rows
+//! over time, and [`perfcache`] keeps `tko compare`'s per-kernel moments. Both stores give byte-identical rows
 //! for the same query ([`float`] formats SQLite's doubles as PostgreSQL
 //! does). Nothing here prints; sinks (CSV and JSON Lines in
 //! [`crate::export`], aggregations in [`crate::report`]) decide what the
@@ -16,6 +16,7 @@ pub mod float;
 pub mod jobdetail;
 pub mod joblist;
 pub mod moments;
+pub mod perfcache;
 pub mod perfseries;
 pub mod plan;
 pub mod rows;

@@ -12,6 +12,8 @@
 //! exactly before the one rounding). Exact while values and their squares
 //! stay within the normal doubles (|v| between ~1e-154 and ~1e154).
 
+use std::fmt::Write as _;
+
 /// An exact sum: non-overlapping doubles in increasing magnitude.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExactSum(Vec<f64>);
@@ -79,6 +81,28 @@ impl ExactSum {
     /// True when the exact value is 0.
     pub fn is_zero(&self) -> bool {
         self.0.iter().all(|&x| x == 0.0)
+    }
+
+    /// The partials as text: shortest round-trip doubles, space-separated
+    /// (`""` for 0). [`ExactSum::parse`] reads them back bit for bit.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        for x in self.0.iter().filter(|x| **x != 0.0) {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            let _ = write!(s, "{x:?}");
+        }
+        s
+    }
+
+    /// Reads [`ExactSum::to_text`]'s form; `None` on anything else.
+    pub fn parse(s: &str) -> Option<ExactSum> {
+        let mut out = ExactSum::default();
+        for w in s.split_ascii_whitespace() {
+            out.add(w.parse::<f64>().ok().filter(|v| v.is_finite())?);
+        }
+        Some(out)
     }
 }
 
@@ -175,6 +199,8 @@ mod tests {
         assert_eq!(a.sum.value(), of(&vals[2..]).sum.value());
         a.merge(&of(&vals[2..]), -1);
         assert!(a.is_empty(), "{a:?}");
+        let round = ExactSum::parse(&of(&vals).sumsq.to_text()).unwrap();
+        assert_eq!(round, of(&vals).sumsq);
     }
 
     #[test]

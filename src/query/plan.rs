@@ -426,7 +426,7 @@ fn text_cols(names: &[&str]) -> Vec<Column> {
 }
 
 /// Appends ` AND <column> matches glob`.
-fn glob_cond(q: &mut Sql, column: &str, glob: &str) -> Result<(), Error> {
+pub(super) fn glob_cond(q: &mut Sql, column: &str, glob: &str) -> Result<(), Error> {
     if let Some(value) = glob_literal(glob) {
         q.push(" AND ").push(column).push(" = ");
         q.lit(&value)?;

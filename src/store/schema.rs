@@ -44,6 +44,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "test_information",
         sql: include_str!("../../schema/postgres/005_test_information.sql"),
     },
+    Migration {
+        version: 6,
+        name: "perf_cache",
+        sql: include_str!("../../schema/postgres/006_perf_cache.sql"),
+    },
 ];
 
 /// SQLite migrations, in order (same versions as [`POSTGRES`]).
@@ -72,6 +77,11 @@ pub const SQLITE: &[Migration] = &[
         version: 5,
         name: "test_information",
         sql: include_str!("../../schema/sqlite/005_test_information.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "perf_cache",
+        sql: include_str!("../../schema/sqlite/006_perf_cache.sql"),
     },
 ];
 
@@ -141,6 +151,8 @@ pub const TABLES: &[&str] = &[
     "tko_scan_state",
     "tko_job_machines",
     "tko_test_information",
+    "tko_perf_cache_kernels",
+    "tko_perf_cache",
 ];
 
 /// Tables added after version 1, with the version that added them.
@@ -148,6 +160,8 @@ const ADDED_LATER: &[(&str, u32)] = &[
     ("tko_scan_state", 2),
     ("tko_job_machines", 3),
     ("tko_test_information", 5),
+    ("tko_perf_cache_kernels", 6),
+    ("tko_perf_cache", 6),
 ];
 
 /// The tables that exist at schema `version`, in [`TABLES`] order.
