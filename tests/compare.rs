@@ -11,7 +11,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use support::{fresh, Backend, Db, Fresh, TestResult};
 use tko::gen::{generate, GenOptions};
 use tko::query::{ExactSum, Moments};
@@ -61,6 +61,20 @@ fn backfill(url: &str, root: &Path) -> Output {
     tko(&[
         "backfill", "--quiet", "--verify", "--level", "2", "--db", url, root,
     ])
+}
+
+/// `tko backfill --quiet --level 2 EXTRA.. --db URL ROOT` in the
+/// background, output discarded.
+fn spawn_backfill(url: &str, root: &Path, extra: &[&str]) -> std::io::Result<Child> {
+    let root = root.to_str().expect("utf-8 path");
+    Command::new(env!("CARGO_BIN_EXE_tko"))
+        .args(["backfill", "--quiet", "--level", "2"])
+        .args(extra)
+        .args(["--db", url, root])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
 }
 
 /// Multiplies every perf value of the first `n` jobs' first test by 3.
@@ -269,7 +283,7 @@ fn cache_stays_exact(backend: Backend) -> TestResult {
 
     // A warehouse at schema 5 (no cache) answers from the detail rows;
     // migration 006 adds the cache, which the next compare builds.
-    db.exec(UNDO_006[backend as usize]);
+    db.exec(support::UNDO_006[backend as usize]);
     db.exec("DELETE FROM tko_schema_version WHERE version = 6");
     let unmigrated = compare(&f.url, &[]);
     ok(&tko(&["db", "migrate", "--db", &f.url]));
@@ -277,17 +291,6 @@ fn cache_stays_exact(backend: Backend) -> TestResult {
     assert_eq!(unmigrated, migrated);
     Ok(())
 }
-
-/// Undoes migration 006, per backend in [`Backend`] order.
-const UNDO_006: [&str; 2] = [
-    "DROP TRIGGER tko_perf_cache_insert; DROP TRIGGER tko_perf_cache_delete; \
-     DROP TRIGGER tko_perf_cache_update; \
-     DROP TABLE tko_perf_cache; DROP TABLE tko_perf_cache_kernels",
-    "DROP TRIGGER tko_perf_cache_insert ON tko_tests; DROP TRIGGER tko_perf_cache_delete ON tko_tests; \
-     DROP TRIGGER tko_perf_cache_update ON tko_tests; DROP TRIGGER tko_perf_cache_truncate ON tko_tests; \
-     DROP FUNCTION tko_perf_cache_forget(); DROP FUNCTION tko_perf_cache_forget_all(); \
-     DROP TABLE tko_perf_cache; DROP TABLE tko_perf_cache_kernels",
-];
 
 #[test]
 fn sqlite_cache_stays_exact_through_load_reload_delete_prune_migrate() -> TestResult {
@@ -311,23 +314,7 @@ fn killed_reload_leaves_the_cache_exact(backend: Backend) -> TestResult {
     assert_compare_agrees(&mut db, &f.url, "load");
     let jobs = std::fs::read_dir(&root)?.count();
     assert_eq!(change_perf(&root, jobs), jobs);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tko"))
-        .args([
-            "backfill",
-            "--quiet",
-            "--level",
-            "2",
-            "--verify",
-            "--batch",
-            "5",
-            "--db",
-            &f.url,
-            root.to_str().ok_or("path")?,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut child = spawn_backfill(&f.url, &root, &["--verify", "--batch", "5"])?;
     let start = std::time::Instant::now();
     while cached(&mut db).len() == 2 {
         assert!(start.elapsed().as_secs() < 120, "no batch committed");
@@ -359,22 +346,7 @@ fn compare_during_a_backfill(backend: Backend) -> TestResult {
     let f = fresh(backend);
     let mut db = Db::open(&f);
     ok(&tko(&["db", "init", "--db", &f.url]));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tko"))
-        .args([
-            "backfill",
-            "--quiet",
-            "--level",
-            "2",
-            "--batch",
-            "3",
-            "--db",
-            &f.url,
-            root.to_str().ok_or("path")?,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut child = spawn_backfill(&f.url, &root, &["--batch", "3"])?;
     let mut builds = 0;
     while child.try_wait()?.is_none() {
         compare(&f.url, &[]);

@@ -219,18 +219,6 @@ fn sqlite_and_pg_hold_the_same_rows() -> TestResult {
 
 // ---------------------------------------------------------------- schema
 
-/// Undoes migration 006 (the perf cache and its triggers), per backend in
-/// [`Backend`] order.
-const UNDO_006: [&str; 2] = [
-    "DROP TRIGGER tko_perf_cache_insert; DROP TRIGGER tko_perf_cache_delete; \
-     DROP TRIGGER tko_perf_cache_update; \
-     DROP TABLE tko_perf_cache; DROP TABLE tko_perf_cache_kernels",
-    "DROP TRIGGER tko_perf_cache_insert ON tko_tests; DROP TRIGGER tko_perf_cache_delete ON tko_tests; \
-     DROP TRIGGER tko_perf_cache_update ON tko_tests; DROP TRIGGER tko_perf_cache_truncate ON tko_tests; \
-     DROP FUNCTION tko_perf_cache_forget(); DROP FUNCTION tko_perf_cache_forget_all(); \
-     DROP TABLE tko_perf_cache; DROP TABLE tko_perf_cache_kernels",
-];
-
 fn init_migrate_status(backend: Backend) -> TestResult {
     let f = fresh(backend);
     let mut s = store::open(&f.url)?;
@@ -265,7 +253,7 @@ fn init_migrate_status(backend: Backend) -> TestResult {
         vec![vec![Some("invalidated".into())]]
     );
     // A warehouse at version 1 is upgraded in place, its rows kept.
-    db.exec(UNDO_006[backend as usize]);
+    db.exec(support::UNDO_006[backend as usize]);
     db.exec(
         "DROP TABLE tko_scan_state; DROP TABLE tko_job_machines; \
          ALTER TABLE tko_ingest_ledger DROP COLUMN read_at; DROP TABLE tko_test_information; \
@@ -1170,7 +1158,7 @@ fn migration_003_keys_match_the_loader(backend: Backend) -> TestResult {
     let loaded = db.texts(keys);
     assert_eq!(loaded.len(), jobs.len());
     let machines = db.texts(MACHINES);
-    db.exec(UNDO_006[backend as usize]);
+    db.exec(support::UNDO_006[backend as usize]);
     db.exec(
         "DROP TABLE tko_job_machines; ALTER TABLE tko_ingest_ledger DROP COLUMN read_at; \
          DROP TABLE tko_test_information; \

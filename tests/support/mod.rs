@@ -18,6 +18,18 @@ pub(crate) enum Backend {
     Postgres,
 }
 
+/// Undoes migration 006 (the perf cache and its triggers), per backend in
+/// [`Backend`] order.
+pub(crate) const UNDO_006: [&str; 2] = [
+    "DROP TRIGGER tko_perf_cache_insert; DROP TRIGGER tko_perf_cache_delete; \
+     DROP TRIGGER tko_perf_cache_update; \
+     DROP TABLE tko_perf_cache; DROP TABLE tko_perf_cache_kernels",
+    "DROP TRIGGER tko_perf_cache_insert ON tko_tests; DROP TRIGGER tko_perf_cache_delete ON tko_tests; \
+     DROP TRIGGER tko_perf_cache_update ON tko_tests; DROP TRIGGER tko_perf_cache_truncate ON tko_tests; \
+     DROP FUNCTION tko_perf_cache_forget(); DROP FUNCTION tko_perf_cache_forget_all(); \
+     DROP TABLE tko_perf_cache; DROP TABLE tko_perf_cache_kernels",
+];
+
 /// A fresh database of `backend`: its URL (and the temp dir to keep alive).
 pub(crate) struct Fresh {
     pub(crate) url: String,
