@@ -28,7 +28,7 @@ pub use joblist::{JobPage, JobSummary};
 pub use moments::{ExactSum, Moments};
 pub use perfseries::PerfPoint;
 pub use plan::{
-    pg_literal, plan, ColType, Column, Dialect, Kind, Plan, Query, INFORMATION_COLUMNS,
+    pg_literal, plan, ColType, Column, Dialect, Kind, PerfGroup, Plan, Query, INFORMATION_COLUMNS,
     TEST_COLUMNS,
 };
 pub use rows::{Sink, Warehouse};

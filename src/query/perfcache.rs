@@ -16,9 +16,9 @@
 //! answer is the same exact moments either way.
 
 use super::moments::{ExactSum, Moments};
-use super::plan::{glob_cond, ColType, Column, Dialect, Plan, Sql};
+use super::plan::{glob_cond, ColType, Column, Dialect, PerfGroup, Plan, Sql};
 use super::rows::{PerfMomentsFn, Warehouse};
-use super::{glob_escape, Error, Filter};
+use super::{Error, Filter};
 use std::collections::BTreeMap;
 
 /// Test, subdir, perf key.
@@ -85,9 +85,8 @@ impl Warehouse {
                     Dialect::Sqlite => "BEGIN IMMEDIATE",
                 };
                 let built = self.in_transaction(build, |wh| {
-                    for base in wh.uncached_bases(filter)? {
-                        wh.build_cache(&base)?;
-                    }
+                    let missing = wh.uncached_bases(filter)?;
+                    wh.build_cache(filter, &missing)?;
                     wh.read_cache(filter)
                 });
                 match built {
@@ -195,18 +194,25 @@ impl Warehouse {
         Ok(Some(out))
     }
 
-    /// Computes one base's moments from the detail rows and stores them
-    /// with the base's marker row (inside the caller's locked transaction).
-    fn build_cache(&mut self, base: &str) -> Result<(), Error> {
-        let one = Filter {
-            kernel: Some(glob_escape(base)),
+    /// Computes the moments of the `missing` bases (of those `filter`'s
+    /// kernel glob selects) from the detail rows, in one pass grouped by
+    /// base, and stores them with each base's marker row (inside the
+    /// caller's locked transaction).
+    fn build_cache(&mut self, filter: &Filter, missing: &[String]) -> Result<(), Error> {
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let all = Filter {
+            kernel: filter.kernel.clone(),
             ..Filter::default()
         };
-        let mut moments: BTreeMap<Key, Moments> = BTreeMap::new();
-        self.perf_values(&one, false, &mut |t, s, _, k, v| {
-            let m = moments
-                .entry((t.map(str::to_owned), s.map(str::to_owned), k.to_owned()))
-                .or_default();
+        let mut moments: BTreeMap<(String, Key), Moments> = BTreeMap::new();
+        self.perf_values(&all, PerfGroup::KernelBase, &mut |t, s, base, k, v| {
+            let Some(base) = base.filter(|b| missing.iter().any(|m| m == b)) else {
+                return;
+            };
+            let key = (t.map(str::to_owned), s.map(str::to_owned), k.to_owned());
+            let m = moments.entry((base.to_owned(), key)).or_default();
             v.iter().for_each(|&x| m.add(x));
         })?;
         let d = self.dialect();
@@ -216,7 +222,7 @@ impl Warehouse {
             q.push(
                 "INSERT INTO tko_perf_cache (base, test, subdir, attribute, n, sum, sumsq) VALUES ",
             );
-            for (i, ((test, subdir, key), m)) in chunk.iter().enumerate() {
+            for (i, ((base, (test, subdir, key)), m)) in chunk.iter().enumerate() {
                 q.push(if i == 0 { "(" } else { ", (" });
                 q.lit(base)?.push(", ");
                 for v in [test, subdir] {
@@ -233,12 +239,15 @@ impl Warehouse {
             }
             self.execute(&q)?;
         }
-        let mut q = Sql::new(d);
-        q.push("INSERT INTO tko_perf_cache_kernels (base, built_time) VALUES (");
-        q.lit(base)?.push(match d {
-            Dialect::Postgres => ", localtimestamp(0))",
-            Dialect::Sqlite => ", datetime('now'))",
-        });
-        self.execute(&q)
+        for base in missing {
+            let mut q = Sql::new(d);
+            q.push("INSERT INTO tko_perf_cache_kernels (base, built_time) VALUES (");
+            q.lit(base)?.push(match d {
+                Dialect::Postgres => ", localtimestamp(0))",
+                Dialect::Sqlite => ", datetime('now'))",
+            });
+            self.execute(&q)?;
+        }
+        Ok(())
     }
 }

@@ -778,20 +778,43 @@ pub fn plan(query: &Query, d: Dialect, perf_keys: &[String]) -> Result<Plan, Err
     })
 }
 
+/// What the third field of a group of perf values holds
+/// ([`super::Warehouse::perf_values`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PerfGroup {
+    /// Nothing (NULL): groups are test, subdir and key.
+    Nothing,
+    /// The machine's hostname.
+    Machine,
+    /// The test's kernel base.
+    KernelBase,
+}
+
+impl PerfGroup {
+    /// The column of [`PREFIX`] that holds it, if any.
+    pub(crate) fn column(self) -> Option<&'static str> {
+        match self {
+            PerfGroup::Nothing => None,
+            PerfGroup::Machine => Some("machine"),
+            PerfGroup::KernelBase => Some("kernel"),
+        }
+    }
+}
+
 /// The PostgreSQL statement of [`super::Warehouse::perf_values`]: per
-/// test, subdir, machine (`by_machine`, else NULL) and perf key, the finite
-/// perf values of the tests `filter` keeps, as one `float8[]` (no order).
-pub(crate) fn perf_values_pg(filter: &Filter, by_machine: bool) -> Result<String, Error> {
+/// test, subdir, `group` (or NULL) and perf key, the finite perf values
+/// of the tests `filter` keeps, as one `float8[]` (no order).
+pub(crate) fn perf_values_pg(filter: &Filter, group: PerfGroup) -> Result<String, Error> {
     let mut q = Sql::new(Dialect::Postgres);
     q.push(&format!(
         "SELECT t.test, t.subdir, {}, r.attribute, array_agg(r.value){TEST_JOINS} \
          JOIN tko_iteration_result r ON r.test_idx = t.test_idx \
          WHERE r.attribute IS NOT NULL \
             AND r.value NOT IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)",
-        if by_machine {
-            "m.hostname"
-        } else {
-            "NULL::text"
+        match group {
+            PerfGroup::Nothing => "NULL::text",
+            PerfGroup::Machine => "m.hostname",
+            PerfGroup::KernelBase => "k.base",
         }
     ));
     job_conds(&mut q, filter, false)?;

@@ -11,7 +11,9 @@
 
 use super::float::pg_float;
 use super::moments::Moments;
-use super::plan::{perf_keys_plan, plan, ColType, Column, Dialect, Kind, Pivot, Plan, Query, Sql};
+use super::plan::{
+    perf_keys_plan, plan, ColType, Column, Dialect, Kind, PerfGroup, Pivot, Plan, Query, Sql,
+};
 use super::{Error, Filter};
 use crate::store;
 use crate::store::postgres::PgStore;
@@ -46,7 +48,7 @@ pub trait Sink {
 }
 
 /// What [`Warehouse::perf_values`] calls per group: (test, subdir,
-/// machine, perf key, values).
+/// machine or kernel base ([`PerfGroup`]), perf key, values).
 pub type PerfValuesFn<'a> = dyn FnMut(Option<&str>, Option<&str>, Option<&str>, &str, &[f64]) + 'a;
 
 /// What [`Warehouse::perf_moments`] calls per group: (test, subdir,
@@ -161,21 +163,22 @@ impl Warehouse {
     }
 
     /// The finite perf values of the tests `filter` keeps, for
-    /// aggregation: `each(test, subdir, machine, key, values)`, the machine
-    /// only when `by_machine`, in no particular order and possibly several
+    /// aggregation: `each(test, subdir, group, key, values)`, `group` the
+    /// machine or kernel base as [`PerfGroup`] says (else `None`), in no
+    /// particular order and possibly several
     /// calls per group. PostgreSQL groups and sends them as binary arrays
     /// (no text to format and parse); SQLite streams the rows. A value is
     /// handed over as stored, `-0` as `0` (as the text export writes it).
     pub fn perf_values(
         &mut self,
         filter: &Filter,
-        by_machine: bool,
+        group: PerfGroup,
         each: &mut PerfValuesFn<'_>,
     ) -> Result<(), Error> {
         filter.validate()?;
         match self {
             Warehouse::Postgres(pg) => {
-                let sql = super::plan::perf_values_pg(filter, by_machine)?;
+                let sql = super::plan::perf_values_pg(filter, group)?;
                 // On a 20,000-job warehouse JIT compiling this grouped pass
                 // took 0.8 s of its 2.8 s and saved nothing; and the
                 // planner, expecting ~100 times more groups than there are
@@ -210,17 +213,12 @@ impl Warehouse {
                         .position(|c| c.name == n)
                         .expect("the perf plan has this column")
                 };
-                let [t, s, m, k, v] = [
-                    at("test"),
-                    at("subdir"),
-                    at("machine"),
-                    at("key"),
-                    at("value"),
-                ];
+                let [t, s, k, v] = [at("test"), at("subdir"), at("key"), at("value")];
+                let g = group.column().map(at);
                 wh.rows(&p, &mut |f| {
                     let value = f[v].and_then(|x| x.parse::<f64>().ok());
                     if let (Some(key), Some(x)) = (f[k], value.filter(|x| x.is_finite())) {
-                        each(f[t], f[s], if by_machine { f[m] } else { None }, key, &[x]);
+                        each(f[t], f[s], g.and_then(|g| f[g]), key, &[x]);
                     }
                     Ok(())
                 })
@@ -244,7 +242,12 @@ impl Warehouse {
         if super::perfcache::answers(filter, by_machine) && self.cached_moments(filter, each)? {
             return Ok(());
         }
-        self.perf_values(filter, by_machine, &mut |t, s, m, k, v| {
+        let group = if by_machine {
+            PerfGroup::Machine
+        } else {
+            PerfGroup::Nothing
+        };
+        self.perf_values(filter, group, &mut |t, s, m, k, v| {
             let mut one = Moments::default();
             v.iter().for_each(|&x| one.add(x));
             each(t, s, m, k, &one);
