@@ -1351,7 +1351,7 @@ mod tests {
 
     /// The fingerprint is `xxh3:` and 32 hex digits, changes with the
     /// content of a test's `results/keyval`, and `files_read` names every
-    /// file the parse read, whose bytes `input_bytes` counts.
+    /// file the parse read.
     #[test]
     fn fingerprint_is_xxh3_of_every_file_read() {
         let (tmp, dirs) = job_dirs(1);
@@ -1372,13 +1372,8 @@ mod tests {
         assert_eq!(super::parse_dir(&dirs[0]).unwrap().fingerprint, first);
         std::fs::write(dir.join("t/results/keyval"), "a{perf}=2\n").unwrap();
         assert_ne!(super::parse_dir(&dirs[0]).unwrap().fingerprint, first);
-        let files = super::files_read(&dirs[0]).unwrap();
-        let bytes: u64 = files
-            .iter()
-            .map(|p| std::fs::metadata(p).unwrap().len())
-            .sum();
-        assert_eq!(super::parse_dir(&dirs[0]).unwrap().input_bytes, bytes);
-        let mut read: Vec<_> = files
+        let mut read: Vec<_> = super::files_read(&dirs[0])
+            .unwrap()
             .into_iter()
             .map(|p| p.strip_prefix(tmp.path()).unwrap().to_path_buf())
             .collect();
@@ -1388,5 +1383,26 @@ mod tests {
             .map(Into::into)
             .collect();
         assert_eq!(read, want);
+    }
+
+    #[test]
+    fn input_bytes_are_the_bytes_of_the_files_read() {
+        let (_tmp, dirs) = job_dirs(1);
+        let dir = &dirs[0].path;
+        std::fs::write(
+            dir.join("status.log"),
+            "START\tt\tt\ttimestamp=1\t\nEND GOOD\tt\tt\ttimestamp=2\t\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.join("t/results")).unwrap();
+        std::fs::write(dir.join("t/results/keyval"), "a{perf}=1\nb{perf}=2\n").unwrap();
+        std::fs::write(dir.join("t/keyval"), "x=1\n").unwrap();
+        let files = super::files_read(&dirs[0]).unwrap();
+        assert!(files.len() >= 3, "{files:?}");
+        let want: u64 = files
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        assert_eq!(super::parse_dir(&dirs[0]).unwrap().input_bytes, want);
     }
 }
