@@ -45,9 +45,8 @@ pub struct Options {
     pub verify: bool,
     /// Jobs parsed per chunk (the unit of streaming and of progress).
     pub chunk_jobs: usize,
-    /// Input bytes read per chunk, unless the jobs of one read step (at
-    /// least one per thread) alone are larger: memory is bounded by bytes,
-    /// not only by jobs.
+    /// Input bytes (`ingest::input_bytes`) parsed per chunk, unless one
+    /// job alone is larger: memory is bounded by bytes, not only by jobs.
     pub chunk_bytes: u64,
     /// Top-level directories scanned per round: the jobs found in them,
     /// their signatures and ledger rows are all that is held besides the
@@ -208,24 +207,12 @@ pub fn signature(dir: &Path) -> String {
     })
 }
 
-/// A job to read: where it is and its signature.
+/// A job to read: where it is, its signature and its input bytes
+/// (`ingest::input_bytes`, for bounding chunks).
 struct Todo {
     dir: JobDir,
     signature: String,
-}
-
-/// How many jobs to read in the next step of a chunk with `room` bytes
-/// left, `per_job` bytes per job read so far (0: none read yet): enough
-/// for every thread, and about what fills the room, at most 64.
-fn step_jobs(threads: usize, room: u64, per_job: u64) -> usize {
-    let fits = if per_job == 0 {
-        threads as u64
-    } else {
-        room.div_ceil(per_job)
-    };
-    usize::try_from(fits)
-        .unwrap_or(usize::MAX)
-        .clamp(threads.max(1), 64)
+    bytes: u64,
 }
 
 /// One parsed job on its way to the writer. Its `.parse.lock` was held
@@ -279,7 +266,6 @@ pub fn run(
         .num_threads(opts.threads)
         .build()
         .expect("a rayon pool with default settings builds");
-    let threads = pool.current_num_threads();
     // A dry run may meet a warehouse not created yet.
     let has_ledger = reader.schema_version()?.is_some();
     observer.progress(&summary);
@@ -339,47 +325,45 @@ pub fn run(
                     {
                         chunk.unchanged_by_metadata += 1;
                     } else {
-                        todo.push(Todo { dir, signature });
+                        todo.push(Todo {
+                            dir,
+                            signature,
+                            bytes: 0,
+                        });
                     }
                 }
+                // Sizes in parallel (metadata only), not one by one
+                // between chunks while the parser threads wait.
+                pool.install(|| {
+                    todo.par_iter_mut()
+                        .for_each(|t| t.bytes = ingest::input_bytes(&t.dir));
+                });
                 // The scan's counts travel with the round's first chunk.
-                let mut rest = todo.into_iter();
+                let mut rest = todo;
                 loop {
-                    // At most `chunk_jobs` jobs and, unless the jobs of one
-                    // step alone are larger, `chunk_bytes` of input: jobs
-                    // are read a step at a time, each step sized by the
-                    // bytes per job read so far, until the chunk is full
-                    // (sizes come from the reads themselves: no `stat` of
-                    // every file beforehand).
-                    let (mut jobs, mut bytes) = (0usize, 0u64);
-                    chunk.ledger = HashMap::new();
-                    while jobs < opts.chunk_jobs && bytes < opts.chunk_bytes {
-                        let per_job = if jobs == 0 { 0 } else { bytes / jobs as u64 };
-                        let step = step_jobs(threads, opts.chunk_bytes - bytes, per_job)
-                            .min(opts.chunk_jobs - jobs);
-                        let piece: Vec<Todo> = rest.by_ref().take(step).collect();
-                        if piece.is_empty() {
-                            break;
-                        }
-                        jobs += piece.len();
-                        let read = pool.install(|| read_chunk(piece, opts));
-                        bytes += read.ready.iter().map(|r| r.parsed.input_bytes).sum::<u64>();
-                        chunk.ledger.extend(
-                            read.ready
-                                .iter()
-                                .filter_map(|r| ledger.remove_entry(&r.parsed.job.tag)),
-                        );
-                        chunk.ready.extend(read.ready);
-                        chunk.busy.extend(read.busy);
-                        chunk.failed.extend(read.failed);
-                    }
-                    let last = jobs < opts.chunk_jobs && bytes < opts.chunk_bytes;
+                    // At most `chunk_jobs` jobs and, unless one job alone
+                    // is larger, `chunk_bytes` of input (metadata only).
+                    let n =
+                        ingest::Rounds::new(&rest, opts.chunk_jobs, opts.chunk_bytes, |t| t.bytes)
+                            .next()
+                            .map_or(0, <[Todo]>::len);
+                    let tail = rest.split_off(n);
+                    let piece = std::mem::replace(&mut rest, tail);
+                    let read = pool.install(|| read_chunk(piece, opts));
+                    chunk.ledger = read
+                        .ready
+                        .iter()
+                        .filter_map(|r| ledger.remove_entry(&r.parsed.job.tag))
+                        .collect();
+                    chunk.ready = read.ready;
+                    chunk.busy = read.busy;
+                    chunk.failed = read.failed;
                     let t0 = Instant::now();
                     if tx.send(std::mem::take(&mut chunk)).is_err() {
                         return Ok(());
                     }
                     timing::add("backfill: parsed chunk waits for the writer", t0);
-                    if last || stop.load(Ordering::Relaxed) {
+                    if rest.is_empty() || stop.load(Ordering::Relaxed) {
                         break;
                     }
                 }
@@ -627,21 +611,4 @@ fn write_chunk(
         }
     }
     store.record_signatures(&signatures)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::step_jobs;
-
-    #[test]
-    fn read_steps_fill_the_room_left() {
-        // Nothing read yet: one job per thread.
-        assert_eq!(step_jobs(2, 2 << 20, 0), 2);
-        // 100 KB per job, 1 MB left: 11 jobs (rounded up).
-        assert_eq!(step_jobs(2, 1_000_000, 100_000 - 10), 11);
-        // Huge jobs: still one per thread; tiny ones: at most 64.
-        assert_eq!(step_jobs(4, 10, 1 << 30), 4);
-        assert_eq!(step_jobs(2, 2 << 20, 1), 64);
-        assert_eq!(step_jobs(0, 10, 0), 1);
-    }
 }

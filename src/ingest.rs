@@ -134,6 +134,72 @@ impl ReadError {
 /// buffers, so a very long line is not copied to make its reason.
 const LONG_LINE: usize = 1 << 16;
 
+/// Roughly how many bytes parsing a job reads, from metadata only: its
+/// status file and `keyval`, plus `keyval` and `results/keyval` of every
+/// subdirectory (its tests). Memory for a job's tree grows with these, so
+/// rounds of jobs parsed together are bounded by their sum
+/// ([`Rounds`]). Unreadable entries count as empty (the parse reports them).
+pub fn input_bytes(jd: &JobDir) -> u64 {
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| if m.is_file() { m.len() } else { 0 });
+    let dir = jd.path.as_path();
+    let mut total = size(&dir.join("status.log")).max(size(&dir.join("status")));
+    total += size(&dir.join("keyval"));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let sub = e.path();
+                total += size(&sub.join("keyval")) + size(&sub.join("results/keyval"));
+            }
+        }
+    }
+    total
+}
+
+/// Splits items into consecutive rounds of at most `max_items` items and,
+/// unless one item alone is larger, at most `max_bytes` bytes by `size`
+/// (e.g. [`input_bytes`]); sizes are asked for lazily, one round ahead.
+pub struct Rounds<'a, T, F> {
+    items: &'a [T],
+    max_items: usize,
+    max_bytes: u64,
+    size: F,
+}
+
+impl<'a, T, F: FnMut(&T) -> u64> Rounds<'a, T, F> {
+    /// Rounds over `items`.
+    pub fn new(items: &'a [T], max_items: usize, max_bytes: u64, size: F) -> Self {
+        Rounds {
+            items,
+            max_items: max_items.max(1),
+            max_bytes,
+            size,
+        }
+    }
+}
+
+impl<'a, T, F: FnMut(&T) -> u64> Iterator for Rounds<'a, T, F> {
+    type Item = &'a [T];
+
+    fn next(&mut self) -> Option<&'a [T]> {
+        if self.items.is_empty() {
+            return None;
+        }
+        let mut n = 0;
+        let mut bytes = 0u64;
+        while n < self.items.len() && n < self.max_items {
+            let b = (self.size)(&self.items[n]);
+            if n > 0 && bytes.saturating_add(b) > self.max_bytes {
+                break;
+            }
+            bytes = bytes.saturating_add(b);
+            n += 1;
+        }
+        let (round, rest) = self.items.split_at(n);
+        self.items = rest;
+        Some(round)
+    }
+}
+
 /// A parsed job with what the loader needs to know about its files.
 #[derive(Debug, Clone)]
 pub struct Parsed {
@@ -150,8 +216,6 @@ pub struct Parsed {
     /// `status.log` or `status`; `None` when there was neither (Autotest
     /// stores nothing for such a job).
     pub status_file: Option<&'static str>,
-    /// Bytes of the files read (what the fingerprint covers).
-    pub input_bytes: u64,
 }
 
 /// Collects diagnostics for one job, naming files relative to its
@@ -163,8 +227,6 @@ struct Diags<'a> {
     /// Every file fingerprinted (that is, read), when asked for
     /// ([`files_read`]).
     files: Option<Vec<PathBuf>>,
-    /// Bytes fingerprinted (that is, read).
-    bytes: u64,
 }
 
 impl Diags<'_> {
@@ -201,7 +263,6 @@ impl Diags<'_> {
         self.hash.update(name.as_bytes());
         self.hash.update(&(bytes.len() as u64).to_le_bytes());
         self.hash.update(bytes);
-        self.bytes += bytes.len() as u64;
     }
     fn record(&mut self, path: &Path) {
         if let Some(files) = &mut self.files {
@@ -342,7 +403,6 @@ fn read_lines(
         }
         number = number.saturating_add(1);
         diags.hash.update(&buf);
-        diags.bytes += buf.len() as u64;
         if !warned && std::str::from_utf8(&buf).is_err() {
             warned = true;
             diags.latin1_warning(path, Some(number));
@@ -796,7 +856,6 @@ fn parse_with_steps(
         list: Vec::new(),
         hash: Box::default(),
         files: record.then(Vec::new),
-        bytes: 0,
     };
     let Head {
         mut job,
@@ -910,7 +969,6 @@ fn parse_with_steps(
                 list: Vec::new(),
                 hash: Box::default(),
                 files: None,
-                bytes: 0,
             };
             let tests = results
                 .into_iter()
@@ -927,7 +985,6 @@ fn parse_with_steps(
         job,
         fingerprint: format!("xxh3:{:032x}", diags.hash.digest128()),
         status_file,
-        input_bytes: diags.bytes,
     };
     Ok((parsed, steps, diags_files))
 }
@@ -983,7 +1040,6 @@ impl Live {
             list: Vec::new(),
             hash: Box::default(),
             files: None,
-            bytes: 0,
         };
         let path = dir.join("status.log");
         if !path.is_file() {
@@ -1118,7 +1174,6 @@ impl Live {
             list: Vec::new(),
             hash: Box::default(),
             files: None,
-            bytes: 0,
         };
         let mut job = self.head.clone();
         job.keyval = self.keyval.clone();
@@ -1191,7 +1246,7 @@ fn build_test(
 
 #[cfg(test)]
 mod tests {
-    use super::{Follow, Live};
+    use super::{Follow, Live, Rounds};
     use crate::discover::JobDir;
     use crate::model::Status;
     use std::io::Write;
@@ -1386,23 +1441,11 @@ mod tests {
     }
 
     #[test]
-    fn input_bytes_are_the_bytes_of_the_files_read() {
-        let (_tmp, dirs) = job_dirs(1);
-        let dir = &dirs[0].path;
-        std::fs::write(
-            dir.join("status.log"),
-            "START\tt\tt\ttimestamp=1\t\nEND GOOD\tt\tt\ttimestamp=2\t\n",
-        )
-        .unwrap();
-        std::fs::create_dir_all(dir.join("t/results")).unwrap();
-        std::fs::write(dir.join("t/results/keyval"), "a{perf}=1\nb{perf}=2\n").unwrap();
-        std::fs::write(dir.join("t/keyval"), "x=1\n").unwrap();
-        let files = super::files_read(&dirs[0]).unwrap();
-        assert!(files.len() >= 3, "{files:?}");
-        let want: u64 = files
-            .iter()
-            .map(|p| std::fs::metadata(p).unwrap().len())
-            .sum();
-        assert_eq!(super::parse_dir(&dirs[0]).unwrap().input_bytes, want);
+    fn rounds_are_bounded_by_items_and_bytes() {
+        let sizes = [5u64, 5, 20, 1, 1, 1, 1];
+        let rounds: Vec<Vec<u64>> = Rounds::new(&sizes, 3, 10, |&s| s)
+            .map(<[u64]>::to_vec)
+            .collect();
+        assert_eq!(rounds, vec![vec![5, 5], vec![20], vec![1, 1, 1], vec![1]]);
     }
 }
