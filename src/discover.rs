@@ -695,14 +695,27 @@ impl OpenDir {
     // The field types of `libc::stat` differ between platforms.
     #[allow(clippy::unnecessary_cast)]
     fn stat_with(&self, rel: &OsStr, flags: libc::c_int) -> Option<Stat> {
-        let c = std::ffi::CString::new(rel.as_bytes()).ok()?;
+        // NUL-terminated on the stack when short (no allocation per stat).
+        let rel = rel.as_bytes();
+        if rel.contains(&0) {
+            return None;
+        }
+        let mut short = [0u8; 256];
+        let long;
+        let c: &[u8] = if rel.len() < short.len() {
+            short[..rel.len()].copy_from_slice(rel);
+            &short[..=rel.len()]
+        } else {
+            long = std::ffi::CString::new(rel).ok()?;
+            long.as_bytes_with_nul()
+        };
         let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
-        // SAFETY: the stream is open, `c` is NUL-terminated and `st` is
-        // large enough for a `stat`.
+        // SAFETY: the directory is open, `c` ends with its only NUL and
+        // `st` is large enough for a `stat`.
         let rc = unsafe {
             libc::fstatat(
                 std::os::fd::AsRawFd::as_raw_fd(&self.fd),
-                c.as_ptr(),
+                c.as_ptr().cast(),
                 st.as_mut_ptr(),
                 flags,
             )
