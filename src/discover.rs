@@ -1211,6 +1211,30 @@ mod tests {
         Ok(())
     }
 
+    /// A top-level directory whose listing takes several `getdents64`
+    /// calls (600 entries of ~64 bytes; the buffer holds 16 KiB): every
+    /// sub-directory is found, as the walk finds them.
+    #[test]
+    fn long_listing_is_read_whole() -> io::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let r = tmp.path();
+        for i in 0..600 {
+            file(
+                r,
+                &format!("9-z/host-with-a-rather-long-name-{i:04}/status.log"),
+                b"",
+            )?;
+        }
+        let (mut fast, mut slow) = (UnitOut::default(), UnitOut::default());
+        visit_top(&r.join("9-z"), Level::Auto, &mut fast);
+        walk(&r.join("9-z"), Level::Auto, &mut slow);
+        let dirs = |o: &UnitOut| o.found.iter().map(|f| f.dir.clone()).collect::<Vec<_>>();
+        assert_eq!(fast.found.len(), 600);
+        assert_eq!(dirs(&fast), dirs(&slow));
+        assert!(fast.errors.is_empty(), "{:?}", fast.errors);
+        Ok(())
+    }
+
     /// The signatures the walk takes on the way are those taken by path,
     /// whichever files a job has (status.log or status, its own
     /// `.autoserv_execute` or none), and change when a signed file does.
