@@ -640,11 +640,20 @@ impl OpenDir {
     /// directory (a symlink is not; no `stat` unless the file system does
     /// not say).
     fn entries(&mut self) -> io::Result<Vec<(OsString, bool)>> {
+        let mut out = Vec::new();
+        self.for_each_entry(|name, is_dir| {
+            out.push((OsStr::from_bytes(name).to_os_string(), is_dir));
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with each entry's name and whether it is a directory, as
+    /// [`OpenDir::entries`] lists them, allocating nothing.
+    fn for_each_entry(&mut self, mut f: impl FnMut(&[u8], bool)) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         // `linux_dirent64` records: d_ino (8 bytes), d_off (8), d_reclen
         // (2), d_type (1), then the NUL-terminated name.
         let mut buf = [0u64; 2048];
-        let mut out = Vec::new();
         loop {
             // SAFETY: `buf` is writable for its whole length and the fd is
             // an open directory.
@@ -660,7 +669,7 @@ impl OpenDir {
                 return Err(io::Error::last_os_error());
             };
             if n == 0 {
-                return Ok(out);
+                return Ok(());
             }
             // SAFETY: the kernel wrote `n` bytes of records into `buf`.
             let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
@@ -681,7 +690,7 @@ impl OpenDir {
                         .is_some_and(|m| m.kind == libc::S_IFDIR),
                     _ => false,
                 };
-                out.push((OsStr::from_bytes(name).to_os_string(), is_dir));
+                f(name, is_dir);
             }
         }
     }
@@ -868,46 +877,12 @@ impl Units {
     /// Classifies the path given at `index`: a job unit, an error, or
     /// (a root) its top-level directories queued.
     fn open(&mut self, index: usize) -> Option<Result<Unit, Error>> {
-        let given = &self.paths[index];
-        let path = match absolute(given) {
-            Ok(p) => p,
-            Err(source) => {
-                let path = given.clone();
-                return Some(Err(Error::Io { path, source }));
-            }
-        };
-        match std::fs::metadata(&path) {
-            Err(source) => return Some(Err(Error::Io { path, source })),
-            Ok(m) if !m.is_dir() => {
-                return Some(Err(Error::Layout {
-                    path,
-                    message: "not a directory (give a job directory or a results root)".into(),
-                }))
-            }
-            Ok(_) => {}
-        }
-        if in_scheduler_position(&path) {
-            return Some(Ok(Unit::Job(path, index)));
-        }
-        let listing = match std::fs::read_dir(&path) {
-            Ok(rd) => rd,
-            Err(source) => return Some(Err(Error::Io { path, source })),
-        };
-        let mut job = false;
         let mut tops = Vec::new();
-        for e in listing {
-            match e {
-                Ok(e) => {
-                    if e.file_type().is_ok_and(|t| t.is_dir()) {
-                        tops.push(e.path());
-                    }
-                    job |= names_job_file(std::iter::once(e.file_name().as_os_str()));
-                }
-                Err(source) => return Some(Err(Error::Io { path, source })),
-            }
-        }
-        if job {
-            return Some(Ok(Unit::Job(path, index)));
+        let unit = classify(&self.paths[index], index, |root, name| {
+            tops.push(root.join(OsStr::from_bytes(name)));
+        });
+        if unit.is_some() {
+            return unit;
         }
         // One parent: byte order of the paths is the order of the names
         // (and what `Path`'s component order gives them, cheaper).
@@ -916,6 +891,52 @@ impl Units {
         self.current = index;
         None
     }
+}
+
+/// What the path given at `index` is: a job unit, an error, or (`None`) a
+/// results root, whose top-level directories (absolute root, name) were
+/// passed to `each_top` (to be ignored when it is not `None`).
+fn classify(
+    given: &Path,
+    index: usize,
+    mut each_top: impl FnMut(&Path, &[u8]),
+) -> Option<Result<Unit, Error>> {
+    let path = match absolute(given) {
+        Ok(p) => p,
+        Err(source) => {
+            let path = given.to_path_buf();
+            return Some(Err(Error::Io { path, source }));
+        }
+    };
+    match std::fs::metadata(&path) {
+        Err(source) => return Some(Err(Error::Io { path, source })),
+        Ok(m) if !m.is_dir() => {
+            return Some(Err(Error::Layout {
+                path,
+                message: "not a directory (give a job directory or a results root)".into(),
+            }))
+        }
+        Ok(_) => {}
+    }
+    if in_scheduler_position(&path) {
+        return Some(Ok(Unit::Job(path, index)));
+    }
+    let mut job = false;
+    let listed = OpenDir::open(&path).and_then(|mut d| {
+        d.for_each_entry(|name, is_dir| {
+            if is_dir {
+                each_top(&path, name);
+            }
+            job |= names_job_file(std::iter::once(OsStr::from_bytes(name)));
+        })
+    });
+    if let Err(source) = listed {
+        return Some(Err(Error::Io { path, source }));
+    }
+    if job {
+        return Some(Ok(Unit::Job(path, index)));
+    }
+    None
 }
 
 impl Iterator for Units {
@@ -941,7 +962,19 @@ impl Iterator for Units {
 /// directories of roots): a cheap count, the progress total of a
 /// [`Discovery`] (whose [`Round::units`] add up to it).
 pub fn count_units(paths: &[PathBuf]) -> usize {
-    Units::new(paths).filter(Result::is_ok).count()
+    // What `Units` yields, counted without making a path per directory.
+    paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut tops = 0;
+            match classify(p, i, |_, _| tops += 1) {
+                None => tops,
+                Some(Ok(_)) => 1,
+                Some(Err(_)) => 0,
+            }
+        })
+        .sum()
 }
 
 /// What one round of a [`Discovery`] found.
