@@ -314,7 +314,7 @@ pub fn run(
                 // without a ledger, or with --force/--verify), with their
                 // ledger rows; the others are skipped.
                 let prove = !opts.force && !opts.verify;
-                let unproven = if has_ledger {
+                let mut unproven = if has_ledger {
                     let jobs: Vec<(&str, Option<&str>)> = dirs
                         .iter()
                         .zip(&signatures)
@@ -324,7 +324,6 @@ pub fn run(
                 } else {
                     (0..dirs.len()).map(|i| (i, None)).collect()
                 };
-                let mut unproven = unproven;
                 unproven.sort_unstable_by_key(|u| u.0);
                 let mut ledger = HashMap::new();
                 let mut todo = Vec::with_capacity(unproven.len());
