@@ -9,6 +9,9 @@
 //! 3. a raw binary `COPY FROM` of the very rows the backfill wrote (exported
 //!    to files first), the ceiling the backfill is judged against.
 //!
+//! The second backfill's CPU seconds (user + system, of `tko` alone) are
+//! printed too: on a shared machine they vary less than its wall time.
+//!
 //! Each figure is printed as median (min-max) over the runs; the ratios are
 //! taken within each run.
 //!
@@ -33,11 +36,21 @@ use tko::store::postgres::PgStore;
 #[allow(dead_code, unreachable_pub)]
 mod pg;
 
-/// Runs `tko ARGS` under `/usr/bin/time`; returns (wall seconds, max RSS MB).
-fn timed(tko: &Path, args: &[&str]) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+/// What `/usr/bin/time` says of one `tko` run.
+struct Timed {
+    /// Wall seconds.
+    wall: f64,
+    /// Max RSS, MB.
+    rss: f64,
+    /// User and system CPU seconds of the `tko` process.
+    cpu: (f64, f64),
+}
+
+/// Runs `tko ARGS` under `/usr/bin/time`.
+fn timed(tko: &Path, args: &[&str]) -> Result<Timed, Box<dyn std::error::Error>> {
     let t = Instant::now();
     let out = Command::new("/usr/bin/time")
-        .args(["-f", "maxrss_kb=%M"])
+        .args(["-f", "maxrss_kb=%M\ncpu=%U %S"])
         .arg(tko)
         .args(args)
         .stdout(std::process::Stdio::null())
@@ -50,7 +63,20 @@ fn timed(tko: &Path, args: &[&str]) -> Result<(f64, f64), Box<dyn std::error::Er
         .next_back()
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| format!("no max RSS in: {stderr}"))?;
-    Ok((wall, rss_kb / 1024.0))
+    let cpu: Vec<f64> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("cpu="))
+        .next_back()
+        .map(|v| v.split(' ').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_default();
+    let [user, sys] = cpu[..] else {
+        return Err(format!("no CPU times in: {stderr}").into());
+    };
+    Ok(Timed {
+        wall,
+        rss: rss_kb / 1024.0,
+        cpu: (user, sys),
+    })
 }
 
 /// `median (min-max)` of `v`, each formatted by `f`.
@@ -96,8 +122,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Warm the page cache so that every measurement below reads from memory.
     timed(&tko, &["parse", "--level", "2", root_s])?;
-    let (p1, _) = timed(&tko, &["parse", "-j", "1", "--level", "2", root_s])?;
-    let (p2, _) = timed(&tko, &["parse", "-j", "2", "--level", "2", root_s])?;
+    let p1 = timed(&tko, &["parse", "-j", "1", "--level", "2", root_s])?.wall;
+    let p2 = timed(&tko, &["parse", "-j", "2", "--level", "2", root_s])?.wall;
     println!(
         "parse only (once): 1 thread {:.0} jobs/s, 2 threads {:.0} jobs/s, speed-up {:.2}x",
         jobs / p1,
@@ -111,12 +137,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut first, mut second, mut raws) = (Vec::new(), Vec::new(), Vec::new());
     let (mut rss1s, mut rss2s, mut rates, mut speedups) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut cpu2s, mut sys2s) = (Vec::new(), Vec::new());
     let mut rows = 0.0;
     for run in 1..=runs {
         let url = pg::fresh_database_url();
         let backfill = ["backfill", "--quiet", "--level", "2", "--db", &url, root_s];
-        let (b1, rss1) = timed(&tko, &backfill)?;
-        let (b2, rss2) = timed(&tko, &backfill)?;
+        let Timed {
+            wall: b1,
+            rss: rss1,
+            ..
+        } = timed(&tko, &backfill)?;
+        let Timed {
+            wall: b2,
+            rss: rss2,
+            cpu: (user2, sys2),
+        } = timed(&tko, &backfill)?;
         let mut pgs = PgStore::connect(&url)?;
         let export = tempfile::tempdir()?;
         let n: u64 = pgs
@@ -132,7 +167,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rows = n as f64;
         println!(
             "run {run}: backfill {b1:.2} s (max RSS {rss1:.0} MB), raw COPY {raw:.2} s \
-             ({:.0} %), second backfill {b2:.3} s ({:.0}x, max RSS {rss2:.0} MB)",
+             ({:.0} %), second backfill {b2:.3} s ({:.0}x, max RSS {rss2:.0} MB, \
+             CPU {user2:.2} s user + {sys2:.2} s system)",
             100.0 * raw / b1,
             b1 / b2
         );
@@ -143,6 +179,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rss2s.push(rss2);
         rates.push(100.0 * raw / b1);
         speedups.push(b1 / b2);
+        cpu2s.push(user2 + sys2);
+        sys2s.push(sys2);
     }
     let secs = |d: usize| move |v: f64| format!("{v:.d$} s");
     println!("median (min-max) of {runs} runs, {rows:.0} rows:");
@@ -164,6 +202,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "second backfill (unchanged): {}, {} faster",
         spread(&second, secs(3)),
         spread(&speedups, |v| format!("{v:.0}x"))
+    );
+    println!(
+        "second backfill CPU of tko: {} (system: {})",
+        spread(&cpu2s, secs(2)),
+        spread(&sys2s, secs(2))
     );
     println!(
         "max RSS: first {}, second {}",

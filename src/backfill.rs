@@ -310,28 +310,39 @@ pub fn run(
                     return Ok(());
                 }
                 chunk.found = dirs.len();
-                let mut ledger = if has_ledger {
-                    let tags: Vec<&str> = dirs.iter().map(|d| d.tag.as_str()).collect();
-                    reader.ledger_state(&tags)?
+                // The jobs the ledger does not prove unchanged (all of them
+                // without a ledger, or with --force/--verify), with their
+                // ledger rows; the others are skipped.
+                let prove = !opts.force && !opts.verify;
+                let mut unproven = if has_ledger {
+                    let jobs: Vec<(&str, Option<&str>)> = dirs
+                        .iter()
+                        .zip(&signatures)
+                        .map(|(d, s)| (d.tag.as_str(), prove.then_some(s.as_str())))
+                        .collect();
+                    reader.ledger_unproven(&jobs)?
                 } else {
-                    HashMap::new()
+                    (0..dirs.len()).map(|i| (i, None)).collect()
                 };
-                let mut todo = Vec::new();
-                for (dir, signature) in dirs.into_iter().zip(signatures) {
-                    let state = ledger.get(&dir.tag);
-                    if !opts.force
-                        && !opts.verify
-                        && state.is_some_and(|l| l.unchanged_by_metadata(&signature))
-                    {
-                        chunk.unchanged_by_metadata += 1;
-                    } else {
-                        todo.push(Todo {
-                            dir,
-                            signature,
-                            bytes: 0,
-                        });
+                unproven.sort_unstable_by_key(|u| u.0);
+                let mut ledger = HashMap::new();
+                let mut todo = Vec::with_capacity(unproven.len());
+                let mut dirs: Vec<Option<(JobDir, String)>> =
+                    dirs.into_iter().zip(signatures).map(Some).collect();
+                for (i, state) in unproven {
+                    let Some((dir, signature)) = dirs.get_mut(i).and_then(Option::take) else {
+                        continue;
+                    };
+                    if let Some(state) = state {
+                        ledger.insert(dir.tag.clone(), state);
                     }
+                    todo.push(Todo {
+                        dir,
+                        signature,
+                        bytes: 0,
+                    });
                 }
+                chunk.unchanged_by_metadata = dirs.iter().filter(|d| d.is_some()).count();
                 // Sizes in parallel (metadata only), not one by one
                 // between chunks while the parser threads wait.
                 pool.install(|| {

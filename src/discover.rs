@@ -194,13 +194,19 @@ pub fn absolute(path: &Path) -> io::Result<PathBuf> {
 /// `/` (`level` 0: the whole path).
 pub fn job_tag(path: &Path, level: usize) -> String {
     let text = path.to_string_lossy();
-    let parts: Vec<&str> = text.split('/').collect();
+    // After the `level`-th `/` from the end; the whole text when there are
+    // fewer (or `level` is 0).
     let start = if level == 0 {
         0
     } else {
-        parts.len().saturating_sub(level)
+        text.bytes()
+            .enumerate()
+            .rev()
+            .filter(|&(_, b)| b == b'/')
+            .nth(level - 1)
+            .map_or(0, |(i, _)| i + 1)
     };
-    parts[start..].join("/")
+    text[start..].to_string()
 }
 
 /// `get_afe_job_id`: the leading digits of a `<digits>-<x>/<y>` tag.
@@ -495,12 +501,10 @@ fn names_job_file<'a>(mut names: impl Iterator<Item = &'a OsStr>) -> bool {
 /// job file is `.machines` (the scheduler's asynchronous multi-machine
 /// job) is searched, its hosts being the job directories: the level
 /// applies to them, as in the scheduler's own parse.
-fn search_stops_at(dir: &Path, names: &[OsString]) -> bool {
-    let job_file = |n: &OsString| JOB_NAMES.iter().any(|j| n == *j);
+fn search_stops_at<'a>(dir: &Path, mut names: impl Iterator<Item = &'a OsStr>) -> bool {
+    let job_file = |n: &OsStr| JOB_NAMES.iter().any(|j| n == *j);
     let scheduler = dir.file_name().is_some_and(is_scheduler_job_name);
-    names
-        .iter()
-        .any(|n| job_file(n) && !(scheduler && n == ".machines"))
+    names.any(|n| job_file(n) && !(scheduler && n == ".machines"))
 }
 
 /// Searches `root` (itself included) for job directories: down through
@@ -533,7 +537,7 @@ fn walk(root: &Path, level: Level, out: &mut UnitOut) {
                 Err(e) => out.io(&dir, e),
             }
         }
-        if search_stops_at(&dir, &names) {
+        if search_stops_at(&dir, names.iter().map(OsString::as_os_str)) {
             job_entry(&dir, level, out);
             continue;
         }
@@ -574,7 +578,18 @@ pub fn signature_with(mut stat: impl FnMut(&str) -> Option<FileStamp>) -> String
     if !take(".autoserv_execute") {
         take("../keyval");
     }
-    format!("{:x}", ctx.compute())
+    hex(&ctx.compute().0)
+}
+
+/// Lower-case hex of `bytes` (what `{:x}` of an md5 digest gives).
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
 }
 
 /// The [`FileStamp`] of `m`.
@@ -584,9 +599,11 @@ pub fn stamp(m: &std::fs::Metadata) -> FileStamp {
 
 /// An open directory: listed once, and `stat`s of names below it resolve
 /// from it (one path lookup per component below it instead of per
-/// component of the whole path: most of the cost of a re-run).
+/// component of the whole path: most of the cost of a re-run). Opened and
+/// listed with `open` and `getdents64` directly (`opendir` adds an
+/// `fstat` per directory).
 struct OpenDir {
-    dir: std::ptr::NonNull<libc::DIR>,
+    fd: std::os::fd::OwnedFd,
 }
 
 /// What `fstatat` says of a name, as far as the walk needs it.
@@ -601,12 +618,22 @@ struct Stat {
 
 impl OpenDir {
     fn open(path: &Path) -> io::Result<OpenDir> {
+        use std::os::fd::FromRawFd;
         let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
         // SAFETY: `c` is a valid NUL-terminated string.
-        let dir = unsafe { libc::opendir(c.as_ptr()) };
-        std::ptr::NonNull::new(dir)
-            .map(|dir| OpenDir { dir })
-            .ok_or_else(io::Error::last_os_error)
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NONBLOCK,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        Ok(OpenDir {
+            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     /// The entries (without `.` and `..`): name and whether it is a
@@ -614,34 +641,57 @@ impl OpenDir {
     /// not say).
     fn entries(&mut self) -> io::Result<Vec<(OsString, bool)>> {
         let mut out = Vec::new();
-        loop {
-            // SAFETY: errno is thread-local; readdir's result is valid
-            // until the next readdir/closedir on this stream, which only
-            // this `&mut self` can call.
-            unsafe { *libc::__errno_location() = 0 };
-            let e = unsafe { libc::readdir(self.dir.as_ptr()) };
-            if e.is_null() {
-                let err = io::Error::last_os_error();
-                return match err.raw_os_error() {
-                    Some(0) | None => Ok(out),
-                    Some(_) => Err(err),
-                };
-            }
-            // SAFETY: `e` points to a dirent with a NUL-terminated name.
-            let (name, kind) =
-                unsafe { (std::ffi::CStr::from_ptr((*e).d_name.as_ptr()), (*e).d_type) };
-            let name = name.to_bytes();
-            if name == b"." || name == b".." {
-                continue;
-            }
-            let is_dir = match kind {
-                libc::DT_DIR => true,
-                libc::DT_UNKNOWN => self
-                    .stat_with(OsStr::from_bytes(name), libc::AT_SYMLINK_NOFOLLOW)
-                    .is_some_and(|m| m.kind == libc::S_IFDIR),
-                _ => false,
-            };
+        self.for_each_entry(|name, is_dir| {
             out.push((OsStr::from_bytes(name).to_os_string(), is_dir));
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with each entry's name and whether it is a directory, as
+    /// [`OpenDir::entries`] lists them, allocating nothing.
+    fn for_each_entry(&mut self, mut f: impl FnMut(&[u8], bool)) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // `linux_dirent64` records: d_ino (8 bytes), d_off (8), d_reclen
+        // (2), d_type (1), then the NUL-terminated name.
+        let mut buf = [0u64; 2048];
+        loop {
+            // SAFETY: `buf` is writable for its whole length and the fd is
+            // an open directory.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr(),
+                    std::mem::size_of_val(&buf),
+                )
+            };
+            let Ok(n) = usize::try_from(n) else {
+                return Err(io::Error::last_os_error());
+            };
+            if n == 0 {
+                return Ok(());
+            }
+            // SAFETY: the kernel wrote `n` bytes of records into `buf`.
+            let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
+            let mut at = 0;
+            while at + 19 < n {
+                let reclen = usize::from(u16::from_ne_bytes([bytes[at + 16], bytes[at + 17]]));
+                let kind = bytes[at + 18];
+                let rec = &bytes[at + 19..(at + reclen).min(n)];
+                at += reclen.max(1);
+                let name = &rec[..rec.iter().position(|&b| b == 0).unwrap_or(rec.len())];
+                if name == b"." || name == b".." {
+                    continue;
+                }
+                let is_dir = match kind {
+                    libc::DT_DIR => true,
+                    libc::DT_UNKNOWN => self
+                        .stat_with(OsStr::from_bytes(name), libc::AT_SYMLINK_NOFOLLOW)
+                        .is_some_and(|m| m.kind == libc::S_IFDIR),
+                    _ => false,
+                };
+                f(name, is_dir);
+            }
         }
     }
 
@@ -654,14 +704,27 @@ impl OpenDir {
     // The field types of `libc::stat` differ between platforms.
     #[allow(clippy::unnecessary_cast)]
     fn stat_with(&self, rel: &OsStr, flags: libc::c_int) -> Option<Stat> {
-        let c = std::ffi::CString::new(rel.as_bytes()).ok()?;
+        // NUL-terminated on the stack when short (no allocation per stat).
+        let rel = rel.as_bytes();
+        if rel.contains(&0) {
+            return None;
+        }
+        let mut short = [0u8; 256];
+        let long;
+        let c: &[u8] = if rel.len() < short.len() {
+            short[..rel.len()].copy_from_slice(rel);
+            &short[..=rel.len()]
+        } else {
+            long = std::ffi::CString::new(rel).ok()?;
+            long.as_bytes_with_nul()
+        };
         let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
-        // SAFETY: the stream is open, `c` is NUL-terminated and `st` is
-        // large enough for a `stat`.
+        // SAFETY: the directory is open, `c` ends with its only NUL and
+        // `st` is large enough for a `stat`.
         let rc = unsafe {
             libc::fstatat(
-                libc::dirfd(self.dir.as_ptr()),
-                c.as_ptr(),
+                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+                c.as_ptr().cast(),
                 st.as_mut_ptr(),
                 flags,
             )
@@ -686,13 +749,6 @@ impl OpenDir {
     }
 }
 
-impl Drop for OpenDir {
-    fn drop(&mut self) {
-        // SAFETY: opened by opendir, closed once.
-        unsafe { libc::closedir(self.dir.as_ptr()) };
-    }
-}
-
 /// One top-level directory of a results root: the same as [`walk`] on it,
 /// in fewer system calls for the common layouts (this is most of the cost
 /// of re-running a backfill over an unchanged root). Its listing says
@@ -710,11 +766,16 @@ fn visit_top(dir: &Path, level: Level, out: &mut UnitOut) {
         Ok((listing, d)) => (d, listing),
         Err(e) => return out.io(dir, e),
     };
-    let names: Vec<OsString> = listing.iter().map(|e| e.0.clone()).collect();
-    if search_stops_at(dir, &names) {
+    if search_stops_at(dir, listing.iter().map(|e| e.0.as_os_str())) {
         return job_entry(dir, level, out);
     }
     let scheduler = dir.file_name().is_some_and(is_scheduler_job_name);
+    // `auto_level` of a sub-directory: its parent is `dir`.
+    let n = match level {
+        Level::Fixed(n) => n,
+        Level::Auto if scheduler => 2,
+        Level::Auto => 1,
+    };
     let mut subdirs: Vec<OsString> = listing.into_iter().filter(|e| e.1).map(|e| e.0).collect();
     subdirs.sort();
     let mut rel = Vec::new();
@@ -733,7 +794,7 @@ fn visit_top(dir: &Path, level: Level, out: &mut UnitOut) {
         let sub = dir.join(&name);
         match marker {
             Some((first, st)) if st.kind == libc::S_IFREG && below(".machines").is_none() => {
-                let n = auto_level(&sub, level);
+                debug_assert_eq!(n, auto_level(&sub, level));
                 out.detected |= level == Level::Auto && n == 2;
                 let Some(me) = below("") else {
                     out.io(&sub, io::Error::last_os_error());
@@ -816,52 +877,66 @@ impl Units {
     /// Classifies the path given at `index`: a job unit, an error, or
     /// (a root) its top-level directories queued.
     fn open(&mut self, index: usize) -> Option<Result<Unit, Error>> {
-        let given = &self.paths[index];
-        let path = match absolute(given) {
-            Ok(p) => p,
-            Err(source) => {
-                let path = given.clone();
-                return Some(Err(Error::Io { path, source }));
-            }
-        };
-        match std::fs::metadata(&path) {
-            Err(source) => return Some(Err(Error::Io { path, source })),
-            Ok(m) if !m.is_dir() => {
-                return Some(Err(Error::Layout {
-                    path,
-                    message: "not a directory (give a job directory or a results root)".into(),
-                }))
-            }
-            Ok(_) => {}
-        }
-        if in_scheduler_position(&path) {
-            return Some(Ok(Unit::Job(path, index)));
-        }
-        let listing = match std::fs::read_dir(&path) {
-            Ok(rd) => rd,
-            Err(source) => return Some(Err(Error::Io { path, source })),
-        };
-        let mut job = false;
         let mut tops = Vec::new();
-        for e in listing {
-            match e {
-                Ok(e) => {
-                    if e.file_type().is_ok_and(|t| t.is_dir()) {
-                        tops.push(e.path());
-                    }
-                    job |= names_job_file(std::iter::once(e.file_name().as_os_str()));
-                }
-                Err(source) => return Some(Err(Error::Io { path, source })),
-            }
+        let unit = classify(&self.paths[index], index, |root, name| {
+            tops.push(root.join(OsStr::from_bytes(name)));
+        });
+        if unit.is_some() {
+            return unit;
         }
-        if job {
-            return Some(Ok(Unit::Job(path, index)));
-        }
-        tops.sort();
+        // One parent: byte order of the paths is the order of the names
+        // (and what `Path`'s component order gives them, cheaper).
+        tops.sort_unstable_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
         self.tops = tops.into_iter();
         self.current = index;
         None
     }
+}
+
+/// What the path given at `index` is: a job unit, an error, or (`None`) a
+/// results root, whose top-level directories (absolute root, name) were
+/// passed to `each_top` (to be ignored when it is not `None`).
+fn classify(
+    given: &Path,
+    index: usize,
+    mut each_top: impl FnMut(&Path, &[u8]),
+) -> Option<Result<Unit, Error>> {
+    let path = match absolute(given) {
+        Ok(p) => p,
+        Err(source) => {
+            let path = given.to_path_buf();
+            return Some(Err(Error::Io { path, source }));
+        }
+    };
+    match std::fs::metadata(&path) {
+        Err(source) => return Some(Err(Error::Io { path, source })),
+        Ok(m) if !m.is_dir() => {
+            return Some(Err(Error::Layout {
+                path,
+                message: "not a directory (give a job directory or a results root)".into(),
+            }))
+        }
+        Ok(_) => {}
+    }
+    if in_scheduler_position(&path) {
+        return Some(Ok(Unit::Job(path, index)));
+    }
+    let mut job = false;
+    let listed = OpenDir::open(&path).and_then(|mut d| {
+        d.for_each_entry(|name, is_dir| {
+            if is_dir {
+                each_top(&path, name);
+            }
+            job |= names_job_file(std::iter::once(OsStr::from_bytes(name)));
+        })
+    });
+    if let Err(source) = listed {
+        return Some(Err(Error::Io { path, source }));
+    }
+    if job {
+        return Some(Ok(Unit::Job(path, index)));
+    }
+    None
 }
 
 impl Iterator for Units {
@@ -887,7 +962,19 @@ impl Iterator for Units {
 /// directories of roots): a cheap count, the progress total of a
 /// [`Discovery`] (whose [`Round::units`] add up to it).
 pub fn count_units(paths: &[PathBuf]) -> usize {
-    Units::new(paths).filter(Result::is_ok).count()
+    // What `Units` yields, counted without making a path per directory.
+    paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut tops = 0;
+            match classify(p, i, |_, _| tops += 1) {
+                None => tops,
+                Some(Ok(_)) => 1,
+                Some(Err(_)) => 0,
+            }
+        })
+        .sum()
 }
 
 /// What one round of a [`Discovery`] found.
@@ -1154,6 +1241,30 @@ mod tests {
         ];
         want.sort();
         assert_eq!(tags(&jobs), want);
+        Ok(())
+    }
+
+    /// A top-level directory whose listing takes several `getdents64`
+    /// calls (600 entries of ~64 bytes; the buffer holds 16 KiB): every
+    /// sub-directory is found, as the walk finds them.
+    #[test]
+    fn long_listing_is_read_whole() -> io::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let r = tmp.path();
+        for i in 0..600 {
+            file(
+                r,
+                &format!("9-z/host-with-a-rather-long-name-{i:04}/status.log"),
+                b"",
+            )?;
+        }
+        let (mut fast, mut slow) = (UnitOut::default(), UnitOut::default());
+        visit_top(&r.join("9-z"), Level::Auto, &mut fast);
+        walk(&r.join("9-z"), Level::Auto, &mut slow);
+        let dirs = |o: &UnitOut| o.found.iter().map(|f| f.dir.clone()).collect::<Vec<_>>();
+        assert_eq!(fast.found.len(), 600);
+        assert_eq!(dirs(&fast), dirs(&slow));
+        assert!(fast.errors.is_empty(), "{:?}", fast.errors);
         Ok(())
     }
 

@@ -2,7 +2,8 @@
 //! trees: resume after SIGKILL (SQLite and PostgreSQL) ends in exactly the
 //! state of an uninterrupted run; a job whose `.parse.lock` is held is not
 //! loaded and is reported, then loaded once free; a second run skips every
-//! job by metadata; a dry run writes nothing.
+//! job by metadata, and each kind of change the signature covers makes the
+//! job read again (both stores); a dry run writes nothing.
 
 mod support;
 
@@ -298,4 +299,106 @@ fn pg_backfill_that_doubles_the_warehouse_analyzes_it() -> TestResult {
         "a small addition is not analyzed"
     );
     Ok(())
+}
+
+/// Collects the tags of the jobs a backfill read.
+#[derive(Default)]
+struct Read(Vec<String>);
+impl tko::backfill::Observer for Read {
+    fn job(&mut self, job: &tko::model::Job, _: tko::backfill::JobOutcome<'_>) {
+        self.0.push(job.tag.clone());
+    }
+}
+
+/// Every kind of change the metadata signature covers makes the next
+/// backfill read the job (it is never skipped by metadata): `status.log`
+/// grown, `keyval` rewritten in place with the same size (mtime only),
+/// `.autoserv_execute` touched or removed, `status.log` replaced by an
+/// identical copy with the old mtime (inode only). Jobs left alone are
+/// skipped without being read. A signature or skip check that left out
+/// size, mtime, inode or an absent file would skip one of them.
+fn each_signed_change_makes_the_job_read(backend: Backend) -> TestResult {
+    let t = tree(8);
+    let root = t.path().join("results");
+    let f = fresh(backend);
+    let mut store = tko::store::open(&f.url)?;
+    store.init()?;
+    let mut reader = tko::store::open(&f.url)?;
+    let opts = tko::backfill::Options {
+        level: Some(2),
+        ..tko::backfill::Options::default()
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let backfill = |store: &mut dyn tko::store::Store,
+                    reader: &mut dyn tko::store::Store|
+     -> Result<(tko::backfill::Summary, Vec<String>), tko::store::Error> {
+        let mut read = Read::default();
+        let s = tko::backfill::run(
+            store,
+            reader,
+            std::slice::from_ref(&root),
+            &opts,
+            &stop,
+            &mut read,
+        )?;
+        read.0.sort();
+        Ok((s, read.0))
+    };
+    let (s, _) = backfill(store.as_mut(), reader.as_mut())?;
+    assert_eq!((s.found, s.loaded()), (8, 8), "{s:?}");
+    let (s, read) = backfill(store.as_mut(), reader.as_mut())?;
+    assert_eq!((s.unchanged_by_metadata, read.len()), (8, 0), "{read:?}");
+
+    let (dirs, _) = tko::discover::find_jobs(std::slice::from_ref(&root), 2);
+    let later = |p: &Path| -> std::io::Result<()> {
+        let m = std::fs::metadata(p)?.modified()? + Duration::from_secs(7);
+        OpenOptions::new().write(true).open(p)?.set_modified(m)
+    };
+    // 0: status.log grows.
+    let log = dirs[0].path.join("status.log");
+    let mut text = std::fs::read(&log)?;
+    text.extend_from_slice(b"INFO\t----\t----\tappended\n");
+    std::fs::write(&log, &text)?;
+    // 1: keyval rewritten in place, same size: only its mtime moves.
+    let kv = dirs[1].path.join("keyval");
+    let same = std::fs::read(&kv)?;
+    std::fs::write(&kv, &same)?;
+    later(&kv)?;
+    // 2: .autoserv_execute touched.
+    later(&dirs[2].path.join(".autoserv_execute"))?;
+    // 3: .autoserv_execute removed.
+    std::fs::remove_file(dirs[3].path.join(".autoserv_execute"))?;
+    // 4: status.log replaced by an identical copy keeping its mtime: only
+    // the inode differs.
+    let log = dirs[4].path.join("status.log");
+    let mtime = std::fs::metadata(&log)?.modified()?;
+    let copy = dirs[4].path.join("status.log.new");
+    std::fs::copy(&log, &copy)?;
+    OpenOptions::new()
+        .write(true)
+        .open(&copy)?
+        .set_modified(mtime)?;
+    std::fs::rename(&copy, &log)?;
+    assert_eq!(std::fs::metadata(&log)?.modified()?, mtime);
+
+    let (s, read) = backfill(store.as_mut(), reader.as_mut())?;
+    let mut want: Vec<String> = dirs[..5].iter().map(|d| d.tag.clone()).collect();
+    want.sort();
+    assert_eq!(read, want);
+    assert_eq!(s.unchanged_by_metadata, 3, "{s:?}");
+    assert_eq!(s.verdict(), tko::backfill::Verdict::Clean, "{s:?}");
+    // Re-signed: the run after skips everything again.
+    let (s, read) = backfill(store.as_mut(), reader.as_mut())?;
+    assert_eq!((s.unchanged_by_metadata, read.len()), (8, 0), "{read:?}");
+    Ok(())
+}
+
+#[test]
+fn sqlite_each_signed_change_makes_the_job_read() -> TestResult {
+    each_signed_change_makes_the_job_read(Backend::Sqlite)
+}
+
+#[test]
+fn pg_each_signed_change_makes_the_job_read() -> TestResult {
+    each_signed_change_makes_the_job_read(Backend::Postgres)
 }

@@ -1537,3 +1537,85 @@ fn sqlite_the_later_read_wins_whatever_the_commit_order() -> TestResult {
 fn pg_the_later_read_wins_whatever_the_commit_order() -> TestResult {
     the_later_read_wins_whatever_the_commit_order(Backend::Postgres)
 }
+
+/// The backfill's skip check (`Store::ledger_unproven`) leaves out exactly
+/// the jobs whose ledger row proves them unchanged: loaded by this tko
+/// version, signed with the content that is loaded, same signature. Each
+/// other case comes back, with its ledger state; a check that dropped any
+/// one condition would leave one of them out.
+fn ledger_unproven_leaves_out_only_what_is_proven(backend: Backend) -> TestResult {
+    let f = fresh(backend);
+    let mut s = open_init(&f.url)?;
+    let mut db = Db::open(&f);
+    let tags = [
+        "1-a/h", "2-b/h", "3-c/h", "4-d/h", "5-e/h", "6-f/h", "7-g/h",
+    ];
+    let jobs: Vec<_> = tags.iter().map(|t| job(t, "m", vec![])).collect();
+    let items: Vec<LoadItem<'_>> = jobs
+        .iter()
+        .map(|j| at(j, &format!("/r/{}", j.tag), "fp"))
+        .collect();
+    // 7-g/h is never loaded.
+    load_ok(s.as_mut(), &items[..6]);
+    let signed = |tag: &str, fingerprint: &str| store::Signature {
+        tag: tag.into(),
+        signature: format!("sig {tag}"),
+        fingerprint: fingerprint.into(),
+    };
+    s.record_signatures(&[
+        signed("1-a/h", "fp"),
+        signed("2-b/h", "fp"),
+        signed("3-c/h", "fp"),
+        // Signed with content that is no longer the loaded one.
+        signed("4-d/h", "older fp"),
+        signed("5-e/h", "fp"),
+        signed("6-f/h", "fp"),
+    ])?;
+    // 5-e/h: its last attempt failed; 6-f/h: loaded by another version.
+    s.record_failures(&[store::Failure {
+        tag: "5-e/h".into(),
+        source: "/r/5-e/h".into(),
+        error: "unreadable".into(),
+    }])?;
+    db.exec("UPDATE tko_ingest_ledger SET parser_version = '0.0.0-old' WHERE tag = '6-f/h'");
+    let sigs: Vec<String> = tags.iter().map(|t| format!("sig {t}")).collect();
+    let mut asked: Vec<(&str, Option<&str>)> = tags
+        .iter()
+        .zip(&sigs)
+        .map(|(t, s)| (*t, Some(s.as_str())))
+        .collect();
+    asked[1].1 = Some("another signature");
+    asked[2].1 = None; // --force / --verify: prove nothing
+    let mut unproven = s.ledger_unproven(&asked)?;
+    unproven.sort_by_key(|u| u.0);
+    let positions: Vec<usize> = unproven.iter().map(|u| u.0).collect();
+    assert_eq!(positions, [1, 2, 3, 4, 5, 6], "{unproven:?}");
+    let state = |i: usize| unproven.iter().find(|u| u.0 == i).and_then(|u| u.1.clone());
+    let b = state(1).expect("2-b/h has a ledger row");
+    assert!(b.loaded && !b.deleted);
+    assert_eq!(b.signature.as_deref(), Some("sig 2-b/h"));
+    assert_eq!(b.fingerprint, "fp");
+    assert!(state(2).is_some_and(|c| c.loaded));
+    assert!(state(3).is_some_and(|d| d.loaded && d.signature.is_none()));
+    assert!(state(4).is_some_and(|e| !e.loaded));
+    assert!(state(5).is_some_and(|g| !g.loaded));
+    assert!(state(6).is_none(), "7-g/h has no ledger row");
+    // The same states `ledger_state` gives.
+    let all = s.ledger_state(&tags)?;
+    for (i, st) in &unproven {
+        assert_eq!(st.as_ref(), all.get(tags[*i]), "{}", tags[*i]);
+    }
+    // Nothing asked, nothing answered.
+    assert!(s.ledger_unproven(&[])?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn sqlite_ledger_unproven_leaves_out_only_what_is_proven() -> TestResult {
+    ledger_unproven_leaves_out_only_what_is_proven(Backend::Sqlite)
+}
+
+#[test]
+fn pg_ledger_unproven_leaves_out_only_what_is_proven() -> TestResult {
+    ledger_unproven_leaves_out_only_what_is_proven(Backend::Postgres)
+}

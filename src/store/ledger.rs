@@ -72,17 +72,54 @@ pub(crate) struct ReadRow {
 /// if it was taken with the content that was loaded by this tko version.
 pub(crate) fn state(row: &ReadRow) -> LedgerState {
     let l = &row.ledger;
+    state_of(
+        l.fingerprint.clone(),
+        &l.outcome,
+        &l.parser_version,
+        row.scan.clone(),
+    )
+}
+
+/// [`state`] from the columns it reads: the ledger row's fingerprint,
+/// outcome and parser version, and the tag's scan state (signature,
+/// fingerprint).
+pub(crate) fn state_of(
+    fingerprint: String,
+    outcome: &str,
+    parser_version: &str,
+    scan: Option<(String, String)>,
+) -> LedgerState {
     LedgerState {
-        fingerprint: l.fingerprint.clone(),
-        loaded: l.outcome == LOADED && l.parser_version == PARSER_VERSION,
-        deleted: l.outcome == DELETED,
-        signature: row
-            .scan
-            .as_ref()
-            .filter(|(_, fp)| *fp == l.fingerprint)
-            .map(|(sig, _)| sig.clone()),
+        loaded: outcome == LOADED && parser_version == PARSER_VERSION,
+        deleted: outcome == DELETED,
+        signature: scan
+            .filter(|(_, fp)| *fp == fingerprint)
+            .map(|(sig, _)| sig),
+        fingerprint,
     }
 }
+
+/// The backfill's skip check in one statement (PostgreSQL; see
+/// `Store::ledger_unproven`): `$1` tags, `$2` their metadata signatures
+/// (NULL proves nothing), `$3` [`PARSER_VERSION`]. Returns, for each job
+/// whose ledger row does not prove it unchanged, its 1-based position and
+/// the columns [`state_of`] reads (NULL when it has no ledger row or scan
+/// state). The condition is [`LedgerState::unchanged_by_metadata`] of
+/// [`state_of`]: loaded by this version, scan state taken with the
+/// loaded content, same signature; a NULL anywhere proves nothing. The
+/// lateral subquery makes it two primary-key probes per job whatever the
+/// planner thinks of the array's size (a join chose hash joins over whole
+/// tables: 46 ms a round of 2,048 on 20,000 jobs, growing with the
+/// warehouse).
+pub(crate) const UNPROVEN_SQL: &str = "SELECT x.i, j.fingerprint, j.outcome, \
+     j.parser_version, j.signature, j.scan_fingerprint \
+     FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(tag, sig, i) \
+     LEFT JOIN LATERAL (SELECT l.fingerprint, l.outcome, l.parser_version, \
+     s.signature, s.fingerprint AS scan_fingerprint \
+     FROM tko_ingest_ledger l LEFT JOIN tko_scan_state s ON s.tag = l.tag \
+     WHERE l.tag = x.tag OFFSET 0) j ON true \
+     WHERE (j.outcome = 'loaded' AND j.parser_version = $3 \
+     AND j.scan_fingerprint = j.fingerprint AND j.signature = x.sig) IS NOT TRUE";
 
 /// The ledger fingerprint of a live load (`tko watch` writing a running
 /// job's RUNNING rows): `live:` plus where the status log was read to. It

@@ -269,6 +269,28 @@ pub trait Store: Send {
     /// The ledger rows of `tags` (those that have one), with their backfill
     /// signatures, keyed by tag.
     fn ledger_state(&mut self, tags: &[&str]) -> Result<HashMap<String, LedgerState>, Error>;
+    /// The backfill's skip check: of `jobs` (tag, metadata signature;
+    /// `None`: prove nothing), the positions of those whose ledger row
+    /// does not prove them unchanged ([`LedgerState::unchanged_by_metadata`]),
+    /// each with its ledger state if it has one. A position left out is
+    /// unchanged: an unchanged re-run gets nothing back to decode.
+    fn ledger_unproven(
+        &mut self,
+        jobs: &[(&str, Option<&str>)],
+    ) -> Result<Vec<(usize, Option<LedgerState>)>, Error> {
+        let tags: Vec<&str> = jobs.iter().map(|j| j.0).collect();
+        let mut states = self.ledger_state(&tags)?;
+        Ok(jobs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (tag, sig))| {
+                let state = states.remove(*tag);
+                let proven =
+                    matches!((&state, sig), (Some(s), Some(sig)) if s.unchanged_by_metadata(sig));
+                (!proven).then_some((i, state))
+            })
+            .collect())
+    }
     /// Records (tag, signature, fingerprint) after a backfill handled the
     /// jobs, so that the next run can skip them by metadata alone.
     fn record_signatures(&mut self, rows: &[Signature]) -> Result<(), Error>;

@@ -1115,6 +1115,35 @@ impl Store for PgStore {
             .collect())
     }
 
+    fn ledger_unproven(
+        &mut self,
+        jobs: &[(&str, Option<&str>)],
+    ) -> Result<Vec<(usize, Option<LedgerState>)>, Error> {
+        let tags: Vec<&str> = jobs.iter().map(|j| j.0).collect();
+        let sigs: Vec<Option<&str>> = jobs.iter().map(|j| j.1).collect();
+        let rows = self
+            .client
+            .query(ledger::UNPROVEN_SQL, &[&tags, &sigs, &PARSER_VERSION])
+            .map_err(db("reading tko_ingest_ledger"))?;
+        rows.iter()
+            .map(|r| {
+                let i = usize::try_from(r.get::<_, i64>(0) - 1).map_err(|_| Error::Load {
+                    tag: String::new(),
+                    table: "tko_ingest_ledger",
+                    source: "a position out of range".into(),
+                })?;
+                let state = r.get::<_, Option<String>>(1).map(|fingerprint| {
+                    let scan = match (r.get::<_, Option<String>>(4), r.get(5)) {
+                        (Some(sig), Some(fp)) => Some((sig, fp)),
+                        _ => None,
+                    };
+                    ledger::state_of(fingerprint, r.get(2), r.get(3), scan)
+                });
+                Ok((i, state))
+            })
+            .collect()
+    }
+
     fn record_signatures(&mut self, rows: &[Signature]) -> Result<(), Error> {
         if rows.is_empty() {
             return Ok(());
