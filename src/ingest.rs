@@ -16,6 +16,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use xxhash_rust::xxh3::Xxh3;
 
+mod files;
+use files::{Fetched, Opened};
+
 /// Parses many job directories in parallel; output order is input order.
 pub fn parse_jobs(dirs: &[JobDir]) -> Vec<Result<Job, ReadError>> {
     dirs.par_iter()
@@ -227,9 +230,22 @@ struct Diags<'a> {
     /// Every file fingerprinted (that is, read), when asked for
     /// ([`files_read`]).
     files: Option<Vec<PathBuf>>,
+    /// Host keyval files read so far, by path: a job uses its host's
+    /// twice (platform, then attributes) and reads it once
+    /// ([`host_keyval`]).
+    host_keyvals: Vec<(PathBuf, Vec<u8>)>,
 }
 
-impl Diags<'_> {
+impl<'a> Diags<'a> {
+    fn new(dir: &'a Path, record: bool) -> Diags<'a> {
+        Diags {
+            dir,
+            list: Vec::new(),
+            hash: Box::default(),
+            files: record.then(Vec::new),
+            host_keyvals: Vec::new(),
+        }
+    }
     /// A file's name for diagnostics and the fingerprint: relative to the
     /// job directory when inside it; bytes that are not UTF-8 as Latin-1.
     fn name(&self, path: &Path) -> String {
@@ -299,14 +315,33 @@ fn read_optional(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, 
 /// [`read_optional`] without adding the file to the fingerprint (the
 /// caller does, with [`Diags::consume`], to keep the fingerprint's order).
 fn read_unhashed(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, ReadError> {
-    let Some((mut file, len)) = open_optional(path, diags)? else {
-        return Ok(None);
+    report(path, files::fetch(path), diags)
+}
+
+/// What reading `path` gave, as [`read_unhashed`] reports it: the file
+/// may have been read earlier than this, so that its diagnostics still
+/// come in the order of the parse.
+fn report(
+    path: &Path,
+    fetched: Fetched,
+    diags: &mut Diags<'_>,
+) -> Result<Option<Vec<u8>>, ReadError> {
+    let bytes = match fetched {
+        Fetched::Bytes(b) => b,
+        Fetched::ReadFailed(e) => return absent(path, e, diags),
+        Fetched::Not(o) => {
+            // Never an open regular file (`Fetched::of` reads those).
+            return opened(path, o, diags).map(|_| None);
+        }
     };
-    let bytes = match read_sized(&mut file, len) {
-        Ok(b) => b,
-        Err(e) => return absent(path, e, diags),
-    };
-    if let Err(e) = std::str::from_utf8(&bytes) {
+    warn_unless_utf8(path, &bytes, diags);
+    Ok(Some(bytes))
+}
+
+/// The Latin-1 warning, with the line of the first byte that is not
+/// UTF-8.
+fn warn_unless_utf8(path: &Path, bytes: &[u8], diags: &mut Diags<'_>) {
+    if let Err(e) = std::str::from_utf8(bytes) {
         let line = bytes[..e.valid_up_to()]
             .iter()
             .filter(|&&b| b == b'\n')
@@ -314,75 +349,47 @@ fn read_unhashed(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, 
             + 1;
         diags.latin1_warning(path, u32::try_from(line).ok());
     }
-    Ok(Some(bytes))
 }
 
-/// Reads a whole file whose size the caller has just taken: one `read`
-/// of all of it and one that sees the end (`File::read_to_end` would
-/// fstat and lseek again, and read in growing pieces). A file that grew
-/// meanwhile is read to its new end.
-fn read_sized(file: &mut std::fs::File, len: u64) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut bytes = vec![0; usize::try_from(len).unwrap_or(0).saturating_add(1)];
-    let mut filled = 0;
-    loop {
-        if filled == bytes.len() {
-            bytes.resize(bytes.len() * 2, 0);
-        }
-        match file.read(&mut bytes[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    bytes.truncate(filled);
-    Ok(bytes)
-}
-
-/// Opens a file that may be absent (see [`read_optional`]), with its size.
-fn open_optional(
+/// What opening `path` found means for the job: the open file and its
+/// size; `None` when it is absent or not something Autotest could read
+/// (then with a diagnostic); an error when it exists and cannot be read.
+fn opened(
     path: &Path,
+    o: Opened,
     diags: &mut Diags<'_>,
 ) -> Result<Option<(std::fs::File, u64)>, ReadError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // O_NONBLOCK: opening a FIFO must not wait for a writer.
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path);
-    let file = match opened {
-        Ok(f) => f,
-        Err(e) => return absent(path, e, diags),
-    };
-    let meta = file.metadata().map_err(|e| ReadError::new(path, e))?;
-    if meta.is_dir() {
-        let e = io::Error::from(io::ErrorKind::IsADirectory);
-        return absent(path, e, diags);
+    match o {
+        Opened::File(file, len) => Ok(Some((file, len))),
+        Opened::Absent => Ok(None),
+        Opened::Failed(e) => absent(path, e, diags),
+        Opened::NoStat(e) => Err(ReadError::new(path, e)),
+        Opened::Dir => absent(path, io::Error::from(io::ErrorKind::IsADirectory), diags),
+        Opened::Special => {
+            diags.push(
+                path,
+                Severity::Error,
+                None,
+                "not a regular file (a FIFO, socket or device); not read".into(),
+            );
+            Ok(None)
+        }
     }
-    if !meta.is_file() {
-        diags.push(
-            path,
-            Severity::Error,
-            None,
-            "not a regular file (a FIFO, socket or device); not read".into(),
-        );
-        return Ok(None);
-    }
-    Ok(Some((file, meta.len())))
 }
 
 /// Streams a file that exists line by line (each with its `\n`, numbered
 /// from 1) into `f`, fingerprinting it as [`read_optional`] does: only one
 /// line is held at a time, however large the file. `f` may take the line's
-/// buffer.
+/// buffer. `pre` is the file if it is open already.
 fn read_lines(
     path: &Path,
+    pre: Option<Opened>,
     diags: &mut Diags<'_>,
     mut f: impl FnMut(u32, &mut Vec<u8>),
 ) -> Result<(), ReadError> {
     use std::io::BufRead;
-    let Some((file, len)) = open_optional(path, diags)? else {
+    let o = pre.unwrap_or_else(|| files::open(path));
+    let Some((file, len)) = opened(path, o, diags)? else {
         let e = io::Error::from(io::ErrorKind::NotFound);
         return Err(ReadError::new(path, e));
     };
@@ -390,7 +397,7 @@ fn read_lines(
     let name = diags.name(path);
     diags.hash.update(name.as_bytes());
     diags.hash.update(&len.to_le_bytes());
-    let mut reader = io::BufReader::with_capacity(1 << 16, file);
+    let mut reader = io::BufReader::with_capacity(1 << 16, files::ToEnd::new(file, len));
     let mut buf = Vec::new();
     let mut number: u32 = 0;
     let mut warned = false;
@@ -416,15 +423,23 @@ fn read_lines(
     Ok(())
 }
 
-/// [`read_optional`], but a directory (already reported) reads as empty.
+/// [`read_optional`], but a directory (already reported) reads as empty;
+/// `pre` is the file if it is open already (so not a directory).
 fn read_optional_unless_dir(
     path: &Path,
+    pre: Option<Opened>,
     diags: &mut Diags<'_>,
 ) -> Result<Option<Vec<u8>>, ReadError> {
-    if path.is_dir() {
-        return Ok(Some(Vec::new()));
+    let fetched = match pre {
+        Some(o) => Fetched::of(o),
+        None if path.is_dir() => return Ok(Some(Vec::new())),
+        None => files::fetch(path),
+    };
+    let bytes = report(path, fetched, diags)?;
+    if let Some(b) = &bytes {
+        diags.consume(path, b);
     }
-    read_optional(path, diags)
+    Ok(bytes)
 }
 
 /// Classifies an error met opening or reading an optional file: absent
@@ -468,42 +483,80 @@ fn read_keyval(path: &Path, diags: &mut Diags<'_>) -> Result<KeyMap<Value>, Read
     Ok(read_keyval_lines(path, diags)?.0)
 }
 
-/// [`read_keyval`], with the origin of every value.
+/// [`read_keyval`], with the origin of every value. The file is opened
+/// first (an absent one costs one failing `open`); only when opening
+/// fails otherwise is its path examined, as Autotest's `os.path.isdir`
+/// does.
 fn read_keyval_lines(
     path: &Path,
     diags: &mut Diags<'_>,
 ) -> Result<(KeyMap<Value>, Origins), ReadError> {
     let inner;
-    let path = if path.is_dir() {
-        inner = path.join("keyval");
-        &inner
-    } else {
-        path
+    let (path, fetched) = match files::open(path) {
+        Opened::Dir => {
+            inner = path.join("keyval");
+            (inner.as_path(), files::fetch(&inner))
+        }
+        o @ (Opened::Failed(_) | Opened::NoStat(_)) => {
+            if path.is_dir() {
+                inner = path.join("keyval");
+                (inner.as_path(), files::fetch(&inner))
+            } else {
+                (path, Fetched::Not(o))
+            }
+        }
+        o => (path, Fetched::of(o)),
     };
-    Ok(match read_optional(path, diags)? {
+    Ok(match report(path, fetched, diags)? {
         Some(bytes) => {
-            let Keyval {
-                map,
-                problems,
-                lines,
-            } = parse::keyval::keyval(&bytes);
-            diags.problems(path, problems);
-            let origins = lines
-                .into_iter()
-                .map(|(k, n)| (k, (path.to_path_buf(), n)))
-                .collect();
-            (map, origins)
+            diags.consume(path, &bytes);
+            keyval_of(path, &bytes, diags)
         }
         None => (KeyMap::new(), BTreeMap::new()),
     })
 }
 
+/// Parses the bytes of keyval file `path`, reporting its problems.
+fn keyval_of(path: &Path, bytes: &[u8], diags: &mut Diags<'_>) -> (KeyMap<Value>, Origins) {
+    let Keyval {
+        map,
+        problems,
+        lines,
+    } = parse::keyval::keyval(bytes);
+    diags.problems(path, problems);
+    let origins = lines
+        .into_iter()
+        .map(|(k, n)| (k, (path.to_path_buf(), n)))
+        .collect();
+    (map, origins)
+}
+
+/// A small `.autoserv_execute` is read as soon as it is found (it is
+/// read anyway); a larger one when it is used, as before.
+const AUTOSERV_READ_AHEAD: u64 = 1 << 16;
+
 /// `find_toplevel_job_dir`: the nearest directory at or above `dir` holding
-/// `.autoserv_execute`.
-fn toplevel_job_dir(dir: &Path) -> Option<PathBuf> {
-    dir.ancestors()
-        .find(|d| d.join(".autoserv_execute").exists())
-        .map(Path::to_path_buf)
+/// `.autoserv_execute`, and that file, read (unless it is large or could
+/// not be opened: then it is read where it is used). Each candidate is
+/// opened, not `stat`ed first; only an open that fails with something
+/// other than `ENOENT`/`ENOTDIR` asks `os.path.exists`' question.
+fn toplevel_job_dir(dir: &Path) -> (Option<PathBuf>, Option<Fetched>) {
+    for d in dir.ancestors() {
+        let p = d.join(".autoserv_execute");
+        match files::open(&p) {
+            Opened::Absent => {}
+            Opened::Failed(_) | Opened::NoStat(_) => {
+                if p.exists() {
+                    return (Some(d.to_path_buf()), None);
+                }
+            }
+            Opened::File(_, len) if len > AUTOSERV_READ_AHEAD => {
+                return (Some(d.to_path_buf()), None);
+            }
+            o => return (Some(d.to_path_buf()), Some(Fetched::of(o))),
+        }
+    }
+    (None, None)
 }
 
 /// `job.read_keyval(dir)`: merges `keyval` files from `dir` up to `top`,
@@ -574,7 +627,10 @@ fn inside_job_dir(subdir: &str) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Reads `<top>/host_keyvals/<host>` (typed) if a top-level dir exists.
+/// Reads `<top>/host_keyvals/<host>` (typed) if a top-level dir exists
+/// and it is a regular file. A job asks twice for its host's: the file is
+/// read once, and the second answer is reported and fingerprinted as a
+/// second read of the same bytes would be.
 fn host_keyval(
     top: Option<&Path>,
     host: &str,
@@ -587,10 +643,32 @@ fn host_keyval(
         return Ok(KeyMap::new());
     }
     let path = top.join("host_keyvals").join(os_name(host));
-    if !path.is_file() {
-        return Ok(KeyMap::new());
+    if let Some(i) = diags.host_keyvals.iter().position(|(p, _)| *p == path) {
+        let (path, bytes) = diags.host_keyvals.swap_remove(i);
+        warn_unless_utf8(&path, &bytes, diags);
+        diags.consume(&path, &bytes);
+        let (map, _) = keyval_of(&path, &bytes, diags);
+        diags.host_keyvals.push((path, bytes));
+        return Ok(map);
     }
-    read_keyval(&path, diags)
+    let fetched = match files::open(&path) {
+        Opened::Absent | Opened::Dir | Opened::Special => return Ok(KeyMap::new()),
+        Opened::Failed(_) | Opened::NoStat(_) => {
+            // Exactly as before: `os.path.isfile`, then the read.
+            if !path.is_file() {
+                return Ok(KeyMap::new());
+            }
+            return read_keyval(&path, diags);
+        }
+        o @ Opened::File(..) => Fetched::of(o),
+    };
+    let Some(bytes) = report(&path, fetched, diags)? else {
+        return Ok(KeyMap::new());
+    };
+    diags.consume(&path, &bytes);
+    let (map, _) = keyval_of(&path, &bytes, diags);
+    diags.host_keyvals.push((path, bytes));
+    Ok(map)
 }
 
 /// `determine_hostname`.
@@ -759,13 +837,29 @@ pub fn files_read(jd: &JobDir) -> Result<Vec<PathBuf>, ReadError> {
 /// `status.log` that is a directory is reported (Autotest raises and loses
 /// the job there); `status` is used if there is one, else the job is read
 /// as having an empty `status.log`, so it is kept. A status file that
-/// exists but cannot be examined is an error.
-fn status_file(dir: &Path, diags: &mut Diags<'_>) -> Result<Option<&'static str>, ReadError> {
+/// exists but cannot be examined is an error. The file found is opened to
+/// find it (an absent one costs one failing `open`), and comes back open
+/// (`None` when it was examined by its path because opening it failed:
+/// then it is opened again when it is read, as before).
+fn status_file(
+    dir: &Path,
+    diags: &mut Diags<'_>,
+) -> Result<(Option<&'static str>, Option<Opened>), ReadError> {
     let mut log_is_dir = false;
     for name in ["status.log", "status"] {
         let path = dir.join(name);
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_dir() => {
+        let meta = match files::open(&path) {
+            Opened::Absent => continue,
+            Opened::Dir => None,
+            o @ (Opened::File(..) | Opened::Special) => return Ok((Some(name), Some(o))),
+            Opened::Failed(_) | Opened::NoStat(_) => Some(std::fs::metadata(&path)),
+        };
+        match meta {
+            Some(Ok(m)) if !m.is_dir() => return Ok((Some(name), None)),
+            Some(Err(e)) => {
+                absent::<()>(&path, e, diags)?;
+            }
+            None | Some(Ok(_)) => {
                 log_is_dir |= name == "status.log";
                 diags.push(
                     &path,
@@ -776,28 +870,26 @@ fn status_file(dir: &Path, diags: &mut Diags<'_>) -> Result<Option<&'static str>
                         .into(),
                 );
             }
-            Ok(_) => return Ok(Some(name)),
-            Err(e) => {
-                absent::<()>(&path, e, diags)?;
-            }
         }
     }
-    Ok(log_is_dir.then_some("status.log"))
+    Ok((log_is_dir.then_some("status.log"), None))
 }
 
 /// What a job's files say before its status log is read: the job row
-/// (no tests yet), the top-level job directory and the merged keyval.
+/// (no tests yet), the top-level job directory, the merged keyval and
+/// the top-level `.autoserv_execute` if it was read when it was found.
 struct Head {
     job: Job,
     top: Option<PathBuf>,
     keyval: KeyMap<Value>,
+    autoserv: Option<Fetched>,
 }
 
 /// Reads a job's keyvals, machine name and group (everything but the
 /// status log and the tests' files).
 fn head(jd: &JobDir, diags: &mut Diags<'_>) -> Result<Head, ReadError> {
     let dir = jd.path.as_path();
-    let top = toplevel_job_dir(dir);
+    let (top, autoserv) = toplevel_job_dir(dir);
     let (keyval, origins) = merged_keyval(dir, top.as_deref().unwrap_or(dir), diags)?;
     let status_version = match keyval.get("status_version") {
         None => 0,
@@ -842,7 +934,12 @@ fn head(jd: &JobDir, diags: &mut Diags<'_>) -> Result<Head, ReadError> {
         diagnostics: Vec::new(),
     };
 
-    Ok(Head { job, top, keyval })
+    Ok(Head {
+        job,
+        top,
+        keyval,
+        autoserv,
+    })
 }
 
 fn parse_with_steps(
@@ -851,19 +948,15 @@ fn parse_with_steps(
     record: bool,
 ) -> Result<(Parsed, Vec<Step>, Vec<PathBuf>), ReadError> {
     let dir = jd.path.as_path();
-    let mut diags = Diags {
-        dir,
-        list: Vec::new(),
-        hash: Box::default(),
-        files: record.then(Vec::new),
-    };
+    let mut diags = Diags::new(dir, record);
     let Head {
         mut job,
         top,
         keyval,
+        autoserv: autoserv_read,
     } = head(jd, &mut diags)?;
     let status_version = job.status_version;
-    let status_file = status_file(dir, &mut diags)?;
+    let (status_file, status_open) = status_file(dir, &mut diags)?;
     let status_path = status_file.map(|n| dir.join(n));
     let mut raw_steps: Vec<(Option<u32>, Vec<TestResult>)> = Vec::new();
     let results = match status_path {
@@ -880,7 +973,7 @@ fn parse_with_steps(
             let (results, problems) = if status_version == 0 {
                 // The status file exists: not being able to read it now is
                 // an error even if it vanished meanwhile.
-                let bytes = match read_optional_unless_dir(&path, &mut diags)? {
+                let bytes = match read_optional_unless_dir(&path, status_open, &mut diags)? {
                     Some(b) => b,
                     None if !path.exists() => {
                         let e = io::Error::from(io::ErrorKind::NotFound);
@@ -900,7 +993,11 @@ fn parse_with_steps(
                 // status) but fingerprinted after the status log, as before.
                 let autoserv = top.as_deref().map(|t| t.join(".autoserv_execute"));
                 let autoserv_bytes = match &autoserv {
-                    Some(p) => read_unhashed(p, &mut diags)?,
+                    Some(p) => report(
+                        p,
+                        autoserv_read.unwrap_or_else(|| files::fetch(p)),
+                        &mut diags,
+                    )?,
                     None => None,
                 };
                 let exit = match &autoserv {
@@ -934,8 +1031,10 @@ fn parse_with_steps(
                         raw_steps.push((Some(n), emitted));
                     }
                 };
-                if !path.is_dir() {
-                    read_lines(&path, &mut diags, &mut feed)?;
+                // Opened already (so not a directory), or examined by its
+                // path as before.
+                if status_open.is_some() || !path.is_dir() {
+                    read_lines(&path, status_open, &mut diags, &mut feed)?;
                 }
                 if let (Some(p), Some(b)) = (&autoserv, &autoserv_bytes) {
                     diags.consume(p, b);
@@ -964,12 +1063,7 @@ fn parse_with_steps(
         .map(|(after_line, results)| {
             // Files are read again for each step; diagnostics come from the
             // whole-file parse above.
-            let mut quiet = Diags {
-                dir,
-                list: Vec::new(),
-                hash: Box::default(),
-                files: None,
-            };
+            let mut quiet = Diags::new(dir, false);
             let tests = results
                 .into_iter()
                 .map(|r| build_test(r, &job, dir, &host_attrs, &mut quiet))
@@ -1035,17 +1129,14 @@ impl Live {
     /// version 1.
     pub fn start(jd: &JobDir) -> Result<Option<Live>, ReadError> {
         let dir = jd.path.as_path();
-        let mut diags = Diags {
-            dir,
-            list: Vec::new(),
-            hash: Box::default(),
-            files: None,
-        };
+        let mut diags = Diags::new(dir, false);
         let path = dir.join("status.log");
         if !path.is_file() {
             return Ok(None);
         }
-        let Head { job, top, keyval } = head(jd, &mut diags)?;
+        let Head {
+            job, top, keyval, ..
+        } = head(jd, &mut diags)?;
         if job.status_version != 1 {
             return Ok(None);
         }
@@ -1169,12 +1260,7 @@ impl Live {
     /// and iterations). Diagnostics are the final parse's business.
     pub fn job(&mut self) -> Result<Job, ReadError> {
         let dir = self.jd.path.as_path();
-        let mut quiet = Diags {
-            dir,
-            list: Vec::new(),
-            hash: Box::default(),
-            files: None,
-        };
+        let mut quiet = Diags::new(dir, false);
         let mut job = self.head.clone();
         job.keyval = self.keyval.clone();
         job.tests = self
