@@ -137,70 +137,49 @@ impl ReadError {
 /// buffers, so a very long line is not copied to make its reason.
 const LONG_LINE: usize = 1 << 16;
 
-/// Roughly how many bytes parsing a job reads, from metadata only: its
-/// status file and `keyval`, plus `keyval` and `results/keyval` of every
-/// subdirectory (its tests). Memory for a job's tree grows with these, so
-/// rounds of jobs parsed together are bounded by their sum
-/// ([`Rounds`]). Unreadable entries count as empty (the parse reports them).
-pub fn input_bytes(jd: &JobDir) -> u64 {
-    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| if m.is_file() { m.len() } else { 0 });
-    let dir = jd.path.as_path();
-    let mut total = size(&dir.join("status.log")).max(size(&dir.join("status")));
-    total += size(&dir.join("keyval"));
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                let sub = e.path();
-                total += size(&sub.join("keyval")) + size(&sub.join("results/keyval"));
-            }
-        }
-    }
-    total
-}
-
-/// Splits items into consecutive rounds of at most `max_items` items and,
-/// unless one item alone is larger, at most `max_bytes` bytes by `size`
-/// (e.g. [`input_bytes`]); sizes are asked for lazily, one round ahead.
-pub struct Rounds<'a, T, F> {
-    items: &'a [T],
+/// Runs `read` on items from the front of `items`, in parallel on the
+/// rayon pool, until `max_items` items are taken or the input bytes `read`
+/// says the finished ones took add up to `max_bytes`; returns the results
+/// of the items taken (`items[..n]`), in order. Nothing is sized before it
+/// is read (sizing a job from metadata cost more system calls than
+/// reading it): the items being read when the bound is reached finish, so
+/// a chunk holds at most `max_bytes` plus one item per worker.
+pub fn read_bounded<T: Sync, R: Send>(
+    items: &[T],
     max_items: usize,
     max_bytes: u64,
-    size: F,
-}
-
-impl<'a, T, F: FnMut(&T) -> u64> Rounds<'a, T, F> {
-    /// Rounds over `items`.
-    pub fn new(items: &'a [T], max_items: usize, max_bytes: u64, size: F) -> Self {
-        Rounds {
-            items,
-            max_items: max_items.max(1),
-            max_bytes,
-            size,
+    read: impl Fn(&T) -> (R, u64) + Sync,
+) -> Vec<R> {
+    use std::sync::Mutex;
+    let max_items = max_items.max(1).min(items.len());
+    // (items taken, bytes of those finished)
+    let taken = Mutex::new((0usize, 0u64));
+    let done = Mutex::new(Vec::with_capacity(max_items));
+    let workers = rayon::current_num_threads().clamp(1, max_items.max(1));
+    rayon::in_place_scope(|scope| {
+        for _ in 0..workers {
+            let (taken, done, read) = (&taken, &done, &read);
+            scope.spawn(move |_| loop {
+                let i = {
+                    let mut t = taken.lock().unwrap_or_else(|e| e.into_inner());
+                    if t.0 >= max_items || (t.0 > 0 && t.1 >= max_bytes) {
+                        break;
+                    }
+                    t.0 += 1;
+                    t.0 - 1
+                };
+                let (r, bytes) = read(&items[i]);
+                {
+                    let mut t = taken.lock().unwrap_or_else(|e| e.into_inner());
+                    t.1 = t.1.saturating_add(bytes);
+                }
+                done.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
+            });
         }
-    }
-}
-
-impl<'a, T, F: FnMut(&T) -> u64> Iterator for Rounds<'a, T, F> {
-    type Item = &'a [T];
-
-    fn next(&mut self) -> Option<&'a [T]> {
-        if self.items.is_empty() {
-            return None;
-        }
-        let mut n = 0;
-        let mut bytes = 0u64;
-        while n < self.items.len() && n < self.max_items {
-            let b = (self.size)(&self.items[n]);
-            if n > 0 && bytes.saturating_add(b) > self.max_bytes {
-                break;
-            }
-            bytes = bytes.saturating_add(b);
-            n += 1;
-        }
-        let (round, rest) = self.items.split_at(n);
-        self.items = rest;
-        Some(round)
-    }
+    });
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_unstable_by_key(|&(i, _)| i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// A parsed job with what the loader needs to know about its files.
@@ -219,6 +198,10 @@ pub struct Parsed {
     /// `status.log` or `status`; `None` when there was neither (Autotest
     /// stores nothing for such a job).
     pub status_file: Option<&'static str>,
+    /// Bytes of the files read (a host keyval used twice counts twice):
+    /// what the job's tree grows with, for bounding what is held at once
+    /// ([`read_bounded`]).
+    pub input_bytes: u64,
 }
 
 /// Collects diagnostics for one job, naming files relative to its
@@ -234,6 +217,8 @@ struct Diags<'a> {
     /// twice (platform, then attributes) and reads it once
     /// ([`host_keyval`]).
     host_keyvals: Vec<(PathBuf, Vec<u8>)>,
+    /// Bytes fingerprinted so far ([`Parsed::input_bytes`]).
+    bytes: u64,
 }
 
 impl<'a> Diags<'a> {
@@ -244,6 +229,7 @@ impl<'a> Diags<'a> {
             hash: Box::default(),
             files: record.then(Vec::new),
             host_keyvals: Vec::new(),
+            bytes: 0,
         }
     }
     /// A file's name for diagnostics and the fingerprint: relative to the
@@ -279,6 +265,7 @@ impl<'a> Diags<'a> {
         self.hash.update(name.as_bytes());
         self.hash.update(&(bytes.len() as u64).to_le_bytes());
         self.hash.update(bytes);
+        self.bytes += bytes.len() as u64;
     }
     fn record(&mut self, path: &Path) {
         if let Some(files) = &mut self.files {
@@ -410,6 +397,7 @@ fn read_lines(
         }
         number = number.saturating_add(1);
         diags.hash.update(&buf);
+        diags.bytes += buf.len() as u64;
         if !warned && std::str::from_utf8(&buf).is_err() {
             warned = true;
             diags.latin1_warning(path, Some(number));
@@ -1079,6 +1067,7 @@ fn parse_with_steps(
         job,
         fingerprint: format!("xxh3:{:032x}", diags.hash.digest128()),
         status_file,
+        input_bytes: diags.bytes,
     };
     Ok((parsed, steps, diags_files))
 }
@@ -1332,7 +1321,7 @@ fn build_test(
 
 #[cfg(test)]
 mod tests {
-    use super::{Follow, Live, Rounds};
+    use super::{Follow, Live};
     use crate::discover::JobDir;
     use crate::model::Status;
     use std::io::Write;
@@ -1526,12 +1515,31 @@ mod tests {
         assert_eq!(read, want);
     }
 
+    /// Items are taken in order until the items or the bytes of those
+    /// read reach the bound (one worker: exactly there; the item that
+    /// crosses the byte bound is in); the rest is left for the next call.
     #[test]
-    fn rounds_are_bounded_by_items_and_bytes() {
+    fn read_bounded_stops_at_items_or_bytes() {
         let sizes = [5u64, 5, 20, 1, 1, 1, 1];
-        let rounds: Vec<Vec<u64>> = Rounds::new(&sizes, 3, 10, |&s| s)
-            .map(<[u64]>::to_vec)
-            .collect();
-        assert_eq!(rounds, vec![vec![5, 5], vec![20], vec![1, 1, 1], vec![1]]);
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let take = |from: usize, items: usize, bytes: u64| {
+            one.install(|| super::read_bounded(&sizes[from..], items, bytes, |&s| (s, s)))
+        };
+        assert_eq!(take(0, 3, 10), vec![5, 5]);
+        assert_eq!(take(2, 3, 10), vec![20]);
+        assert_eq!(take(3, 3, 10), vec![1, 1, 1]);
+        assert_eq!(take(6, 3, 10), vec![1]);
+        assert_eq!(take(0, 100, u64::MAX), sizes.to_vec());
+        assert!(take(7, 3, 10).is_empty());
+        let two = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let got = two.install(|| super::read_bounded(&sizes, 100, 10, |&s| (s, s)));
+        assert!(got.len() >= 2 && got.len() <= 3, "{got:?}");
+        assert_eq!(got, sizes[..got.len()].to_vec());
     }
 }
