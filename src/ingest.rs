@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use xxhash_rust::xxh3::Xxh3;
 
 mod files;
-use files::{Fetched, Opened};
+use files::{Fetched, Opened, Root};
 
 /// Parses many job directories in parallel; output order is input order.
 pub fn parse_jobs(dirs: &[JobDir]) -> Vec<Result<Job, ReadError>> {
@@ -219,11 +219,22 @@ struct Diags<'a> {
     host_keyvals: Vec<(PathBuf, Vec<u8>)>,
     /// Bytes fingerprinted so far ([`Parsed::input_bytes`]).
     bytes: u64,
+    /// Where the job's files are opened from.
+    root: Root<'a>,
 }
 
 impl<'a> Diags<'a> {
+    /// For reading a job: its directory held open ([`Root::at`]).
+    fn reading(dir: &'a Path, record: bool) -> Diags<'a> {
+        Diags {
+            root: Root::at(dir),
+            ..Diags::new(dir, record)
+        }
+    }
+    /// For reading a few files (by path).
     fn new(dir: &'a Path, record: bool) -> Diags<'a> {
         Diags {
+            root: Root::by_path(dir),
             dir,
             list: Vec::new(),
             hash: Box::default(),
@@ -302,7 +313,7 @@ fn read_optional(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, 
 /// [`read_optional`] without adding the file to the fingerprint (the
 /// caller does, with [`Diags::consume`], to keep the fingerprint's order).
 fn read_unhashed(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, ReadError> {
-    report(path, files::fetch(path), diags)
+    report(path, diags.root.fetch(path), diags)
 }
 
 /// What reading `path` gave, as [`read_unhashed`] reports it: the file
@@ -375,7 +386,7 @@ fn read_lines(
     mut f: impl FnMut(u32, &mut Vec<u8>),
 ) -> Result<(), ReadError> {
     use std::io::BufRead;
-    let o = pre.unwrap_or_else(|| files::open(path));
+    let o = pre.unwrap_or_else(|| diags.root.open(path));
     let Some((file, len)) = opened(path, o, diags)? else {
         let e = io::Error::from(io::ErrorKind::NotFound);
         return Err(ReadError::new(path, e));
@@ -421,7 +432,7 @@ fn read_optional_unless_dir(
     let fetched = match pre {
         Some(o) => Fetched::of(o),
         None if path.is_dir() => return Ok(Some(Vec::new())),
-        None => files::fetch(path),
+        None => diags.root.fetch(path),
     };
     let bytes = report(path, fetched, diags)?;
     if let Some(b) = &bytes {
@@ -480,15 +491,15 @@ fn read_keyval_lines(
     diags: &mut Diags<'_>,
 ) -> Result<(KeyMap<Value>, Origins), ReadError> {
     let inner;
-    let (path, fetched) = match files::open(path) {
+    let (path, fetched) = match diags.root.open(path) {
         Opened::Dir => {
             inner = path.join("keyval");
-            (inner.as_path(), files::fetch(&inner))
+            (inner.as_path(), diags.root.fetch(&inner))
         }
         o @ (Opened::Failed(_) | Opened::NoStat(_)) => {
             if path.is_dir() {
                 inner = path.join("keyval");
-                (inner.as_path(), files::fetch(&inner))
+                (inner.as_path(), diags.root.fetch(&inner))
             } else {
                 (path, Fetched::Not(o))
             }
@@ -528,10 +539,10 @@ const AUTOSERV_READ_AHEAD: u64 = 1 << 16;
 /// not be opened: then it is read where it is used). Each candidate is
 /// opened, not `stat`ed first; only an open that fails with something
 /// other than `ENOENT`/`ENOTDIR` asks `os.path.exists`' question.
-fn toplevel_job_dir(dir: &Path) -> (Option<PathBuf>, Option<Fetched>) {
+fn toplevel_job_dir(dir: &Path, root: &Root<'_>) -> (Option<PathBuf>, Option<Fetched>) {
     for d in dir.ancestors() {
         let p = d.join(".autoserv_execute");
-        match files::open(&p) {
+        match root.open(&p) {
             Opened::Absent => {}
             Opened::Failed(_) | Opened::NoStat(_) => {
                 if p.exists() {
@@ -639,7 +650,7 @@ fn host_keyval(
         diags.host_keyvals.push((path, bytes));
         return Ok(map);
     }
-    let fetched = match files::open(&path) {
+    let fetched = match diags.root.open(&path) {
         Opened::Absent | Opened::Dir | Opened::Special => return Ok(KeyMap::new()),
         Opened::Failed(_) | Opened::NoStat(_) => {
             // Exactly as before: `os.path.isfile`, then the read.
@@ -836,7 +847,7 @@ fn status_file(
     let mut log_is_dir = false;
     for name in ["status.log", "status"] {
         let path = dir.join(name);
-        let meta = match files::open(&path) {
+        let meta = match diags.root.open(&path) {
             Opened::Absent => continue,
             Opened::Dir => None,
             o @ (Opened::File(..) | Opened::Special) => return Ok((Some(name), Some(o))),
@@ -877,7 +888,7 @@ struct Head {
 /// status log and the tests' files).
 fn head(jd: &JobDir, diags: &mut Diags<'_>) -> Result<Head, ReadError> {
     let dir = jd.path.as_path();
-    let (top, autoserv) = toplevel_job_dir(dir);
+    let (top, autoserv) = toplevel_job_dir(dir, &diags.root);
     let (keyval, origins) = merged_keyval(dir, top.as_deref().unwrap_or(dir), diags)?;
     let status_version = match keyval.get("status_version") {
         None => 0,
@@ -936,7 +947,7 @@ fn parse_with_steps(
     record: bool,
 ) -> Result<(Parsed, Vec<Step>, Vec<PathBuf>), ReadError> {
     let dir = jd.path.as_path();
-    let mut diags = Diags::new(dir, record);
+    let mut diags = Diags::reading(dir, record);
     let Head {
         mut job,
         top,
@@ -983,7 +994,7 @@ fn parse_with_steps(
                 let autoserv_bytes = match &autoserv {
                     Some(p) => report(
                         p,
-                        autoserv_read.unwrap_or_else(|| files::fetch(p)),
+                        autoserv_read.unwrap_or_else(|| diags.root.fetch(p)),
                         &mut diags,
                     )?,
                     None => None,
@@ -1477,6 +1488,64 @@ mod tests {
             })
         }));
         assert!(panicked.is_err());
+    }
+
+    /// Files that are not regular files are read as before they were
+    /// opened first instead of examined by path: a `keyval` that is a
+    /// directory means the `keyval` inside it, a host keyval that is not a
+    /// regular file is silently absent, a `.autoserv_execute` that is a
+    /// directory and a `results/keyval` that is a FIFO are absent with a
+    /// diagnostic (the FIFO is not read: no writer is waited for).
+    #[test]
+    fn odd_files_read_as_before() {
+        let (_tmp, dirs) = job_dirs(1);
+        let dir = &dirs[0].path;
+        let fifo = |p: &std::path::Path| {
+            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: a NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        };
+        std::fs::write(dir.join("keyval"), "status_version=1\nhostname=h\n").unwrap();
+        std::fs::create_dir_all(dir.join(".autoserv_execute")).unwrap();
+        std::fs::create_dir_all(dir.join("host_keyvals")).unwrap();
+        fifo(&dir.join("host_keyvals/h"));
+        std::fs::write(
+            dir.join("status.log"),
+            "START\tt\tt\ttimestamp=1\t\nEND GOOD\tt\tt\ttimestamp=2\t\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.join("t/keyval")).unwrap();
+        std::fs::write(dir.join("t/keyval/keyval"), "a=1\n").unwrap();
+        std::fs::create_dir_all(dir.join("t/results")).unwrap();
+        fifo(&dir.join("t/results/keyval"));
+        let job = super::parse_job(&dirs[0]).unwrap();
+        let diags: Vec<String> = job.diagnostics.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            diags,
+            [
+                "error: .autoserv_execute: is a directory (Autotest's parser raises \
+                 IOError and loses the job here); read as absent",
+                "error: t/results/keyval: not a regular file (a FIFO, socket or device); \
+                 not read",
+            ],
+        );
+        let t = job.tests.iter().find(|t| t.testname == "t").unwrap();
+        let a = t
+            .attributes
+            .get("a")
+            .and_then(crate::model::Value::to_db_text);
+        assert_eq!(a.as_deref(), Some("1"));
+        assert!(t.attributes.iter().all(|(k, _)| !k.starts_with("host-")));
+        let read: Vec<_> = super::files_read(&dirs[0])
+            .unwrap()
+            .iter()
+            .map(|p| p.strip_prefix(dir).unwrap().to_path_buf())
+            .collect();
+        let want: Vec<std::path::PathBuf> = ["keyval", "status.log", "t/keyval/keyval"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        assert_eq!(read, want);
     }
 
     /// The fingerprint is `xxh3:` and 32 hex digits, changes with the

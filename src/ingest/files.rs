@@ -3,9 +3,10 @@
 //! `stat` of its path first), `fstat`ed once for its type and size, read
 //! with one `read` into a buffer of that size (a short read that reaches
 //! the size `fstat` gave is the end: no second `read` to see it) and
-//! closed. Only the outcome is returned here; what it means for the job
-//! (absent, a diagnostic, a read error) is `ingest`'s business, so it can
-//! be decided later than the read (a file read once, used twice).
+//! closed. Files inside the job directory are opened relative to it
+//! ([`Root`]). Only the outcome is returned here; what it means for the
+//! job (absent, a diagnostic, a read error) is `ingest`'s business, so it
+//! can be decided later than the read (a file read once, used twice).
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -28,24 +29,97 @@ pub(super) enum Opened {
     File(File, u64),
 }
 
-/// Opens `path` to read and says what it is (one `openat`, one `fstat`).
-/// `O_NONBLOCK`: opening a FIFO must not wait for a writer.
-pub(super) fn open(path: &Path) -> Opened {
-    use std::os::unix::fs::OpenOptionsExt;
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path);
-    let file = match opened {
-        Ok(f) => f,
-        Err(e) if absent(&e) => return Opened::Absent,
-        Err(e) => return Opened::Failed(e),
-    };
-    match file.metadata() {
-        Err(e) => Opened::NoStat(e),
-        Ok(m) if m.is_dir() => Opened::Dir,
-        Ok(m) if !m.is_file() => Opened::Special,
-        Ok(m) => Opened::File(file, m.len()),
+/// The job directory, held open (`O_PATH`) while the job is read, so
+/// that its files are opened relative to it: the kernel looks up only the
+/// components below it for each file, not the whole path again (looking
+/// up path components is most of what an `open` costs on a deep results
+/// tree). Files outside it, and every file when it could not be opened,
+/// are opened by their path, as are paths of `PATH_MAX` bytes or more
+/// (which fail by their path, and must fail the same way here).
+#[derive(Debug)]
+pub(super) struct Root<'a> {
+    dir: &'a Path,
+    fd: Option<File>,
+}
+
+impl<'a> Root<'a> {
+    /// `dir`, held open.
+    pub(super) fn at(dir: &'a Path) -> Root<'a> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let fd = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(dir)
+            .ok();
+        Root { dir, fd }
+    }
+
+    /// Files opened by their path only.
+    pub(super) fn by_path(dir: &'a Path) -> Root<'a> {
+        Root { dir, fd: None }
+    }
+
+    /// Opens `path` to read and says what it is (one `openat`, one
+    /// `fstat`). `O_NONBLOCK`: opening a FIFO must not wait for a writer.
+    pub(super) fn open(&self, path: &Path) -> Opened {
+        let file = match self.open_file(path) {
+            Ok(f) => f,
+            Err(e) if absent(&e) => return Opened::Absent,
+            Err(e) => return Opened::Failed(e),
+        };
+        match file.metadata() {
+            Err(e) => Opened::NoStat(e),
+            Ok(m) if m.is_dir() => Opened::Dir,
+            Ok(m) if !m.is_file() => Opened::Special,
+            Ok(m) => Opened::File(file, m.len()),
+        }
+    }
+
+    /// Opens and reads `path` (see [`Root::open`] and [`Fetched::of`]).
+    pub(super) fn fetch(&self, path: &Path) -> Fetched {
+        Fetched::of(self.open(path))
+    }
+
+    fn open_file(&self, path: &Path) -> io::Result<File> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::io::{AsRawFd, FromRawFd};
+        let rel = match (&self.fd, path.strip_prefix(self.dir)) {
+            (Some(fd), Ok(rel))
+                if !rel.as_os_str().is_empty()
+                    && path.as_os_str().len() < libc::PATH_MAX as usize =>
+            {
+                std::ffi::CString::new(rel.as_os_str().as_bytes())
+                    .ok()
+                    .map(|c| (fd, c))
+            }
+            _ => None,
+        };
+        let Some((fd, rel)) = rel else {
+            return std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path);
+        };
+        loop {
+            // SAFETY: `fd` is an open directory and `rel` a NUL-terminated
+            // relative path; a descriptor returned is new and owned here.
+            let raw = unsafe {
+                libc::openat(
+                    fd.as_raw_fd(),
+                    rel.as_ptr(),
+                    libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+                )
+            };
+            if raw >= 0 {
+                // SAFETY: `raw` is a descriptor just opened, owned by nobody else.
+                return Ok(unsafe { File::from_raw_fd(raw) });
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
     }
 }
 
@@ -79,11 +153,6 @@ impl Fetched {
             other => Fetched::Not(other),
         }
     }
-}
-
-/// Opens and reads `path` (see [`open`] and [`Fetched::of`]).
-pub(super) fn fetch(path: &Path) -> Fetched {
-    Fetched::of(open(path))
 }
 
 /// A file read to its end, where a short read that reaches the size
