@@ -385,7 +385,6 @@ fn read_lines(
     diags: &mut Diags<'_>,
     mut f: impl FnMut(u32, &mut Vec<u8>),
 ) -> Result<(), ReadError> {
-    use std::io::BufRead;
     let o = pre.unwrap_or_else(|| diags.root.open(path));
     let Some((file, len)) = opened(path, o, diags)? else {
         let e = io::Error::from(io::ErrorKind::NotFound);
@@ -395,15 +394,15 @@ fn read_lines(
     let name = diags.name(path);
     diags.hash.update(name.as_bytes());
     diags.hash.update(&len.to_le_bytes());
-    let mut reader = io::BufReader::with_capacity(1 << 16, files::ToEnd::new(file, len));
+    let mut lines = files::Lines::new(file, len);
     let mut buf = Vec::new();
     let mut number: u32 = 0;
     let mut warned = false;
     loop {
         buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
+        match lines.next_line(&mut buf) {
+            Ok(false) => break,
+            Ok(true) => {}
             Err(e) => return Err(ReadError::new(path, e)),
         }
         number = number.saturating_add(1);

@@ -84,17 +84,18 @@ impl<'a> Root<'a> {
         use std::os::unix::ffi::OsStrExt;
         use std::os::unix::fs::OpenOptionsExt;
         use std::os::unix::io::{AsRawFd, FromRawFd};
-        let rel = match (&self.fd, path.strip_prefix(self.dir)) {
-            (Some(fd), Ok(rel))
-                if !rel.as_os_str().is_empty()
-                    && path.as_os_str().len() < libc::PATH_MAX as usize =>
-            {
-                std::ffi::CString::new(rel.as_os_str().as_bytes())
-                    .ok()
-                    .map(|c| (fd, c))
+        // `path` is `dir` joined with a relative path (as the parse makes
+        // them; anything else is opened by its path).
+        let rel = self.fd.as_ref().and_then(|fd| {
+            let path = path.as_os_str().as_bytes();
+            let rel = path
+                .strip_prefix(self.dir.as_os_str().as_bytes())?
+                .strip_prefix(b"/")?;
+            if rel.is_empty() || path.len() >= libc::PATH_MAX as usize {
+                return None;
             }
-            _ => None,
-        };
+            Some((fd, std::ffi::CString::new(rel).ok()?))
+        });
         let Some((fd, rel)) = rel else {
             return std::fs::OpenOptions::new()
                 .read(true)
@@ -190,6 +191,58 @@ impl<R: Read> Read for ToEnd<R> {
             self.done = true;
         }
         Ok(n)
+    }
+}
+
+/// Reads a file line by line (each with its `\n`; the last one may lack
+/// it) through a buffer of the file's size, at most 64 KiB: memory is
+/// bounded by that and the longest line, however large the file. (Not
+/// `BufReader<ToEnd>`: `BufReader` zeroes its whole buffer before each
+/// `read` into a reader without `read_buf`, and freeing a 64 KiB buffer
+/// for every job made malloc consolidate its free lists each time.)
+pub(super) struct Lines {
+    reader: ToEnd<File>,
+    chunk: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Lines {
+    /// Lines of `file`, whose size `fstat` just gave as `len`.
+    pub(super) fn new(file: File, len: u64) -> Lines {
+        let capacity = usize::try_from(len).map_or(1 << 16, |l| l.saturating_add(1).min(1 << 16));
+        Lines {
+            reader: ToEnd::new(file, len),
+            chunk: vec![0; capacity],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Appends the next line to `line`; `false` at the end of the file.
+    pub(super) fn next_line(&mut self, line: &mut Vec<u8>) -> io::Result<bool> {
+        use std::io::BufRead;
+        loop {
+            if self.start == self.end {
+                let n = loop {
+                    match self.reader.read(&mut self.chunk) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                };
+                if n == 0 {
+                    return Ok(!line.is_empty());
+                }
+                (self.start, self.end) = (0, n);
+            }
+            let mut rest = &self.chunk[self.start..self.end];
+            let taken = rest.read_until(b'\n', line)?;
+            self.start += taken;
+            if line.last() == Some(&b'\n') {
+                return Ok(true);
+            }
+        }
     }
 }
 
