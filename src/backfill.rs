@@ -45,8 +45,9 @@ pub struct Options {
     pub verify: bool,
     /// Jobs parsed per chunk (the unit of streaming and of progress).
     pub chunk_jobs: usize,
-    /// Input bytes (`ingest::input_bytes`) parsed per chunk, unless one
-    /// job alone is larger: memory is bounded by bytes, not only by jobs.
+    /// Input bytes read per chunk (`ingest::read_bounded`; the jobs being
+    /// read when it is reached finish): memory is bounded by bytes, not
+    /// only by jobs.
     pub chunk_bytes: u64,
     /// Top-level directories scanned per round: the jobs found in them,
     /// their signatures and ledger rows are all that is held besides the
@@ -207,12 +208,10 @@ pub fn signature(dir: &Path) -> String {
     })
 }
 
-/// A job to read: where it is, its signature and its input bytes
-/// (`ingest::input_bytes`, for bounding chunks).
+/// A job to read: where it is and its signature.
 struct Todo {
     dir: JobDir,
     signature: String,
-    bytes: u64,
 }
 
 /// One parsed job on its way to the writer. Its `.parse.lock` was held
@@ -336,31 +335,23 @@ pub fn run(
                     if let Some(state) = state {
                         ledger.insert(dir.tag.clone(), state);
                     }
-                    todo.push(Todo {
-                        dir,
-                        signature,
-                        bytes: 0,
-                    });
+                    todo.push(Todo { dir, signature });
                 }
                 chunk.unchanged_by_metadata = dirs.iter().filter(|d| d.is_some()).count();
-                // Sizes in parallel (metadata only), not one by one
-                // between chunks while the parser threads wait.
-                pool.install(|| {
-                    todo.par_iter_mut()
-                        .for_each(|t| t.bytes = ingest::input_bytes(&t.dir));
-                });
                 // The scan's counts travel with the round's first chunk.
                 let mut rest = todo;
                 loop {
-                    // At most `chunk_jobs` jobs and, unless one job alone
-                    // is larger, `chunk_bytes` of input (metadata only).
-                    let n =
-                        ingest::Rounds::new(&rest, opts.chunk_jobs, opts.chunk_bytes, |t| t.bytes)
-                            .next()
-                            .map_or(0, <[Todo]>::len);
-                    let tail = rest.split_off(n);
-                    let piece = std::mem::replace(&mut rest, tail);
-                    let read = pool.install(|| read_chunk(piece, opts));
+                    // At most `chunk_jobs` jobs and `chunk_bytes` of input
+                    // read (and the jobs being read then).
+                    let (read, tail) = pool.install(|| {
+                        read_chunk(
+                            std::mem::take(&mut rest),
+                            opts.chunk_jobs,
+                            opts.chunk_bytes,
+                            opts,
+                        )
+                    });
+                    rest = tail;
                     chunk.ledger = read
                         .ready
                         .iter()
@@ -420,7 +411,8 @@ pub fn run(
         summary.done -= locked.len();
         let mut waiter = crate::lock::Waiter::new(opts.lock_timeout);
         while !locked.is_empty() && !stop.load(Ordering::Relaxed) && waiter.pause() {
-            let chunk = pool.install(|| read_chunk(std::mem::take(&mut locked), opts));
+            let all = std::mem::take(&mut locked);
+            let (chunk, _) = pool.install(|| read_chunk(all, usize::MAX, u64::MAX, opts));
             locked = chunk.busy;
             record_unread(store, chunk.failed, opts, &mut summary, observer)?;
             write_chunk(
@@ -445,61 +437,68 @@ pub fn run(
     Ok(summary)
 }
 
-/// Reads one chunk of jobs in parallel, each under its `.parse.lock`
-/// (taken without waiting, released as soon as the job is read). Jobs
-/// whose lock is held come back unread in `busy`; jobs that could not be
-/// read come back in `failed` with the reason.
-fn read_chunk(todo: Vec<Todo>, opts: &Options) -> Chunk {
+/// Reads a chunk of jobs from the front of `todo` in parallel, each under
+/// its `.parse.lock` (taken without waiting, released as soon as the job
+/// is read), until `max_jobs` jobs or `max_bytes` of input are read
+/// (`ingest::read_bounded`); returns the chunk and the jobs not read.
+/// Jobs whose lock is held come back unread in `busy`; jobs that could not
+/// be read come back in `failed` with the reason.
+fn read_chunk(
+    mut todo: Vec<Todo>,
+    max_jobs: usize,
+    max_bytes: u64,
+    opts: &Options,
+) -> (Chunk, Vec<Todo>) {
     enum Read {
-        Ready(Box<Ready>),
-        Busy(Todo),
-        Failed(Failure),
+        Ready(Box<Parsed>, Option<i64>),
+        Busy,
+        Failed(String),
     }
-    let results: Vec<Read> = todo
-        .into_par_iter()
-        .map(|t| {
-            let _lock = if opts.dry_run {
-                None
-            } else {
-                match crate::lock::try_lock(&t.dir.path) {
-                    Ok(Some(lock)) => Some(lock),
-                    Ok(None) => return Read::Busy(t),
-                    Err(e) => {
-                        let path = t.dir.path.join(crate::lock::LOCK_FILE);
-                        return Read::Failed(Failure {
-                            error: format!("cannot open {}: {e}", path.display()),
-                            tag: t.dir.tag,
-                            source: t.dir.path,
-                        });
-                    }
+    let results = ingest::read_bounded(&todo, max_jobs, max_bytes, |t| {
+        let _lock = if opts.dry_run {
+            None
+        } else {
+            match crate::lock::try_lock(&t.dir.path) {
+                Ok(Some(lock)) => Some(lock),
+                Ok(None) => return (Read::Busy, 0),
+                Err(e) => {
+                    let path = t.dir.path.join(crate::lock::LOCK_FILE);
+                    return (
+                        Read::Failed(format!("cannot open {}: {e}", path.display())),
+                        0,
+                    );
                 }
-            };
-            let read_at = read_start();
-            match ingest::parse_dir(&t.dir) {
-                Ok(parsed) => Read::Ready(Box::new(Ready {
-                    parsed,
-                    signature: t.signature,
-                    read_at,
-                })),
-                // A read error is never a parse result: the job fails and
-                // its stored version stays.
-                Err(e) => Read::Failed(Failure {
-                    error: e.to_string(),
-                    tag: t.dir.tag,
-                    source: t.dir.path,
-                }),
             }
-        })
-        .collect();
+        };
+        let read_at = read_start();
+        match ingest::parse_dir(&t.dir) {
+            Ok(parsed) => {
+                let bytes = parsed.input_bytes;
+                (Read::Ready(Box::new(parsed), read_at), bytes)
+            }
+            // A read error is never a parse result: the job fails and
+            // its stored version stays.
+            Err(e) => (Read::Failed(e.to_string()), 0),
+        }
+    });
+    let rest = todo.split_off(results.len());
     let mut chunk = Chunk::default();
-    for r in results {
+    for (t, r) in todo.into_iter().zip(results) {
         match r {
-            Read::Ready(x) => chunk.ready.push(*x),
-            Read::Busy(t) => chunk.busy.push(t),
-            Read::Failed(f) => chunk.failed.push(f),
+            Read::Ready(parsed, read_at) => chunk.ready.push(Ready {
+                parsed: *parsed,
+                signature: t.signature,
+                read_at,
+            }),
+            Read::Busy => chunk.busy.push(t),
+            Read::Failed(error) => chunk.failed.push(Failure {
+                error,
+                tag: t.dir.tag,
+                source: t.dir.path,
+            }),
         }
     }
-    chunk
+    (chunk, rest)
 }
 
 /// Now, in microseconds since the Unix epoch (`None` before 1970).

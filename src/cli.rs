@@ -167,7 +167,7 @@ pub(crate) struct BackfillArgs {
     #[arg(long)]
     pub(crate) verify: bool,
     /// Jobs per database transaction (and per parsed chunk, which also
-    /// holds at most 2 MiB of input).
+    /// stops at 2 MiB of input read).
     #[arg(long, default_value_t = tko::backfill::DEFAULT_BATCH_JOBS)]
     pub(crate) batch: usize,
     /// Output, progress and locks.

@@ -16,6 +16,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use xxhash_rust::xxh3::Xxh3;
 
+mod files;
+use files::{Fetched, Opened, Root};
+
 /// Parses many job directories in parallel; output order is input order.
 pub fn parse_jobs(dirs: &[JobDir]) -> Vec<Result<Job, ReadError>> {
     dirs.par_iter()
@@ -134,70 +137,49 @@ impl ReadError {
 /// buffers, so a very long line is not copied to make its reason.
 const LONG_LINE: usize = 1 << 16;
 
-/// Roughly how many bytes parsing a job reads, from metadata only: its
-/// status file and `keyval`, plus `keyval` and `results/keyval` of every
-/// subdirectory (its tests). Memory for a job's tree grows with these, so
-/// rounds of jobs parsed together are bounded by their sum
-/// ([`Rounds`]). Unreadable entries count as empty (the parse reports them).
-pub fn input_bytes(jd: &JobDir) -> u64 {
-    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| if m.is_file() { m.len() } else { 0 });
-    let dir = jd.path.as_path();
-    let mut total = size(&dir.join("status.log")).max(size(&dir.join("status")));
-    total += size(&dir.join("keyval"));
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                let sub = e.path();
-                total += size(&sub.join("keyval")) + size(&sub.join("results/keyval"));
-            }
-        }
-    }
-    total
-}
-
-/// Splits items into consecutive rounds of at most `max_items` items and,
-/// unless one item alone is larger, at most `max_bytes` bytes by `size`
-/// (e.g. [`input_bytes`]); sizes are asked for lazily, one round ahead.
-pub struct Rounds<'a, T, F> {
-    items: &'a [T],
+/// Runs `read` on items from the front of `items`, in parallel on the
+/// rayon pool, until `max_items` items are taken or the input bytes `read`
+/// says the finished ones took add up to `max_bytes`; returns the results
+/// of the items taken (`items[..n]`), in order. Nothing is sized before it
+/// is read (sizing a job from metadata cost more system calls than
+/// reading it): the items being read when the bound is reached finish, so
+/// a chunk holds at most `max_bytes` plus one item per worker.
+pub fn read_bounded<T: Sync, R: Send>(
+    items: &[T],
     max_items: usize,
     max_bytes: u64,
-    size: F,
-}
-
-impl<'a, T, F: FnMut(&T) -> u64> Rounds<'a, T, F> {
-    /// Rounds over `items`.
-    pub fn new(items: &'a [T], max_items: usize, max_bytes: u64, size: F) -> Self {
-        Rounds {
-            items,
-            max_items: max_items.max(1),
-            max_bytes,
-            size,
+    read: impl Fn(&T) -> (R, u64) + Sync,
+) -> Vec<R> {
+    use std::sync::Mutex;
+    let max_items = max_items.max(1).min(items.len());
+    // (items taken, bytes of those finished)
+    let taken = Mutex::new((0usize, 0u64));
+    let done = Mutex::new(Vec::with_capacity(max_items));
+    let workers = rayon::current_num_threads().clamp(1, max_items.max(1));
+    rayon::in_place_scope(|scope| {
+        for _ in 0..workers {
+            let (taken, done, read) = (&taken, &done, &read);
+            scope.spawn(move |_| loop {
+                let i = {
+                    let mut t = taken.lock().unwrap_or_else(|e| e.into_inner());
+                    if t.0 >= max_items || (t.0 > 0 && t.1 >= max_bytes) {
+                        break;
+                    }
+                    t.0 += 1;
+                    t.0 - 1
+                };
+                let (r, bytes) = read(&items[i]);
+                {
+                    let mut t = taken.lock().unwrap_or_else(|e| e.into_inner());
+                    t.1 = t.1.saturating_add(bytes);
+                }
+                done.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
+            });
         }
-    }
-}
-
-impl<'a, T, F: FnMut(&T) -> u64> Iterator for Rounds<'a, T, F> {
-    type Item = &'a [T];
-
-    fn next(&mut self) -> Option<&'a [T]> {
-        if self.items.is_empty() {
-            return None;
-        }
-        let mut n = 0;
-        let mut bytes = 0u64;
-        while n < self.items.len() && n < self.max_items {
-            let b = (self.size)(&self.items[n]);
-            if n > 0 && bytes.saturating_add(b) > self.max_bytes {
-                break;
-            }
-            bytes = bytes.saturating_add(b);
-            n += 1;
-        }
-        let (round, rest) = self.items.split_at(n);
-        self.items = rest;
-        Some(round)
-    }
+    });
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_unstable_by_key(|&(i, _)| i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// A parsed job with what the loader needs to know about its files.
@@ -216,6 +198,10 @@ pub struct Parsed {
     /// `status.log` or `status`; `None` when there was neither (Autotest
     /// stores nothing for such a job).
     pub status_file: Option<&'static str>,
+    /// Bytes of the files read (a host keyval used twice counts twice):
+    /// what the job's tree grows with, for bounding what is held at once
+    /// ([`read_bounded`]).
+    pub input_bytes: u64,
 }
 
 /// Collects diagnostics for one job, naming files relative to its
@@ -227,9 +213,36 @@ struct Diags<'a> {
     /// Every file fingerprinted (that is, read), when asked for
     /// ([`files_read`]).
     files: Option<Vec<PathBuf>>,
+    /// Host keyval files read so far, by path: a job uses its host's
+    /// twice (platform, then attributes) and reads it once
+    /// ([`host_keyval`]).
+    host_keyvals: Vec<(PathBuf, Vec<u8>)>,
+    /// Bytes fingerprinted so far ([`Parsed::input_bytes`]).
+    bytes: u64,
+    /// Where the job's files are opened from.
+    root: Root<'a>,
 }
 
-impl Diags<'_> {
+impl<'a> Diags<'a> {
+    /// For reading a job: its directory held open ([`Root::at`]).
+    fn reading(dir: &'a Path, record: bool) -> Diags<'a> {
+        Diags {
+            root: Root::at(dir),
+            ..Diags::new(dir, record)
+        }
+    }
+    /// For reading a few files (by path).
+    fn new(dir: &'a Path, record: bool) -> Diags<'a> {
+        Diags {
+            root: Root::by_path(dir),
+            dir,
+            list: Vec::new(),
+            hash: Box::default(),
+            files: record.then(Vec::new),
+            host_keyvals: Vec::new(),
+            bytes: 0,
+        }
+    }
     /// A file's name for diagnostics and the fingerprint: relative to the
     /// job directory when inside it; bytes that are not UTF-8 as Latin-1.
     fn name(&self, path: &Path) -> String {
@@ -263,6 +276,7 @@ impl Diags<'_> {
         self.hash.update(name.as_bytes());
         self.hash.update(&(bytes.len() as u64).to_le_bytes());
         self.hash.update(bytes);
+        self.bytes += bytes.len() as u64;
     }
     fn record(&mut self, path: &Path) {
         if let Some(files) = &mut self.files {
@@ -299,14 +313,33 @@ fn read_optional(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, 
 /// [`read_optional`] without adding the file to the fingerprint (the
 /// caller does, with [`Diags::consume`], to keep the fingerprint's order).
 fn read_unhashed(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, ReadError> {
-    let Some((mut file, len)) = open_optional(path, diags)? else {
-        return Ok(None);
+    report(path, diags.root.fetch(path), diags)
+}
+
+/// What reading `path` gave, as [`read_unhashed`] reports it: the file
+/// may have been read earlier than this, so that its diagnostics still
+/// come in the order of the parse.
+fn report(
+    path: &Path,
+    fetched: Fetched,
+    diags: &mut Diags<'_>,
+) -> Result<Option<Vec<u8>>, ReadError> {
+    let bytes = match fetched {
+        Fetched::Bytes(b) => b,
+        Fetched::ReadFailed(e) => return absent(path, e, diags),
+        Fetched::Not(o) => {
+            // Never an open regular file (`Fetched::of` reads those).
+            return opened(path, o, diags).map(|_| None);
+        }
     };
-    let bytes = match read_sized(&mut file, len) {
-        Ok(b) => b,
-        Err(e) => return absent(path, e, diags),
-    };
-    if let Err(e) = std::str::from_utf8(&bytes) {
+    warn_unless_utf8(path, &bytes, diags);
+    Ok(Some(bytes))
+}
+
+/// The Latin-1 warning, with the line of the first byte that is not
+/// UTF-8.
+fn warn_unless_utf8(path: &Path, bytes: &[u8], diags: &mut Diags<'_>) {
+    if let Err(e) = std::str::from_utf8(bytes) {
         let line = bytes[..e.valid_up_to()]
             .iter()
             .filter(|&&b| b == b'\n')
@@ -314,75 +347,46 @@ fn read_unhashed(path: &Path, diags: &mut Diags<'_>) -> Result<Option<Vec<u8>>, 
             + 1;
         diags.latin1_warning(path, u32::try_from(line).ok());
     }
-    Ok(Some(bytes))
 }
 
-/// Reads a whole file whose size the caller has just taken: one `read`
-/// of all of it and one that sees the end (`File::read_to_end` would
-/// fstat and lseek again, and read in growing pieces). A file that grew
-/// meanwhile is read to its new end.
-fn read_sized(file: &mut std::fs::File, len: u64) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut bytes = vec![0; usize::try_from(len).unwrap_or(0).saturating_add(1)];
-    let mut filled = 0;
-    loop {
-        if filled == bytes.len() {
-            bytes.resize(bytes.len() * 2, 0);
-        }
-        match file.read(&mut bytes[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    bytes.truncate(filled);
-    Ok(bytes)
-}
-
-/// Opens a file that may be absent (see [`read_optional`]), with its size.
-fn open_optional(
+/// What opening `path` found means for the job: the open file and its
+/// size; `None` when it is absent or not something Autotest could read
+/// (then with a diagnostic); an error when it exists and cannot be read.
+fn opened(
     path: &Path,
+    o: Opened,
     diags: &mut Diags<'_>,
 ) -> Result<Option<(std::fs::File, u64)>, ReadError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // O_NONBLOCK: opening a FIFO must not wait for a writer.
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path);
-    let file = match opened {
-        Ok(f) => f,
-        Err(e) => return absent(path, e, diags),
-    };
-    let meta = file.metadata().map_err(|e| ReadError::new(path, e))?;
-    if meta.is_dir() {
-        let e = io::Error::from(io::ErrorKind::IsADirectory);
-        return absent(path, e, diags);
+    match o {
+        Opened::File(file, len) => Ok(Some((file, len))),
+        Opened::Absent => Ok(None),
+        Opened::Failed(e) => absent(path, e, diags),
+        Opened::NoStat(e) => Err(ReadError::new(path, e)),
+        Opened::Dir => absent(path, io::Error::from(io::ErrorKind::IsADirectory), diags),
+        Opened::Special => {
+            diags.push(
+                path,
+                Severity::Error,
+                None,
+                "not a regular file (a FIFO, socket or device); not read".into(),
+            );
+            Ok(None)
+        }
     }
-    if !meta.is_file() {
-        diags.push(
-            path,
-            Severity::Error,
-            None,
-            "not a regular file (a FIFO, socket or device); not read".into(),
-        );
-        return Ok(None);
-    }
-    Ok(Some((file, meta.len())))
 }
 
 /// Streams a file that exists line by line (each with its `\n`, numbered
 /// from 1) into `f`, fingerprinting it as [`read_optional`] does: only one
 /// line is held at a time, however large the file. `f` may take the line's
-/// buffer.
+/// buffer. `pre` is the file if it is open already.
 fn read_lines(
     path: &Path,
+    pre: Option<Opened>,
     diags: &mut Diags<'_>,
     mut f: impl FnMut(u32, &mut Vec<u8>),
 ) -> Result<(), ReadError> {
-    use std::io::BufRead;
-    let Some((file, len)) = open_optional(path, diags)? else {
+    let o = pre.unwrap_or_else(|| diags.root.open(path));
+    let Some((file, len)) = opened(path, o, diags)? else {
         let e = io::Error::from(io::ErrorKind::NotFound);
         return Err(ReadError::new(path, e));
     };
@@ -390,19 +394,20 @@ fn read_lines(
     let name = diags.name(path);
     diags.hash.update(name.as_bytes());
     diags.hash.update(&len.to_le_bytes());
-    let mut reader = io::BufReader::with_capacity(1 << 16, file);
+    let mut lines = files::Lines::new(file, len);
     let mut buf = Vec::new();
     let mut number: u32 = 0;
     let mut warned = false;
     loop {
         buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
+        match lines.next_line(&mut buf) {
+            Ok(false) => break,
+            Ok(true) => {}
             Err(e) => return Err(ReadError::new(path, e)),
         }
         number = number.saturating_add(1);
         diags.hash.update(&buf);
+        diags.bytes += buf.len() as u64;
         if !warned && std::str::from_utf8(&buf).is_err() {
             warned = true;
             diags.latin1_warning(path, Some(number));
@@ -416,15 +421,23 @@ fn read_lines(
     Ok(())
 }
 
-/// [`read_optional`], but a directory (already reported) reads as empty.
+/// [`read_optional`], but a directory (already reported) reads as empty;
+/// `pre` is the file if it is open already (so not a directory).
 fn read_optional_unless_dir(
     path: &Path,
+    pre: Option<Opened>,
     diags: &mut Diags<'_>,
 ) -> Result<Option<Vec<u8>>, ReadError> {
-    if path.is_dir() {
-        return Ok(Some(Vec::new()));
+    let fetched = match pre {
+        Some(o) => Fetched::of(o),
+        None if path.is_dir() => return Ok(Some(Vec::new())),
+        None => diags.root.fetch(path),
+    };
+    let bytes = report(path, fetched, diags)?;
+    if let Some(b) = &bytes {
+        diags.consume(path, b);
     }
-    read_optional(path, diags)
+    Ok(bytes)
 }
 
 /// Classifies an error met opening or reading an optional file: absent
@@ -468,42 +481,80 @@ fn read_keyval(path: &Path, diags: &mut Diags<'_>) -> Result<KeyMap<Value>, Read
     Ok(read_keyval_lines(path, diags)?.0)
 }
 
-/// [`read_keyval`], with the origin of every value.
+/// [`read_keyval`], with the origin of every value. The file is opened
+/// first (an absent one costs one failing `open`); only when opening
+/// fails otherwise is its path examined, as Autotest's `os.path.isdir`
+/// does.
 fn read_keyval_lines(
     path: &Path,
     diags: &mut Diags<'_>,
 ) -> Result<(KeyMap<Value>, Origins), ReadError> {
     let inner;
-    let path = if path.is_dir() {
-        inner = path.join("keyval");
-        &inner
-    } else {
-        path
+    let (path, fetched) = match diags.root.open(path) {
+        Opened::Dir => {
+            inner = path.join("keyval");
+            (inner.as_path(), diags.root.fetch(&inner))
+        }
+        o @ (Opened::Failed(_) | Opened::NoStat(_)) => {
+            if path.is_dir() {
+                inner = path.join("keyval");
+                (inner.as_path(), diags.root.fetch(&inner))
+            } else {
+                (path, Fetched::Not(o))
+            }
+        }
+        o => (path, Fetched::of(o)),
     };
-    Ok(match read_optional(path, diags)? {
+    Ok(match report(path, fetched, diags)? {
         Some(bytes) => {
-            let Keyval {
-                map,
-                problems,
-                lines,
-            } = parse::keyval::keyval(&bytes);
-            diags.problems(path, problems);
-            let origins = lines
-                .into_iter()
-                .map(|(k, n)| (k, (path.to_path_buf(), n)))
-                .collect();
-            (map, origins)
+            diags.consume(path, &bytes);
+            keyval_of(path, &bytes, diags)
         }
         None => (KeyMap::new(), BTreeMap::new()),
     })
 }
 
+/// Parses the bytes of keyval file `path`, reporting its problems.
+fn keyval_of(path: &Path, bytes: &[u8], diags: &mut Diags<'_>) -> (KeyMap<Value>, Origins) {
+    let Keyval {
+        map,
+        problems,
+        lines,
+    } = parse::keyval::keyval(bytes);
+    diags.problems(path, problems);
+    let origins = lines
+        .into_iter()
+        .map(|(k, n)| (k, (path.to_path_buf(), n)))
+        .collect();
+    (map, origins)
+}
+
+/// A small `.autoserv_execute` is read as soon as it is found (it is
+/// read anyway); a larger one when it is used, as before.
+const AUTOSERV_READ_AHEAD: u64 = 1 << 16;
+
 /// `find_toplevel_job_dir`: the nearest directory at or above `dir` holding
-/// `.autoserv_execute`.
-fn toplevel_job_dir(dir: &Path) -> Option<PathBuf> {
-    dir.ancestors()
-        .find(|d| d.join(".autoserv_execute").exists())
-        .map(Path::to_path_buf)
+/// `.autoserv_execute`, and that file, read (unless it is large or could
+/// not be opened: then it is read where it is used). Each candidate is
+/// opened, not `stat`ed first; only an open that fails with something
+/// other than `ENOENT`/`ENOTDIR` asks `os.path.exists`' question.
+fn toplevel_job_dir(dir: &Path, root: &Root<'_>) -> (Option<PathBuf>, Option<Fetched>) {
+    for d in dir.ancestors() {
+        let p = d.join(".autoserv_execute");
+        match root.open(&p) {
+            Opened::Absent => {}
+            Opened::Failed(_) | Opened::NoStat(_) => {
+                if p.exists() {
+                    return (Some(d.to_path_buf()), None);
+                }
+            }
+            Opened::File(_, len) if len > AUTOSERV_READ_AHEAD => {
+                return (Some(d.to_path_buf()), None);
+            }
+            o => return (Some(d.to_path_buf()), Some(Fetched::of(o))),
+        }
+    }
+    (None, None)
 }
 
 /// `job.read_keyval(dir)`: merges `keyval` files from `dir` up to `top`,
@@ -574,7 +625,10 @@ fn inside_job_dir(subdir: &str) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Reads `<top>/host_keyvals/<host>` (typed) if a top-level dir exists.
+/// Reads `<top>/host_keyvals/<host>` (typed) if a top-level dir exists
+/// and it is a regular file. A job asks twice for its host's: the file is
+/// read once, and the second answer is reported and fingerprinted as a
+/// second read of the same bytes would be.
 fn host_keyval(
     top: Option<&Path>,
     host: &str,
@@ -587,10 +641,32 @@ fn host_keyval(
         return Ok(KeyMap::new());
     }
     let path = top.join("host_keyvals").join(os_name(host));
-    if !path.is_file() {
-        return Ok(KeyMap::new());
+    if let Some(i) = diags.host_keyvals.iter().position(|(p, _)| *p == path) {
+        let (path, bytes) = diags.host_keyvals.swap_remove(i);
+        warn_unless_utf8(&path, &bytes, diags);
+        diags.consume(&path, &bytes);
+        let (map, _) = keyval_of(&path, &bytes, diags);
+        diags.host_keyvals.push((path, bytes));
+        return Ok(map);
     }
-    read_keyval(&path, diags)
+    let fetched = match diags.root.open(&path) {
+        Opened::Absent | Opened::Dir | Opened::Special => return Ok(KeyMap::new()),
+        Opened::Failed(_) | Opened::NoStat(_) => {
+            // Exactly as before: `os.path.isfile`, then the read.
+            if !path.is_file() {
+                return Ok(KeyMap::new());
+            }
+            return read_keyval(&path, diags);
+        }
+        o @ Opened::File(..) => Fetched::of(o),
+    };
+    let Some(bytes) = report(&path, fetched, diags)? else {
+        return Ok(KeyMap::new());
+    };
+    diags.consume(&path, &bytes);
+    let (map, _) = keyval_of(&path, &bytes, diags);
+    diags.host_keyvals.push((path, bytes));
+    Ok(map)
 }
 
 /// `determine_hostname`.
@@ -759,13 +835,29 @@ pub fn files_read(jd: &JobDir) -> Result<Vec<PathBuf>, ReadError> {
 /// `status.log` that is a directory is reported (Autotest raises and loses
 /// the job there); `status` is used if there is one, else the job is read
 /// as having an empty `status.log`, so it is kept. A status file that
-/// exists but cannot be examined is an error.
-fn status_file(dir: &Path, diags: &mut Diags<'_>) -> Result<Option<&'static str>, ReadError> {
+/// exists but cannot be examined is an error. The file found is opened to
+/// find it (an absent one costs one failing `open`), and comes back open
+/// (`None` when it was examined by its path because opening it failed:
+/// then it is opened again when it is read, as before).
+fn status_file(
+    dir: &Path,
+    diags: &mut Diags<'_>,
+) -> Result<(Option<&'static str>, Option<Opened>), ReadError> {
     let mut log_is_dir = false;
     for name in ["status.log", "status"] {
         let path = dir.join(name);
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_dir() => {
+        let meta = match diags.root.open(&path) {
+            Opened::Absent => continue,
+            Opened::Dir => None,
+            o @ (Opened::File(..) | Opened::Special) => return Ok((Some(name), Some(o))),
+            Opened::Failed(_) | Opened::NoStat(_) => Some(std::fs::metadata(&path)),
+        };
+        match meta {
+            Some(Ok(m)) if !m.is_dir() => return Ok((Some(name), None)),
+            Some(Err(e)) => {
+                absent::<()>(&path, e, diags)?;
+            }
+            None | Some(Ok(_)) => {
                 log_is_dir |= name == "status.log";
                 diags.push(
                     &path,
@@ -776,28 +868,26 @@ fn status_file(dir: &Path, diags: &mut Diags<'_>) -> Result<Option<&'static str>
                         .into(),
                 );
             }
-            Ok(_) => return Ok(Some(name)),
-            Err(e) => {
-                absent::<()>(&path, e, diags)?;
-            }
         }
     }
-    Ok(log_is_dir.then_some("status.log"))
+    Ok((log_is_dir.then_some("status.log"), None))
 }
 
 /// What a job's files say before its status log is read: the job row
-/// (no tests yet), the top-level job directory and the merged keyval.
+/// (no tests yet), the top-level job directory, the merged keyval and
+/// the top-level `.autoserv_execute` if it was read when it was found.
 struct Head {
     job: Job,
     top: Option<PathBuf>,
     keyval: KeyMap<Value>,
+    autoserv: Option<Fetched>,
 }
 
 /// Reads a job's keyvals, machine name and group (everything but the
 /// status log and the tests' files).
 fn head(jd: &JobDir, diags: &mut Diags<'_>) -> Result<Head, ReadError> {
     let dir = jd.path.as_path();
-    let top = toplevel_job_dir(dir);
+    let (top, autoserv) = toplevel_job_dir(dir, &diags.root);
     let (keyval, origins) = merged_keyval(dir, top.as_deref().unwrap_or(dir), diags)?;
     let status_version = match keyval.get("status_version") {
         None => 0,
@@ -842,7 +932,12 @@ fn head(jd: &JobDir, diags: &mut Diags<'_>) -> Result<Head, ReadError> {
         diagnostics: Vec::new(),
     };
 
-    Ok(Head { job, top, keyval })
+    Ok(Head {
+        job,
+        top,
+        keyval,
+        autoserv,
+    })
 }
 
 fn parse_with_steps(
@@ -851,19 +946,15 @@ fn parse_with_steps(
     record: bool,
 ) -> Result<(Parsed, Vec<Step>, Vec<PathBuf>), ReadError> {
     let dir = jd.path.as_path();
-    let mut diags = Diags {
-        dir,
-        list: Vec::new(),
-        hash: Box::default(),
-        files: record.then(Vec::new),
-    };
+    let mut diags = Diags::reading(dir, record);
     let Head {
         mut job,
         top,
         keyval,
+        autoserv: autoserv_read,
     } = head(jd, &mut diags)?;
     let status_version = job.status_version;
-    let status_file = status_file(dir, &mut diags)?;
+    let (status_file, status_open) = status_file(dir, &mut diags)?;
     let status_path = status_file.map(|n| dir.join(n));
     let mut raw_steps: Vec<(Option<u32>, Vec<TestResult>)> = Vec::new();
     let results = match status_path {
@@ -880,7 +971,7 @@ fn parse_with_steps(
             let (results, problems) = if status_version == 0 {
                 // The status file exists: not being able to read it now is
                 // an error even if it vanished meanwhile.
-                let bytes = match read_optional_unless_dir(&path, &mut diags)? {
+                let bytes = match read_optional_unless_dir(&path, status_open, &mut diags)? {
                     Some(b) => b,
                     None if !path.exists() => {
                         let e = io::Error::from(io::ErrorKind::NotFound);
@@ -900,7 +991,11 @@ fn parse_with_steps(
                 // status) but fingerprinted after the status log, as before.
                 let autoserv = top.as_deref().map(|t| t.join(".autoserv_execute"));
                 let autoserv_bytes = match &autoserv {
-                    Some(p) => read_unhashed(p, &mut diags)?,
+                    Some(p) => report(
+                        p,
+                        autoserv_read.unwrap_or_else(|| diags.root.fetch(p)),
+                        &mut diags,
+                    )?,
                     None => None,
                 };
                 let exit = match &autoserv {
@@ -934,8 +1029,10 @@ fn parse_with_steps(
                         raw_steps.push((Some(n), emitted));
                     }
                 };
-                if !path.is_dir() {
-                    read_lines(&path, &mut diags, &mut feed)?;
+                // Opened already (so not a directory), or examined by its
+                // path as before.
+                if status_open.is_some() || !path.is_dir() {
+                    read_lines(&path, status_open, &mut diags, &mut feed)?;
                 }
                 if let (Some(p), Some(b)) = (&autoserv, &autoserv_bytes) {
                     diags.consume(p, b);
@@ -964,12 +1061,7 @@ fn parse_with_steps(
         .map(|(after_line, results)| {
             // Files are read again for each step; diagnostics come from the
             // whole-file parse above.
-            let mut quiet = Diags {
-                dir,
-                list: Vec::new(),
-                hash: Box::default(),
-                files: None,
-            };
+            let mut quiet = Diags::new(dir, false);
             let tests = results
                 .into_iter()
                 .map(|r| build_test(r, &job, dir, &host_attrs, &mut quiet))
@@ -985,6 +1077,7 @@ fn parse_with_steps(
         job,
         fingerprint: format!("xxh3:{:032x}", diags.hash.digest128()),
         status_file,
+        input_bytes: diags.bytes,
     };
     Ok((parsed, steps, diags_files))
 }
@@ -1035,17 +1128,14 @@ impl Live {
     /// version 1.
     pub fn start(jd: &JobDir) -> Result<Option<Live>, ReadError> {
         let dir = jd.path.as_path();
-        let mut diags = Diags {
-            dir,
-            list: Vec::new(),
-            hash: Box::default(),
-            files: None,
-        };
+        let mut diags = Diags::new(dir, false);
         let path = dir.join("status.log");
         if !path.is_file() {
             return Ok(None);
         }
-        let Head { job, top, keyval } = head(jd, &mut diags)?;
+        let Head {
+            job, top, keyval, ..
+        } = head(jd, &mut diags)?;
         if job.status_version != 1 {
             return Ok(None);
         }
@@ -1169,12 +1259,7 @@ impl Live {
     /// and iterations). Diagnostics are the final parse's business.
     pub fn job(&mut self) -> Result<Job, ReadError> {
         let dir = self.jd.path.as_path();
-        let mut quiet = Diags {
-            dir,
-            list: Vec::new(),
-            hash: Box::default(),
-            files: None,
-        };
+        let mut quiet = Diags::new(dir, false);
         let mut job = self.head.clone();
         job.keyval = self.keyval.clone();
         job.tests = self
@@ -1246,7 +1331,7 @@ fn build_test(
 
 #[cfg(test)]
 mod tests {
-    use super::{Follow, Live, Rounds};
+    use super::{Follow, Live};
     use crate::discover::JobDir;
     use crate::model::Status;
     use std::io::Write;
@@ -1404,6 +1489,64 @@ mod tests {
         assert!(panicked.is_err());
     }
 
+    /// Files that are not regular files are read as before they were
+    /// opened first instead of examined by path: a `keyval` that is a
+    /// directory means the `keyval` inside it, a host keyval that is not a
+    /// regular file is silently absent, a `.autoserv_execute` that is a
+    /// directory and a `results/keyval` that is a FIFO are absent with a
+    /// diagnostic (the FIFO is not read: no writer is waited for).
+    #[test]
+    fn odd_files_read_as_before() {
+        let (_tmp, dirs) = job_dirs(1);
+        let dir = &dirs[0].path;
+        let fifo = |p: &std::path::Path| {
+            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: a NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        };
+        std::fs::write(dir.join("keyval"), "status_version=1\nhostname=h\n").unwrap();
+        std::fs::create_dir_all(dir.join(".autoserv_execute")).unwrap();
+        std::fs::create_dir_all(dir.join("host_keyvals")).unwrap();
+        fifo(&dir.join("host_keyvals/h"));
+        std::fs::write(
+            dir.join("status.log"),
+            "START\tt\tt\ttimestamp=1\t\nEND GOOD\tt\tt\ttimestamp=2\t\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.join("t/keyval")).unwrap();
+        std::fs::write(dir.join("t/keyval/keyval"), "a=1\n").unwrap();
+        std::fs::create_dir_all(dir.join("t/results")).unwrap();
+        fifo(&dir.join("t/results/keyval"));
+        let job = super::parse_job(&dirs[0]).unwrap();
+        let diags: Vec<String> = job.diagnostics.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            diags,
+            [
+                "error: .autoserv_execute: is a directory (Autotest's parser raises \
+                 IOError and loses the job here); read as absent",
+                "error: t/results/keyval: not a regular file (a FIFO, socket or device); \
+                 not read",
+            ],
+        );
+        let t = job.tests.iter().find(|t| t.testname == "t").unwrap();
+        let a = t
+            .attributes
+            .get("a")
+            .and_then(crate::model::Value::to_db_text);
+        assert_eq!(a.as_deref(), Some("1"));
+        assert!(t.attributes.iter().all(|(k, _)| !k.starts_with("host-")));
+        let read: Vec<_> = super::files_read(&dirs[0])
+            .unwrap()
+            .iter()
+            .map(|p| p.strip_prefix(dir).unwrap().to_path_buf())
+            .collect();
+        let want: Vec<std::path::PathBuf> = ["keyval", "status.log", "t/keyval/keyval"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        assert_eq!(read, want);
+    }
+
     /// The fingerprint is `xxh3:` and 32 hex digits, changes with the
     /// content of a test's `results/keyval`, and `files_read` names every
     /// file the parse read.
@@ -1440,12 +1583,31 @@ mod tests {
         assert_eq!(read, want);
     }
 
+    /// Items are taken in order until the items or the bytes of those
+    /// read reach the bound (one worker: exactly there; the item that
+    /// crosses the byte bound is in); the rest is left for the next call.
     #[test]
-    fn rounds_are_bounded_by_items_and_bytes() {
+    fn read_bounded_stops_at_items_or_bytes() {
         let sizes = [5u64, 5, 20, 1, 1, 1, 1];
-        let rounds: Vec<Vec<u64>> = Rounds::new(&sizes, 3, 10, |&s| s)
-            .map(<[u64]>::to_vec)
-            .collect();
-        assert_eq!(rounds, vec![vec![5, 5], vec![20], vec![1, 1, 1], vec![1]]);
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let take = |from: usize, items: usize, bytes: u64| {
+            one.install(|| super::read_bounded(&sizes[from..], items, bytes, |&s| (s, s)))
+        };
+        assert_eq!(take(0, 3, 10), vec![5, 5]);
+        assert_eq!(take(2, 3, 10), vec![20]);
+        assert_eq!(take(3, 3, 10), vec![1, 1, 1]);
+        assert_eq!(take(6, 3, 10), vec![1]);
+        assert_eq!(take(0, 100, u64::MAX), sizes.to_vec());
+        assert!(take(7, 3, 10).is_empty());
+        let two = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let got = two.install(|| super::read_bounded(&sizes, 100, 10, |&s| (s, s)));
+        assert!(got.len() >= 2 && got.len() <= 3, "{got:?}");
+        assert_eq!(got, sizes[..got.len()].to_vec());
     }
 }
