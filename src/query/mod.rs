@@ -4,10 +4,11 @@
 //! `jiff`, status words, globs), [`plan`] writes one SELECT per dialect
 //! whose columns are already the output text, and [`rows`] streams the rows
 //! of either store into a [`Sink`]; [`joblist`] pages through jobs with
-//! their status counts and [`jobdetail`] reads one job in full, [`perfseries`] one perf key
-//! over time, and [`perfcache`] keeps `tko compare`'s per-kernel moments. Both stores give byte-identical rows
-//! for the same query ([`float`] formats SQLite's doubles as PostgreSQL
-//! does). Nothing here prints; sinks (CSV and JSON Lines in
+//! their status counts and [`jobdetail`] reads one job in full,
+//! [`perfseries`] one perf key over time, and [`perfcache`] keeps `tko
+//! compare`'s exact perf moments per kernel. Both stores give
+//! byte-identical rows for the same query ([`float`] formats SQLite's
+//! doubles as PostgreSQL does). Nothing here prints; sinks (CSV and JSON Lines in
 //! [`crate::export`], aggregations in [`crate::report`]) decide what the
 //! rows become.
 

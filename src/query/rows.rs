@@ -165,8 +165,7 @@ impl Warehouse {
     /// The finite perf values of the tests `filter` keeps, for
     /// aggregation: `each(test, subdir, group, key, values)`, `group` the
     /// machine or kernel base as [`PerfGroup`] says (else `None`), in no
-    /// particular order and possibly several
-    /// calls per group. PostgreSQL groups and sends them as binary arrays
+    /// particular order and possibly several calls per group. PostgreSQL groups and sends them as binary arrays
     /// (no text to format and parse); SQLite streams the rows. A value is
     /// handed over as stored, `-0` as `0` (as the text export writes it).
     pub fn perf_values(
@@ -188,9 +187,11 @@ impl Warehouse {
                 c.batch_execute("SET jit = off; SET enable_sort = off")
                     .map_err(db("session settings"))?;
                 let rows = c.query(&sql, &[]);
-                c.batch_execute("RESET enable_sort")
-                    .map_err(db("session settings"))?;
+                // In a failed transaction this fails too: the query's
+                // error is the one to report.
+                let reset = c.batch_execute("RESET enable_sort");
                 let rows = rows.map_err(db("perf values"))?;
+                reset.map_err(db("session settings"))?;
                 for r in rows {
                     let mut v: Vec<f64> = r.get(4);
                     for x in &mut v {
