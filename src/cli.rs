@@ -72,6 +72,11 @@ pub(crate) enum Command {
     /// What changed between two sets of jobs: regressions, fixes, still
     /// failing, new and missing tests, and perf keys that moved.
     ///
+    /// Sets selected by kernel read a per-kernel cache of perf moments
+    /// (`tko_perf_cache`): the first compare of a kernel builds it from
+    /// every perf row (seconds on a large warehouse), later ones read it;
+    /// any load of that kernel's tests forgets it. Same answer either way.
+    ///
     /// Exit status: 0 nothing regressed, 1 a regression or a flagged perf
     /// change, 2 errors.
     Compare(CompareArgs),
