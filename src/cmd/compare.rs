@@ -73,8 +73,11 @@ pub(crate) fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
         args.new_label.clone(),
         &args,
     )?;
-    let mut r = Reader::open(&args.db.db)?;
-    let mut read = |f: Filter| -> anyhow::Result<(Vec<report::TestRecord>, PerfRows)> {
+    // The two sides are read at once, each on its own connection: on
+    // PostgreSQL each side's server pass (or cache build) runs on its own
+    // core.
+    let read = |f: Filter| -> anyhow::Result<(Vec<report::TestRecord>, PerfRows)> {
+        let mut r = Reader::open(&args.db.db)?;
         let mut records = report::Records::default();
         let q = ExportQuery {
             brief: true,
@@ -89,8 +92,12 @@ pub(crate) fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
         .context(what)?;
         Ok((records.records, perf))
     };
-    let (brec, bperf) = read(bf)?;
-    let (nrec, nperf) = read(nf)?;
+    let (base, new) = std::thread::scope(|scope| {
+        let base = scope.spawn(|| read(bf));
+        let new = read(nf);
+        (base.join().expect("reading BASE does not panic"), new)
+    });
+    let ((brec, bperf), (nrec, nperf)) = (base?, new?);
     let o = cmp::Options {
         by_machine: args.by_machine,
         threshold_pct: args.threshold,

@@ -3,10 +3,11 @@
 //! few thousand cache rows instead of millions of perf rows. Nothing
 //! builds the cache at load time: the first compare that selects a base
 //! without cache rows computes them from the detail rows
-//! ([`Warehouse::perf_values`]) and stores them, holding a `SHARE ROW
-//! EXCLUSIVE` lock on `tko_tests` (PostgreSQL) or the write lock
-//! (SQLite, `BEGIN IMMEDIATE`) so no load can commit between the read and
-//! the write. Any later statement that inserts, deletes or updates tests
+//! ([`Warehouse::perf_values`]) and stores them, holding a `SHARE` lock
+//! on `tko_tests` (PostgreSQL: other builds may run, no load can commit
+//! between the read and the write; two builds of one base collide on the
+//! marker row and the second falls back) or the write lock (SQLite,
+//! `BEGIN IMMEDIATE`). Any later statement that inserts, deletes or updates tests
 //! deletes the cache of their bases in its own transaction (the triggers
 //! of migration 006), so a stale answer is never read. Cached reads run in
 //! one snapshot that also checks every selected base is cached. When the
@@ -80,7 +81,7 @@ impl Warehouse {
                 let build = match self.dialect() {
                     Dialect::Postgres => {
                         "BEGIN; SET LOCAL lock_timeout = '10s'; \
-                         LOCK TABLE tko_tests IN SHARE ROW EXCLUSIVE MODE"
+                         LOCK TABLE tko_tests IN SHARE MODE"
                     }
                     Dialect::Sqlite => "BEGIN IMMEDIATE",
                 };
