@@ -74,7 +74,13 @@ impl Warehouse {
             Dialect::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
             Dialect::Sqlite => "BEGIN",
         };
-        let warm = self.in_transaction(snapshot, |wh| wh.read_cache(filter))?;
+        let warm = self.in_transaction(snapshot, |wh| {
+            if wh.uncached_bases(filter)?.is_empty() {
+                wh.read_cache(filter).map(Some)
+            } else {
+                Ok(None)
+            }
+        })?;
         let rows = match warm {
             Some(rows) => rows,
             None => {
@@ -91,10 +97,10 @@ impl Warehouse {
                     wh.read_cache(filter)
                 });
                 match built {
-                    Ok(Some(rows)) => rows,
+                    Ok(rows) => rows,
                     // Read-only, no privilege, lock not granted: the
                     // caller reads the detail rows instead.
-                    Ok(None) | Err(_) => return Ok(false),
+                    Err(_) => return Ok(false),
                 }
             }
         };
@@ -143,12 +149,10 @@ impl Warehouse {
         Ok(out)
     }
 
-    /// The cached moments `filter` selects, merged over its bases; `None`
-    /// when a selected base has no cache (read in the caller's snapshot).
-    fn read_cache(&mut self, filter: &Filter) -> Result<Option<BTreeMap<Key, Moments>>, Error> {
-        if !self.uncached_bases(filter)?.is_empty() {
-            return Ok(None);
-        }
+    /// The cached moments `filter` selects, merged over its bases (the
+    /// caller has checked, in the same snapshot or lock, that every
+    /// selected base is cached).
+    fn read_cache(&mut self, filter: &Filter) -> Result<BTreeMap<Key, Moments>, Error> {
         let mut q = Sql::new(self.dialect());
         q.push(
             "SELECT c.test, c.subdir, c.attribute, c.n, c.sum, c.sumsq \
@@ -192,7 +196,7 @@ impl Warehouse {
             out.entry(key).or_default().merge(&m, 1);
             Ok(())
         })?;
-        Ok(Some(out))
+        Ok(out)
     }
 
     /// Computes the moments of the `missing` bases (of those `filter`'s
