@@ -14,7 +14,7 @@ use crate::discover::{self, JobDir};
 use crate::ingest::{self, Parsed};
 use crate::model::Job;
 use crate::store::postgres::timing;
-use crate::store::{Action, Failure, LedgerState, LoadItem, LoadOutcome, Signature, Store};
+use crate::store::{Action, Failure, LedgerState, LoadOutcome, Store};
 use crate::table::RowCounts;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
+
+mod write;
 
 /// `tko backfill --batch` by default: jobs per transaction and per parsed
 /// chunk. Large, because each batch costs some 25 round trips whatever its
@@ -256,6 +258,22 @@ pub fn run(
     stop: &AtomicBool,
     observer: &mut dyn Observer,
 ) -> Result<Summary, crate::store::Error> {
+    run_with(&mut [store], reader, roots, opts, stop, observer)
+}
+
+/// [`run`] with several writers: each of `writers` (connections to the
+/// same warehouse, at least one) loads whole chunks, at the same time as
+/// the others (see [`write`]); the first also loads the jobs waited for
+/// after the pass and refreshes the statistics.
+pub fn run_with(
+    writers: &mut [&mut (dyn Store + '_)],
+    reader: &mut dyn Store,
+    roots: &[PathBuf],
+    opts: &Options,
+    stop: &AtomicBool,
+    observer: &mut dyn Observer,
+) -> Result<Summary, crate::store::Error> {
+    assert!(!writers.is_empty(), "a backfill needs a writer");
     let start = Instant::now();
     let mut summary = Summary {
         units: discover::count_units(roots),
@@ -270,8 +288,10 @@ pub fn run(
     observer.progress(&summary);
 
     let locked = std::thread::scope(|scope| {
-        // One chunk parsed ahead of the one being loaded.
-        let (tx, rx) = sync_channel::<Chunk>(1);
+        // One chunk parsed ahead of the one being loaded (with several
+        // writers, the others' chunks are that one).
+        let ahead = if writers.len() > 1 { 0 } else { 1 };
+        let (tx, rx) = sync_channel::<Chunk>(ahead);
         let pool = &pool;
         // Stage 1 walks and signs a round while stage 2 reads the ledger
         // rows of the previous one and parses what changed.
@@ -373,31 +393,13 @@ pub fn run(
             Ok(())
         });
         let mut locked = Vec::new();
-        let mut t0 = Instant::now();
-        for chunk in rx {
-            timing::add("backfill: writer waits for a parsed chunk", t0);
-            summary.units_done += chunk.units_done;
-            summary.found += chunk.found;
-            summary.unchanged_by_metadata += chunk.unchanged_by_metadata;
-            summary.done += chunk.unchanged_by_metadata + chunk.busy.len();
-            summary.walk_errors.extend(chunk.walk_errors);
-            record_unread(store, chunk.failed, opts, &mut summary, observer)?;
-            for n in &chunk.notices {
-                observer.notice(n);
-            }
-            locked.extend(chunk.busy);
-            write_chunk(
-                store,
-                &chunk.ready,
-                opts,
-                &chunk.ledger,
-                &mut summary,
-                observer,
-            )?;
+        let writers = writers.iter_mut().map(|w| &mut **w).collect();
+        write::run_writers(scope, writers, rx, opts, |written| {
+            write::account(written, opts, &mut summary, observer, &mut locked)?;
             summary.elapsed = start.elapsed();
             observer.progress(&summary);
-            t0 = Instant::now();
-        }
+            Ok(())
+        })?;
         scanner.join().expect("the scanner does not panic")?;
         Ok::<_, crate::store::Error>(locked)
     })?;
@@ -412,17 +414,12 @@ pub fn run(
         let mut waiter = crate::lock::Waiter::new(opts.lock_timeout);
         while !locked.is_empty() && !stop.load(Ordering::Relaxed) && waiter.pause() {
             let all = std::mem::take(&mut locked);
-            let (chunk, _) = pool.install(|| read_chunk(all, usize::MAX, u64::MAX, opts));
-            locked = chunk.busy;
-            record_unread(store, chunk.failed, opts, &mut summary, observer)?;
-            write_chunk(
-                store,
-                &chunk.ready,
-                opts,
-                &HashMap::new(),
-                &mut summary,
-                observer,
-            )?;
+            let (mut chunk, _) = pool.install(|| read_chunk(all, usize::MAX, u64::MAX, opts));
+            // Still locked: waited for again, not counted yet.
+            locked = std::mem::take(&mut chunk.busy);
+            let loaded = write::store_chunk(&mut *writers[0], &chunk, opts);
+            let written = write::Written { chunk, loaded };
+            write::account(written, opts, &mut summary, observer, &mut Vec::new())?;
             summary.elapsed = start.elapsed();
             observer.progress(&summary);
         }
@@ -430,7 +427,7 @@ pub fn run(
     }
     summary.locked = locked.into_iter().map(|t| t.dir.tag).collect();
     if !opts.dry_run {
-        store.refresh_statistics(summary.inserted + summary.replaced)?;
+        writers[0].refresh_statistics(summary.inserted + summary.replaced)?;
     }
     summary.elapsed = start.elapsed();
     observer.progress(&summary);
@@ -507,118 +504,4 @@ pub(crate) fn read_start() -> Option<i64> {
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?;
     i64::try_from(since.as_micros()).ok()
-}
-
-/// Jobs that could not be read: reported, counted as failed and recorded
-/// in the ledger as failed (their stored version, if any, untouched; no
-/// signature, so the next run reads them again).
-fn record_unread(
-    store: &mut dyn Store,
-    failed: Vec<Failure>,
-    opts: &Options,
-    summary: &mut Summary,
-    observer: &mut dyn Observer,
-) -> Result<(), crate::store::Error> {
-    if failed.is_empty() {
-        return Ok(());
-    }
-    for f in &failed {
-        observer.unread(&f.tag, &f.error);
-    }
-    if !opts.dry_run {
-        store.record_failures(&failed)?;
-    }
-    summary.done += failed.len();
-    summary
-        .failed
-        .extend(failed.into_iter().map(|f| (f.tag, f.error)));
-    Ok(())
-}
-
-/// Loads one parsed chunk (or, dry run, classifies it) and records
-/// signatures of everything now known to be in the warehouse.
-fn write_chunk(
-    store: &mut dyn Store,
-    ready: &[Ready],
-    opts: &Options,
-    ledger: &HashMap<String, LedgerState>,
-    summary: &mut Summary,
-    observer: &mut dyn Observer,
-) -> Result<(), crate::store::Error> {
-    let mut items = Vec::new();
-    let mut signed = Vec::new();
-    for r in ready {
-        summary.done += 1;
-        let p = &r.parsed;
-        if p.status_file.is_none() {
-            summary.no_status_file.push(p.job.tag.clone());
-            observer.job(&p.job, JobOutcome::NoStatusFile);
-            continue;
-        }
-        if opts.dry_run {
-            let action = match ledger.get(&p.job.tag) {
-                Some(l) if l.deleted && !opts.force => {
-                    summary.deleted_earlier += 1;
-                    Action::DeletedEarlier
-                }
-                Some(l) if l.loaded && l.fingerprint == p.fingerprint && !opts.force => {
-                    summary.unchanged_by_content += 1;
-                    Action::Skipped
-                }
-                Some(_) => {
-                    summary.replaced += 1;
-                    Action::Replaced
-                }
-                None => {
-                    summary.inserted += 1;
-                    Action::Inserted
-                }
-            };
-            observer.job(&p.job, JobOutcome::WouldBe(action));
-            continue;
-        }
-        items.push(LoadItem {
-            job: &p.job,
-            source: p.path.clone(),
-            fingerprint: p.fingerprint.clone(),
-            force: opts.force,
-            read_at: r.read_at,
-        });
-        signed.push(r);
-    }
-    if items.is_empty() {
-        return Ok(());
-    }
-    let mut signatures = Vec::new();
-    for ((item, r), result) in items.iter().zip(&signed).zip(store.load_jobs(&items)) {
-        let tag = &item.job.tag;
-        match result {
-            Ok(outcome) => {
-                match outcome.action {
-                    Action::Inserted => summary.inserted += 1,
-                    Action::Replaced => summary.replaced += 1,
-                    Action::Skipped => summary.unchanged_by_content += 1,
-                    Action::DeletedEarlier => summary.deleted_earlier += 1,
-                }
-                summary.rows.add(&outcome.rows);
-                if item.job.has_errors()
-                    && !matches!(outcome.action, Action::Skipped | Action::DeletedEarlier)
-                {
-                    summary.with_errors.push(tag.clone());
-                }
-                signatures.push(Signature {
-                    tag: tag.clone(),
-                    signature: r.signature.clone(),
-                    fingerprint: item.fingerprint.clone(),
-                });
-                observer.job(item.job, JobOutcome::Loaded(&outcome));
-            }
-            Err(e) => {
-                let text = crate::store::error_chain(&e);
-                observer.job(item.job, JobOutcome::Failed(&text));
-                summary.failed.push((tag.clone(), text));
-            }
-        }
-    }
-    store.record_signatures(&signatures)
 }

@@ -175,6 +175,11 @@ pub(crate) struct BackfillArgs {
     /// stops at 2 MiB of input read).
     #[arg(long, default_value_t = tko::backfill::DEFAULT_BATCH_JOBS)]
     pub(crate) batch: usize,
+    /// PostgreSQL connections loading batches at the same time (one
+    /// streams its rows while the server works through another's). SQLite
+    /// has one writer whatever this says.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub(crate) writers: u16,
     /// Output, progress and locks.
     #[command(flatten)]
     pub(crate) run: RunArgs,

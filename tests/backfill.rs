@@ -200,6 +200,17 @@ fn locked_job_is_reported_then_loaded_and_reruns_skip_by_metadata() -> TestResul
     Ok(())
 }
 
+/// Backfill options for many rounds (7 top-level directories) of many
+/// chunks (`chunk_jobs` jobs).
+fn small_chunks(chunk_jobs: usize) -> tko::backfill::Options {
+    tko::backfill::Options {
+        level: Some(2),
+        chunk_jobs,
+        units_per_round: 7,
+        ..tko::backfill::Options::default()
+    }
+}
+
 /// Records nothing: the library's backfill without output.
 struct Silent;
 impl tko::backfill::Observer for Silent {}
@@ -221,12 +232,7 @@ fn many_small_rounds_and_chunks_give_the_same_warehouse() -> TestResult {
     store.init()?;
     store.set_batch_jobs(3);
     let mut reader = tko::store::open(&f.url)?;
-    let opts = tko::backfill::Options {
-        level: Some(2),
-        chunk_jobs: 4,
-        units_per_round: 7,
-        ..tko::backfill::Options::default()
-    };
+    let opts = small_chunks(4);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let s = tko::backfill::run(
         store.as_mut(),
@@ -256,6 +262,70 @@ fn many_small_rounds_and_chunks_give_the_same_warehouse() -> TestResult {
         &mut Silent,
     )?;
     assert_eq!((s.unchanged_by_metadata, s.done, s.loaded()), (60, 60, 0));
+    Ok(())
+}
+
+/// Two writers on PostgreSQL (`tko backfill --writers 2`, the default)
+/// load batches at the same time, on two connections: the warehouse ends
+/// exactly as one writer leaves it (machine rows included: every machine
+/// carries jobs of many batches, and each batch recomputes them), and the
+/// two never deadlock (they lock jobs, then machines, and the machines
+/// with `FOR NO KEY UPDATE`, which the other's foreign-key checks do not
+/// wait for; with `FOR UPDATE` every pair of batches sharing a machine
+/// deadlocked).
+#[test]
+fn pg_two_writers_load_what_one_writer_loads_without_deadlocks() -> TestResult {
+    // Three machines, whose rows depend on which job is the newest.
+    let t = tempfile::tempdir()?;
+    let root = t.path().join("results");
+    let gen = GenOptions {
+        jobs: 60,
+        tests_per_job: 2..=4,
+        fraction_bad: 0.0,
+        machines: 3,
+        relabel_machines: true,
+        ..GenOptions::default()
+    };
+    generate(&root, &gen)?;
+    let reference = fresh(Backend::Postgres);
+    let out = run(&reference.url, &root, &["--writers", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    let f = fresh(Backend::Postgres);
+    let mut db = Db::open(&f);
+    let deadlocks = |db: &mut Db| {
+        db.int("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+    };
+    let before = deadlocks(&mut db);
+    let opts = small_chunks(3);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    {
+        let mut stores = Vec::new();
+        for _ in 0..2 {
+            let mut s = tko::store::open(&f.url)?;
+            s.init()?;
+            s.set_batch_jobs(3);
+            stores.push(s);
+        }
+        let mut reader = tko::store::open(&f.url)?;
+        let mut writers: Vec<&mut dyn tko::store::Store> =
+            stores.iter_mut().map(|s| s.as_mut()).collect();
+        let s = tko::backfill::run_with(
+            &mut writers,
+            reader.as_mut(),
+            std::slice::from_ref(&root),
+            &opts,
+            &stop,
+            &mut Silent,
+        )?;
+        assert_eq!((s.found, s.done, s.inserted), (60, 60, 60), "{s:?}");
+        assert_eq!(s.verdict(), tko::backfill::Verdict::Clean, "{s:?}");
+    }
+    assert_eq!(contents(&mut db), contents(&mut Db::open(&reference)));
+    // The writers' connections are closed, so their statistics are in.
+    std::thread::sleep(Duration::from_millis(1500));
+    db.exec("SELECT pg_stat_clear_snapshot()");
+    assert_eq!(deadlocks(&mut db), before, "the writers deadlocked");
     Ok(())
 }
 

@@ -71,6 +71,8 @@ struct LoaderRun<'a> {
     db: &'a str,
     opts: backfill::Options,
     batch: Option<usize>,
+    /// Connections loading at once where the store allows it.
+    writers: usize,
 }
 
 /// `tko load` and `tko backfill`: checks the paths, opens the warehouse,
@@ -107,8 +109,21 @@ fn run_loader(r: LoaderRun<'_>) -> anyhow::Result<ExitCode> {
     };
     let mut reporter = ui::Reporter::new(verbosity);
     let mut reader = open_for_backfill(url, opts.dry_run)?;
-    let summary = backfill::run(
-        store.as_mut(),
+    let mut more = Vec::new();
+    if !opts.dry_run && store.writes_concurrently() {
+        for _ in 1..r.writers {
+            let mut s = store::open(url)?;
+            if let Some(b) = r.batch {
+                s.set_batch_jobs(b);
+            }
+            more.push(s);
+        }
+    }
+    let mut writers: Vec<&mut (dyn store::Store + 'static)> = std::iter::once(store.as_mut())
+        .chain(more.iter_mut().map(|s| s.as_mut()))
+        .collect();
+    let summary = backfill::run_with(
+        &mut writers,
         reader.as_mut(),
         &r.jobs.paths,
         &opts,
@@ -170,6 +185,7 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
             ..backfill::Options::default()
         },
         batch: None,
+        writers: 1,
     })
 }
 
@@ -188,6 +204,7 @@ pub(crate) fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             ..backfill::Options::default()
         },
         batch: Some(args.batch),
+        writers: usize::from(args.writers),
     })
 }
 

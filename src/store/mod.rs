@@ -254,6 +254,11 @@ pub trait Store: Send {
     fn load_jobs(&mut self, items: &[LoadItem<'_>]) -> Vec<Result<LoadOutcome, Error>>;
     /// How many jobs go into one transaction (default 100).
     fn set_batch_jobs(&mut self, jobs: usize);
+    /// Whether a second connection can load batches while this one does
+    /// (PostgreSQL); a SQLite file has one writer at a time.
+    fn writes_concurrently(&self) -> bool {
+        false
+    }
     /// After a run that loaded `loaded_jobs`: when they are at least as
     /// many as the planner's statistics know of (the warehouse at least
     /// doubled since they were taken: a first backfill, say), brings the planner's

@@ -210,13 +210,17 @@ impl PgStore {
         Ok(())
     }
 
-    /// Writes `jobs` in one transaction (all or nothing): locks their
-    /// machine rows, adds missing kernels, upserts the job rows (locking
-    /// them), checks that their ledger rows are still those they were
-    /// planned on (else rolls back: [`Batch::Stale`]), then replaces their
-    /// trees, records their machine values and recomputes the machine rows,
-    /// and writes their ledger rows. Locks are taken machines, kernels, jobs,
-    /// each in key order, so concurrent loaders queue rather than deadlock.
+    /// Writes `jobs` in one transaction (all or nothing): creates their
+    /// machine rows if new, adds missing kernels, upserts the job rows
+    /// (locking them), checks that their ledger rows are still those they
+    /// were planned on (else rolls back: [`Batch::Stale`]), then replaces
+    /// their trees and writes their ledger rows; last, it locks their
+    /// machine rows, records their machine values and recomputes the
+    /// machine rows. Locks are taken jobs (in tag order), then machines (in
+    /// hostname order), so concurrent loaders queue rather than deadlock;
+    /// and as the machine rows are locked only at the end, a second writer
+    /// streams its batch while the first finishes (`tko backfill
+    /// --writers`): they queue only for the machine step and the commit.
     fn write_batch(&mut self, jobs: &[&Planned<'_, '_>]) -> Result<Batch, StepError> {
         let PgStore {
             client,
@@ -229,8 +233,7 @@ impl PgStore {
         let one = (jobs.len() == 1).then(|| jobs[0].item.job.tag.as_str());
         let t0 = std::time::Instant::now();
 
-        // Machines: created if new, then locked in hostname order until
-        // commit, so their rows are recomputed by one loader at a time.
+        // Machines: created if new; locked at the end (see `machine_values`).
         let machines: Vec<JobMachine> = jobs.iter().map(|p| JobMachine::of(p.item.job)).collect();
         let mut hosts: Vec<&str> = machines.iter().map(|m| m.hostname.as_str()).collect();
         hosts.sort_unstable();
@@ -248,8 +251,7 @@ impl PgStore {
             one,
             "tko_machines",
             tx.query(
-                "SELECT hostname, machine_idx FROM tko_machines WHERE hostname = ANY($1) \
-                 ORDER BY hostname FOR UPDATE",
+                "SELECT hostname, machine_idx FROM tko_machines WHERE hostname = ANY($1)",
                 &[&hosts],
             ),
         )?
@@ -382,7 +384,6 @@ impl PgStore {
             staged.push((job_idx, job_machine[i], inserted, plan));
         }
         let all_new = staged.iter().all(|s| s.2);
-        machine_values(&mut tx, &job_ids, &job_machine, &machines, all_new, one)?;
         timing::add("write: job upsert, old rows", t0);
         let t0 = std::time::Instant::now();
         // Ids for the new tests, in one round trip.
@@ -463,6 +464,17 @@ impl PgStore {
         let t0 = std::time::Instant::now();
         copy_tree(&mut tx, &all)?;
         timing::add("write: COPY (all tables)", t0);
+        let t0 = std::time::Instant::now();
+        machine_values(
+            &mut tx,
+            &job_ids,
+            &job_machine,
+            &machines,
+            &hosts,
+            all_new,
+            one,
+        )?;
+        timing::add("write: machine rows (locked)", t0);
         let t0 = std::time::Instant::now();
         step(None, "COMMIT", tx.commit())?;
         timing::add("write: COMMIT", t0);
@@ -620,19 +632,34 @@ fn read_ledger(
         .collect())
 }
 
-/// Records what each job says about its machine and recomputes the machine
-/// rows that depend on them (their machines, and those a reloaded job
-/// moved away from: none when every job was `all_new`, a job row just
-/// inserted, whose fresh id no machine value can name yet): see
-/// [`JobMachine::of`].
+/// Locks the machine rows of `hosts` (sorted) in hostname order until
+/// commit, so they are recomputed by one loader at a time, then records
+/// what each job says about its machine and recomputes the machine rows
+/// that depend on them (their machines, and those a reloaded job moved
+/// away from: none when every job was `all_new`, a job row just inserted,
+/// whose fresh id no machine value can name yet): see [`JobMachine::of`].
+/// The last step of a batch: the lock is held only for it and the commit.
+/// `FOR NO KEY UPDATE`, not `FOR UPDATE`: a machine's key never changes,
+/// and the foreign-key checks of other batches' job and test rows take
+/// `FOR KEY SHARE` on it, which `FOR UPDATE` would wait for (and deadlock
+/// with: each batch holds the share lock from its own rows).
 fn machine_values(
     tx: &mut Transaction<'_>,
     job_idx: &[i32],
     machine_idx: &[i32],
     machines: &[JobMachine],
+    hosts: &[&str],
     all_new: bool,
     tag: Option<&str>,
 ) -> Result<(), StepError> {
+    step(
+        tag,
+        "tko_machines",
+        tx.execute(
+            "SELECT 1 FROM tko_machines WHERE hostname = ANY($1) ORDER BY hostname FOR NO KEY UPDATE",
+            &[&hosts],
+        ),
+    )?;
     let t = "tko_job_machines";
     let moved: Vec<i32> = if all_new {
         Vec::new()
@@ -657,7 +684,7 @@ fn machine_values(
             "tko_machines",
             tx.execute(
                 "SELECT 1 FROM tko_machines WHERE machine_idx = ANY($1) \
-                 ORDER BY machine_idx FOR UPDATE",
+                 ORDER BY machine_idx FOR NO KEY UPDATE",
                 &[&moved],
             ),
         )?;
@@ -712,12 +739,28 @@ fn recompute_machines(
     Ok(())
 }
 
-/// Deletes `jobs` whole inside `tx`: machine rows locked in hostname order
-/// first (as a load locks them), then each job's rows; returns what each
-/// job lost (jobs no longer there are left out).
+/// Deletes `jobs` whole inside `tx`: job rows locked in tag order, then
+/// their machine rows in hostname order (as a load locks them), then each
+/// job's rows; returns what each job lost (jobs no longer there are left
+/// out).
 fn delete_tree(tx: &mut Transaction<'_>, jobs: &[Doomed]) -> Result<Vec<Removed>, StepError> {
     let idx: Vec<i32> = jobs.iter().map(|d| d.job_idx).collect();
     let tags: Vec<&str> = jobs.iter().map(|d| d.tag.as_str()).collect();
+    // Still there (and locked, in tag order as a load's upsert locks them),
+    // by job.
+    let present: std::collections::HashSet<i32> = step(
+        None,
+        "tko_jobs",
+        tx.query(
+            "SELECT j.job_idx FROM tko_jobs j \
+             JOIN unnest($1::int4[], $2::text[]) AS u(i, t) ON u.i = j.job_idx AND u.t = j.tag \
+             ORDER BY j.tag FOR UPDATE OF j",
+            &[&idx, &tags],
+        ),
+    )?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
     let machines: Vec<i32> = step(
         None,
         "tko_machines",
@@ -725,22 +768,8 @@ fn delete_tree(tx: &mut Transaction<'_>, jobs: &[Doomed]) -> Result<Vec<Removed>
             "SELECT m.machine_idx FROM tko_machines m WHERE m.machine_idx IN ( \
                 SELECT j.machine_idx FROM tko_jobs j WHERE j.job_idx = ANY($1) \
                 UNION SELECT h.machine_idx FROM tko_job_machines h WHERE h.job_idx = ANY($1)) \
-             ORDER BY m.hostname FOR UPDATE",
+             ORDER BY m.hostname FOR NO KEY UPDATE",
             &[&idx],
-        ),
-    )?
-    .iter()
-    .map(|r| r.get(0))
-    .collect();
-    // Still there (and locked), by job.
-    let present: std::collections::HashSet<i32> = step(
-        None,
-        "tko_jobs",
-        tx.query(
-            "SELECT j.job_idx FROM tko_jobs j \
-             JOIN unnest($1::int4[], $2::text[]) AS u(i, t) ON u.i = j.job_idx AND u.t = j.tag \
-             ORDER BY j.job_idx FOR UPDATE OF j",
-            &[&idx, &tags],
         ),
     )?
     .iter()
@@ -1071,6 +1100,10 @@ impl Store for PgStore {
             latest_version: schema::latest(schema::POSTGRES),
             tables,
         })
+    }
+
+    fn writes_concurrently(&self) -> bool {
+        true
     }
 
     fn set_batch_jobs(&mut self, jobs: usize) {
