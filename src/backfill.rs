@@ -264,7 +264,7 @@ pub fn run(
 /// [`run`] with several writers: each of `writers` (connections to the
 /// same warehouse, at least one) loads whole chunks, at the same time as
 /// the others (see [`write`]); the first also loads the jobs waited for
-/// after the pass and refreshes the statistics.
+/// after the pass, and all share the closing `ANALYZE`.
 pub fn run_with(
     writers: &mut [&mut (dyn Store + '_)],
     reader: &mut dyn Store,
@@ -427,7 +427,7 @@ pub fn run_with(
     }
     summary.locked = locked.into_iter().map(|t| t.dir.tag).collect();
     if !opts.dry_run {
-        writers[0].refresh_statistics(summary.inserted + summary.replaced)?;
+        write::refresh_statistics(writers, summary.inserted + summary.replaced)?;
     }
     summary.elapsed = start.elapsed();
     observer.progress(&summary);

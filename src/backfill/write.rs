@@ -200,3 +200,39 @@ pub(super) fn account(
     }
     Ok(())
 }
+
+/// After a run that loaded `loaded_jobs`: brings the planner's statistics
+/// up to date when the store says they are stale (see
+/// [`Store::refresh_statistics`]), the tables shared among `writers`
+/// (largest first, each to the writer with the fewest pages so far), each
+/// writer analyzing its share on its own thread. Returns whether it did.
+pub(super) fn refresh_statistics(
+    writers: &mut [&mut (dyn Store + '_)],
+    loaded_jobs: usize,
+) -> Result<bool, Error> {
+    let mut tables = writers[0].stale_statistics(loaded_jobs)?;
+    if tables.is_empty() {
+        return Ok(false);
+    }
+    tables.sort_by_key(|t| std::cmp::Reverse(t.1));
+    let mut shares: Vec<(u64, Vec<&str>)> = vec![(0, Vec::new()); writers.len()];
+    for (table, pages) in tables {
+        let least = shares
+            .iter_mut()
+            .min_by_key(|s| s.0)
+            .expect("at least one writer");
+        least.0 += pages.max(1);
+        least.1.push(table);
+    }
+    std::thread::scope(|scope| {
+        let running: Vec<_> = writers
+            .iter_mut()
+            .zip(&shares)
+            .map(|(w, (_, share))| scope.spawn(move || w.analyze(share)))
+            .collect();
+        running
+            .into_iter()
+            .try_for_each(|h| h.join().expect("a writer's ANALYZE does not panic"))
+    })?;
+    Ok(true)
+}

@@ -266,8 +266,25 @@ pub trait Store: Send {
     /// the tables as they now are, not as empty ones; else leaves them to
     /// the database (PostgreSQL's autovacuum). Returns whether it did.
     fn refresh_statistics(&mut self, loaded_jobs: usize) -> Result<bool, Error> {
+        let tables = self.stale_statistics(loaded_jobs)?;
+        if tables.is_empty() {
+            return Ok(false);
+        }
+        let names: Vec<&str> = tables.iter().map(|t| t.0).collect();
+        self.analyze(&names)?;
+        Ok(true)
+    }
+    /// What [`Store::refresh_statistics`] would analyze after a run that
+    /// loaded `loaded_jobs`: each table with its size in pages (to share
+    /// the work among connections), or nothing.
+    fn stale_statistics(&mut self, loaded_jobs: usize) -> Result<Vec<(&'static str, u64)>, Error> {
         let _ = loaded_jobs;
-        Ok(false)
+        Ok(Vec::new())
+    }
+    /// Brings the planner's statistics of `tables` up to date.
+    fn analyze(&mut self, tables: &[&str]) -> Result<(), Error> {
+        let _ = tables;
+        Ok(())
     }
     /// The applied schema version (`None`: not initialized). Cheap.
     fn schema_version(&mut self) -> Result<Option<u32>, Error>;

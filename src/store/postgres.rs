@@ -238,26 +238,41 @@ impl PgStore {
         let mut hosts: Vec<&str> = machines.iter().map(|m| m.hostname.as_str()).collect();
         hosts.sort_unstable();
         hosts.dedup();
-        step(
-            one,
-            "tko_machines",
-            tx.execute(
-                "INSERT INTO tko_machines (hostname) SELECT h FROM unnest($1::text[]) AS u(h) \
-                 ORDER BY h ON CONFLICT (hostname) DO NOTHING",
-                &[&hosts],
-            ),
-        )?;
-        let machine_idx: HashMap<String, i32> = step(
-            one,
-            "tko_machines",
-            tx.query(
-                "SELECT hostname, machine_idx FROM tko_machines WHERE hostname = ANY($1)",
-                &[&hosts],
-            ),
-        )?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        // Looked up first: an `INSERT ... ON CONFLICT` of a row another
+        // writer is updating (its machine step) would wait for its commit.
+        let select = |tx: &mut Transaction<'_>, hosts: &[&str]| {
+            step(
+                one,
+                "tko_machines",
+                tx.query(
+                    "SELECT hostname, machine_idx FROM tko_machines WHERE hostname = ANY($1)",
+                    &[&hosts],
+                ),
+            )
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| (r.get::<_, String>(0), r.get::<_, i32>(1)))
+                    .collect::<Vec<_>>()
+            })
+        };
+        let mut machine_idx: HashMap<String, i32> = select(&mut tx, &hosts)?.into_iter().collect();
+        let missing: Vec<&str> = hosts
+            .iter()
+            .copied()
+            .filter(|h| !machine_idx.contains_key(*h))
+            .collect();
+        if !missing.is_empty() {
+            step(
+                one,
+                "tko_machines",
+                tx.execute(
+                    "INSERT INTO tko_machines (hostname) SELECT h FROM unnest($1::text[]) AS u(h) \
+                     ORDER BY h ON CONFLICT (hostname) DO NOTHING",
+                    &[&missing],
+                ),
+            )?;
+            machine_idx.extend(select(&mut tx, &missing)?);
+        }
         timing::add("write: machines", t0);
 
         // Kernels (and patches) this loader has not seen committed yet.
@@ -1110,9 +1125,9 @@ impl Store for PgStore {
         self.batch_jobs = jobs.max(1);
     }
 
-    fn refresh_statistics(&mut self, loaded_jobs: usize) -> Result<bool, Error> {
+    fn stale_statistics(&mut self, loaded_jobs: usize) -> Result<Vec<(&'static str, u64)>, Error> {
         if loaded_jobs == 0 {
-            return Ok(false);
+            return Ok(Vec::new());
         }
         self.reconnect_if_closed()?;
         // The jobs the statistics know of (-1: never analyzed); O(1),
@@ -1126,12 +1141,34 @@ impl Store for PgStore {
             .map_err(db("reading the statistics of tko_jobs"))?
             .get(0);
         if known >= 0.0 && (loaded_jobs as f64) < f64::from(known) {
-            return Ok(false);
+            return Ok(Vec::new());
         }
+        let pages: HashMap<String, i64> = self
+            .client
+            .query(
+                "SELECT t, COALESCE(pg_relation_size(to_regclass(t)), 0) \
+                    / current_setting('block_size')::int8 \
+                 FROM unnest($1::text[]) AS u(t)",
+                &[&schema::TABLES],
+            )
+            .map_err(db("reading the sizes of the tables"))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        Ok(schema::TABLES
+            .iter()
+            .map(|t| (*t, pages.get(*t).map_or(0, |&p| p.max(0) as u64)))
+            .collect())
+    }
+
+    fn analyze(&mut self, tables: &[&str]) -> Result<(), Error> {
+        if tables.is_empty() {
+            return Ok(());
+        }
+        self.reconnect_if_closed()?;
         self.client
-            .batch_execute(&format!("ANALYZE {}", schema::TABLES.join(", ")))
-            .map_err(db("ANALYZE"))?;
-        Ok(true)
+            .batch_execute(&format!("ANALYZE {}", tables.join(", ")))
+            .map_err(db("ANALYZE"))
     }
 
     fn schema_version(&mut self) -> Result<Option<u32>, Error> {
