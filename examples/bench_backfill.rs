@@ -11,6 +11,9 @@
 //!
 //! The second backfill's CPU seconds (user + system, of `tko` alone) are
 //! printed too: on a shared machine they vary less than its wall time.
+//! With `TKO_BENCH_ONE_WRITER=1` each run also times a `tko backfill
+//! --writers 1` into another fresh database, side by side with the default
+//! (two writers).
 //!
 //! Each figure is printed as median (min-max) over the runs; the ratios are
 //! taken within each run.
@@ -138,8 +141,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut rss1s, mut rss2s, mut rates, mut speedups) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut cpu2s, mut sys2s) = (Vec::new(), Vec::new());
+    let one_writer = std::env::var_os("TKO_BENCH_ONE_WRITER").is_some();
+    let (mut ones, mut one_rates, mut gains) = (Vec::new(), Vec::new(), Vec::new());
     let mut rows = 0.0;
     for run in 1..=runs {
+        let one = if one_writer {
+            let url = pg::fresh_database_url();
+            let args = ["backfill", "--quiet", "--level", "2", "--writers", "1"];
+            let t = timed(&tko, &[&args[..], &["--db", &url, root_s]].concat())?.wall;
+            pg::drop_database(&url);
+            Some(t)
+        } else {
+            None
+        };
         let url = pg::fresh_database_url();
         let backfill = ["backfill", "--quiet", "--level", "2", "--db", &url, root_s];
         let Timed {
@@ -181,6 +195,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         speedups.push(b1 / b2);
         cpu2s.push(user2 + sys2);
         sys2s.push(sys2);
+        if let Some(one) = one {
+            println!(
+                "run {run}: one writer {one:.2} s ({:.0} % of raw COPY), two writers {:.2}x faster",
+                100.0 * raw / one,
+                one / b1
+            );
+            ones.push(one);
+            one_rates.push(100.0 * raw / one);
+            gains.push(one / b1);
+        }
     }
     let secs = |d: usize| move |v: f64| format!("{v:.d$} s");
     println!("median (min-max) of {runs} runs, {rows:.0} rows:");
@@ -198,6 +222,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "backfill / raw COPY rate: {}",
         spread(&rates, |v| format!("{v:.0} %"))
     );
+    if one_writer {
+        println!(
+            "one writer (--writers 1): {}, {} of raw COPY; two writers {} faster",
+            spread(&ones, secs(2)),
+            spread(&one_rates, |v| format!("{v:.0} %")),
+            spread(&gains, |v| format!("{v:.2}x"))
+        );
+    }
     println!(
         "second backfill (unchanged): {}, {} faster",
         spread(&second, secs(3)),
