@@ -105,6 +105,29 @@ fn text(b: &[u8]) -> String {
 /// different orders finish, and the warehouse equals one serial load.
 #[test]
 fn pg_concurrent_loaders_on_overlapping_sets_finish_and_equal_a_serial_load() -> TestResult {
+    concurrent_loaders_equal_a_serial_load(|url, set| load(url, set, &["--quiet"]))
+}
+
+/// The same with four `tko backfill`s of two writers each (eight
+/// connections loading batches of two jobs at once, every job on several
+/// of them): they finish, and the warehouse equals one serial load.
+#[test]
+fn pg_concurrent_two_writer_backfills_equal_a_serial_load() -> TestResult {
+    concurrent_loaders_equal_a_serial_load(|url, set| {
+        let mut c = tko();
+        c.args(["backfill", "--quiet", "--level", "2", "--writers", "2"])
+            .args(["--batch", "2", "--db", url])
+            .args(set);
+        c
+    })
+}
+
+/// Four loaders (`loader` of a URL and a job set) started at once on
+/// overlapping job sets in different orders finish with exit 0, and the
+/// warehouse equals one serial `tko load`.
+fn concurrent_loaders_equal_a_serial_load(
+    loader: impl Fn(&str, &[PathBuf]) -> Command,
+) -> TestResult {
     let (_t, _root, dirs) = tree(30);
     let sets: Vec<Vec<PathBuf>> = vec![
         dirs[..20].to_vec(),
@@ -119,7 +142,7 @@ fn pg_concurrent_loaders_on_overlapping_sets_finish_and_equal_a_serial_load() ->
     let children = sets
         .iter()
         .map(|set| {
-            load(&f.url, set, &["--quiet"])
+            loader(&f.url, set)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
