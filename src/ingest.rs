@@ -473,7 +473,7 @@ fn absent<T>(path: &Path, e: io::Error, diags: &mut Diags<'_>) -> Result<Option<
 }
 
 /// Where each kept keyval value came from: file and 1-based line.
-type Origins = BTreeMap<String, (PathBuf, u32)>;
+type Origins = BTreeMap<crate::model::Key, (PathBuf, u32)>;
 
 /// `read_keyval(path)` with problems reported (a directory means the
 /// `keyval` file inside it, as in Autotest).
@@ -1304,13 +1304,17 @@ fn build_test(
                 );
             }
         }
-        attributes.extend(host_attrs.iter().map(|(k, v)| (k.clone(), v.clone())));
+        attributes.extend(
+            host_attrs
+                .iter()
+                .map(|(k, v)| (crate::model::Key::from(k), v.clone())),
+        );
         if job.status_version == 0 {
             let version = attributes
                 .get("version")
                 .and_then(parse::python2_str)
                 .map_or(Value::None, Value::Str);
-            attributes.insert("version".into(), version);
+            attributes.insert("version", version);
         }
     }
     Ok(Test {

@@ -14,12 +14,17 @@ use std::fmt;
 /// orders them), one value per key: the maps of a job tree (keyvals,
 /// attributes, an iteration's attr and perf values). Held as one sorted
 /// vector, so a map of 30 perf values is one allocation, built by one sort
-/// ([`KeyMap::from_pairs`]) instead of 30 tree inserts. Iterating yields
-/// `(&String, &V)` in key order, as a `BTreeMap` does.
+/// ([`KeyMap::from_pairs`]) instead of 30 tree inserts; a key of up to 24
+/// bytes (nearly all of them) is held inline ([`Key`]), not allocated.
+/// Iterating yields `(&str, &V)` in key order, as a `BTreeMap` does.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyMap<V> {
-    entries: Vec<(String, V)>,
+    entries: Vec<(Key, V)>,
 }
+
+/// A [`KeyMap`] key: a string held inline up to 24 bytes (perf keys,
+/// keyval names), on the heap beyond.
+pub type Key = compact_str::CompactString;
 
 impl<V> Default for KeyMap<V> {
     fn default() -> Self {
@@ -37,7 +42,7 @@ impl<V> KeyMap<V> {
 
     /// A map of pairs in file order: a later duplicate of a key replaces an
     /// earlier one (Python's dict assignment, "last duplicate wins").
-    pub fn from_pairs(mut pairs: Vec<(String, V)>) -> Self {
+    pub fn from_pairs(mut pairs: Vec<(Key, V)>) -> Self {
         if !pairs.is_sorted_by(|a, b| a.0 < b.0) {
             // Stable: equal keys keep file order, the last one is kept.
             pairs.sort_by(|a, b| a.0.cmp(&b.0));
@@ -71,7 +76,8 @@ impl<V> KeyMap<V> {
     }
 
     /// Sets a key's value; returns the value it replaced.
-    pub fn insert(&mut self, key: String, value: V) -> Option<V> {
+    pub fn insert(&mut self, key: impl Into<Key>, value: V) -> Option<V> {
+        let key = key.into();
         match self.find(&key) {
             Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
             Err(i) => {
@@ -92,13 +98,13 @@ impl<V> KeyMap<V> {
     }
 
     /// `(key, value)` in key order.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&String, &V)> + ExactSizeIterator {
-        self.entries.iter().map(|(k, v)| (k, v))
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&str, &V)> + ExactSizeIterator {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v))
     }
 
     /// Keys in order.
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator {
-        self.entries.iter().map(|(k, _)| k)
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &str> + ExactSizeIterator {
+        self.entries.iter().map(|(k, _)| k.as_str())
     }
 
     /// Values in key order.
@@ -109,7 +115,7 @@ impl<V> KeyMap<V> {
 
 /// Of each run of equal keys in a sorted vector, keeps the last entry (in
 /// place).
-fn dedup_keep_last<V>(pairs: &mut Vec<(String, V)>) {
+fn dedup_keep_last<V>(pairs: &mut Vec<(Key, V)>) {
     // `later` is removed when it equals the entry kept before it, which
     // takes its value first.
     pairs.dedup_by(|later, kept| {
@@ -123,13 +129,22 @@ fn dedup_keep_last<V>(pairs: &mut Vec<(String, V)>) {
 
 impl<V> FromIterator<(String, V)> for KeyMap<V> {
     fn from_iter<I: IntoIterator<Item = (String, V)>>(iter: I) -> Self {
-        KeyMap::from_pairs(iter.into_iter().collect())
+        KeyMap::from_pairs(iter.into_iter().map(|(k, v)| (Key::from(k), v)).collect())
     }
 }
 
 impl<V> Extend<(String, V)> for KeyMap<V> {
     /// Later values replace earlier ones, as `BTreeMap::extend`.
     fn extend<I: IntoIterator<Item = (String, V)>>(&mut self, iter: I) {
+        let mut pairs = std::mem::take(&mut self.entries);
+        pairs.extend(iter.into_iter().map(|(k, v)| (Key::from(k), v)));
+        *self = KeyMap::from_pairs(pairs);
+    }
+}
+
+impl<V> Extend<(Key, V)> for KeyMap<V> {
+    /// Later values replace earlier ones, as `BTreeMap::extend`.
+    fn extend<I: IntoIterator<Item = (Key, V)>>(&mut self, iter: I) {
         let mut pairs = std::mem::take(&mut self.entries);
         pairs.extend(iter);
         *self = KeyMap::from_pairs(pairs);
@@ -139,7 +154,7 @@ impl<V> Extend<(String, V)> for KeyMap<V> {
 impl<V> From<BTreeMap<String, V>> for KeyMap<V> {
     fn from(map: BTreeMap<String, V>) -> Self {
         KeyMap {
-            entries: map.into_iter().collect(),
+            entries: map.into_iter().map(|(k, v)| (Key::from(k), v)).collect(),
         }
     }
 }
@@ -154,7 +169,7 @@ impl<V: Serialize> Serialize for KeyMap<V> {
 
 impl<V, const N: usize> From<[(String, V); N]> for KeyMap<V> {
     fn from(pairs: [(String, V); N]) -> Self {
-        KeyMap::from_pairs(pairs.into())
+        pairs.into_iter().collect()
     }
 }
 
@@ -167,19 +182,17 @@ impl<V> std::ops::Index<&str> for KeyMap<V> {
 }
 
 impl<'a, V> IntoIterator for &'a KeyMap<V> {
-    type Item = (&'a String, &'a V);
-    type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (String, V)>,
-        fn(&'a (String, V)) -> (&'a String, &'a V),
-    >;
+    type Item = (&'a str, &'a V);
+    type IntoIter =
+        std::iter::Map<std::slice::Iter<'a, (Key, V)>, fn(&'a (Key, V)) -> (&'a str, &'a V)>;
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.iter().map(|(k, v)| (k, v))
+        self.entries.iter().map(|(k, v)| (k.as_str(), v))
     }
 }
 
 impl<V> IntoIterator for KeyMap<V> {
-    type Item = (String, V);
-    type IntoIter = std::vec::IntoIter<(String, V)>;
+    type Item = (Key, V);
+    type IntoIter = std::vec::IntoIter<(Key, V)>;
     fn into_iter(self) -> Self::IntoIter {
         self.entries.into_iter()
     }
@@ -712,7 +725,7 @@ mod tests {
         let key = || "[a-c]{0,2}";
         let ops = proptest::collection::vec((0..4u8, key(), any::<u8>()), 0..40);
         proptest!(|(pairs in proptest::collection::vec((key(), any::<u8>()), 0..30), ops in ops)| {
-            let mut k = KeyMap::from_pairs(pairs.clone());
+            let mut k: KeyMap<u8> = pairs.iter().cloned().collect();
             let mut b: BTreeMap<String, u8> = pairs.into_iter().collect();
             for (op, key, v) in ops {
                 match op {
@@ -726,7 +739,7 @@ mod tests {
                     _ => prop_assert_eq!(k.get(&key), b.get(&key)),
                 }
                 let kv: Vec<_> = k.iter().collect();
-                let bv: Vec<_> = b.iter().collect();
+                let bv: Vec<_> = b.iter().map(|(k, v)| (k.as_str(), v)).collect();
                 prop_assert_eq!(kv, bv);
             }
         });
@@ -734,11 +747,7 @@ mod tests {
 
     #[test]
     fn key_map_keeps_the_last_duplicate_and_serializes_in_key_order() {
-        let m = KeyMap::from_pairs(vec![
-            ("b".to_string(), 1),
-            ("a".to_string(), 2),
-            ("b".to_string(), 3),
-        ]);
+        let m = KeyMap::from_pairs(vec![("b".into(), 1), ("a".into(), 2), ("b".into(), 3)]);
         assert_eq!(m["b"], 3);
         assert_eq!(m.len(), 2);
         assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"a":2,"b":3}"#);

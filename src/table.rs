@@ -844,8 +844,8 @@ mod tests {
         j.tests[0].subdir = Some("sub".into());
         j.tests[0]
             .attributes
-            .insert("long".into(), Value::Str("é".repeat(2000)));
-        j.keyval.insert("k".into(), Value::Str("v".repeat(300)));
+            .insert("long", Value::Str("é".repeat(2000)));
+        j.keyval.insert("k", Value::Str("v".repeat(300)));
         let rows = JobTreeRows::new(&j, &ids, |_| 5);
         assert_eq!(rows.tests[0].reason.as_deref().map(str::len), Some(3072));
         let long = rows

@@ -274,10 +274,9 @@ fn hostile_values_agree_across_backends() -> TestResult {
     let k = kernel("2.6.99", &[]);
     let mut t = test("we,ird \"name\"", Some("sub\tdir"), Status::Fail, &k);
     t.reason = Some("line one\nline two\r\n back\\slash 'quote' ünïcode, \\N".into());
-    t.attributes
-        .insert("empty".into(), Value::Str(String::new()));
-    t.attributes.insert("none".into(), Value::None);
-    t.attributes.insert("f".into(), Value::Float(0.1));
+    t.attributes.insert("empty", Value::Str(String::new()));
+    t.attributes.insert("none", Value::None);
+    t.attributes.insert("f", Value::Float(0.1));
     let values = [
         0.1,
         -0.0,
@@ -305,8 +304,7 @@ fn hostile_values_agree_across_backends() -> TestResult {
     });
     let mut j = job("1-x/y", "y", vec![t]);
     j.label = Some("it's \\ [x]".into());
-    j.keyval
-        .insert("multi".into(), Value::Str("a\nb\tc\\d".into()));
+    j.keyval.insert("multi", Value::Str("a\nb\tc\\d".into()));
     let urls = [fresh(Backend::Sqlite), fresh(Backend::Postgres)];
     let mut outs = Vec::new();
     for f in &urls {

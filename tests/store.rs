@@ -19,10 +19,10 @@ fn sample_jobs() -> Vec<tko::model::Job> {
     let mut dbench = with_iterations(test("dbench", Some("dbench"), Status::Good, &k2), 2);
     dbench.iterations[0]
         .perf
-        .insert("raw".into(), PerfValue::Raw("not a number".into()));
+        .insert("raw", PerfValue::Raw("not a number".into()));
     dbench.iterations[0]
         .perf
-        .insert("big".into(), PerfValue::Float(f64::INFINITY));
+        .insert("big", PerfValue::Float(f64::INFINITY));
     vec![
         job(
             "123-alice/host1",
@@ -384,7 +384,7 @@ fn reparse_keeps_ids_and_user_rows(backend: Backend) -> TestResult {
         ],
     );
     v2.keyval.clear();
-    v2.keyval.insert("new".into(), Value::Float(0.5));
+    v2.keyval.insert("new", Value::Float(0.5));
     let o2 = load_ok(s.as_mut(), &[item(&v2, "v2")]).remove(0);
     assert_eq!(o2.action, Action::Replaced);
     assert_eq!(o2.job_idx, job_idx, "job_idx stays");
@@ -516,16 +516,13 @@ fn hostile_strings_round_trip(backend: Backend) -> TestResult {
     let k = kernel(HOSTILE, &[HOSTILE]);
     let mut t = with_iterations(test(HOSTILE, Some(HOSTILE), Status::Good, &k), 1);
     t.reason = Some(HOSTILE.into());
-    t.attributes
-        .insert(HOSTILE.into(), Value::Str(HOSTILE.into()));
-    t.iterations[0].attr.insert(HOSTILE.into(), HOSTILE.into());
-    t.iterations[0]
-        .perf
-        .insert(HOSTILE.into(), PerfValue::Float(1.0));
+    t.attributes.insert(HOSTILE, Value::Str(HOSTILE.into()));
+    t.iterations[0].attr.insert(HOSTILE, HOSTILE.into());
+    t.iterations[0].perf.insert(HOSTILE, PerfValue::Float(1.0));
     let mut t_nul = test("nul", Some("nul"), Status::Good, &k);
     t_nul.reason = Some("a\0b".into());
     let mut j = job(&format!("9-{HOSTILE}/x"), HOSTILE, vec![t, t_nul]);
-    j.keyval.insert(HOSTILE.into(), Value::Str(HOSTILE.into()));
+    j.keyval.insert(HOSTILE, Value::Str(HOSTILE.into()));
     j.label = Some(HOSTILE.into());
     j.diagnostics.push(Diagnostic {
         severity: Severity::Warning,
@@ -935,7 +932,7 @@ fn corpus_round_trip(backend: Backend) -> TestResult {
                 .iter()
                 .flat_map(|t| {
                     t.attributes.iter().map(move |(k, v)| {
-                        vec![Some(t.testname.clone()), Some(k.clone()), v.to_db_text()]
+                        vec![Some(t.testname.clone()), Some(k.to_owned()), v.to_db_text()]
                     })
                 })
                 .collect();
@@ -955,7 +952,7 @@ fn corpus_round_trip(backend: Backend) -> TestResult {
                     t.iterations.iter().flat_map(move |it| {
                         it.perf.iter().map(move |(k, v)| {
                             let sd = t.subdir.clone().unwrap_or_default();
-                            (t.testname.clone(), sd, it.index, k.clone(), v.as_f64())
+                            (t.testname.clone(), sd, it.index, k.to_owned(), v.as_f64())
                         })
                     })
                 })

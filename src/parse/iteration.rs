@@ -6,7 +6,7 @@
 //! raises on (version 0 without `=`) are dropped and reported as errors.
 
 use super::{lines_with_numbers, python_float, Problem};
-use crate::model::{Iteration, KeyMap, PerfValue};
+use crate::model::{Iteration, Key, KeyMap, PerfValue};
 
 /// Parsed iterations plus what was dropped.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -110,8 +110,8 @@ pub fn iterations(input: &[u8], status_version: u32) -> Iterations {
 /// iteration's pairs in file order.
 struct IterationParser {
     out: Iterations,
-    attr: Vec<(String, String)>,
-    perf: Vec<(String, PerfValue)>,
+    attr: Vec<(Key, String)>,
+    perf: Vec<(Key, PerfValue)>,
     index: u32,
     status_version: u32,
 }
@@ -138,7 +138,7 @@ impl IterationParser {
             match line.split_once('=') {
                 Some((k, v)) => self
                     .perf
-                    .push((k.to_string(), PerfValue::Raw(v.to_string()))),
+                    .push((Key::from(k), PerfValue::Raw(v.to_string()))),
                 None => self.out.problems.push(Problem::error(
                     Some(number),
                     format!(
@@ -151,14 +151,14 @@ impl IterationParser {
         }
         let (key, value) = match v1_line(line) {
             Line::Typed(k, "attr", v) => {
-                self.attr.push((k.to_string(), v.to_string()));
+                self.attr.push((Key::from(k), v.to_string()));
                 return;
             }
             Line::Typed(k, "perf", v) | Line::Untyped(k, v) => (k, v),
             Line::Typed(..) | Line::Unparsable => return self.warn(number, line),
         };
         match python_float(value) {
-            Some(f) => self.perf.push((key.to_string(), PerfValue::Float(f))),
+            Some(f) => self.perf.push((Key::from(key), PerfValue::Float(f))),
             None => self.warn(number, line),
         }
     }
@@ -216,7 +216,7 @@ mod tests {
             let it = iterations(input, 1);
             let i = &it.iterations[0];
             assert_eq!(i.perf["b"], PerfValue::Float(3.0));
-            let keys: Vec<&String> = i.perf.keys().collect();
+            let keys: Vec<&str> = i.perf.keys().collect();
             assert_eq!(keys, ["a", "b"]);
             assert_eq!(i.attr["x"], "2");
         }

@@ -6,7 +6,7 @@
 //! Pure: bytes in, map and problems out; see `ingest` for the file reads.
 
 use super::{is_py_space, lines_with_numbers, Problem};
-use crate::model::{KeyMap, Value};
+use crate::model::{Key, KeyMap, Value};
 use nom::bytes::complete::{tag, take_while1};
 use nom::combinator::rest;
 use nom::IResult;
@@ -70,7 +70,7 @@ pub fn keyval(input: &[u8]) -> Keyval {
         };
         let line = uncommented.trim_end_matches(|c: char| is_py_space(c));
         match entry(line) {
-            Ok((_, (k, v))) => pairs.push((k.to_string(), (typed_value(v), number))),
+            Ok((_, (k, v))) => pairs.push((Key::from(k), (typed_value(v), number))),
             Err(_) => problems.push(Problem::error(
                 Some(number),
                 format!(

@@ -196,10 +196,8 @@ pub(crate) fn with_iterations(mut t: Test, n: u32) -> Test {
             perf: perf.into(),
         });
     }
-    t.attributes
-        .insert("version".into(), Value::Int(u128::from(n)));
-    t.attributes
-        .insert("sysinfo".into(), Value::Str("x".into()));
+    t.attributes.insert("version", Value::Int(u128::from(n)));
+    t.attributes.insert("sysinfo", Value::Str("x".into()));
     t
 }
 
