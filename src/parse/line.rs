@@ -5,11 +5,10 @@
 //! line and is ignored by the state machines. Pure and allocation-light.
 
 use super::is_py_space;
-use crate::model::Status;
+use crate::model::{Key, KeyMap, Status};
 use nom::bytes::complete::{tag, take_till, take_while};
 use nom::IResult;
 use nom::Parser;
-use std::collections::BTreeMap;
 
 /// What kind of line this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +35,10 @@ impl LineKind {
     }
 }
 
+/// A status line's `key=value` fields, sorted by key (later duplicates
+/// win); names and values held inline up to 24 bytes.
+pub type Fields = KeyMap<Key>;
+
 /// A parsed status line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusLine {
@@ -56,7 +59,7 @@ pub struct StatusLine {
     /// the other kinds.
     pub message: Option<String>,
     /// Optional `key=value` fields (later duplicates win).
-    pub fields: BTreeMap<String, String>,
+    pub fields: Fields,
 }
 
 /// Why a status line was rejected (Autotest raises `AssertionError` here).
@@ -100,21 +103,21 @@ fn field(part: &str) -> Option<(&str, &str)> {
 
 /// Splits what follows the three columns into the leading `\w+=value`
 /// fields and the reason (the rest, tabs kept).
-pub(crate) fn fields_and_reason(tail: &str) -> (BTreeMap<String, String>, String) {
+pub(crate) fn fields_and_reason(tail: &str) -> (Fields, String) {
     let (fields, start) = fields_and_reason_start(tail);
     (fields, tail[start..].to_string())
 }
 
 /// [`fields_and_reason`], with the reason as the byte offset in `tail`
 /// where it starts.
-fn fields_and_reason_start(tail: &str) -> (BTreeMap<String, String>, usize) {
-    let mut fields = BTreeMap::new();
+fn fields_and_reason_start(tail: &str) -> (Fields, usize) {
+    let mut fields = Fields::new();
     let mut start = 0;
     for part in tail.split('\t') {
         let Some((k, v)) = field(part) else {
             break;
         };
-        fields.insert(k.to_string(), v.to_string());
+        fields.insert(k, Key::from(v));
         start += part.len() + 1;
     }
     (fields, start.min(tail.len()))

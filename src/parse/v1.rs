@@ -8,13 +8,15 @@
 //! becomes final. Where Autotest raises and loses the job, this machine
 //! reports a [`Problem`] and carries on with the most faithful reading.
 
-use super::line::{fields_and_reason, status_line, status_line_owned, LineKind, StatusLine};
+use super::line::{
+    fields_and_reason, status_line, status_line_owned, Fields, LineKind, StatusLine,
+};
 use super::reasons::MergedReasons;
 use super::{timestamp_of_field, Problem, TestResult};
-use crate::model::{short_datetime, Information, Kernel, Patch, Status, Timestamp};
+use crate::model::{short_datetime, Information, Kernel, Key, Patch, Status, Timestamp};
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 /// What the state machine needs to know about the job (from its keyvals and
@@ -86,7 +88,7 @@ struct Body {
     /// An INFO line's message (tko's own; Autotest drops it).
     message: Option<String>,
     /// Optional `key=value` fields.
-    fields: BTreeMap<String, String>,
+    fields: Fields,
     /// The `timestamp` field as `get_timestamp` reads it, read once.
     timestamp: Option<Result<Timestamp, String>>,
     /// A bad timestamp is reported once per body.
@@ -94,11 +96,7 @@ struct Body {
 }
 
 impl Body {
-    fn new(
-        reason: Option<String>,
-        message: Option<String>,
-        fields: BTreeMap<String, String>,
-    ) -> Body {
+    fn new(reason: Option<String>, message: Option<String>, fields: Fields) -> Body {
         let timestamp = fields.get("timestamp").map(|raw| timestamp_of_field(raw));
         Body {
             reason: reason.map(Rc::new),
@@ -449,7 +447,7 @@ impl V1 {
             }
         };
         let timestamp = last.and_then(|b| b.fields.get("timestamp"));
-        let body = Rc::new(abort_body(timestamp.map(String::as_str), &reason));
+        let body = Rc::new(abort_body(timestamp.map(Key::as_str), &reason));
         let mut subdirs = self.subdir_stack.clone();
         for indent in (0..self.stack.size()).rev() {
             let subdir = subdirs.pop().flatten();
@@ -473,7 +471,7 @@ impl V1 {
     /// `status_line.get_kernel()`: `kernel=` (minus `-autotest`) and
     /// consecutive `patchN=spec reference hash` fields.
     fn kernel_of(&mut self, number: Option<u32>, line: &Body) -> Kernel {
-        let base = line.fields.get("kernel").map(String::as_str).unwrap_or("");
+        let base = line.fields.get("kernel").map(Key::as_str).unwrap_or("");
         let base = base.strip_suffix("-autotest").unwrap_or(base);
         if base.is_empty() {
             return Kernel::unknown();
@@ -540,7 +538,7 @@ impl V1 {
                 Some((from, abort)) if Rc::ptr_eq(from, &line.body) => Rc::clone(abort),
                 _ => {
                     let abort = Rc::new(abort_body(
-                        line.body.fields.get("timestamp").map(String::as_str),
+                        line.body.fields.get("timestamp").map(Key::as_str),
                         line.body.reason.as_deref().map_or("None", String::as_str),
                     ));
                     self.abort_of = Some((Rc::clone(&line.body), Rc::clone(&abort)));
@@ -599,7 +597,7 @@ impl V1 {
                     self.current_kernel = self.kernel_of(number, &line.body);
                 }
                 if let Some(reason) = line.body.fields.get("job_abort_reason") {
-                    self.tests[self.running_job].reason = Some(reason.clone());
+                    self.tests[self.running_job].reason = Some(reason.to_string());
                     self.emitted.push(self.running_job);
                 }
                 // tko's own: the test's last information message. Not an
