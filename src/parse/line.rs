@@ -9,6 +9,7 @@ use crate::model::{Key, KeyMap, Status};
 use nom::bytes::complete::{tag, take_till, take_while};
 use nom::IResult;
 use nom::Parser;
+use std::rc::Rc;
 
 /// What kind of line this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +50,9 @@ pub struct StatusLine {
     /// Status word (None for START and INFO).
     pub status: Option<Status>,
     /// Subdir column (`----` → None; None for INFO).
-    pub subdir: Option<String>,
+    pub subdir: Option<Rc<str>>,
     /// Test name column (`----` → None; None for INFO).
-    pub testname: Option<String>,
+    pub testname: Option<Rc<str>>,
     /// Reason (None for INFO).
     pub reason: Option<String>,
     /// The text after the fields of an INFO line, which Autotest's parser
@@ -124,8 +125,8 @@ fn fields_and_reason_start(tail: &str) -> (Fields, usize) {
 }
 
 /// `----` means no name.
-pub(crate) fn name(col: &str) -> Option<String> {
-    (col != "----").then(|| col.to_string())
+pub(crate) fn name(col: &str) -> Option<Rc<str>> {
+    (col != "----").then(|| Rc::from(col))
 }
 
 /// True if Autotest would treat this raw line as a status line.

@@ -201,15 +201,15 @@ pub fn parse(input: &[u8], kernels: &KernelSource) -> (Vec<TestResult>, Vec<Prob
         if line.testname.as_deref() == Some("reboot") && line.kind == LineKind::End {
             continue;
         }
-        let mut testname = match line.testname.clone() {
-            Some(t) => t,
+        let mut testname: String = match line.testname.as_deref() {
+            Some(t) => t.to_string(),
             None if status == Status::Abort && line.kind != LineKind::End => "CLIENT_JOB".into(),
             None => continue,
         };
         let subdir: Option<Rc<str>> = if line.kind == LineKind::End {
             group_subdir.clone()
         } else {
-            line.subdir.take().map(Rc::from)
+            line.subdir.take()
         };
         if line.indent != sought_level
             && status != Status::Abort

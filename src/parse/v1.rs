@@ -126,8 +126,8 @@ impl From<StatusLine> for Line {
             indent: l.indent,
             kind: l.kind,
             status: l.status,
-            subdir: l.subdir.map(Rc::from),
-            testname: l.testname.map(Rc::from),
+            subdir: l.subdir,
+            testname: l.testname,
             body: Rc::new(Body::new(l.reason, l.message, l.fields)),
         }
     }
