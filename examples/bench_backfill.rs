@@ -11,6 +11,10 @@
 //!
 //! The second backfill's CPU seconds (user + system, of `tko` alone) are
 //! printed too: on a shared machine they vary less than its wall time.
+//! Before each timed step the server is settled ([`settle`]): a
+//! `CHECKPOINT`, then no autovacuum worker running (after a load of millions
+//! of rows autovacuum takes a core for seconds, which otherwise lands on
+//! whichever step comes next).
 //! With `TKO_BENCH_ONE_WRITER=1` each run also times a `tko backfill
 //! --writers 1` into another fresh database, side by side with the default
 //! (two writers).
@@ -38,6 +42,29 @@ use tko::store::postgres::PgStore;
 #[path = "../tests/support/pg.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod pg;
+
+/// Settles the server of `url` before a timed step: `CHECKPOINT` (dirty
+/// buffers written now, not during the step), then waits (at most two
+/// minutes) until no autovacuum worker runs.
+fn settle(url: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let mut c = PgStore::connect(url)?;
+    let c = c.client();
+    c.batch_execute("CHECKPOINT")?;
+    let start = Instant::now();
+    while start.elapsed().as_secs() < 120 {
+        let busy: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'",
+                &[],
+            )?
+            .get(0);
+        if busy == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    Ok(())
+}
 
 /// What `/usr/bin/time` says of one `tko` run.
 struct Timed {
@@ -147,6 +174,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for run in 1..=runs {
         let one = if one_writer {
             let url = pg::fresh_database_url();
+            settle(&url)?;
             let args = ["backfill", "--quiet", "--level", "2", "--writers", "1"];
             let t = timed(&tko, &[&args[..], &["--db", &url, root_s]].concat())?.wall;
             pg::drop_database(&url);
@@ -156,11 +184,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let url = pg::fresh_database_url();
         let backfill = ["backfill", "--quiet", "--level", "2", "--db", &url, root_s];
+        settle(&url)?;
         let Timed {
             wall: b1,
             rss: rss1,
             ..
         } = timed(&tko, &backfill)?;
+        settle(&url)?;
         let Timed {
             wall: b2,
             rss: rss2,
@@ -173,6 +203,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .iter()
             .map(|r| r.1)
             .sum();
+        settle(&url)?;
         let t = Instant::now();
         pgs.raw_copy_from_dir(export.path())?;
         let raw = t.elapsed().as_secs_f64();
