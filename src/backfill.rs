@@ -4,8 +4,9 @@
 //! files its parse starts from) and ledger row prove it unchanged is skipped
 //! without reading a byte; the others are parsed in parallel in bounded
 //! chunks (so memory stays flat however large the root), each under
-//! Autotest's per-job `.parse.lock`, and streamed to the writer, which loads
-//! them in batches through [`Store::load_jobs`] (each job atomic). Every
+//! Autotest's per-job `.parse.lock`, and streamed to the writers (one, or
+//! on PostgreSQL several connections at once: [`write`]), which load them
+//! in batches through [`Store::load_jobs`] (each job atomic). Every
 //! committed batch is recorded in the ledger, so a killed run resumes where
 //! it stopped. This module does no terminal output: callers get a
 //! [`Summary`] after each chunk and at the end.

@@ -655,9 +655,9 @@ fn read_ledger(
 /// whose fresh id no machine value can name yet): see [`JobMachine::of`].
 /// The last step of a batch: the lock is held only for it and the commit.
 /// `FOR NO KEY UPDATE`, not `FOR UPDATE`: a machine's key never changes,
-/// and the foreign-key checks of other batches' job and test rows take
-/// `FOR KEY SHARE` on it, which `FOR UPDATE` would wait for (and deadlock
-/// with: each batch holds the share lock from its own rows).
+/// and the foreign-key check of every job row (`tko_jobs.machine_idx`)
+/// takes `FOR KEY SHARE` on it, which `FOR UPDATE` would wait for (and
+/// deadlock with: each batch holds the share lock from its own job rows).
 fn machine_values(
     tx: &mut Transaction<'_>,
     job_idx: &[i32],
