@@ -60,7 +60,8 @@ pub fn typed_value(v: &str) -> Value {
 /// Parses a keyval file's bytes.
 pub fn keyval(input: &[u8]) -> Keyval {
     let mut problems = Vec::new();
-    let mut pairs = Vec::new();
+    // One pair per line at most: sized once, not grown by doubling.
+    let mut pairs = Vec::with_capacity(input.iter().filter(|&&b| b == b'\n').count() + 1);
     for (number, raw) in lines_with_numbers(input) {
         let text = crate::text::decode(raw);
         // Python: re.sub('#.*', '', line).rstrip()
@@ -81,10 +82,13 @@ pub fn keyval(input: &[u8]) -> Keyval {
         }
     }
     // Sorted once; the last duplicate of a key wins, with its line.
-    let (map, lines) = KeyMap::from_pairs(pairs)
-        .into_iter()
-        .map(|(k, (v, n))| ((k.clone(), v), (k, n)))
-        .unzip();
+    let sorted = KeyMap::from_pairs(pairs);
+    let mut map = Vec::with_capacity(sorted.len());
+    let mut lines = Vec::with_capacity(sorted.len());
+    for (k, (v, n)) in sorted {
+        map.push((k.clone(), v));
+        lines.push((k, n));
+    }
     Keyval {
         map: KeyMap::from_pairs(map),
         problems,

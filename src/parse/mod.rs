@@ -239,19 +239,25 @@ pub fn timestamp_of_value(v: &Value) -> Result<Timestamp, String> {
         Value::Str(s) if is_python_int_literal(s) => Some(python_int(s).unwrap_or(i64::MAX)),
         _ => None,
     };
-    timestamp_in_range(ts, v)
+    timestamp_in_range(ts, || show(v))
 }
 
 /// `get_timestamp` of a status-line `timestamp=` field (always a string).
 pub fn timestamp_of_field(raw: &str) -> Result<Timestamp, String> {
-    timestamp_in_range(python_int(raw), &Value::Str(raw.to_string()))
+    // `raw` shown as `show` shows a string value, only for an error.
+    timestamp_in_range(python_int(raw), || format!("{raw:?}"))
 }
 
-fn timestamp_in_range(ts: Option<i64>, v: &Value) -> Result<Timestamp, String> {
+/// `ts` if it is a timestamp tko stores, else the error naming the value
+/// (`shown`, called only then).
+fn timestamp_in_range(
+    ts: Option<i64>,
+    shown: impl FnOnce() -> String,
+) -> Result<Timestamp, String> {
     match ts {
         Some(t) if (0..=MAX_TIMESTAMP).contains(&t) => Ok(t),
-        Some(_) => Err(format!("timestamp {} is out of range", show(v))),
-        None => Err(format!("timestamp {} is not an integer", show(v))),
+        Some(_) => Err(format!("timestamp {} is out of range", shown())),
+        None => Err(format!("timestamp {} is not an integer", shown())),
     }
 }
 
@@ -305,6 +311,19 @@ fn trim_zeros(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_timestamp_field_is_named_in_its_error() {
+        assert_eq!(timestamp_of_field("1234"), Ok(1234));
+        assert_eq!(
+            timestamp_of_field("12ab"),
+            Err(r#"timestamp "12ab" is not an integer"#.to_string())
+        );
+        assert_eq!(
+            timestamp_of_field("-5"),
+            Err(r#"timestamp "-5" is out of range"#.to_string())
+        );
+    }
 
     #[test]
     fn python_float_accepts_what_python_accepts() {
