@@ -329,6 +329,39 @@ fn pg_two_writers_load_what_one_writer_loads_without_deadlocks() -> TestResult {
     Ok(())
 }
 
+/// A server that refuses the second writer's connection (the role's
+/// connection limit is reached) is no failure: the backfill says so once
+/// and loads everything with the writers it has.
+#[test]
+fn pg_backfill_with_a_writer_refused_loads_with_fewer() -> TestResult {
+    let t = tree(12);
+    let root = t.path().join("results");
+    let f = fresh(Backend::Postgres);
+    let out = Command::new(env!("CARGO_BIN_EXE_tko"))
+        .args(["db", "init", "--db", &f.url])
+        .output()?;
+    assert!(out.status.success(), "{out:?}");
+    let mut db = Db::open(&f);
+    // Two connections: the first writer and the reader.
+    let role = format!("tko_limited_{}", std::process::id());
+    db.exec(&format!(
+        "CREATE ROLE {role} LOGIN CONNECTION LIMIT 2; \
+         GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}; \
+         GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"
+    ));
+    let limited = f.url.replace("user=tko", &format!("user={role}"));
+    assert_ne!(limited, f.url);
+    let out = run(&limited, &root, &["--writers", "2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("loading with 1 writer(s), not 2"),
+        "no word of the refused writer: {stderr}"
+    );
+    assert_eq!(db.int("SELECT count(*) FROM tko_jobs"), 12);
+    Ok(())
+}
+
 /// A backfill that at least doubles the PostgreSQL warehouse brings the
 /// planner's statistics up to date itself (`ANALYZE`): `tko serve` and the
 /// read commands right after a first backfill otherwise plan against

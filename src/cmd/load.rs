@@ -109,14 +109,28 @@ fn run_loader(r: LoaderRun<'_>) -> anyhow::Result<ExitCode> {
     };
     let mut reporter = ui::Reporter::new(verbosity);
     let mut reader = open_for_backfill(url, opts.dry_run)?;
+    // More writers where the store allows it; a connection refused (a
+    // server at its connection limit) leaves the run with fewer, said once.
     let mut more = Vec::new();
     if !opts.dry_run && store.writes_concurrently() {
         for _ in 1..r.writers {
-            let mut s = store::open(url)?;
-            if let Some(b) = r.batch {
-                s.set_batch_jobs(b);
+            match store::open(url) {
+                Ok(mut s) => {
+                    if let Some(b) = r.batch {
+                        s.set_batch_jobs(b);
+                    }
+                    more.push(s);
+                }
+                Err(e) => {
+                    eprintln!(
+                        "tko: warning: loading with {} writer(s), not {}: {}",
+                        more.len() + 1,
+                        r.writers,
+                        store::error_chain(&e)
+                    );
+                    break;
+                }
             }
-            more.push(s);
         }
     }
     let mut writers: Vec<&mut (dyn store::Store + 'static)> = std::iter::once(store.as_mut())
