@@ -203,7 +203,7 @@ pub(super) fn account(
 
 /// After a run that loaded `loaded_jobs`: brings the planner's statistics
 /// up to date when the store says they are stale (see
-/// [`Store::refresh_statistics`]), the tables shared among `writers`
+/// [`Store::stale_statistics`]), the tables shared among `writers`
 /// (largest first, each to the writer with the fewest pages so far), each
 /// writer analyzing its share on its own thread. Returns whether it did.
 pub(super) fn refresh_statistics(

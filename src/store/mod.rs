@@ -259,24 +259,14 @@ pub trait Store: Send {
     fn writes_concurrently(&self) -> bool {
         false
     }
-    /// After a run that loaded `loaded_jobs`: when they are at least as
-    /// many as the planner's statistics know of (the warehouse at least
-    /// doubled since they were taken: a first backfill, say), brings the planner's
-    /// statistics up to date so the reads right after it are planned for
-    /// the tables as they now are, not as empty ones; else leaves them to
-    /// the database (PostgreSQL's autovacuum). Returns whether it did.
-    fn refresh_statistics(&mut self, loaded_jobs: usize) -> Result<bool, Error> {
-        let tables = self.stale_statistics(loaded_jobs)?;
-        if tables.is_empty() {
-            return Ok(false);
-        }
-        let names: Vec<&str> = tables.iter().map(|t| t.0).collect();
-        self.analyze(&names)?;
-        Ok(true)
-    }
-    /// What [`Store::refresh_statistics`] would analyze after a run that
-    /// loaded `loaded_jobs`: each table with its size in pages (to share
-    /// the work among connections), or nothing.
+    /// After a run that loaded `loaded_jobs`, the tables whose planner
+    /// statistics are stale, each with its size in pages (to share the
+    /// [`Store::analyze`] work among connections): all of them when the jobs
+    /// loaded are at least as many as the statistics know of (the warehouse
+    /// at least doubled since they were taken: a first backfill, say), so
+    /// the reads right after it are planned for the tables as they now
+    /// are, not as empty ones; else none, left to the database
+    /// (PostgreSQL's autovacuum). A store without such statistics: none.
     fn stale_statistics(&mut self, loaded_jobs: usize) -> Result<Vec<(&'static str, u64)>, Error> {
         let _ = loaded_jobs;
         Ok(Vec::new())
