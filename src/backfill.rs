@@ -418,8 +418,7 @@ pub fn run_with(
             let (mut chunk, _) = pool.install(|| read_chunk(all, usize::MAX, u64::MAX, opts));
             // Still locked: waited for again, not counted yet.
             locked = std::mem::take(&mut chunk.busy);
-            let loaded = write::store_chunk(&mut *writers[0], &chunk, opts);
-            let written = write::Written { chunk, loaded };
+            let written = write::Written::by(&mut *writers[0], chunk, opts);
             write::account(written, opts, &mut summary, observer, &mut Vec::new())?;
             summary.elapsed = start.elapsed();
             observer.progress(&summary);

@@ -25,6 +25,14 @@ pub(super) struct Written {
     pub loaded: Result<Vec<Result<LoadOutcome, Error>>, Error>,
 }
 
+impl Written {
+    /// `chunk` written by `store` ([`store_chunk`]).
+    pub(super) fn by(store: &mut dyn Store, chunk: Chunk, opts: &Options) -> Written {
+        let loaded = store_chunk(store, &chunk, opts);
+        Written { chunk, loaded }
+    }
+}
+
 /// The jobs of a chunk that are loaded: those with a status file.
 fn loadable(ready: &[Ready]) -> impl Iterator<Item = &Ready> {
     ready.iter().filter(|r| r.parsed.status_file.is_some())
@@ -34,7 +42,7 @@ fn loadable(ready: &[Ready]) -> impl Iterator<Item = &Ready> {
 /// that could not be read as failed, loads the loadable ones and records
 /// the signatures of those now in the warehouse. `Err` when the store
 /// failed as a whole.
-pub(super) fn store_chunk(
+fn store_chunk(
     store: &mut dyn Store,
     chunk: &Chunk,
     opts: &Options,
@@ -99,9 +107,9 @@ pub(super) fn run_writers<'scope, 'env: 'scope, 'w: 'env>(
                 return;
             };
             timing::add("backfill: writer waits for a parsed chunk", t0);
-            let loaded = store_chunk(store, &chunk, opts);
-            let fatal = loaded.is_err();
-            if done_tx.send(Written { chunk, loaded }).is_err() || fatal {
+            let written = Written::by(store, chunk, opts);
+            let fatal = written.loaded.is_err();
+            if done_tx.send(written).is_err() || fatal {
                 return;
             }
         });
