@@ -19,6 +19,18 @@
 //! --writers 1` into another fresh database, side by side with the default
 //! (two writers).
 //!
+//! Each run also prints the floors of this machine, what no backfill can
+//! beat here, so that a ratio short of a target can be told apart from a
+//! target out of reach:
+//!
+//! - **load**: on 2 cores a backfill takes at least half the CPU of `tko
+//!   parse -j 2` of the root (the reading and parsing it cannot skip) plus
+//!   that of the server process of the raw `COPY` (the same rows' work on
+//!   the server); the raw `COPY` over that is the best rate it can have.
+//! - **re-run**: the `stat`s no correct re-run can skip ([`stat_floor`]),
+//!   plus a `tko backfill` of one unchanged job (start-up, connections, one
+//!   ledger check); the first backfill over that is the best speed-up.
+//!
 //! Each figure is printed as median (min-max) over the runs; the ratios are
 //! taken within each run.
 //!
@@ -109,6 +121,64 @@ fn timed(tko: &Path, args: &[&str]) -> Result<Timed, Box<dyn std::error::Error>>
     })
 }
 
+/// CPU seconds (user + system) process `pid` of this machine has used so
+/// far, from `/proc` (`None`: no such process here, e.g. a remote server).
+fn process_cpu(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (in parentheses), from the third:
+    // utime and stime are the 14th and 15th.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / per_second)
+}
+
+/// The `stat`s no correct re-run can skip, timed (seconds): per job its
+/// directory (whose mtime is the cheapest proof that no file came or went
+/// in it), `status.log` and `keyval` (rewritten in place, a file changes
+/// only its own metadata), each relative to the open root, as cheap as a
+/// path gets; on one thread and on two, the faster. The listing of the
+/// top-level directories, the ledger and everything else are not counted.
+fn stat_floor(
+    root: &Path,
+    dirs: &[tko::discover::JobDir],
+) -> Result<f64, Box<dyn std::error::Error>> {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let root = tko::discover::absolute(root)?;
+    let mut rels = Vec::new();
+    for d in dirs {
+        let Ok(rel) = d.path.strip_prefix(&root) else {
+            continue;
+        };
+        for file in ["", "/status.log", "/keyval"] {
+            let mut bytes = rel.as_os_str().as_bytes().to_vec();
+            bytes.extend_from_slice(file.as_bytes());
+            rels.push(CString::new(bytes)?);
+        }
+    }
+    let dir = std::fs::File::open(&root)?;
+    let stat_all = |names: &[CString]| {
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        for name in names {
+            // SAFETY: `dir` is open, `name` NUL-terminated, `st` large enough.
+            unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), st.as_mut_ptr(), 0) };
+        }
+    };
+    let t = Instant::now();
+    stat_all(&rels);
+    let one = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let (a, b) = rels.split_at(rels.len() / 2);
+    std::thread::scope(|s| {
+        s.spawn(|| stat_all(a));
+        stat_all(b);
+    });
+    Ok(one.min(t.elapsed().as_secs_f64()))
+}
+
 /// `median (min-max)` of `v`, each formatted by `f`.
 fn spread(v: &[f64], f: impl Fn(f64) -> String) -> String {
     let mut s = v.to_vec();
@@ -170,6 +240,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut cpu2s, mut sys2s) = (Vec::new(), Vec::new());
     let one_writer = std::env::var_os("TKO_BENCH_ONE_WRITER").is_some();
     let (mut ones, mut one_rates, mut gains) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut load_bests, mut rerun_floors, mut rerun_bests) = (Vec::new(), Vec::new(), Vec::new());
     let mut rows = 0.0;
     for run in 1..=runs {
         let one = if one_writer {
@@ -196,6 +267,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             rss: rss2,
             cpu: (user2, sys2),
         } = timed(&tko, &backfill)?;
+        // The re-run floor: the stats, and a run of one unchanged job.
+        let stats = stat_floor(&root, &dirs)?;
+        let one_job = dirs[0].path.to_str().ok_or("job path is not UTF-8")?;
+        let start = timed(
+            &tko,
+            &["backfill", "--quiet", "--level", "2", "--db", &url, one_job],
+        )?
+        .wall;
+        let rerun_floor = stats + start;
         let mut pgs = PgStore::connect(&url)?;
         let export = tempfile::tempdir()?;
         let n: u64 = pgs
@@ -204,12 +284,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|r| r.1)
             .sum();
         settle(&url)?;
+        let server: i32 = pgs
+            .client()
+            .query_one("SELECT pg_backend_pid()", &[])?
+            .get(0);
+        let server_cpu = process_cpu(server);
         let t = Instant::now();
         pgs.raw_copy_from_dir(export.path())?;
         let raw = t.elapsed().as_secs_f64();
+        let server_cpu = server_cpu.zip(process_cpu(server)).map(|(a, b)| b - a);
         drop(pgs);
         pg::drop_database(&url);
         rows = n as f64;
+        // The load floor: the parse's CPU and the raw COPY's server CPU
+        // shared by 2 cores.
+        let parse = timed(&tko, &["parse", "-j", "2", "--level", "2", root_s])?.cpu;
+        let parse_cpu = parse.0 + parse.1;
+        if let Some(server_cpu) = server_cpu {
+            let floor = (parse_cpu + server_cpu) / 2.0;
+            println!(
+                "run {run}: load floor on 2 cores: (parse CPU {parse_cpu:.2} s + raw COPY server \
+                 CPU {server_cpu:.2} s) / 2 = {floor:.2} s: at most {:.0} % of the raw COPY",
+                100.0 * raw / floor
+            );
+            load_bests.push(100.0 * raw / floor);
+        }
+        println!(
+            "run {run}: re-run floor: {stats:.3} s of stats + {start:.3} s for one unchanged job \
+             = {rerun_floor:.3} s: at most {:.0}x",
+            b1 / rerun_floor
+        );
+        rerun_floors.push(rerun_floor);
+        rerun_bests.push(b1 / rerun_floor);
         println!(
             "run {run}: backfill {b1:.2} s (max RSS {rss1:.0} MB), raw COPY {raw:.2} s \
              ({:.0} %), second backfill {b2:.3} s ({:.0}x, max RSS {rss2:.0} MB, \
@@ -270,6 +376,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "second backfill CPU of tko: {} (system: {})",
         spread(&cpu2s, secs(2)),
         spread(&sys2s, secs(2))
+    );
+    if !load_bests.is_empty() {
+        println!(
+            "best possible backfill / raw COPY rate here (load floor): {}",
+            spread(&load_bests, |v| format!("{v:.0} %"))
+        );
+    }
+    println!(
+        "re-run floor: {}, best possible speed-up here {}",
+        spread(&rerun_floors, secs(3)),
+        spread(&rerun_bests, |v| format!("{v:.0}x"))
     );
     println!(
         "max RSS: first {}, second {}",

@@ -242,6 +242,9 @@ struct Chunk {
     walk_errors: Vec<String>,
     /// Discovery notices (level detected, cycles, aliases).
     notices: Vec<String>,
+    /// Top-level directories listed by the walk, to be recorded for the
+    /// next run (see `discover::Listing`).
+    listings: Vec<(PathBuf, discover::Listing)>,
 }
 
 /// Runs a backfill of `roots` into `store`, reading the ledger through
@@ -276,16 +279,32 @@ pub fn run_with(
 ) -> Result<Summary, crate::store::Error> {
     assert!(!writers.is_empty(), "a backfill needs a writer");
     let start = Instant::now();
+    let t0 = Instant::now();
     let mut summary = Summary {
         units: discover::count_units(roots),
         ..Summary::default()
     };
+    timing::add("backfill: counting the units", t0);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()
         .expect("a rayon pool with default settings builds");
-    // A dry run may meet a warehouse not created yet.
-    let has_ledger = reader.schema_version()?.is_some();
+    // A dry run may meet a warehouse not created yet, or an older one.
+    let version = reader.schema_version()?;
+    let has_ledger = version.is_some();
+    // The listings of the last run, unless everything is to be looked at.
+    let prior = if version >= Some(7) && !opts.force && !opts.verify {
+        let roots: Vec<PathBuf> = roots
+            .iter()
+            .filter_map(|r| discover::absolute(r).ok())
+            .collect();
+        let t0 = Instant::now();
+        let prior = reader.top_listings(&roots)?;
+        timing::add("backfill: reading the listings of the last run", t0);
+        prior
+    } else {
+        discover::Listings::new()
+    };
     observer.progress(&summary);
 
     let locked = std::thread::scope(|scope| {
@@ -299,17 +318,22 @@ pub fn run_with(
         let (walked_tx, walked_rx) = sync_channel::<(Vec<JobDir>, Vec<String>, Chunk)>(1);
         scope.spawn(move || {
             // The walk signs most jobs with the `stat`s it makes anyway.
-            let mut discovery = discover::Discovery::new(roots, opts.level).signing();
+            let mut discovery = discover::Discovery::new(roots, opts.level)
+                .signing()
+                .remembering(prior);
             while !stop.load(Ordering::Relaxed) {
+                let t0 = Instant::now();
                 let Some(round) =
                     pool.install(|| discovery.next_round(opts.units_per_round.max(1)))
                 else {
                     return;
                 };
+                timing::add("backfill: walking", t0);
                 let chunk = Chunk {
                     units_done: round.units,
                     walk_errors: round.errors.iter().map(ToString::to_string).collect(),
                     notices: round.notices.iter().map(ToString::to_string).collect(),
+                    listings: round.listings,
                     ..Chunk::default()
                 };
                 let dirs = round.jobs;
@@ -340,7 +364,10 @@ pub fn run_with(
                         .zip(&signatures)
                         .map(|(d, s)| (d.tag.as_str(), prove.then_some(s.as_str())))
                         .collect();
-                    reader.ledger_unproven(&jobs)?
+                    let t0 = Instant::now();
+                    let unproven = reader.ledger_unproven(&jobs)?;
+                    timing::add("backfill: checking the ledger", t0);
+                    unproven
                 } else {
                     (0..dirs.len()).map(|i| (i, None)).collect()
                 };

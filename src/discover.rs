@@ -17,6 +17,10 @@
 //! directory listings and `.machines`, never contents of results files
 //! (see `ingest`).
 
+mod listing;
+
+pub use listing::{DirStamp, Listing, Listings, SETTLED};
+
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -24,6 +28,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 /// One job directory to parse, with the tag level that applies to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,6 +279,10 @@ struct UnitOut {
     detected: bool,
     /// Take the [`signature_with`] of jobs found by the fast visit.
     sign: bool,
+    /// Stamp top-level directories and keep their [`Listing`]s.
+    remember: bool,
+    /// Listings taken now, settled, to be recorded.
+    listings: Vec<(PathBuf, Listing)>,
 }
 
 impl UnitOut {
@@ -602,6 +611,7 @@ pub fn stamp(m: &std::fs::Metadata) -> FileStamp {
 /// component of the whole path: most of the cost of a re-run). Opened and
 /// listed with `open` and `getdents64` directly (`opendir` adds an
 /// `fstat` per directory).
+#[derive(Debug)]
 struct OpenDir {
     fd: std::os::fd::OwnedFd,
 }
@@ -614,6 +624,23 @@ struct Stat {
     /// The file type bits of `st_mode`.
     kind: libc::mode_t,
     stamp: FileStamp,
+    /// ctime, seconds and nanoseconds.
+    ctime: [u64; 2],
+}
+
+impl Stat {
+    /// The [`DirStamp`] of a directory.
+    fn dir_stamp(&self) -> DirStamp {
+        let [_, mtime, mtime_ns, _] = self.stamp;
+        [
+            self.dev,
+            self.ino,
+            mtime,
+            mtime_ns,
+            self.ctime[0],
+            self.ctime[1],
+        ]
+    }
 }
 
 impl OpenDir {
@@ -701,52 +728,59 @@ impl OpenDir {
         self.stat_with(rel, 0)
     }
 
-    // The field types of `libc::stat` differ between platforms.
-    #[allow(clippy::unnecessary_cast)]
     fn stat_with(&self, rel: &OsStr, flags: libc::c_int) -> Option<Stat> {
-        // NUL-terminated on the stack when short (no allocation per stat).
-        let rel = rel.as_bytes();
-        if rel.contains(&0) {
-            return None;
-        }
-        let mut short = [0u8; 256];
-        let long;
-        let c: &[u8] = if rel.len() < short.len() {
-            short[..rel.len()].copy_from_slice(rel);
-            &short[..=rel.len()]
-        } else {
-            long = std::ffi::CString::new(rel).ok()?;
-            long.as_bytes_with_nul()
-        };
-        let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
-        // SAFETY: the directory is open, `c` ends with its only NUL and
-        // `st` is large enough for a `stat`.
-        let rc = unsafe {
-            libc::fstatat(
-                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
-                c.as_ptr().cast(),
-                st.as_mut_ptr(),
-                flags,
-            )
-        };
-        if rc != 0 {
-            return None;
-        }
-        // SAFETY: fstatat succeeded, so it filled `st`.
-        let st = unsafe { st.assume_init() };
-        // The same numbers `std::fs::Metadata` gives ([`stamp`]).
-        Some(Stat {
-            dev: st.st_dev as u64,
-            ino: st.st_ino as u64,
-            kind: st.st_mode & libc::S_IFMT,
-            stamp: [
-                st.st_size as u64,
-                st.st_mtime as u64,
-                st.st_mtime_nsec as u64,
-                st.st_ino as u64,
-            ],
-        })
+        use std::os::fd::AsRawFd;
+        stat_at(self.fd.as_raw_fd(), rel, flags)
     }
+}
+
+/// `stat` (symlinks followed) of `path` (absolute, or relative to the
+/// working directory); `None` when it cannot be stat'ed.
+fn stat_path(path: &Path) -> Option<Stat> {
+    stat_at(libc::AT_FDCWD, path.as_os_str(), 0)
+}
+
+/// `fstatat(fd, rel, flags)`, without allocating for a path under 256
+/// bytes.
+// The field types of `libc::stat` differ between platforms.
+#[allow(clippy::unnecessary_cast)]
+fn stat_at(fd: libc::c_int, rel: &OsStr, flags: libc::c_int) -> Option<Stat> {
+    // NUL-terminated on the stack when short (no allocation per stat).
+    let rel = rel.as_bytes();
+    if rel.contains(&0) {
+        return None;
+    }
+    let mut short = [0u8; 256];
+    let long;
+    let c: &[u8] = if rel.len() < short.len() {
+        short[..rel.len()].copy_from_slice(rel);
+        &short[..=rel.len()]
+    } else {
+        long = std::ffi::CString::new(rel).ok()?;
+        long.as_bytes_with_nul()
+    };
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: `fd` is an open directory or `AT_FDCWD`, `c` ends with its
+    // only NUL and `st` is large enough for a `stat`.
+    let rc = unsafe { libc::fstatat(fd, c.as_ptr().cast(), st.as_mut_ptr(), flags) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: fstatat succeeded, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    // The same numbers `std::fs::Metadata` gives ([`stamp`]).
+    Some(Stat {
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
+        kind: st.st_mode & libc::S_IFMT,
+        stamp: [
+            st.st_size as u64,
+            st.st_mtime as u64,
+            st.st_mtime_nsec as u64,
+            st.st_ino as u64,
+        ],
+        ctime: [st.st_ctime as u64, st.st_ctime_nsec as u64],
+    })
 }
 
 /// One top-level directory of a results root: the same as [`walk`] on it,
@@ -757,18 +791,67 @@ impl OpenDir {
 /// sub-jobs (Autotest's rule: a file among its entries), not listed. The
 /// probes are `stat`s relative to the open top-level directory, and with
 /// [`UnitOut::sign`] they take the job's [`signature_with`] on the way (its
-/// first marker's `stat` counts twice).
-fn visit_top(dir: &Path, level: Level, out: &mut UnitOut) {
+/// first marker's `stat` counts twice). With [`UnitOut::remember`] the
+/// directory is stamped before it is listed: when `prior` has that stamp,
+/// its sub-directories are taken from `prior` instead of a listing (and
+/// probed relative to `root`, its parent, when open, else by their
+/// paths); else a settled listing is kept.
+fn visit_top(
+    dir: &Path,
+    level: Level,
+    prior: Option<&Listing>,
+    root: Option<&OpenDir>,
+    out: &mut UnitOut,
+) {
     if in_scheduler_position(dir) {
         return job_entry(dir, level, out);
     }
-    let (top, listing) = match OpenDir::open(dir).and_then(|mut d| Ok((d.entries()?, d))) {
-        Ok((listing, d)) => (d, listing),
-        Err(e) => return out.io(dir, e),
+    // A name below `dir` relative to `root`: the top-level directory's own
+    // name, then the name (a root is the parent of its top-level
+    // directories).
+    let in_root = root.zip(dir.file_name());
+    let prefix = in_root.map_or(&[][..], |(_, name)| name.as_bytes());
+    let stat_in_root = |rel: &[u8]| -> Option<Stat> {
+        match in_root {
+            Some((root, _)) => root.stat(OsStr::from_bytes(rel)),
+            None => stat_path(&dir.join(OsStr::from_bytes(rel))),
+        }
     };
-    if search_stops_at(dir, listing.iter().map(|e| e.0.as_os_str())) {
-        return job_entry(dir, level, out);
-    }
+    let stamp = if out.remember {
+        match in_root {
+            Some((root, name)) => root.stat(name),
+            None => stat_path(dir),
+        }
+        .map(|st| st.dir_stamp())
+    } else {
+        None
+    };
+    let fresh;
+    let (top, subdirs): (Option<OpenDir>, &[OsString]) = match (prior, stamp) {
+        (Some(prior), Some(stamp)) if prior.stamp == stamp => (None, &prior.subdirs),
+        _ => {
+            let (top, listing) = match OpenDir::open(dir).and_then(|mut d| Ok((d.entries()?, d))) {
+                Ok((listing, d)) => (d, listing),
+                Err(e) => return out.io(dir, e),
+            };
+            if search_stops_at(dir, listing.iter().map(|e| e.0.as_os_str())) {
+                return job_entry(dir, level, out);
+            }
+            let mut subdirs: Vec<OsString> =
+                listing.into_iter().filter(|e| e.1).map(|e| e.0).collect();
+            subdirs.sort();
+            fresh = subdirs;
+            if let Some(stamp) = stamp.filter(|s| listing::settled(s, std::time::SystemTime::now()))
+            {
+                let kept = Listing {
+                    stamp,
+                    subdirs: fresh.clone(),
+                };
+                out.listings.push((dir.to_path_buf(), kept));
+            }
+            (Some(top), &fresh)
+        }
+    };
     let scheduler = dir.file_name().is_some_and(is_scheduler_job_name);
     // `auto_level` of a sub-directory: its parent is `dir`.
     let n = match level {
@@ -776,11 +859,20 @@ fn visit_top(dir: &Path, level: Level, out: &mut UnitOut) {
         Level::Auto if scheduler => 2,
         Level::Auto => 1,
     };
-    let mut subdirs: Vec<OsString> = listing.into_iter().filter(|e| e.1).map(|e| e.0).collect();
-    subdirs.sort();
+    // A name below `dir`: relative to the open `top`, else to `root`.
     let mut rel = Vec::new();
+    let stat_below = |rel: &mut Vec<u8>| -> Option<Stat> {
+        match &top {
+            Some(top) => top.stat(OsStr::from_bytes(rel)),
+            None if prefix.is_empty() => stat_in_root(rel),
+            None => {
+                rel.splice(0..0, prefix.iter().copied().chain([b'/']));
+                stat_in_root(rel)
+            }
+        }
+    };
     for name in subdirs {
-        // `name/file`, relative to `top`.
+        // `name/file`, relative to `dir`.
         let mut below = |file: &str| -> Option<Stat> {
             rel.clear();
             rel.extend_from_slice(name.as_bytes());
@@ -788,10 +880,10 @@ fn visit_top(dir: &Path, level: Level, out: &mut UnitOut) {
                 rel.push(b'/');
                 rel.extend_from_slice(file.as_bytes());
             }
-            top.stat(OsStr::from_bytes(&rel))
+            stat_below(&mut rel)
         };
         let marker = JOB_MARKERS.iter().find_map(|m| below(m).map(|st| (*m, st)));
-        let sub = dir.join(&name);
+        let sub = dir.join(name);
         match marker {
             Some((first, st)) if st.kind == libc::S_IFREG && below(".machines").is_none() => {
                 debug_assert_eq!(n, auto_level(&sub, level));
@@ -803,8 +895,8 @@ fn visit_top(dir: &Path, level: Level, out: &mut UnitOut) {
                 let signature = out.sign.then(|| {
                     signature_with(|f| match f {
                         _ if f == first => Some(st.stamp),
-                        // The parent is `top` itself (`name` is no symlink).
-                        "../keyval" => top.stat(OsStr::new("keyval")).map(|s| s.stamp),
+                        // The parent is `dir` itself (`name` is no symlink).
+                        "../keyval" => stat_below(&mut b"keyval".to_vec()).map(|s| s.stamp),
                         _ => below(f).map(|s| s.stamp),
                     })
                 });
@@ -828,27 +920,34 @@ fn visit_top(dir: &Path, level: Level, out: &mut UnitOut) {
 
 /// A piece of the work: a path given as a job directory, or one top-level
 /// directory of a results root, with the index of the path given.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A top-level directory comes with its root, held open while the root's
+/// top-level directories are walked.
+#[derive(Debug)]
 enum Unit {
     Job(PathBuf, usize),
-    Top(PathBuf, usize),
+    Top(PathBuf, usize, Option<Arc<OpenDir>>),
 }
 
 impl Unit {
     fn given(&self) -> usize {
         match self {
-            Unit::Job(_, g) | Unit::Top(_, g) => *g,
+            Unit::Job(_, g) | Unit::Top(_, g, _) => *g,
         }
     }
 
-    fn walk(&self, level: Level, sign: bool) -> UnitOut {
+    /// Walks this unit as `d` says (level, signing, listings).
+    fn walk(&self, d: &Discovery) -> UnitOut {
         let mut out = UnitOut {
-            sign,
+            sign: d.sign,
+            remember: d.remember,
             ..UnitOut::default()
         };
         match self {
-            Unit::Job(path, _) => job_entry(path, level, &mut out),
-            Unit::Top(dir, _) => visit_top(dir, level, &mut out),
+            Unit::Job(path, _) => job_entry(path, d.level, &mut out),
+            Unit::Top(dir, _, root) => {
+                let prior = d.prior.get(dir);
+                visit_top(dir, d.level, prior, root.as_deref(), &mut out)
+            }
         }
         out
     }
@@ -862,6 +961,10 @@ struct Units {
     next: usize,
     tops: std::vec::IntoIter<PathBuf>,
     current: usize,
+    /// The current root, open (only when `keep_root`: it costs a
+    /// descriptor for as long as its top-level directories are walked).
+    root: Option<Arc<OpenDir>>,
+    keep_root: bool,
 }
 
 impl Units {
@@ -871,6 +974,8 @@ impl Units {
             next: 0,
             tops: Vec::new().into_iter(),
             current: 0,
+            root: None,
+            keep_root: false,
         }
     }
 
@@ -878,7 +983,8 @@ impl Units {
     /// (a root) its top-level directories queued.
     fn open(&mut self, index: usize) -> Option<Result<Unit, Error>> {
         let mut tops = Vec::new();
-        let unit = classify(&self.paths[index], index, |root, name| {
+        let mut root = None;
+        let unit = classify(&self.paths[index], index, &mut root, |root, name| {
             tops.push(root.join(OsStr::from_bytes(name)));
         });
         if unit.is_some() {
@@ -889,16 +995,19 @@ impl Units {
         tops.sort_unstable_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
         self.tops = tops.into_iter();
         self.current = index;
+        self.root = root.filter(|_| self.keep_root).map(Arc::new);
         None
     }
 }
 
 /// What the path given at `index` is: a job unit, an error, or (`None`) a
 /// results root, whose top-level directories (absolute root, name) were
-/// passed to `each_top` (to be ignored when it is not `None`).
+/// passed to `each_top` (to be ignored when it is not `None`), and which
+/// is left open in `root`.
 fn classify(
     given: &Path,
     index: usize,
+    root: &mut Option<OpenDir>,
     mut each_top: impl FnMut(&Path, &[u8]),
 ) -> Option<Result<Unit, Error>> {
     let path = match absolute(given) {
@@ -928,7 +1037,9 @@ fn classify(
                 each_top(&path, name);
             }
             job |= names_job_file(std::iter::once(OsStr::from_bytes(name)));
-        })
+        })?;
+        *root = Some(d);
+        Ok(())
     });
     if let Err(source) = listed {
         return Some(Err(Error::Io { path, source }));
@@ -945,7 +1056,7 @@ impl Iterator for Units {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some(top) = self.tops.next() {
-                return Some(Ok(Unit::Top(top, self.current)));
+                return Some(Ok(Unit::Top(top, self.current, self.root.clone())));
             }
             if self.next >= self.paths.len() {
                 return None;
@@ -968,7 +1079,7 @@ pub fn count_units(paths: &[PathBuf]) -> usize {
         .enumerate()
         .map(|(i, p)| {
             let mut tops = 0;
-            match classify(p, i, |_, _| tops += 1) {
+            match classify(p, i, &mut None, |_, _| tops += 1) {
                 None => tops,
                 Some(Ok(_)) => 1,
                 Some(Err(_)) => 0,
@@ -976,6 +1087,9 @@ pub fn count_units(paths: &[PathBuf]) -> usize {
         })
         .sum()
 }
+
+/// At most this many results roots are held open by one round.
+const MAX_ROOTS_OPEN: usize = 64;
 
 /// What one round of a [`Discovery`] found.
 #[derive(Debug, Default)]
@@ -991,6 +1105,9 @@ pub struct Round {
     pub notices: Vec<Notice>,
     /// Units walked in this round.
     pub units: usize,
+    /// Top-level directories listed in this round whose listings are worth
+    /// recording ([`Discovery::remembering`]).
+    pub listings: Vec<(PathBuf, Listing)>,
 }
 
 /// The discovery of one run, streamed a round of units at a time (rounds
@@ -1018,6 +1135,11 @@ pub struct Discovery {
     done: bool,
     /// Take signatures on the way ([`Discovery::signing`]).
     sign: bool,
+    /// Stamp top-level directories, and keep their listings
+    /// ([`Discovery::remembering`]).
+    remember: bool,
+    /// Listings recorded earlier, used while their stamps hold.
+    prior: Listings,
 }
 
 impl Discovery {
@@ -1036,6 +1158,8 @@ impl Discovery {
             linked: Vec::new(),
             done: false,
             sign: false,
+            remember: false,
+            prior: Listings::new(),
         }
     }
 
@@ -1047,6 +1171,18 @@ impl Discovery {
         self
     }
 
+    /// Also stamps each top-level directory of a results root before it is
+    /// listed, and keeps the settled listings ([`Round::listings`], to be
+    /// recorded for the next run); a top-level directory whose stamp is
+    /// that of its listing in `prior` is not listed: its sub-directories
+    /// are taken from there (see [`Listing`]).
+    pub fn remembering(mut self, prior: Listings) -> Discovery {
+        self.remember = true;
+        self.units.keep_root = true;
+        self.prior = prior;
+        self
+    }
+
     /// The next round: up to `max_units` units walked (in parallel), or
     /// `None` when everything was handed on.
     pub fn next_round(&mut self, max_units: usize) -> Option<Round> {
@@ -1055,10 +1191,23 @@ impl Discovery {
         }
         let mut round = Round::default();
         let mut todo = Vec::new();
+        // Each root of the round is held open until it is walked: a round
+        // ends early at `MAX_ROOTS_OPEN` of them.
+        let (mut roots, mut last) = (0, None);
         for u in self.units.by_ref().take(max_units.max(1)) {
             match u {
-                Ok(u) => todo.push(u),
+                Ok(u) => {
+                    // Units come root by root.
+                    if let Unit::Top(_, g, Some(_)) = &u {
+                        roots += usize::from(last != Some(*g));
+                        last = Some(*g);
+                    }
+                    todo.push(u);
+                }
                 Err(e) => round.errors.push(e),
+            }
+            if roots >= MAX_ROOTS_OPEN {
+                break;
             }
         }
         let mut found = Vec::new();
@@ -1071,11 +1220,9 @@ impl Discovery {
             found = std::mem::take(&mut self.linked);
         }
         round.units = todo.len();
-        let (level, sign) = (self.level, self.sign);
-        let outs: Vec<(usize, UnitOut)> = todo
-            .par_iter()
-            .map(|u| (u.given(), u.walk(level, sign)))
-            .collect();
+        let me = &*self;
+        let outs: Vec<(usize, UnitOut)> =
+            todo.par_iter().map(|u| (u.given(), u.walk(me))).collect();
         for (given, out) in outs {
             if out.detected && !self.announced {
                 self.announced = true;
@@ -1086,6 +1233,7 @@ impl Discovery {
             }
             round.errors.extend(out.errors);
             round.notices.extend(out.notices);
+            round.listings.extend(out.listings);
             for f in out.found {
                 if f.via_link && !self.done {
                     self.linked.push(f);
@@ -1204,7 +1352,7 @@ mod tests {
             let d = top?.path();
             for level in [Level::Fixed(1), Level::Fixed(2), Level::Auto] {
                 let (mut fast, mut slow) = (UnitOut::default(), UnitOut::default());
-                visit_top(&d, level, &mut fast);
+                visit_top(&d, level, None, None, &mut fast);
                 walk(&d, level, &mut slow);
                 let dirs = |o: &UnitOut| o.found.iter().map(|f| f.dir.clone()).collect::<Vec<_>>();
                 assert_eq!(dirs(&fast), dirs(&slow), "{}", d.display());
@@ -1259,7 +1407,7 @@ mod tests {
             )?;
         }
         let (mut fast, mut slow) = (UnitOut::default(), UnitOut::default());
-        visit_top(&r.join("9-z"), Level::Auto, &mut fast);
+        visit_top(&r.join("9-z"), Level::Auto, None, None, &mut fast);
         walk(&r.join("9-z"), Level::Auto, &mut slow);
         let dirs = |o: &UnitOut| o.found.iter().map(|f| f.dir.clone()).collect::<Vec<_>>();
         assert_eq!(fast.found.len(), 600);
@@ -1325,6 +1473,51 @@ mod tests {
         let second = signed(r);
         for ((tag, a), (_, b)) in first.iter().zip(&second) {
             assert_eq!(a == b, a.is_none() || tag != "3-c/h3", "{tag}");
+        }
+        Ok(())
+    }
+
+    /// A top-level directory whose stamp is that of its recorded listing is
+    /// not listed: its sub-directories come from the listing (one that
+    /// names fewer than are there shows it), probed and signed as listed
+    /// ones are; with any other stamp it is listed again. A directory just
+    /// written is not settled: its listing is not kept.
+    #[test]
+    fn a_recorded_listing_stands_for_its_directory_while_the_stamp_holds() -> io::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let r = tmp.path();
+        file(r, "top/h1/status.log", b"x")?;
+        file(r, "top/h1/keyval", b"k=1\n")?;
+        file(r, "top/h2/status.log", b"y")?;
+        file(r, "top/h2/.autoserv_execute", b"")?;
+        type Walked = (Vec<(String, Option<String>)>, Vec<(PathBuf, Listing)>);
+        let walk = |prior: Listings| -> Walked {
+            let mut d = Discovery::new(&[r.to_path_buf()], 2)
+                .signing()
+                .remembering(prior);
+            let (mut jobs, mut kept) = (Vec::new(), Vec::new());
+            while let Some(round) = d.next_round(10) {
+                assert!(round.errors.is_empty(), "{:?}", round.errors);
+                jobs.extend(round.jobs.into_iter().map(|j| j.tag).zip(round.signatures));
+                kept.extend(round.listings);
+            }
+            (jobs, kept)
+        };
+        let (all, kept) = walk(Listings::new());
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert!(all.iter().all(|j| j.1.is_some()), "{all:?}");
+        assert!(kept.is_empty(), "{kept:?}");
+        let top = absolute(&r.join("top"))?;
+        let stamp = stat_path(&top).expect("stat").dir_stamp();
+        let recorded = |stamp: DirStamp| {
+            let subdirs = vec![OsString::from("h1")];
+            Listings::from([(top.clone(), Listing { stamp, subdirs })])
+        };
+        assert_eq!(walk(recorded(stamp)).0, all[..1]);
+        for field in 0..stamp.len() {
+            let mut other = stamp;
+            other[field] ^= 1;
+            assert_eq!(walk(recorded(other)).0, all, "stamp field {field}");
         }
         Ok(())
     }

@@ -505,3 +505,91 @@ fn sqlite_each_signed_change_makes_the_job_read() -> TestResult {
 fn pg_each_signed_change_makes_the_job_read() -> TestResult {
     each_signed_change_makes_the_job_read(Backend::Postgres)
 }
+
+/// Top-level directories listed by a backfill are not listed again while
+/// their stamps hold (`tko_scan_listing`), and nothing that changed is
+/// missed for it: a job directory added under a listed top-level
+/// directory (its stamp changes), a sub-directory that was no job and
+/// becomes one (the top-level directory's stamp does not change: its
+/// sub-directories are probed every time), a job directory removed (no
+/// walk error from a stale listing), a job's `status.log` grown. A
+/// top-level directory just written is not settled: not recorded.
+fn listed_directories_miss_no_change(backend: Backend) -> TestResult {
+    let t = tree(6);
+    let root = t.path().join("results");
+    let (dirs, _) = tko::discover::find_jobs(std::slice::from_ref(&root), 2);
+    let tops: Vec<&Path> = dirs.iter().filter_map(|d| d.path.parent()).collect();
+    assert_eq!(dirs.len(), 6);
+    let pending = tops[0].join("pending");
+    std::fs::create_dir(&pending)?;
+    let f = fresh(backend);
+    let mut db = Db::open(&f);
+    let listings = |db: &mut Db| db.int("SELECT count(*) FROM tko_scan_listing");
+    let summary = |out: &Output| -> String {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Just generated: nothing settled, nothing recorded.
+    summary(&run(&f.url, &root, &["--format", "json"]));
+    assert_eq!(listings(&mut db), 0);
+    std::thread::sleep(tko::discover::SETTLED + Duration::from_millis(1100));
+    let s = summary(&run(&f.url, &root, &["--format", "json"]));
+    assert!(s.contains("\"unchanged_by_metadata\":6"), "{s}");
+    assert_eq!(listings(&mut db), 6);
+
+    // Added under a listed top-level directory.
+    let added = tops[1].join("host-added");
+    std::fs::create_dir(&added)?;
+    for file in ["status.log", "keyval"] {
+        std::fs::copy(dirs[1].path.join(file), added.join(file))?;
+    }
+    // A sub-directory that becomes a job directory.
+    for file in ["status.log", "keyval"] {
+        std::fs::copy(dirs[0].path.join(file), pending.join(file))?;
+    }
+    // Removed.
+    std::fs::remove_dir_all(&dirs[2].path)?;
+    // Grown.
+    let log = dirs[3].path.join("status.log");
+    let mut text = std::fs::read(&log)?;
+    text.extend_from_slice(b"INFO\t----\t----\tappended\n");
+    std::fs::write(&log, &text)?;
+
+    let s = summary(&run(&f.url, &root, &["--format", "json"]));
+    for want in [
+        "\"found\":7",
+        "\"inserted\":2",
+        "\"unchanged_by_metadata\":4",
+    ] {
+        assert!(s.contains(want), "{want} in {s}");
+    }
+    let loaded = |db: &mut Db, tag: &str| {
+        db.int(&format!(
+            "SELECT count(*) FROM tko_jobs WHERE tag = '{}'",
+            tag.replace('\'', "''")
+        ))
+    };
+    for job in [&added, &pending] {
+        let tag = tko::discover::job_tag(job, 2);
+        assert_eq!(loaded(&mut db, &tag), 1, "{tag}");
+    }
+    // The changed directories are listed again, and recorded when settled.
+    std::thread::sleep(tko::discover::SETTLED + Duration::from_millis(1100));
+    let s = summary(&run(&f.url, &root, &["--format", "json"]));
+    assert!(s.contains("\"unchanged_by_metadata\":7"), "{s}");
+    Ok(())
+}
+
+#[test]
+fn sqlite_listed_directories_miss_no_change() -> TestResult {
+    listed_directories_miss_no_change(Backend::Sqlite)
+}
+
+#[test]
+fn pg_listed_directories_miss_no_change() -> TestResult {
+    listed_directories_miss_no_change(Backend::Postgres)
+}

@@ -146,7 +146,8 @@ fn load_twice_then_status() -> TestResult {
     let out = tko(&["db", "status"], t.path())?;
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout)?;
-    assert!(text.contains("schema version 6"), "{text}");
+    let latest = tko::store::schema::latest(tko::store::schema::SQLITE);
+    assert!(text.contains(&format!("schema version {latest}")), "{text}");
     let jobs_line = text
         .lines()
         .find(|l| l.starts_with("tko_jobs "))

@@ -224,11 +224,11 @@ fn init_migrate_status(backend: Backend) -> TestResult {
     let mut s = store::open(&f.url)?;
     assert!(matches!(s.migrate(), Err(Error::NotInitialized)));
     assert_eq!(s.status()?.schema_version, None);
-    assert_eq!(s.init()?, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(s.init()?, vec![1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(s.init()?, Vec::<u32>::new(), "init is idempotent");
     assert_eq!(s.migrate()?, Vec::<u32>::new());
     let report = s.status()?;
-    assert_eq!(report.schema_version, Some(6));
+    assert_eq!(report.schema_version, Some(7));
     let status_rows = report
         .tables
         .iter()
@@ -255,13 +255,13 @@ fn init_migrate_status(backend: Backend) -> TestResult {
     // A warehouse at version 1 is upgraded in place, its rows kept.
     db.exec(support::UNDO_006[backend as usize]);
     db.exec(
-        "DROP TABLE tko_scan_state; DROP TABLE tko_job_machines; \
+        "DROP TABLE tko_scan_listing; DROP TABLE tko_scan_state; DROP TABLE tko_job_machines; \
          ALTER TABLE tko_ingest_ledger DROP COLUMN read_at; DROP TABLE tko_test_information; \
-         DELETE FROM tko_schema_version WHERE version IN (2, 3, 4, 5, 6)",
+         DELETE FROM tko_schema_version WHERE version IN (2, 3, 4, 5, 6, 7)",
     );
     assert_eq!(s.status()?.schema_version, Some(1));
-    assert_eq!(s.migrate()?, vec![2, 3, 4, 5, 6]);
-    assert_eq!(s.status()?.schema_version, Some(6));
+    assert_eq!(s.migrate()?, vec![2, 3, 4, 5, 6, 7]);
+    assert_eq!(s.status()?.schema_version, Some(7));
     assert_eq!(db.int("SELECT count(*) FROM tko_scan_state"), 0);
     assert_eq!(db.int("SELECT count(*) FROM tko_status"), 10);
     Ok(())
@@ -1157,11 +1157,11 @@ fn migration_003_keys_match_the_loader(backend: Backend) -> TestResult {
     let machines = db.texts(MACHINES);
     db.exec(support::UNDO_006[backend as usize]);
     db.exec(
-        "DROP TABLE tko_job_machines; ALTER TABLE tko_ingest_ledger DROP COLUMN read_at; \
-         DROP TABLE tko_test_information; \
-         DELETE FROM tko_schema_version WHERE version IN (3, 4, 5, 6)",
+        "DROP TABLE tko_scan_listing; DROP TABLE tko_job_machines; \
+         ALTER TABLE tko_ingest_ledger DROP COLUMN read_at; DROP TABLE tko_test_information; \
+         DELETE FROM tko_schema_version WHERE version IN (3, 4, 5, 6, 7)",
     );
-    assert_eq!(s.migrate()?, vec![3, 4, 5, 6]);
+    assert_eq!(s.migrate()?, vec![3, 4, 5, 6, 7]);
     assert_eq!(db.texts(keys), loaded);
     assert_eq!(db.texts(MACHINES), machines);
     Ok(())

@@ -38,10 +38,10 @@ fn loadable(ready: &[Ready]) -> impl Iterator<Item = &Ready> {
     ready.iter().filter(|r| r.parsed.status_file.is_some())
 }
 
-/// The store's part of one chunk (nothing in a dry run): records the jobs
-/// that could not be read as failed, loads the loadable ones and records
-/// the signatures of those now in the warehouse. `Err` when the store
-/// failed as a whole.
+/// The store's part of one chunk (nothing in a dry run): records the
+/// listings the walk took, the jobs that could not be read as failed,
+/// loads the loadable ones and records the signatures of those now in the
+/// warehouse. `Err` when the store failed as a whole.
 fn store_chunk(
     store: &mut dyn Store,
     chunk: &Chunk,
@@ -50,6 +50,7 @@ fn store_chunk(
     if opts.dry_run {
         return Ok(Vec::new());
     }
+    store.record_top_listings(&chunk.listings)?;
     if !chunk.failed.is_empty() {
         store.record_failures(&chunk.failed)?;
     }

@@ -86,14 +86,15 @@ fn run_loader(r: LoaderRun<'_>) -> anyhow::Result<ExitCode> {
     );
     let url = r.db;
     let shown = store::display_url(url);
-    let mut store = open_for_backfill(url, r.opts.dry_run)?;
-    if !r.opts.dry_run {
-        store
-            .init()
-            .with_context(|| format!("preparing the schema of {shown}"))?;
-    }
+    let Connections {
+        mut store,
+        mut reader,
+        mut more,
+    } = connect(url, r.opts.dry_run, r.writers)?;
     if let Some(b) = r.batch {
-        store.set_batch_jobs(b);
+        for s in std::iter::once(&mut store).chain(more.iter_mut()) {
+            s.set_batch_jobs(b);
+        }
     }
     ui::install_ctrl_c().context("installing the Ctrl-C handler")?;
     let verbosity = if r.run.quiet {
@@ -108,31 +109,6 @@ fn run_loader(r: LoaderRun<'_>) -> anyhow::Result<ExitCode> {
         ..r.opts
     };
     let mut reporter = ui::Reporter::new(verbosity);
-    let mut reader = open_for_backfill(url, opts.dry_run)?;
-    // More writers where the store allows it; a connection refused (a
-    // server at its connection limit) leaves the run with fewer, said once.
-    let mut more = Vec::new();
-    if !opts.dry_run && store.writes_concurrently() {
-        for _ in 1..r.writers {
-            match store::open(url) {
-                Ok(mut s) => {
-                    if let Some(b) = r.batch {
-                        s.set_batch_jobs(b);
-                    }
-                    more.push(s);
-                }
-                Err(e) => {
-                    eprintln!(
-                        "tko: warning: loading with {} writer(s), not {}: {}",
-                        more.len() + 1,
-                        r.writers,
-                        store::error_chain(&e)
-                    );
-                    break;
-                }
-            }
-        }
-    }
     let mut writers: Vec<&mut (dyn store::Store + 'static)> = std::iter::once(store.as_mut())
         .chain(more.iter_mut().map(|s| s.as_mut()))
         .collect();
@@ -265,6 +241,76 @@ impl tko::watch::Report for StderrReport {
     fn say(&mut self, line: &str) {
         eprintln!("{line}");
     }
+}
+
+/// The connections of a load: the first writer (its schema prepared,
+/// unless a dry run), the reader the scan checks the ledger through, and
+/// the other writers.
+struct Connections {
+    store: Box<dyn store::Store>,
+    reader: Box<dyn store::Store>,
+    more: Vec<Box<dyn store::Store>>,
+}
+
+/// Opens the [`Connections`] of a load with `writers` writers where the
+/// store allows more than one (PostgreSQL, not a dry run). A writer
+/// connection the server refuses (a role at its connection limit, say)
+/// leaves the run with fewer, said once. On PostgreSQL the reader and the
+/// first writer are made at the same time, then the other writers while
+/// the schema is checked: each connection is a round trip and a new server
+/// process, some 4 ms apiece, most of what a one-job `tko load` or an
+/// unchanged re-run spends before its first job.
+fn connect(url: &str, dry_run: bool, writers: usize) -> anyhow::Result<Connections> {
+    let shown = store::display_url(url);
+    let at_once = store::is_postgres_url(url);
+    let extra = if at_once && !dry_run {
+        writers.saturating_sub(1)
+    } else {
+        0
+    };
+    std::thread::scope(|scope| {
+        // The reader and the first writer first: a server with room for
+        // only two must refuse an extra writer, never the reader.
+        // (A SQLite reader is opened once the schema is there.)
+        let reader = at_once.then(|| scope.spawn(|| open_for_backfill(url, dry_run)));
+        let mut store = open_for_backfill(url, dry_run)?;
+        let reader = reader.map(|r| r.join().expect("opening a connection does not panic"));
+        let reader = reader.transpose()?;
+        let others: Vec<_> = (0..extra)
+            .map(|_| scope.spawn(|| store::open(url)))
+            .collect();
+        if !dry_run {
+            store
+                .init()
+                .with_context(|| format!("preparing the schema of {shown}"))?;
+        }
+        let reader = match reader {
+            Some(r) => r,
+            None => open_for_backfill(url, dry_run)?,
+        };
+        let mut more = Vec::new();
+        let mut refused = None;
+        for other in others {
+            match other.join().expect("opening a connection does not panic") {
+                Ok(s) => more.push(s),
+                Err(e) => {
+                    refused.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = refused {
+            eprintln!(
+                "tko: warning: loading with {} writer(s), not {writers}: {}",
+                more.len() + 1,
+                store::error_chain(&e)
+            );
+        }
+        Ok(Connections {
+            store,
+            reader,
+            more,
+        })
+    })
 }
 
 /// The store of a backfill. A dry run writes nothing, so it never creates

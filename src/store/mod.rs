@@ -11,7 +11,7 @@ use crate::model::Job;
 use crate::table::RowCounts;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 mod ledger;
 pub use ledger::live_fingerprint;
@@ -306,6 +306,17 @@ pub trait Store: Send {
     /// Records (tag, signature, fingerprint) after a backfill handled the
     /// jobs, so that the next run can skip them by metadata alone.
     fn record_signatures(&mut self, rows: &[Signature]) -> Result<(), Error>;
+    /// The [`Listing`](crate::discover::Listing)s recorded for directories
+    /// directly or further below `roots` (absolute paths), by path: what
+    /// an earlier backfill found in the top-level directories of those
+    /// results roots.
+    fn top_listings(&mut self, roots: &[PathBuf]) -> Result<crate::discover::Listings, Error>;
+    /// Records `listings` (top-level directories just listed), replacing
+    /// those of the same paths.
+    fn record_top_listings(
+        &mut self,
+        listings: &[(PathBuf, crate::discover::Listing)],
+    ) -> Result<(), Error>;
     /// Records jobs that could not be read as `failed` in the ledger (with
     /// their error), touching none of their rows: a stored version stays
     /// as it is, and the next run tries the job again.
@@ -443,8 +454,59 @@ pub fn open_existing(url: &str) -> Result<Opened, Error> {
     Ok(opened)
 }
 
+/// The bytes of the paths directly or further below `root` lie in
+/// `[low, high)` (compared bytewise, as `bytea` and `BLOB` are): `root`
+/// and a slash, and the same ending in the byte after the slash.
+pub(crate) fn below_bounds(root: &Path) -> (Vec<u8>, Vec<u8>) {
+    use std::os::unix::ffi::OsStrExt;
+    let mut low = root.as_os_str().as_bytes().to_vec();
+    if low.last() != Some(&b'/') {
+        low.push(b'/');
+    }
+    let mut high = low.clone();
+    *high.last_mut().expect("ends with a slash") = b'/' + 1;
+    (low, high)
+}
+
+/// A [`Listing`](crate::discover::Listing) row as stored: path, stamp,
+/// names.
+pub(crate) fn listing_row(
+    path: &Path,
+    listing: &crate::discover::Listing,
+) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    use std::os::unix::ffi::OsStrExt;
+    (
+        path.as_os_str().as_bytes().to_vec(),
+        listing.stamp_bytes(),
+        listing.names_bytes(),
+    )
+}
+
+/// Adds a stored listing row to `out` (one not written by
+/// [`listing_row`] is left out: its directory is listed again).
+pub(crate) fn add_listing(
+    out: &mut crate::discover::Listings,
+    path: &[u8],
+    stamp: &[u8],
+    names: &[u8],
+) {
+    use std::os::unix::ffi::OsStrExt;
+    if let Some(l) = crate::discover::Listing::from_bytes(stamp, names) {
+        out.insert(
+            Path::new(std::ffi::OsStr::from_bytes(path)).to_path_buf(),
+            l,
+        );
+    }
+}
+
+/// Whether `url` names a PostgreSQL server (else a SQLite file, or
+/// nothing [`open`] accepts).
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 fn open_backend(url: &str, existing: bool) -> Result<Opened, Error> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if is_postgres_url(url) {
         Ok(Opened::Postgres(Box::new(postgres::PgStore::connect(url)?)))
     } else if let Some(path) = url.strip_prefix("sqlite:") {
         Ok(Opened::Sqlite(Box::new(if existing {

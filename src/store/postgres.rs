@@ -19,6 +19,7 @@ use super::{
     LoadItem, LoadOutcome, OldTest, Removed, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS,
     PARSER_VERSION,
 };
+use crate::discover::{Listing, Listings};
 use crate::model::{Kernel, Timestamp};
 use crate::query::filter::glob_to_like;
 use crate::table::{build_rows, clean, JobRow, KernelRow, PatchRow, RowCounts, TreeIds};
@@ -26,7 +27,7 @@ use postgres::error::SqlState;
 use postgres::{Client, Transaction};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Time spent per load phase, summed over batches, when the environment
@@ -1230,6 +1231,50 @@ impl Store for PgStore {
                 &[&tags, &sigs, &fps],
             )
             .map_err(db("writing tko_scan_state"))?;
+        Ok(())
+    }
+
+    fn top_listings(&mut self, roots: &[PathBuf]) -> Result<Listings, Error> {
+        let mut out = Listings::new();
+        for root in roots {
+            let (low, high) = super::below_bounds(root);
+            let rows = self
+                .client
+                .query(
+                    "SELECT path, stamp, subdirs FROM tko_scan_listing \
+                     WHERE path >= $1 AND path < $2",
+                    &[&low, &high],
+                )
+                .map_err(db("reading tko_scan_listing"))?;
+            for r in rows {
+                super::add_listing(&mut out, r.get(0), r.get(1), r.get(2));
+            }
+        }
+        Ok(out)
+    }
+
+    fn record_top_listings(&mut self, listings: &[(PathBuf, Listing)]) -> Result<(), Error> {
+        if listings.is_empty() {
+            return Ok(());
+        }
+        let mut rows: Vec<_> = listings
+            .iter()
+            .map(|(p, l)| super::listing_row(p, l))
+            .collect();
+        // In path order: concurrent backfills lock the rows in one order.
+        rows.sort_unstable();
+        let paths: Vec<&[u8]> = rows.iter().map(|r| r.0.as_slice()).collect();
+        let stamps: Vec<&[u8]> = rows.iter().map(|r| r.1.as_slice()).collect();
+        let names: Vec<&[u8]> = rows.iter().map(|r| r.2.as_slice()).collect();
+        self.client
+            .execute(
+                "INSERT INTO tko_scan_listing (path, stamp, subdirs) \
+                 SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[]) \
+                 ON CONFLICT (path) DO UPDATE SET stamp = EXCLUDED.stamp, \
+                 subdirs = EXCLUDED.subdirs",
+                &[&paths, &stamps, &names],
+            )
+            .map_err(db("writing tko_scan_listing"))?;
         Ok(())
     }
 

@@ -49,6 +49,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "perf_cache",
         sql: include_str!("../../schema/postgres/006_perf_cache.sql"),
     },
+    Migration {
+        version: 7,
+        name: "scan_listing",
+        sql: include_str!("../../schema/postgres/007_scan_listing.sql"),
+    },
 ];
 
 /// SQLite migrations, in order (same versions as [`POSTGRES`]).
@@ -82,6 +87,11 @@ pub const SQLITE: &[Migration] = &[
         version: 6,
         name: "perf_cache",
         sql: include_str!("../../schema/sqlite/006_perf_cache.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "scan_listing",
+        sql: include_str!("../../schema/sqlite/007_scan_listing.sql"),
     },
 ];
 
@@ -153,6 +163,7 @@ pub const TABLES: &[&str] = &[
     "tko_test_information",
     "tko_perf_cache_kernels",
     "tko_perf_cache",
+    "tko_scan_listing",
 ];
 
 /// Tables added after version 1, with the version that added them.
@@ -162,6 +173,7 @@ const ADDED_LATER: &[(&str, u32)] = &[
     ("tko_test_information", 5),
     ("tko_perf_cache_kernels", 6),
     ("tko_perf_cache", 6),
+    ("tko_scan_listing", 7),
 ];
 
 /// The tables that exist at schema `version`, in [`TABLES`] order.

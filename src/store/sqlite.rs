@@ -16,6 +16,7 @@ use super::{
     LoadItem, LoadOutcome, OldTest, Removed, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS,
     PARSER_VERSION,
 };
+use crate::discover::{Listing, Listings};
 use crate::model::{iso_datetime, Kernel, Timestamp};
 use crate::query::filter::glob_to_sqlite;
 use crate::table::{
@@ -24,6 +25,7 @@ use crate::table::{
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// An open SQLite warehouse.
@@ -998,6 +1000,54 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().map_err(db("writing tko_scan_state"))
+    }
+
+    fn top_listings(&mut self, roots: &[PathBuf]) -> Result<Listings, Error> {
+        let mut out = Listings::new();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT path, stamp, subdirs FROM tko_scan_listing WHERE path >= ?1 AND path < ?2",
+            )
+            .map_err(db("reading tko_scan_listing"))?;
+        for root in roots {
+            let (low, high) = super::below_bounds(root);
+            let mut rows = stmt
+                .query(params![low, high])
+                .map_err(db("reading tko_scan_listing"))?;
+            while let Some(r) = rows.next().map_err(db("reading tko_scan_listing"))? {
+                let field = |i| r.get_ref(i).ok().and_then(|v| v.as_blob().ok());
+                if let (Some(path), Some(stamp), Some(names)) = (field(0), field(1), field(2)) {
+                    super::add_listing(&mut out, path, stamp, names);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn record_top_listings(&mut self, listings: &[(PathBuf, Listing)]) -> Result<(), Error> {
+        if listings.is_empty() {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("writing tko_scan_listing"))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO tko_scan_listing (path, stamp, subdirs) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (path) DO UPDATE SET stamp = excluded.stamp, \
+                     subdirs = excluded.subdirs",
+                )
+                .map_err(db("writing tko_scan_listing"))?;
+            for (path, listing) in listings {
+                let (p, s, n) = super::listing_row(path, listing);
+                stmt.execute(params![p, s, n])
+                    .map_err(db("writing tko_scan_listing"))?;
+            }
+        }
+        tx.commit().map_err(db("writing tko_scan_listing"))
     }
 
     fn record_failures(&mut self, failures: &[Failure]) -> Result<(), Error> {
