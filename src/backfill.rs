@@ -279,12 +279,6 @@ pub fn run_with(
 ) -> Result<Summary, crate::store::Error> {
     assert!(!writers.is_empty(), "a backfill needs a writer");
     let start = Instant::now();
-    let t0 = Instant::now();
-    let mut summary = Summary {
-        units: discover::count_units(roots),
-        ..Summary::default()
-    };
-    timing::add("backfill: counting the units", t0);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()
@@ -292,18 +286,28 @@ pub fn run_with(
     // A dry run may meet a warehouse not created yet, or an older one.
     let version = reader.schema_version()?;
     let has_ledger = version.is_some();
-    // The listings of the last run, unless everything is to be looked at.
-    let prior = if version >= Some(7) && !opts.force && !opts.verify {
-        let roots: Vec<PathBuf> = roots
-            .iter()
-            .filter_map(|r| discover::absolute(r).ok())
-            .collect();
-        let t0 = Instant::now();
-        let prior = reader.top_listings(&roots)?;
-        timing::add("backfill: reading the listings of the last run", t0);
-        prior
-    } else {
-        discover::Listings::new()
+    // The units are counted while the listings of the last run are read
+    // (unless everything is to be looked at).
+    let (units, prior) = std::thread::scope(|scope| {
+        let counting = scope.spawn(|| discover::count_units(roots));
+        let prior = if version >= Some(7) && !opts.force && !opts.verify {
+            let roots: Vec<PathBuf> = roots
+                .iter()
+                .filter_map(|r| discover::absolute(r).ok())
+                .collect();
+            let t0 = Instant::now();
+            let prior = reader.top_listings(&roots);
+            timing::add("backfill: reading the listings of the last run", t0);
+            prior
+        } else {
+            Ok(discover::Listings::new())
+        };
+        (counting.join().expect("counting does not panic"), prior)
+    });
+    let prior = prior?;
+    let mut summary = Summary {
+        units,
+        ..Summary::default()
     };
     observer.progress(&summary);
 

@@ -513,7 +513,8 @@ fn pg_each_signed_change_makes_the_job_read() -> TestResult {
 /// becomes one (the top-level directory's stamp does not change: its
 /// sub-directories are probed every time), a job directory removed (no
 /// walk error from a stale listing), a job's `status.log` grown. A
-/// top-level directory just written is not settled: not recorded.
+/// top-level directory just written is not settled: not recorded; nor is
+/// anything in a dry run.
 fn listed_directories_miss_no_change(backend: Backend) -> TestResult {
     let t = tree(6);
     let root = t.path().join("results");
@@ -537,6 +538,9 @@ fn listed_directories_miss_no_change(backend: Backend) -> TestResult {
     summary(&run(&f.url, &root, &["--format", "json"]));
     assert_eq!(listings(&mut db), 0);
     std::thread::sleep(tko::discover::SETTLED + Duration::from_millis(1100));
+    // A dry run records nothing either.
+    summary(&run(&f.url, &root, &["--dry-run"]));
+    assert_eq!(listings(&mut db), 0);
     let s = summary(&run(&f.url, &root, &["--format", "json"]));
     assert!(s.contains("\"unchanged_by_metadata\":6"), "{s}");
     assert_eq!(listings(&mut db), 6);
