@@ -783,19 +783,52 @@ fn stat_at(fd: libc::c_int, rel: &OsStr, flags: libc::c_int) -> Option<Stat> {
     })
 }
 
+/// Where names below a top-level directory are `stat`ed from: the
+/// directory itself, open (it was just listed); its root, open (a name
+/// relative to it is the directory's own name, a slash, then the name);
+/// else its path.
+enum Below<'a> {
+    Top(OpenDir),
+    Root(&'a OpenDir, &'a [u8]),
+    Path(&'a Path),
+}
+
+impl Below<'_> {
+    /// `stat` of the non-empty `parts` joined by slashes, below the
+    /// directory (`buf` is reused for the name).
+    fn stat(&self, parts: &[&[u8]], buf: &mut Vec<u8>) -> Option<Stat> {
+        buf.clear();
+        if let Below::Root(_, top) = self {
+            buf.extend_from_slice(top);
+        }
+        for part in parts.iter().filter(|p| !p.is_empty()) {
+            if !buf.is_empty() {
+                buf.push(b'/');
+            }
+            buf.extend_from_slice(part);
+        }
+        let rel = OsStr::from_bytes(buf);
+        match self {
+            Below::Top(top) => top.stat(rel),
+            Below::Root(root, _) => root.stat(rel),
+            Below::Path(dir) => stat_path(&dir.join(rel)),
+        }
+    }
+}
+
 /// One top-level directory of a results root: the same as [`walk`] on it,
 /// in fewer system calls for the common layouts (this is most of the cost
 /// of re-running a backfill over an unchanged root). Its listing says
 /// whether it is a job; if not, each sub-directory is probed for a job
 /// file: a regular one without `.machines` is a job directory with no
 /// sub-jobs (Autotest's rule: a file among its entries), not listed. The
-/// probes are `stat`s relative to the open top-level directory, and with
+/// probes are `stat`s relative to an open directory ([`Below`]), and with
 /// [`UnitOut::sign`] they take the job's [`signature_with`] on the way (its
 /// first marker's `stat` counts twice). With [`UnitOut::remember`] the
 /// directory is stamped before it is listed: when `prior` has that stamp,
 /// its sub-directories are taken from `prior` instead of a listing (and
-/// probed relative to `root`, its parent, when open, else by their
-/// paths); else a settled listing is kept.
+/// probed relative to `root`, its parent, when that is open); else a
+/// settled listing is kept.
 fn visit_top(
     dir: &Path,
     level: Level,
@@ -806,17 +839,7 @@ fn visit_top(
     if in_scheduler_position(dir) {
         return job_entry(dir, level, out);
     }
-    // A name below `dir` relative to `root`: the top-level directory's own
-    // name, then the name (a root is the parent of its top-level
-    // directories).
     let in_root = root.zip(dir.file_name());
-    let prefix = in_root.map_or(&[][..], |(_, name)| name.as_bytes());
-    let stat_in_root = |rel: &[u8]| -> Option<Stat> {
-        match in_root {
-            Some((root, _)) => root.stat(OsStr::from_bytes(rel)),
-            None => stat_path(&dir.join(OsStr::from_bytes(rel))),
-        }
-    };
     let stamp = if out.remember {
         match in_root {
             Some((root, name)) => root.stat(name),
@@ -827,8 +850,14 @@ fn visit_top(
         None
     };
     let fresh;
-    let (top, subdirs): (Option<OpenDir>, &[OsString]) = match (prior, stamp) {
-        (Some(prior), Some(stamp)) if prior.stamp == stamp => (None, &prior.subdirs),
+    let (from, subdirs): (Below<'_>, &[OsString]) = match (prior, stamp) {
+        (Some(prior), Some(stamp)) if prior.stamp == stamp => {
+            let from = match in_root {
+                Some((root, name)) => Below::Root(root, name.as_bytes()),
+                None => Below::Path(dir),
+            };
+            (from, &prior.subdirs)
+        }
         _ => {
             let (top, listing) = match OpenDir::open(dir).and_then(|mut d| Ok((d.entries()?, d))) {
                 Ok((listing, d)) => (d, listing),
@@ -841,15 +870,15 @@ fn visit_top(
                 listing.into_iter().filter(|e| e.1).map(|e| e.0).collect();
             subdirs.sort();
             fresh = subdirs;
-            if let Some(stamp) = stamp.filter(|s| listing::settled(s, std::time::SystemTime::now()))
-            {
+            let now = std::time::SystemTime::now();
+            if let Some(stamp) = stamp.filter(|s| listing::settled(s, now)) {
                 let kept = Listing {
                     stamp,
                     subdirs: fresh.clone(),
                 };
                 out.listings.push((dir.to_path_buf(), kept));
             }
-            (Some(top), &fresh)
+            (Below::Top(top), &fresh)
         }
     };
     let scheduler = dir.file_name().is_some_and(is_scheduler_job_name);
@@ -859,28 +888,13 @@ fn visit_top(
         Level::Auto if scheduler => 2,
         Level::Auto => 1,
     };
-    // A name below `dir`: relative to the open `top`, else to `root`.
-    let mut rel = Vec::new();
-    let stat_below = |rel: &mut Vec<u8>| -> Option<Stat> {
-        match &top {
-            Some(top) => top.stat(OsStr::from_bytes(rel)),
-            None if prefix.is_empty() => stat_in_root(rel),
-            None => {
-                rel.splice(0..0, prefix.iter().copied().chain([b'/']));
-                stat_in_root(rel)
-            }
-        }
-    };
+    let mut buf = Vec::new();
     for name in subdirs {
-        // `name/file`, relative to `dir`.
-        let mut below = |file: &str| -> Option<Stat> {
-            rel.clear();
-            rel.extend_from_slice(name.as_bytes());
-            if !file.is_empty() {
-                rel.push(b'/');
-                rel.extend_from_slice(file.as_bytes());
-            }
-            stat_below(&mut rel)
+        // `name/file` below `dir` (`../keyval`: the parent is `dir` itself,
+        // as `name` is no symlink).
+        let mut below = |file: &str| match file.strip_prefix("../") {
+            Some(up) => from.stat(&[up.as_bytes()], &mut buf),
+            None => from.stat(&[name.as_bytes(), file.as_bytes()], &mut buf),
         };
         let marker = JOB_MARKERS.iter().find_map(|m| below(m).map(|st| (*m, st)));
         let sub = dir.join(name);
@@ -895,8 +909,6 @@ fn visit_top(
                 let signature = out.sign.then(|| {
                     signature_with(|f| match f {
                         _ if f == first => Some(st.stamp),
-                        // The parent is `dir` itself (`name` is no symlink).
-                        "../keyval" => stat_below(&mut b"keyval".to_vec()).map(|s| s.stamp),
                         _ => below(f).map(|s| s.stamp),
                     })
                 });
@@ -919,9 +931,9 @@ fn visit_top(
 }
 
 /// A piece of the work: a path given as a job directory, or one top-level
-/// directory of a results root, with the index of the path given.
-/// A top-level directory comes with its root, held open while the root's
-/// top-level directories are walked.
+/// directory of a results root, with the index of the path given (and
+/// the root, when it is held open while its top-level directories are
+/// walked).
 #[derive(Debug)]
 enum Unit {
     Job(PathBuf, usize),

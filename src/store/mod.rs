@@ -11,10 +11,11 @@ use crate::model::Job;
 use crate::table::RowCounts;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 mod ledger;
 pub use ledger::live_fingerprint;
+mod listing;
 pub mod pgconfig;
 pub mod pgconnect;
 mod pgcopy;
@@ -452,51 +453,6 @@ pub fn open_existing(url: &str) -> Result<Opened, Error> {
         }
     }
     Ok(opened)
-}
-
-/// The bytes of the paths directly or further below `root` lie in
-/// `[low, high)` (compared bytewise, as `bytea` and `BLOB` are): `root`
-/// and a slash, and the same ending in the byte after the slash.
-pub(crate) fn below_bounds(root: &Path) -> (Vec<u8>, Vec<u8>) {
-    use std::os::unix::ffi::OsStrExt;
-    let mut low = root.as_os_str().as_bytes().to_vec();
-    if low.last() != Some(&b'/') {
-        low.push(b'/');
-    }
-    let mut high = low.clone();
-    *high.last_mut().expect("ends with a slash") = b'/' + 1;
-    (low, high)
-}
-
-/// A [`Listing`](crate::discover::Listing) row as stored: path, stamp,
-/// names.
-pub(crate) fn listing_row(
-    path: &Path,
-    listing: &crate::discover::Listing,
-) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    use std::os::unix::ffi::OsStrExt;
-    (
-        path.as_os_str().as_bytes().to_vec(),
-        listing.stamp_bytes(),
-        listing.names_bytes(),
-    )
-}
-
-/// Adds a stored listing row to `out` (one not written by
-/// [`listing_row`] is left out: its directory is listed again).
-pub(crate) fn add_listing(
-    out: &mut crate::discover::Listings,
-    path: &[u8],
-    stamp: &[u8],
-    names: &[u8],
-) {
-    use std::os::unix::ffi::OsStrExt;
-    if let Some(l) = crate::discover::Listing::from_bytes(stamp, names) {
-        out.insert(
-            Path::new(std::ffi::OsStr::from_bytes(path)).to_path_buf(),
-            l,
-        );
-    }
 }
 
 /// Whether `url` names a PostgreSQL server (else a SQLite file, or

@@ -177,6 +177,24 @@ impl PgStore {
         Ok(())
     }
 
+    /// Upserts rows of three columns in one statement: `sql` takes the
+    /// columns as arrays `$1`, `$2`, `$3` (`unnest`) and says what a
+    /// conflict updates; an error says it was `what`.
+    fn upsert_rows<T: postgres::types::ToSql + Sync>(
+        &mut self,
+        what: &'static str,
+        sql: &str,
+        rows: &[[T; 3]],
+    ) -> Result<(), Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let column = |i: usize| rows.iter().map(|r| &r[i]).collect::<Vec<&T>>();
+        let (a, b, c) = (column(0), column(1), column(2));
+        self.client.execute(sql, &[&a, &b, &c]).map_err(db(what))?;
+        Ok(())
+    }
+
     fn apply(&mut self, require_init: bool) -> Result<Vec<u32>, Error> {
         let mut tx = self.client.transaction().map_err(db("schema migration"))?;
         // Concurrent `init`s would race on CREATE TABLE; serialize them.
@@ -1216,28 +1234,24 @@ impl Store for PgStore {
     }
 
     fn record_signatures(&mut self, rows: &[Signature]) -> Result<(), Error> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let tags: Vec<&str> = rows.iter().map(|r| r.tag.as_str()).collect();
-        let sigs: Vec<&str> = rows.iter().map(|r| r.signature.as_str()).collect();
-        let fps: Vec<&str> = rows.iter().map(|r| r.fingerprint.as_str()).collect();
-        self.client
-            .execute(
-                "INSERT INTO tko_scan_state (tag, signature, fingerprint) \
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
-                 ON CONFLICT (tag) DO UPDATE SET signature = EXCLUDED.signature, \
-                 fingerprint = EXCLUDED.fingerprint",
-                &[&tags, &sigs, &fps],
-            )
-            .map_err(db("writing tko_scan_state"))?;
-        Ok(())
+        let rows: Vec<[&str; 3]> = rows
+            .iter()
+            .map(|r| [r.tag.as_str(), &r.signature, &r.fingerprint])
+            .collect();
+        self.upsert_rows(
+            "writing tko_scan_state",
+            "INSERT INTO tko_scan_state (tag, signature, fingerprint) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
+             ON CONFLICT (tag) DO UPDATE SET signature = EXCLUDED.signature, \
+             fingerprint = EXCLUDED.fingerprint",
+            &rows,
+        )
     }
 
     fn top_listings(&mut self, roots: &[PathBuf]) -> Result<Listings, Error> {
         let mut out = Listings::new();
         for root in roots {
-            let (low, high) = super::below_bounds(root);
+            let (low, high) = super::listing::below_bounds(root);
             let rows = self
                 .client
                 .query(
@@ -1247,35 +1261,28 @@ impl Store for PgStore {
                 )
                 .map_err(db("reading tko_scan_listing"))?;
             for r in rows {
-                super::add_listing(&mut out, r.get(0), r.get(1), r.get(2));
+                super::listing::add(&mut out, r.get(0), r.get(1), r.get(2));
             }
         }
         Ok(out)
     }
 
     fn record_top_listings(&mut self, listings: &[(PathBuf, Listing)]) -> Result<(), Error> {
-        if listings.is_empty() {
-            return Ok(());
-        }
         let mut rows: Vec<_> = listings
             .iter()
-            .map(|(p, l)| super::listing_row(p, l))
+            .map(|(p, l)| super::listing::row(p, l))
             .collect();
         // In path order: concurrent backfills lock the rows in one order.
         rows.sort_unstable();
-        let paths: Vec<&[u8]> = rows.iter().map(|r| r.0.as_slice()).collect();
-        let stamps: Vec<&[u8]> = rows.iter().map(|r| r.1.as_slice()).collect();
-        let names: Vec<&[u8]> = rows.iter().map(|r| r.2.as_slice()).collect();
-        self.client
-            .execute(
-                "INSERT INTO tko_scan_listing (path, stamp, subdirs) \
-                 SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[]) \
-                 ON CONFLICT (path) DO UPDATE SET stamp = EXCLUDED.stamp, \
-                 subdirs = EXCLUDED.subdirs",
-                &[&paths, &stamps, &names],
-            )
-            .map_err(db("writing tko_scan_listing"))?;
-        Ok(())
+        let rows: Vec<[&[u8]; 3]> = rows.iter().map(|(p, s, n)| [&p[..], s, n]).collect();
+        self.upsert_rows(
+            "writing tko_scan_listing",
+            "INSERT INTO tko_scan_listing (path, stamp, subdirs) \
+             SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[]) \
+             ON CONFLICT (path) DO UPDATE SET stamp = EXCLUDED.stamp, \
+             subdirs = EXCLUDED.subdirs",
+            &rows,
+        )
     }
 
     fn record_failures(&mut self, failures: &[Failure]) -> Result<(), Error> {

@@ -759,6 +759,29 @@ fn read_ledger(c: &Connection, tags: &[String]) -> rusqlite::Result<HashMap<Stri
 }
 
 impl SqliteStore {
+    /// Upserts `rows` with `sql` (parameters `?1`..`?3`, and what a
+    /// conflict updates) in one IMMEDIATE transaction; an error says it
+    /// was `what`.
+    fn upsert_rows<T: rusqlite::ToSql>(
+        &mut self,
+        what: &'static str,
+        sql: &str,
+        rows: impl Iterator<Item = [T; 3]>,
+    ) -> Result<(), Error> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(what))?;
+        {
+            let mut stmt = tx.prepare_cached(sql).map_err(db(what))?;
+            for row in rows {
+                stmt.execute(rusqlite::params_from_iter(row))
+                    .map_err(db(what))?;
+            }
+        }
+        tx.commit().map_err(db(what))
+    }
+
     /// One IMMEDIATE transaction; each job in its own savepoint, written
     /// only if its ledger row is still the one it was planned on.
     fn write_batch(&mut self, jobs: &[Planned<'_, '_>]) -> Result<Vec<Written>, Error> {
@@ -982,24 +1005,13 @@ impl Store for SqliteStore {
     }
 
     fn record_signatures(&mut self, rows: &[Signature]) -> Result<(), Error> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db("writing tko_scan_state"))?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO tko_scan_state (tag, signature, fingerprint) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (tag) DO UPDATE SET signature = excluded.signature, \
-                     fingerprint = excluded.fingerprint",
-                )
-                .map_err(db("writing tko_scan_state"))?;
-            for r in rows {
-                stmt.execute(params![r.tag, r.signature, r.fingerprint])
-                    .map_err(db("writing tko_scan_state"))?;
-            }
-        }
-        tx.commit().map_err(db("writing tko_scan_state"))
+        self.upsert_rows(
+            "writing tko_scan_state",
+            "INSERT INTO tko_scan_state (tag, signature, fingerprint) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (tag) DO UPDATE SET signature = excluded.signature, \
+             fingerprint = excluded.fingerprint",
+            rows.iter().map(|r| [&r.tag, &r.signature, &r.fingerprint]),
+        )
     }
 
     fn top_listings(&mut self, roots: &[PathBuf]) -> Result<Listings, Error> {
@@ -1011,14 +1023,14 @@ impl Store for SqliteStore {
             )
             .map_err(db("reading tko_scan_listing"))?;
         for root in roots {
-            let (low, high) = super::below_bounds(root);
+            let (low, high) = super::listing::below_bounds(root);
             let mut rows = stmt
                 .query(params![low, high])
                 .map_err(db("reading tko_scan_listing"))?;
             while let Some(r) = rows.next().map_err(db("reading tko_scan_listing"))? {
                 let field = |i| r.get_ref(i).ok().and_then(|v| v.as_blob().ok());
                 if let (Some(path), Some(stamp), Some(names)) = (field(0), field(1), field(2)) {
-                    super::add_listing(&mut out, path, stamp, names);
+                    super::listing::add(&mut out, path, stamp, names);
                 }
             }
         }
@@ -1029,25 +1041,16 @@ impl Store for SqliteStore {
         if listings.is_empty() {
             return Ok(());
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db("writing tko_scan_listing"))?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO tko_scan_listing (path, stamp, subdirs) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (path) DO UPDATE SET stamp = excluded.stamp, \
-                     subdirs = excluded.subdirs",
-                )
-                .map_err(db("writing tko_scan_listing"))?;
-            for (path, listing) in listings {
-                let (p, s, n) = super::listing_row(path, listing);
-                stmt.execute(params![p, s, n])
-                    .map_err(db("writing tko_scan_listing"))?;
-            }
-        }
-        tx.commit().map_err(db("writing tko_scan_listing"))
+        self.upsert_rows(
+            "writing tko_scan_listing",
+            "INSERT INTO tko_scan_listing (path, stamp, subdirs) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (path) DO UPDATE SET stamp = excluded.stamp, \
+             subdirs = excluded.subdirs",
+            listings.iter().map(|(path, listing)| {
+                let (p, s, n) = super::listing::row(path, listing);
+                [p, s, n]
+            }),
+        )
     }
 
     fn record_failures(&mut self, failures: &[Failure]) -> Result<(), Error> {
