@@ -732,6 +732,11 @@ impl OpenDir {
         use std::os::fd::AsRawFd;
         stat_at(self.fd.as_raw_fd(), rel, flags)
     }
+
+    /// `fstat` of the directory itself.
+    fn own_stat(&self) -> Option<Stat> {
+        self.stat_with(OsStr::new(""), libc::AT_EMPTY_PATH)
+    }
 }
 
 /// `stat` (symlinks followed) of `path` (absolute, or relative to the
@@ -840,14 +845,15 @@ fn visit_top(
         return job_entry(dir, level, out);
     }
     let in_root = root.zip(dir.file_name());
-    let stamp = if out.remember {
-        match in_root {
+    // Stamped by its name only when there is a listing to hold it against
+    // (else once open, before it is listed: no path to look up).
+    let stamp = match prior {
+        Some(_) if out.remember => match in_root {
             Some((root, name)) => root.stat(name),
             None => stat_path(dir),
         }
-        .map(|st| st.dir_stamp())
-    } else {
-        None
+        .map(|st| st.dir_stamp()),
+        _ => None,
     };
     let fresh;
     let (from, subdirs): (Below<'_>, &[OsString]) = match (prior, stamp) {
@@ -859,8 +865,18 @@ fn visit_top(
             (from, &prior.subdirs)
         }
         _ => {
-            let (top, listing) = match OpenDir::open(dir).and_then(|mut d| Ok((d.entries()?, d))) {
-                Ok((listing, d)) => (d, listing),
+            let mut top = match OpenDir::open(dir) {
+                Ok(d) => d,
+                Err(e) => return out.io(dir, e),
+            };
+            // The stamp is taken before the listing: an entry added after
+            // it changes the stamp the next run sees.
+            let stamp = match stamp {
+                None if out.remember => top.own_stat().map(|st| st.dir_stamp()),
+                stamp => stamp,
+            };
+            let listing = match top.entries() {
+                Ok(listing) => listing,
                 Err(e) => return out.io(dir, e),
             };
             if search_stops_at(dir, listing.iter().map(|e| e.0.as_os_str())) {
@@ -1521,6 +1537,10 @@ mod tests {
         assert!(kept.is_empty(), "{kept:?}");
         let top = absolute(&r.join("top"))?;
         let stamp = stat_path(&top).expect("stat").dir_stamp();
+        // Stamped open (a first listing) or by name (against a listing):
+        // the same stamp.
+        let open = OpenDir::open(&top)?.own_stat().expect("fstat");
+        assert_eq!(open.dir_stamp(), stamp);
         let recorded = |stamp: DirStamp| {
             let subdirs = vec![OsString::from("h1")];
             Listings::from([(top.clone(), Listing { stamp, subdirs })])

@@ -50,7 +50,9 @@ fn store_chunk(
     if opts.dry_run {
         return Ok(Vec::new());
     }
+    let t0 = Instant::now();
     store.record_top_listings(&chunk.listings)?;
+    timing::add("backfill: recording listings", t0);
     if !chunk.failed.is_empty() {
         store.record_failures(&chunk.failed)?;
     }
