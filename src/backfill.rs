@@ -290,7 +290,10 @@ pub fn run_with(
     // (unless everything is to be looked at).
     let (units, prior) = std::thread::scope(|scope| {
         let counting = scope.spawn(|| discover::count_units(roots));
-        let prior = if version >= Some(7) && !opts.force && !opts.verify {
+        // (A warehouse older than the listings' table has none.)
+        let listed = version
+            .is_some_and(|v| crate::store::schema::tables_at(v).any(|t| t == "tko_scan_listing"));
+        let prior = if listed && !opts.force && !opts.verify {
             let roots: Vec<PathBuf> = roots
                 .iter()
                 .filter_map(|r| discover::absolute(r).ok())
