@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::sync_channel;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 mod write;
@@ -247,6 +248,16 @@ struct Chunk {
     listings: Vec<(PathBuf, discover::Listing)>,
 }
 
+/// A walked round on its way to the scanner: its jobs, their signatures
+/// and the chunk carrying its counts; or why the walk stopped.
+type Walked = Result<(Vec<JobDir>, Vec<String>, Chunk), crate::store::Error>;
+
+/// The reader, for one statement.
+fn lock_reader<'a, 'b>(reader: &'a Mutex<&'b mut dyn Store>) -> MutexGuard<'a, &'b mut dyn Store> {
+    // A panicking holder ends the whole backfill anyway.
+    reader.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs a backfill of `roots` into `store`, reading the ledger through
 /// `reader` (a second connection to the same warehouse, used by the
 /// scanning thread). Units are streamed: a root's top-level directories
@@ -286,33 +297,31 @@ pub fn run_with(
     // A dry run may meet a warehouse not created yet, or an older one.
     let version = reader.schema_version()?;
     let has_ledger = version.is_some();
-    // The units are counted while the listings of the last run are read
-    // (unless everything is to be looked at).
-    let (units, prior) = std::thread::scope(|scope| {
-        let counting = scope.spawn(|| discover::count_units(roots));
-        // (A warehouse older than the listings' table has none.)
-        let listed = version
+    // The listings of the last run are used unless everything is to be
+    // looked at (a warehouse older than their table has none).
+    let use_listings = !opts.force
+        && !opts.verify
+        && version
             .is_some_and(|v| crate::store::schema::tables_at(v).any(|t| t == "tko_scan_listing"));
-        let prior = if listed && !opts.force && !opts.verify {
-            let roots: Vec<PathBuf> = roots
-                .iter()
-                .filter_map(|r| discover::absolute(r).ok())
-                .collect();
-            let t0 = Instant::now();
-            let prior = reader.top_listings(&roots);
-            timing::add("backfill: reading the listings of the last run", t0);
-            prior
-        } else {
-            Ok(discover::Listings::new())
-        };
-        (counting.join().expect("counting does not panic"), prior)
-    });
-    let prior = prior?;
     let mut summary = Summary {
-        units,
+        units: discover::count_units(roots),
         ..Summary::default()
     };
     observer.progress(&summary);
+    // The walker looks up each round's listings through the reader, the
+    // scanner the ledger rows of the round before.
+    let reader = Mutex::new(reader);
+    let reader = &reader;
+    let listings_of = |p: &discover::Pending| -> Result<discover::Listings, crate::store::Error> {
+        if !use_listings {
+            return Ok(discover::Listings::new());
+        }
+        let t0 = Instant::now();
+        let tops = p.tops();
+        let listings = lock_reader(reader).listings_of(&tops);
+        timing::add("backfill: reading the listings of the last run", t0);
+        listings
+    };
 
     let locked = std::thread::scope(|scope| {
         // One chunk parsed ahead of the one being loaded (with several
@@ -322,20 +331,41 @@ pub fn run_with(
         let pool = &pool;
         // Stage 1 walks and signs a round while stage 2 reads the ledger
         // rows of the previous one and parses what changed.
-        let (walked_tx, walked_rx) = sync_channel::<(Vec<JobDir>, Vec<String>, Chunk)>(1);
+        let (walked_tx, walked_rx) = sync_channel::<Walked>(1);
         scope.spawn(move || {
             // The walk signs most jobs with the `stat`s it makes anyway.
             let mut discovery = discover::Discovery::new(roots, opts.level)
                 .signing()
-                .remembering(prior);
-            while !stop.load(Ordering::Relaxed) {
+                .remembering();
+            let max = opts.units_per_round.max(1);
+            let mut next = discovery.take_round(max);
+            let mut prior = next.as_ref().map(listings_of).transpose();
+            while let Some(pending) = next {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let listed = match prior {
+                    Ok(listed) => listed.unwrap_or_default(),
+                    Err(e) => {
+                        let _ = walked_tx.send(Err(e));
+                        return;
+                    }
+                };
+                // This round is walked while the next one's listings are
+                // looked up.
+                next = discovery.take_round(max);
                 let t0 = Instant::now();
-                let Some(round) =
-                    pool.install(|| discovery.next_round(opts.units_per_round.max(1)))
-                else {
+                let (round, fetched) = std::thread::scope(|s| {
+                    let fetching = next.as_ref().map(|n| s.spawn(|| listings_of(n)));
+                    let round = pool.install(|| discovery.walk_round(pending, &listed));
+                    let fetched = fetching.map(|f| f.join().expect("a lookup does not panic"));
+                    (round, fetched)
+                });
+                prior = fetched.transpose();
+                timing::add("backfill: walking", t0);
+                let Some(round) = round else {
                     return;
                 };
-                timing::add("backfill: walking", t0);
                 let chunk = Chunk {
                     units_done: round.units,
                     walk_errors: round.errors.iter().map(ToString::to_string).collect(),
@@ -350,13 +380,14 @@ pub fn run_with(
                         .map(|(d, s)| s.unwrap_or_else(|| signature(&d.path)))
                         .collect()
                 });
-                if walked_tx.send((dirs, signatures, chunk)).is_err() {
+                if walked_tx.send(Ok((dirs, signatures, chunk))).is_err() {
                     return;
                 }
             }
         });
         let scanner = scope.spawn(move || -> Result<(), crate::store::Error> {
-            for (dirs, signatures, mut chunk) in walked_rx {
+            for walked in walked_rx {
+                let (dirs, signatures, mut chunk) = walked?;
                 if stop.load(Ordering::Relaxed) {
                     return Ok(());
                 }
@@ -372,7 +403,7 @@ pub fn run_with(
                         .map(|(d, s)| (d.tag.as_str(), prove.then_some(s.as_str())))
                         .collect();
                     let t0 = Instant::now();
-                    let unproven = reader.ledger_unproven(&jobs)?;
+                    let unproven = lock_reader(reader).ledger_unproven(&jobs)?;
                     timing::add("backfill: checking the ledger", t0);
                     unproven
                 } else {

@@ -963,8 +963,9 @@ impl Unit {
         }
     }
 
-    /// Walks this unit as `d` says (level, signing, listings).
-    fn walk(&self, d: &Discovery) -> UnitOut {
+    /// Walks this unit as `d` says (level, signing, listings), with the
+    /// listings of `prior`.
+    fn walk(&self, d: &Discovery, prior: &Listings) -> UnitOut {
         let mut out = UnitOut {
             sign: d.sign,
             remember: d.remember,
@@ -973,7 +974,7 @@ impl Unit {
         match self {
             Unit::Job(path, _) => job_entry(path, d.level, &mut out),
             Unit::Top(dir, _, root) => {
-                let prior = d.prior.get(dir);
+                let prior = d.remember.then(|| prior.get(dir)).flatten();
                 visit_top(dir, d.level, prior, root.as_deref(), &mut out)
             }
         }
@@ -1138,6 +1139,29 @@ pub struct Round {
     pub listings: Vec<(PathBuf, Listing)>,
 }
 
+/// A round's units, taken and not yet walked ([`Discovery::take_round`]).
+#[derive(Debug)]
+pub struct Pending {
+    units: Vec<Unit>,
+    errors: Vec<Error>,
+    /// The last round: it hands on the jobs reached through symlinks.
+    last: bool,
+}
+
+impl Pending {
+    /// The top-level directories of results roots in this round: those a
+    /// recorded listing may stand for.
+    pub fn tops(&self) -> Vec<&Path> {
+        self.units
+            .iter()
+            .filter_map(|u| match u {
+                Unit::Top(dir, _, _) => Some(dir.as_path()),
+                Unit::Job(..) => None,
+            })
+            .collect()
+    }
+}
+
 /// The discovery of one run, streamed a round of units at a time (rounds
 /// are walked in parallel on the current rayon pool). Holds, besides the
 /// round in flight, one root's top-level listing and the identities and
@@ -1160,14 +1184,13 @@ pub struct Discovery {
     refused: HashSet<Id>,
     /// Jobs reached through symlinks, handed on last.
     linked: Vec<Found>,
-    done: bool,
+    /// The last round was taken ([`Discovery::take_round`]).
+    exhausted: bool,
     /// Take signatures on the way ([`Discovery::signing`]).
     sign: bool,
     /// Stamp top-level directories, and keep their listings
     /// ([`Discovery::remembering`]).
     remember: bool,
-    /// Listings recorded earlier, used while their stamps hold.
-    prior: Listings,
 }
 
 impl Discovery {
@@ -1184,10 +1207,9 @@ impl Discovery {
             reported: HashSet::new(),
             refused: HashSet::new(),
             linked: Vec::new(),
-            done: false,
+            exhausted: false,
             sign: false,
             remember: false,
-            prior: Listings::new(),
         }
     }
 
@@ -1202,23 +1224,32 @@ impl Discovery {
     /// Also stamps each top-level directory of a results root before it is
     /// listed, and keeps the settled listings ([`Round::listings`], to be
     /// recorded for the next run); a top-level directory whose stamp is
-    /// that of its listing in `prior` is not listed: its sub-directories
-    /// are taken from there (see [`Listing`]).
-    pub fn remembering(mut self, prior: Listings) -> Discovery {
+    /// that of its listing in the `prior` given to
+    /// [`Discovery::walk_round`] is not listed: its sub-directories are
+    /// taken from there (see [`Listing`]).
+    pub fn remembering(mut self) -> Discovery {
         self.remember = true;
         self.units.keep_root = true;
-        self.prior = prior;
         self
     }
 
     /// The next round: up to `max_units` units walked (in parallel), or
     /// `None` when everything was handed on.
     pub fn next_round(&mut self, max_units: usize) -> Option<Round> {
-        if self.done {
+        let pending = self.take_round(max_units)?;
+        self.walk_round(pending, &Listings::new())
+    }
+
+    /// The units of the next round, up to `max_units`, not walked yet
+    /// (`None`: none left). [`Pending::tops`] names the directories whose
+    /// recorded listings [`Discovery::walk_round`] may use; rounds are
+    /// walked in the order they are taken, and one may be taken before
+    /// the one before it is walked (its listings looked up meanwhile).
+    pub fn take_round(&mut self, max_units: usize) -> Option<Pending> {
+        if self.exhausted {
             return None;
         }
-        let mut round = Round::default();
-        let mut todo = Vec::new();
+        let (mut units, mut errors) = (Vec::new(), Vec::new());
         // Each root of the round is held open until it is walked: a round
         // ends early at `MAX_ROOTS_OPEN` of them.
         let (mut roots, mut last) = (0, None);
@@ -1230,27 +1261,46 @@ impl Discovery {
                         roots += usize::from(last != Some(*g));
                         last = Some(*g);
                     }
-                    todo.push(u);
+                    units.push(u);
                 }
-                Err(e) => round.errors.push(e),
+                Err(e) => errors.push(e),
             }
             if roots >= MAX_ROOTS_OPEN {
                 break;
             }
         }
+        // Last: the jobs reached through symlinks (gathered by then).
+        let last = units.is_empty() && errors.is_empty();
+        self.exhausted = last;
+        Some(Pending {
+            units,
+            errors,
+            last,
+        })
+    }
+
+    /// Walks `pending` (in parallel), using the listings of `prior` whose
+    /// stamps still hold; `None` when it was the last and nothing was
+    /// left to hand on.
+    pub fn walk_round(&mut self, pending: Pending, prior: &Listings) -> Option<Round> {
+        let mut round = Round {
+            errors: pending.errors,
+            units: pending.units.len(),
+            ..Round::default()
+        };
         let mut found = Vec::new();
-        if todo.is_empty() && round.errors.is_empty() {
-            // Last: the jobs reached through symlinks.
-            self.done = true;
+        if pending.last {
             if self.linked.is_empty() {
                 return None;
             }
             found = std::mem::take(&mut self.linked);
         }
-        round.units = todo.len();
         let me = &*self;
-        let outs: Vec<(usize, UnitOut)> =
-            todo.par_iter().map(|u| (u.given(), u.walk(me))).collect();
+        let outs: Vec<(usize, UnitOut)> = pending
+            .units
+            .par_iter()
+            .map(|u| (u.given(), u.walk(me, prior)))
+            .collect();
         for (given, out) in outs {
             if out.detected && !self.announced {
                 self.announced = true;
@@ -1263,7 +1313,7 @@ impl Discovery {
             round.notices.extend(out.notices);
             round.listings.extend(out.listings);
             for f in out.found {
-                if f.via_link && !self.done {
+                if f.via_link {
                     self.linked.push(f);
                 } else {
                     found.push(f);
@@ -1345,9 +1395,30 @@ mod tests {
         level: Level,
         units: usize,
     ) -> (Vec<JobDir>, Vec<Error>, Vec<Notice>) {
+        discover_taking(paths, level, units, false)
+    }
+
+    /// [`discover_all`], each round taken before the one before it is
+    /// walked when `ahead` (as a backfill does).
+    fn discover_taking(
+        paths: &[PathBuf],
+        level: Level,
+        units: usize,
+        ahead: bool,
+    ) -> (Vec<JobDir>, Vec<Error>, Vec<Notice>) {
         let mut d = Discovery::new(paths, level);
         let (mut jobs, mut errors, mut notices) = (Vec::new(), Vec::new(), Vec::new());
-        while let Some(r) = d.next_round(units) {
+        let mut next = d.take_round(units);
+        while let Some(pending) = next.take() {
+            if ahead {
+                next = d.take_round(units);
+            }
+            let Some(r) = d.walk_round(pending, &Listings::new()) else {
+                break;
+            };
+            if !ahead {
+                next = d.take_round(units);
+            }
             jobs.extend(r.jobs);
             errors.extend(r.errors);
             notices.extend(r.notices);
@@ -1522,9 +1593,15 @@ mod tests {
         let walk = |prior: Listings| -> Walked {
             let mut d = Discovery::new(&[r.to_path_buf()], 2)
                 .signing()
-                .remembering(prior);
+                .remembering();
             let (mut jobs, mut kept) = (Vec::new(), Vec::new());
-            while let Some(round) = d.next_round(10) {
+            while let Some(pending) = d.take_round(10) {
+                // The round names the directory whose listing it may use.
+                let tops = pending.tops();
+                assert!(tops.is_empty() || tops == [absolute(&r.join("top")).expect("abs")]);
+                let Some(round) = d.walk_round(pending, &prior) else {
+                    break;
+                };
                 assert!(round.errors.is_empty(), "{:?}", round.errors);
                 jobs.extend(round.jobs.into_iter().map(|j| j.tag).zip(round.signatures));
                 kept.extend(round.listings);
@@ -1570,10 +1647,17 @@ mod tests {
             r.join("1-a"),
             r.join("3-c/hZ"),
         ];
-        for units in [1, 2, 100] {
-            let (jobs, errors, notices) = discover_all(&paths, Level::Auto, units);
+        for (units, ahead) in [1, 2, 100]
+            .into_iter()
+            .flat_map(|u| [(u, false), (u, true)])
+        {
+            let (jobs, errors, notices) = discover_taking(&paths, Level::Auto, units, ahead);
             assert!(errors.is_empty(), "{errors:?}");
-            assert_eq!(tags(&jobs), ["1-a/h1", "2-b/h2", "3-c/h3"], "{units}");
+            assert_eq!(
+                tags(&jobs),
+                ["1-a/h1", "2-b/h2", "3-c/h3"],
+                "{units} {ahead}"
+            );
             // The symlinked `.machines` entry is the real directory's.
             assert!(
                 notices.contains(&Notice::SameDirectory {

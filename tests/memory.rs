@@ -110,3 +110,48 @@ fn one_huge_reason_line_costs_one_copy() {
         "peak RSS {rss} bytes for a {size}-byte line (limit {limit})"
     );
 }
+
+/// A re-run reads the listings an earlier backfill recorded a round of
+/// top-level directories at a time, not all of them at once (they were
+/// held for the whole run, some 10 MB here): over 32,768 top-level
+/// directories with 240-byte names, a re-run that uses the recorded
+/// listings peaks lower than one that lists every directory afresh (the
+/// listings deleted first), give or take a few rounds' worth.
+#[test]
+fn recorded_listings_are_read_a_round_at_a_time() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("results");
+    const TOPS: usize = 32_768;
+    for t in 0..TOPS {
+        // One sub-directory each, a job without tests.
+        let job = root.join(format!("{t:0>240}")).join("h");
+        std::fs::create_dir_all(&job).expect("mkdir");
+        std::fs::write(job.join("status.log"), "").expect("status.log");
+    }
+    // Listings are recorded once their directories have been still.
+    std::thread::sleep(tko::discover::SETTLED + std::time::Duration::from_millis(1100));
+    let db = tmp.path().join("w.db");
+    let url = format!("sqlite:{}", db.display());
+    let rss = || {
+        max_rss_kib(
+            &["backfill", "--quiet", "--level", "2", "--db", &url],
+            &root,
+        )
+    };
+    rss();
+    let recorded: i64 = rusqlite::Connection::open(&db)
+        .expect("open the warehouse")
+        .query_row("SELECT count(*) FROM tko_scan_listing", [], |r| r.get(0))
+        .expect("count listings");
+    assert_eq!(recorded, TOPS as i64, "the first run records every listing");
+    let listed = rss();
+    rusqlite::Connection::open(&db)
+        .expect("open the warehouse")
+        .execute("DELETE FROM tko_scan_listing", [])
+        .expect("forget the listings");
+    let unlisted = rss();
+    assert!(
+        listed < unlisted + 4 * 1024,
+        "a re-run reading the recorded listings took {listed} KiB, one listing every directory {unlisted} KiB"
+    );
+}

@@ -307,11 +307,14 @@ pub trait Store: Send {
     /// Records (tag, signature, fingerprint) after a backfill handled the
     /// jobs, so that the next run can skip them by metadata alone.
     fn record_signatures(&mut self, rows: &[Signature]) -> Result<(), Error>;
-    /// The [`Listing`](crate::discover::Listing)s recorded for directories
-    /// directly or further below `roots` (absolute paths), by path: what
-    /// an earlier backfill found in the top-level directories of those
-    /// results roots.
-    fn top_listings(&mut self, roots: &[PathBuf]) -> Result<crate::discover::Listings, Error>;
+    /// The [`Listing`](crate::discover::Listing)s recorded for `dirs`
+    /// (absolute paths of top-level directories), by path: what an earlier
+    /// backfill found in them. A backfill asks for one round's at a time,
+    /// so they take memory for a round, not for the whole tree.
+    fn listings_of(
+        &mut self,
+        dirs: &[&std::path::Path],
+    ) -> Result<crate::discover::Listings, Error>;
     /// Records `listings` (top-level directories just listed), replacing
     /// those of the same paths.
     fn record_top_listings(

@@ -27,6 +27,7 @@ use postgres::error::SqlState;
 use postgres::{Client, Transaction};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -1248,20 +1249,40 @@ impl Store for PgStore {
         )
     }
 
-    fn top_listings(&mut self, roots: &[PathBuf]) -> Result<Listings, Error> {
+    fn listings_of(&mut self, dirs: &[&Path]) -> Result<Listings, Error> {
         let mut out = Listings::new();
-        for root in roots {
-            let (low, high) = super::listing::below_bounds(root);
+        if dirs.is_empty() {
+            return Ok(out);
+        }
+        // Directories of one parent: the rows of its children in their
+        // range (an index range scan, cheaper than a probe each).
+        let wanted: std::collections::HashSet<&[u8]> =
+            dirs.iter().map(|d| d.as_os_str().as_bytes()).collect();
+        for group in dirs.chunk_by(|a, b| a.parent() == b.parent()) {
+            let (first, last) = (group[0].as_os_str().as_bytes(), group[group.len() - 1]);
+            let last = last.as_os_str().as_bytes();
+            let (low, high) = if first <= last {
+                (first, last)
+            } else {
+                (last, first)
+            };
+            // Where a child's name starts (1-based): no slash after it.
+            let name = group[0].file_name().map_or(0, |n| n.len());
+            let start = i32::try_from(first.len() - name + 1).unwrap_or(i32::MAX);
             let rows = self
                 .client
                 .query(
                     "SELECT path, stamp, subdirs FROM tko_scan_listing \
-                     WHERE path >= $1 AND path < $2",
-                    &[&low, &high],
+                     WHERE path >= $1 AND path <= $2 \
+                       AND position('\\x2f'::bytea IN substring(path FROM $3)) = 0",
+                    &[&low, &high, &start],
                 )
                 .map_err(db("reading tko_scan_listing"))?;
             for r in rows {
-                super::listing::add(&mut out, r.get(0), r.get(1), r.get(2));
+                let path: &[u8] = r.get(0);
+                if wanted.contains(path) {
+                    super::listing::add(&mut out, path, r.get(1), r.get(2));
+                }
             }
         }
         Ok(out)

@@ -25,7 +25,8 @@ use crate::table::{
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// An open SQLite warehouse.
@@ -1014,18 +1015,15 @@ impl Store for SqliteStore {
         )
     }
 
-    fn top_listings(&mut self, roots: &[PathBuf]) -> Result<Listings, Error> {
+    fn listings_of(&mut self, dirs: &[&Path]) -> Result<Listings, Error> {
         let mut out = Listings::new();
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT path, stamp, subdirs FROM tko_scan_listing WHERE path >= ?1 AND path < ?2",
-            )
+            .prepare_cached("SELECT path, stamp, subdirs FROM tko_scan_listing WHERE path = ?1")
             .map_err(db("reading tko_scan_listing"))?;
-        for root in roots {
-            let (low, high) = super::listing::below_bounds(root);
+        for dir in dirs {
             let mut rows = stmt
-                .query(params![low, high])
+                .query(params![dir.as_os_str().as_bytes()])
                 .map_err(db("reading tko_scan_listing"))?;
             while let Some(r) = rows.next().map_err(db("reading tko_scan_listing"))? {
                 let field = |i| r.get_ref(i).ok().and_then(|v| v.as_blob().ok());
