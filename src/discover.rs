@@ -988,7 +988,7 @@ impl Unit {
 struct Units {
     paths: Vec<PathBuf>,
     next: usize,
-    tops: std::vec::IntoIter<PathBuf>,
+    tops: TopNames,
     current: usize,
     /// The current root, open (only when `keep_root`: it costs a
     /// descriptor for as long as its top-level directories are walked).
@@ -1001,7 +1001,7 @@ impl Units {
         Units {
             paths: paths.to_vec(),
             next: 0,
-            tops: Vec::new().into_iter(),
+            tops: TopNames::default(),
             current: 0,
             root: None,
             keep_root: false,
@@ -1011,18 +1011,19 @@ impl Units {
     /// Classifies the path given at `index`: a job unit, an error, or
     /// (a root) its top-level directories queued.
     fn open(&mut self, index: usize) -> Option<Result<Unit, Error>> {
-        let mut tops = Vec::new();
+        let mut tops = TopNames::default();
         let mut root = None;
         let unit = classify(&self.paths[index], index, &mut root, |root, name| {
-            tops.push(root.join(OsStr::from_bytes(name)));
+            if tops.root.as_os_str().is_empty() {
+                tops.root = root.to_path_buf();
+            }
+            tops.push(name);
         });
         if unit.is_some() {
             return unit;
         }
-        // One parent: byte order of the paths is the order of the names
-        // (and what `Path`'s component order gives them, cheaper).
-        tops.sort_unstable_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
-        self.tops = tops.into_iter();
+        tops.sort();
+        self.tops = tops;
         self.current = index;
         self.root = root.filter(|_| self.keep_root).map(Arc::new);
         None
@@ -1077,6 +1078,44 @@ fn classify(
         return Some(Ok(Unit::Job(path, index)));
     }
     None
+}
+
+/// A root's top-level directory names, in one buffer, sorted: a root may
+/// hold hundreds of thousands of them, for the whole of its walk (a path
+/// each cost some 70 bytes apiece); each becomes a path when it is handed
+/// on.
+#[derive(Debug, Default)]
+struct TopNames {
+    root: PathBuf,
+    bytes: Vec<u8>,
+    /// Where each name is in `bytes`.
+    spans: Vec<(usize, usize)>,
+    /// The next to hand on.
+    next: usize,
+}
+
+impl TopNames {
+    fn push(&mut self, name: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(name);
+        self.spans.push((start, self.bytes.len()));
+    }
+
+    /// Byte order of the names, which is that of their paths (one parent)
+    /// and what `Path`'s component order gives them.
+    fn sort(&mut self) {
+        let bytes = &self.bytes;
+        self.spans
+            .sort_unstable_by(|a, b| bytes[a.0..a.1].cmp(&bytes[b.0..b.1]));
+        self.bytes.shrink_to_fit();
+        self.spans.shrink_to_fit();
+    }
+
+    fn next(&mut self) -> Option<PathBuf> {
+        let &(start, end) = self.spans.get(self.next)?;
+        self.next += 1;
+        Some(self.root.join(OsStr::from_bytes(&self.bytes[start..end])))
+    }
 }
 
 impl Iterator for Units {
