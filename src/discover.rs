@@ -1156,7 +1156,8 @@ pub fn count_units(paths: &[PathBuf]) -> usize {
         .sum()
 }
 
-/// At most this many results roots are held open by one round.
+/// At most this many results roots are held open by one round (a
+/// backfill takes a round before it walks the one before: twice that).
 const MAX_ROOTS_OPEN: usize = 64;
 
 /// What one round of a [`Discovery`] found.
