@@ -356,7 +356,10 @@ pub fn run_with(
                 next = discovery.take_round(max);
                 let t0 = Instant::now();
                 let (round, fetched) = std::thread::scope(|s| {
-                    let fetching = next.as_ref().map(|n| s.spawn(|| listings_of(n)));
+                    let fetching = next
+                        .as_ref()
+                        .filter(|_| use_listings)
+                        .map(|n| s.spawn(|| listings_of(n)));
                     let round = pool.install(|| discovery.walk_round(pending, &listed));
                     let fetched = fetching.map(|f| f.join().expect("a lookup does not panic"));
                     (round, fetched)

@@ -974,8 +974,7 @@ impl Unit {
         match self {
             Unit::Job(path, _) => job_entry(path, d.level, &mut out),
             Unit::Top(dir, _, root) => {
-                let prior = d.remember.then(|| prior.get(dir)).flatten();
-                visit_top(dir, d.level, prior, root.as_deref(), &mut out)
+                visit_top(dir, d.level, prior.get(dir), root.as_deref(), &mut out)
             }
         }
         out

@@ -1259,16 +1259,13 @@ impl Store for PgStore {
         let wanted: std::collections::HashSet<&[u8]> =
             dirs.iter().map(|d| d.as_os_str().as_bytes()).collect();
         for group in dirs.chunk_by(|a, b| a.parent() == b.parent()) {
-            let (first, last) = (group[0].as_os_str().as_bytes(), group[group.len() - 1]);
-            let last = last.as_os_str().as_bytes();
-            let (low, high) = if first <= last {
-                (first, last)
-            } else {
-                (last, first)
-            };
+            // A round's directories of one root come in byte order (were
+            // they not, a row missed only means a directory listed again).
+            let low = group[0].as_os_str().as_bytes();
+            let high = group[group.len() - 1].as_os_str().as_bytes();
             // Where a child's name starts (1-based): no slash after it.
             let name = group[0].file_name().map_or(0, |n| n.len());
-            let start = i32::try_from(first.len() - name + 1).unwrap_or(i32::MAX);
+            let start = i32::try_from(low.len() - name + 1).unwrap_or(i32::MAX);
             let rows = self
                 .client
                 .query(
