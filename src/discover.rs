@@ -17,6 +17,7 @@
 //! directory listings and `.machines`, never contents of results files
 //! (see `ingest`).
 
+mod handed;
 mod listing;
 
 pub use listing::{DirStamp, Listing, Listings, SETTLED};
@@ -1211,10 +1212,8 @@ pub struct Discovery {
     units: Units,
     level: Level,
     paths: Vec<PathBuf>,
-    /// Job directories handed on: identity → path.
-    seen: HashMap<Id, Box<Path>>,
-    /// Tags handed on → identity.
-    tags: HashMap<Box<str>, Id>,
+    /// Job directories handed on: path by identity and by tag.
+    handed: handed::Handed,
     /// The scheduler-layout notice was given.
     announced: bool,
     /// Paths already reported as [`Notice::SameDirectory`].
@@ -1240,8 +1239,7 @@ impl Discovery {
             units: Units::new(paths),
             level: level.into(),
             paths: paths.to_vec(),
-            seen: HashMap::new(),
-            tags: HashMap::new(),
+            handed: handed::Handed::new(),
             announced: false,
             reported: HashSet::new(),
             refused: HashSet::new(),
@@ -1372,8 +1370,8 @@ impl Discovery {
     /// when under another path) or its tag belongs to another directory
     /// (an error naming both).
     fn admit(&mut self, f: Found, round: &mut Round) {
-        if let Some(first) = self.seen.get(&f.id) {
-            if **first != *f.dir.path && self.reported.insert(f.dir.path.clone()) {
+        if let Some(first) = self.handed.with_id(f.id) {
+            if *first != *f.dir.path && self.reported.insert(f.dir.path.clone()) {
                 round.notices.push(Notice::SameDirectory {
                     path: f.dir.path,
                     first: first.to_path_buf(),
@@ -1381,19 +1379,18 @@ impl Discovery {
             }
             return;
         }
-        if let Some(id) = self.tags.get(f.dir.tag.as_str()) {
+        if let Some(first) = self.handed.with_tag(&f.dir.tag) {
             if !self.refused.insert(f.id) {
                 return;
             }
             round.errors.push(Error::TagCollision {
-                first: self.seen[id].to_path_buf(),
+                first: first.to_path_buf(),
                 second: f.dir.path,
                 tag: f.dir.tag,
             });
             return;
         }
-        self.seen.insert(f.id, f.dir.path.clone().into_boxed_path());
-        self.tags.insert(f.dir.tag.clone().into_boxed_str(), f.id);
+        self.handed.insert(f.id, &f.dir.path, &f.dir.tag);
         round.jobs.push(f.dir);
         round.signatures.push(f.signature);
     }
