@@ -246,6 +246,9 @@ struct Chunk {
     /// Top-level directories listed by the walk, to be recorded for the
     /// next run (see `discover::Listing`).
     listings: Vec<(PathBuf, discover::Listing)>,
+    /// Top-level directories gone whose listings are to be forgotten
+    /// (see `discover::TopSpan`).
+    gone: Vec<PathBuf>,
 }
 
 /// A walked round on its way to the scanner: its jobs, their signatures
@@ -312,15 +315,14 @@ pub fn run_with(
     // scanner the ledger rows of the round before.
     let reader = Mutex::new(reader);
     let reader = &reader;
-    let listings_of = |p: &discover::Pending| -> Result<discover::Listings, crate::store::Error> {
+    let listings_of = |p: &discover::Pending| -> Result<discover::Recorded, crate::store::Error> {
         if !use_listings {
-            return Ok(discover::Listings::new());
+            return Ok(discover::Recorded::default());
         }
         let t0 = Instant::now();
-        let tops = p.tops();
-        let listings = lock_reader(reader).listings_of(&tops);
+        let recorded = lock_reader(reader).listings_of(&p.spans());
         timing::add("backfill: reading the listings of the last run", t0);
-        listings
+        recorded
     };
 
     let locked = std::thread::scope(|scope| {
@@ -344,8 +346,8 @@ pub fn run_with(
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
-                let listed = match prior {
-                    Ok(listed) => listed.unwrap_or_default(),
+                let recorded = match prior {
+                    Ok(recorded) => recorded.unwrap_or_default(),
                     Err(e) => {
                         let _ = walked_tx.send(Err(e));
                         return;
@@ -360,7 +362,7 @@ pub fn run_with(
                         .as_ref()
                         .filter(|_| use_listings)
                         .map(|n| s.spawn(|| listings_of(n)));
-                    let round = pool.install(|| discovery.walk_round(pending, &listed));
+                    let round = pool.install(|| discovery.walk_round(pending, &recorded.listings));
                     let fetched = fetching.map(|f| f.join().expect("a lookup does not panic"));
                     (round, fetched)
                 });
@@ -374,6 +376,7 @@ pub fn run_with(
                     walk_errors: round.errors.iter().map(ToString::to_string).collect(),
                     notices: round.notices.iter().map(ToString::to_string).collect(),
                     listings: round.listings,
+                    gone: recorded.gone,
                     ..Chunk::default()
                 };
                 let dirs = round.jobs;

@@ -20,7 +20,7 @@
 mod handed;
 mod listing;
 
-pub use listing::{DirStamp, Listing, Listings, SETTLED};
+pub use listing::{DirStamp, Listing, Listings, Recorded, SETTLED};
 
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -1116,6 +1116,17 @@ impl TopNames {
         self.next += 1;
         Some(self.root.join(OsStr::from_bytes(&self.bytes[start..end])))
     }
+
+    /// The directory handed on last, if any was.
+    fn last_handed(&self) -> Option<PathBuf> {
+        let &(start, end) = self.spans.get(self.next.checked_sub(1)?)?;
+        Some(self.root.join(OsStr::from_bytes(&self.bytes[start..end])))
+    }
+
+    /// Every name was handed on.
+    fn exhausted(&self) -> bool {
+        self.next >= self.spans.len()
+    }
 }
 
 impl Iterator for Units {
@@ -1184,21 +1195,68 @@ pub struct Round {
 pub struct Pending {
     units: Vec<Unit>,
     errors: Vec<Error>,
+    /// Where each root's top-level directories in this round sit among
+    /// the root's others, a root at a time, in the order of `units`.
+    edges: Vec<Edge>,
     /// The last round: it hands on the jobs reached through symlinks.
     last: bool,
 }
 
+/// Where a round's top-level directories of one root sit among the
+/// root's others (see [`TopSpan`]).
+#[derive(Debug)]
+struct Edge {
+    /// The top-level directory of the root handed on just before the
+    /// round's first (by an earlier round).
+    after: Option<PathBuf>,
+    /// The round's last is the root's last.
+    to_end: bool,
+}
+
+/// A round's top-level directories of one results root, and where they
+/// sit among the root's others: they are all of the root's directories
+/// after `after` (from its first when `None`) through the last of `tops`
+/// (through the root's end when `to_end`), as the root was listed this
+/// run. So a recorded listing in that span that is not one of `tops` is
+/// of a directory that is gone, and every recorded listing of the root
+/// falls in the span of exactly one round.
+#[derive(Debug)]
+pub struct TopSpan<'a> {
+    /// The results root (absolute).
+    pub root: &'a Path,
+    /// The root's top-level directory just before `tops[0]`, if any.
+    pub after: Option<&'a Path>,
+    /// The round's top-level directories of the root, in byte order.
+    pub tops: Vec<&'a Path>,
+    /// `tops` ends with the root's last top-level directory.
+    pub to_end: bool,
+}
+
 impl Pending {
-    /// The top-level directories of results roots in this round: those a
-    /// recorded listing may stand for.
-    pub fn tops(&self) -> Vec<&Path> {
-        self.units
-            .iter()
-            .filter_map(|u| match u {
-                Unit::Top(dir, _, _) => Some(dir.as_path()),
-                Unit::Job(..) => None,
-            })
-            .collect()
+    /// The top-level directories of results roots in this round (those a
+    /// recorded listing may stand for), a root at a time.
+    pub fn spans(&self) -> Vec<TopSpan<'_>> {
+        let mut spans: Vec<(usize, TopSpan<'_>)> = Vec::new();
+        let mut edges = self.edges.iter();
+        for u in &self.units {
+            let Unit::Top(dir, g, _) = u else {
+                continue;
+            };
+            match spans.last_mut() {
+                Some((given, span)) if given == g => span.tops.push(dir),
+                _ => {
+                    let edge = edges.next().expect("an edge for each root of a round");
+                    let span = TopSpan {
+                        root: dir.parent().unwrap_or(dir),
+                        after: edge.after.as_deref(),
+                        tops: vec![dir],
+                        to_end: edge.to_end,
+                    };
+                    spans.push((*g, span));
+                }
+            }
+        }
+        spans.into_iter().map(|(_, s)| s).collect()
     }
 }
 
@@ -1287,16 +1345,33 @@ impl Discovery {
             return None;
         }
         let (mut units, mut errors) = (Vec::new(), Vec::new());
+        // Where the root being walked stood: what comes after it.
+        let (current, after) = (self.units.current, self.units.tops.last_handed());
+        let mut edges: Vec<(usize, Edge)> = Vec::new();
         // Each root of the round is held open until it is walked: a round
         // ends early at `MAX_ROOTS_OPEN` of them.
-        let (mut roots, mut last) = (0, None);
+        let mut roots = 0;
         for u in self.units.by_ref().take(max_units.max(1)) {
             match u {
                 Ok(u) => {
                     // Units come root by root.
-                    if let Unit::Top(_, g, Some(_)) = &u {
-                        roots += usize::from(last != Some(*g));
-                        last = Some(*g);
+                    if let Unit::Top(_, g, root) = &u {
+                        if edges.last().map(|e| e.0) != Some(*g) {
+                            roots += usize::from(root.is_some());
+                            // A root met before this one ended here.
+                            let after = if edges.is_empty() && *g == current {
+                                after.clone()
+                            } else {
+                                None
+                            };
+                            edges.push((
+                                *g,
+                                Edge {
+                                    after,
+                                    to_end: true,
+                                },
+                            ));
+                        }
                     }
                     units.push(u);
                 }
@@ -1306,12 +1381,16 @@ impl Discovery {
                 break;
             }
         }
+        if let Some((g, edge)) = edges.last_mut() {
+            edge.to_end = *g != self.units.current || self.units.tops.exhausted();
+        }
         // Last: the jobs reached through symlinks (gathered by then).
         let last = units.is_empty() && errors.is_empty();
         self.exhausted = last;
         Some(Pending {
             units,
             errors,
+            edges: edges.into_iter().map(|(_, e)| e).collect(),
             last,
         })
     }
@@ -1633,7 +1712,8 @@ mod tests {
             let (mut jobs, mut kept) = (Vec::new(), Vec::new());
             while let Some(pending) = d.take_round(10) {
                 // The round names the directory whose listing it may use.
-                let tops = pending.tops();
+                let spans = pending.spans();
+                let tops: Vec<&Path> = spans.iter().flat_map(|s| s.tops.clone()).collect();
                 assert!(tops.is_empty() || tops == [absolute(&r.join("top")).expect("abs")]);
                 let Some(round) = d.walk_round(pending, &prior) else {
                     break;
@@ -1664,6 +1744,53 @@ mod tests {
             other[field] ^= 1;
             assert_eq!(walk(recorded(other)).0, all, "stamp field {field}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn each_root_is_spanned_once_round_by_round() -> io::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let (r, q) = (tmp.path().join("r"), tmp.path().join("q"));
+        for name in ["a", "b", "c", "d", "e", "f", "g"] {
+            file(&r, &format!("{name}/h/status.log"), b"")?;
+        }
+        file(&q, "x/h/status.log", b"")?;
+        let (r, q) = (absolute(&r)?, absolute(&q)?);
+        let mut d = Discovery::new(&[r.clone(), q.clone()], 2);
+        // (root, after, tops, to_end) of each round's spans.
+        type Seen = Vec<(PathBuf, Option<String>, Vec<String>, bool)>;
+        let mut rounds: Vec<Seen> = Vec::new();
+        let name = |p: &Path| p.file_name().expect("name").to_string_lossy().into_owned();
+        while let Some(pending) = d.take_round(3) {
+            let spans = pending.spans();
+            rounds.push(
+                spans
+                    .iter()
+                    .map(|s| {
+                        let tops = s.tops.iter().map(|t| name(t)).collect();
+                        (s.root.to_path_buf(), s.after.map(name), tops, s.to_end)
+                    })
+                    .collect(),
+            );
+            if d.walk_round(pending, &Listings::new()).is_none() {
+                break;
+            }
+        }
+        let span = |root: &Path, after: Option<&str>, tops: &[&str], to_end| {
+            let tops = tops.iter().map(|t| t.to_string()).collect();
+            (root.to_path_buf(), after.map(String::from), tops, to_end)
+        };
+        let want: Vec<Seen> = vec![
+            vec![span(&r, None, &["a", "b", "c"], false)],
+            vec![span(&r, Some("c"), &["d", "e", "f"], false)],
+            // The root's last, then the next root whole.
+            vec![
+                span(&r, Some("f"), &["g"], true),
+                span(&q, None, &["x"], true),
+            ],
+            vec![],
+        ];
+        assert_eq!(rounds, want);
         Ok(())
     }
 

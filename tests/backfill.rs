@@ -8,7 +8,8 @@
 mod support;
 
 use std::fs::{File, OpenOptions};
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use support::{contents, fresh, Backend, Db, TestResult};
@@ -596,4 +597,78 @@ fn sqlite_listed_directories_miss_no_change() -> TestResult {
 #[test]
 fn pg_listed_directories_miss_no_change() -> TestResult {
     listed_directories_miss_no_change(Backend::Postgres)
+}
+
+/// The recorded listings of the top-level directories a run found, as
+/// paths, in order.
+fn recorded_listings(db: &mut Db) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let sql = match db {
+        Db::Pg(_) => "SELECT encode(path, 'hex') FROM tko_scan_listing ORDER BY path",
+        Db::Lite(_) => "SELECT lower(hex(path)) FROM tko_scan_listing ORDER BY path",
+    };
+    db.texts(sql)
+        .into_iter()
+        .map(|r| {
+            let hex = r[0].clone().expect("a path");
+            let bytes = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                .collect();
+            PathBuf::from(std::ffi::OsString::from_vec(bytes))
+        })
+        .collect()
+}
+
+/// A top-level directory that is gone leaves no recorded listing behind
+/// (they were kept for ever, for every directory a lab ever removed): the
+/// first, one in the middle and the last, by byte order, removed between
+/// runs; the next run forgets exactly their listings and keeps the others.
+fn gone_directories_leave_no_listing(backend: Backend) -> TestResult {
+    let t = tree(8);
+    let root = t.path().join("results");
+    let (dirs, _) = tko::discover::find_jobs(std::slice::from_ref(&root), 2);
+    let mut tops: Vec<PathBuf> = dirs
+        .iter()
+        .filter_map(|d| d.path.parent().map(Path::to_path_buf))
+        .collect();
+    tops.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
+    tops.dedup();
+    assert!(tops.len() >= 5, "{tops:?}");
+    std::thread::sleep(tko::discover::SETTLED + Duration::from_millis(1100));
+    let f = fresh(backend);
+    let mut db = Db::open(&f);
+    let out = run(&f.url, &root, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(recorded_listings(&mut db), tops);
+    let gone = [0, tops.len() / 2, tops.len() - 1];
+    for &i in &gone {
+        std::fs::remove_dir_all(&tops[i])?;
+    }
+    let out = run(&f.url, &root, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kept: Vec<PathBuf> = (0..tops.len())
+        .filter(|i| !gone.contains(i))
+        .map(|i| tops[i].clone())
+        .collect();
+    assert_eq!(recorded_listings(&mut db), kept);
+    Ok(())
+}
+
+#[test]
+fn sqlite_gone_directories_leave_no_listing() -> TestResult {
+    gone_directories_leave_no_listing(Backend::Sqlite)
+}
+
+#[test]
+fn pg_gone_directories_leave_no_listing() -> TestResult {
+    gone_directories_leave_no_listing(Backend::Postgres)
 }

@@ -1616,3 +1616,87 @@ fn sqlite_ledger_unproven_leaves_out_only_what_is_proven() -> TestResult {
 fn pg_ledger_unproven_leaves_out_only_what_is_proven() -> TestResult {
     ledger_unproven_leaves_out_only_what_is_proven(Backend::Postgres)
 }
+
+// ---------------------------------------------------------------- listings
+
+/// A round's recorded listings are read a range of each root's rows at a
+/// time: the round's own directories' listings come back, and the
+/// listings of directories in its span that are not among them (gone) are
+/// named, but never a listing outside the span (before `after`, after the
+/// last directory of a round that does not end the root) nor one of a
+/// directory below another root under this one; forgetting the gone ones
+/// removes exactly those rows.
+fn listings_are_read_and_forgotten_by_span(backend: Backend) -> TestResult {
+    use std::path::{Path, PathBuf};
+    use tko::discover::{Listing, TopSpan};
+    let f = fresh(backend);
+    let mut s = open_init(&f.url)?;
+    let listing = |n: u64| Listing {
+        stamp: [n, 2, 3, 4, 5, 6],
+        subdirs: vec!["h".into()],
+    };
+    let p = |s: &str| PathBuf::from(s);
+    // Root /r: a, b (gone), c, d, e (gone), f, g (gone); /r/c is a root
+    // too (its x is gone), and /r0 and /q are other roots.
+    let all = [
+        "/q/a", "/r/a", "/r/b", "/r/c", "/r/c/x", "/r/d", "/r/e", "/r/f", "/r/g", "/r0/a",
+    ];
+    let rows: Vec<(PathBuf, Listing)> = all
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (p(a), listing(i as u64)))
+        .collect();
+    s.record_top_listings(&rows, &[])?;
+    let (a, c, d, f_) = (p("/r/a"), p("/r/c"), p("/r/d"), p("/r/f"));
+    // Round 1: a and c, not the root's end.
+    let round1 = [TopSpan {
+        root: Path::new("/r"),
+        after: None,
+        tops: vec![&a, &c],
+        to_end: false,
+    }];
+    let got = s.listings_of(&round1)?;
+    let mut keys: Vec<_> = got.listings.keys().cloned().collect();
+    keys.sort();
+    assert_eq!(keys, [a.clone(), c.clone()]);
+    assert_eq!(got.listings[&c], listing(3));
+    assert_eq!(got.gone, [p("/r/b")]);
+    // Round 2: d and f, after c, to the root's end.
+    let round2 = [TopSpan {
+        root: Path::new("/r"),
+        after: Some(&c),
+        tops: vec![&d, &f_],
+        to_end: true,
+    }];
+    let got = s.listings_of(&round2)?;
+    assert_eq!(got.listings.len(), 2);
+    let mut gone = got.gone.clone();
+    gone.sort();
+    assert_eq!(gone, [p("/r/e"), p("/r/g")]);
+    s.record_top_listings(&[], &gone)?;
+    // What stays: every other row, and a second look finds none gone.
+    let left = s.listings_of(&round2)?;
+    assert!(left.gone.is_empty(), "{:?}", left.gone);
+    assert_eq!(left.listings.len(), 2);
+    let x = p("/r/c/x");
+    let nested = [TopSpan {
+        root: &c,
+        after: None,
+        tops: vec![&x],
+        to_end: true,
+    }];
+    assert_eq!(s.listings_of(&nested)?.listings.len(), 1);
+    let mut db = Db::open(&f);
+    assert_eq!(db.int("SELECT count(*) FROM tko_scan_listing"), 8);
+    Ok(())
+}
+
+#[test]
+fn sqlite_listings_are_read_and_forgotten_by_span() -> TestResult {
+    listings_are_read_and_forgotten_by_span(Backend::Sqlite)
+}
+
+#[test]
+fn pg_listings_are_read_and_forgotten_by_span() -> TestResult {
+    listings_are_read_and_forgotten_by_span(Backend::Postgres)
+}

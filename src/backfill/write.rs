@@ -39,7 +39,7 @@ fn loadable(ready: &[Ready]) -> impl Iterator<Item = &Ready> {
 }
 
 /// The store's part of one chunk (nothing in a dry run): records the
-/// listings the walk took, the jobs that could not be read as failed,
+/// listings the walk took (and forgets those of directories gone), the jobs that could not be read as failed,
 /// loads the loadable ones and records the signatures of those now in the
 /// warehouse. `Err` when the store failed as a whole.
 fn store_chunk(
@@ -51,7 +51,7 @@ fn store_chunk(
         return Ok(Vec::new());
     }
     let t0 = Instant::now();
-    store.record_top_listings(&chunk.listings)?;
+    store.record_top_listings(&chunk.listings, &chunk.gone)?;
     timing::add("backfill: recording listings", t0);
     if !chunk.failed.is_empty() {
         store.record_failures(&chunk.failed)?;

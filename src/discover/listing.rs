@@ -38,6 +38,17 @@ pub struct Listing {
 /// Listings by the absolute path of their directory.
 pub type Listings = HashMap<PathBuf, Listing>;
 
+/// What a warehouse holds for a round's top-level directories (see
+/// `Store::listings_of`).
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// The recorded listings of the round's directories.
+    pub listings: Listings,
+    /// Directories in the round's spans (`TopSpan`) with a recorded
+    /// listing that are no longer there: their listings are to go.
+    pub gone: Vec<PathBuf>,
+}
+
 impl Listing {
     /// The stamp as stored: six little-endian `u64`s.
     pub fn stamp_bytes(&self) -> Vec<u8> {

@@ -307,19 +307,24 @@ pub trait Store: Send {
     /// Records (tag, signature, fingerprint) after a backfill handled the
     /// jobs, so that the next run can skip them by metadata alone.
     fn record_signatures(&mut self, rows: &[Signature]) -> Result<(), Error>;
-    /// The [`Listing`](crate::discover::Listing)s recorded for `dirs`
-    /// (absolute paths of top-level directories), by path: what an earlier
-    /// backfill found in them. A backfill asks for one round's at a time,
-    /// so they take memory for a round, not for the whole tree.
+    /// What is recorded for a round's top-level directories, a root at a
+    /// time (`spans`): the [`Listing`](crate::discover::Listing)s of its
+    /// directories (what an earlier backfill found in them), and the
+    /// directories in its spans with a listing that are gone (see
+    /// [`TopSpan`](crate::discover::TopSpan)). A backfill asks for one
+    /// round's at a time, so they take memory for a round, not for the
+    /// whole tree; one range of rows is read per root.
     fn listings_of(
         &mut self,
-        dirs: &[&std::path::Path],
-    ) -> Result<crate::discover::Listings, Error>;
+        spans: &[crate::discover::TopSpan<'_>],
+    ) -> Result<crate::discover::Recorded, Error>;
     /// Records `listings` (top-level directories just listed), replacing
-    /// those of the same paths.
+    /// those of the same paths, and forgets those of `gone` (directories
+    /// no longer there).
     fn record_top_listings(
         &mut self,
         listings: &[(PathBuf, crate::discover::Listing)],
+        gone: &[PathBuf],
     ) -> Result<(), Error>;
     /// Records jobs that could not be read as `failed` in the ledger (with
     /// their error), touching none of their rows: a stored version stays

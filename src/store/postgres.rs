@@ -19,7 +19,7 @@ use super::{
     LoadItem, LoadOutcome, OldTest, Removed, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS,
     PARSER_VERSION,
 };
-use crate::discover::{Listing, Listings};
+use crate::discover::{Listing, Recorded, TopSpan};
 use crate::model::{Kernel, Timestamp};
 use crate::query::filter::glob_to_like;
 use crate::table::{build_rows, clean, JobRow, KernelRow, PatchRow, RowCounts, TreeIds};
@@ -1249,43 +1249,44 @@ impl Store for PgStore {
         )
     }
 
-    fn listings_of(&mut self, dirs: &[&Path]) -> Result<Listings, Error> {
-        let mut out = Listings::new();
-        if dirs.is_empty() {
-            return Ok(out);
-        }
-        // Directories of one parent: the rows of its children in their
-        // range (an index range scan, cheaper than a probe each).
-        let wanted: std::collections::HashSet<&[u8]> =
-            dirs.iter().map(|d| d.as_os_str().as_bytes()).collect();
-        for group in dirs.chunk_by(|a, b| a.parent() == b.parent()) {
-            // A round's directories of one root come in byte order (were
-            // they not, a row missed only means a directory listed again).
-            let low = group[0].as_os_str().as_bytes();
-            let high = group[group.len() - 1].as_os_str().as_bytes();
+    fn listings_of(&mut self, spans: &[TopSpan<'_>]) -> Result<Recorded, Error> {
+        let mut out = Recorded::default();
+        for span in spans {
+            // One index range scan per root: the round's directories and
+            // any gone from between them.
+            let span = super::listing::Span::of(span);
             // Where a child's name starts (1-based): no slash after it.
-            let name = group[0].file_name().map_or(0, |n| n.len());
-            let start = i32::try_from(low.len() - name + 1).unwrap_or(i32::MAX);
+            let start = i32::try_from(span.prefix + 1).unwrap_or(i32::MAX);
             let rows = self
                 .client
                 .query(
                     "SELECT path, stamp, subdirs FROM tko_scan_listing \
-                     WHERE path >= $1 AND path <= $2 \
+                     WHERE path > $1 AND path < $2 \
                        AND position('\\x2f'::bytea IN substring(path FROM $3)) = 0",
-                    &[&low, &high, &start],
+                    &[&span.low, &span.high, &start],
                 )
                 .map_err(db("reading tko_scan_listing"))?;
             for r in rows {
-                let path: &[u8] = r.get(0);
-                if wanted.contains(path) {
-                    super::listing::add(&mut out, path, r.get(1), r.get(2));
-                }
+                span.add(&mut out, r.get(0), r.get(1), r.get(2));
             }
         }
         Ok(out)
     }
 
-    fn record_top_listings(&mut self, listings: &[(PathBuf, Listing)]) -> Result<(), Error> {
+    fn record_top_listings(
+        &mut self,
+        listings: &[(PathBuf, Listing)],
+        gone: &[PathBuf],
+    ) -> Result<(), Error> {
+        if !gone.is_empty() {
+            let gone: Vec<&[u8]> = gone.iter().map(|p| p.as_os_str().as_bytes()).collect();
+            self.client
+                .execute(
+                    "DELETE FROM tko_scan_listing WHERE path = ANY($1::bytea[])",
+                    &[&gone],
+                )
+                .map_err(db("forgetting listings in tko_scan_listing"))?;
+        }
         let mut rows: Vec<_> = listings
             .iter()
             .map(|(p, l)| super::listing::row(p, l))

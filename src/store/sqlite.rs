@@ -16,7 +16,7 @@ use super::{
     LoadItem, LoadOutcome, OldTest, Removed, Signature, StatusReport, Store, DEFAULT_BATCH_JOBS,
     PARSER_VERSION,
 };
-use crate::discover::{Listing, Listings};
+use crate::discover::{Listing, Recorded, TopSpan};
 use crate::model::{iso_datetime, Kernel, Timestamp};
 use crate::query::filter::glob_to_sqlite;
 use crate::table::{
@@ -26,7 +26,7 @@ use crate::table::{
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// An open SQLite warehouse.
@@ -1015,27 +1015,52 @@ impl Store for SqliteStore {
         )
     }
 
-    fn listings_of(&mut self, dirs: &[&Path]) -> Result<Listings, Error> {
-        let mut out = Listings::new();
+    fn listings_of(&mut self, spans: &[TopSpan<'_>]) -> Result<Recorded, Error> {
+        let mut out = Recorded::default();
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT path, stamp, subdirs FROM tko_scan_listing WHERE path = ?1")
+            .prepare_cached(
+                "SELECT path, stamp, subdirs FROM tko_scan_listing WHERE path > ?1 AND path < ?2",
+            )
             .map_err(db("reading tko_scan_listing"))?;
-        for dir in dirs {
+        for span in spans {
+            // One range of the primary key per root.
+            let span = super::listing::Span::of(span);
             let mut rows = stmt
-                .query(params![dir.as_os_str().as_bytes()])
+                .query(params![span.low, span.high])
                 .map_err(db("reading tko_scan_listing"))?;
             while let Some(r) = rows.next().map_err(db("reading tko_scan_listing"))? {
                 let field = |i| r.get_ref(i).ok().and_then(|v| v.as_blob().ok());
                 if let (Some(path), Some(stamp), Some(names)) = (field(0), field(1), field(2)) {
-                    super::listing::add(&mut out, path, stamp, names);
+                    span.add(&mut out, path, stamp, names);
                 }
             }
         }
         Ok(out)
     }
 
-    fn record_top_listings(&mut self, listings: &[(PathBuf, Listing)]) -> Result<(), Error> {
+    fn record_top_listings(
+        &mut self,
+        listings: &[(PathBuf, Listing)],
+        gone: &[PathBuf],
+    ) -> Result<(), Error> {
+        if !gone.is_empty() {
+            let what = "forgetting listings in tko_scan_listing";
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db(what))?;
+            {
+                let mut stmt = tx
+                    .prepare_cached("DELETE FROM tko_scan_listing WHERE path = ?1")
+                    .map_err(db(what))?;
+                for path in gone {
+                    stmt.execute(params![path.as_os_str().as_bytes()])
+                        .map_err(db(what))?;
+                }
+            }
+            tx.commit().map_err(db(what))?;
+        }
         if listings.is_empty() {
             return Ok(());
         }
