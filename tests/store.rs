@@ -1700,3 +1700,27 @@ fn sqlite_listings_are_read_and_forgotten_by_span() -> TestResult {
 fn pg_listings_are_read_and_forgotten_by_span() -> TestResult {
     listings_are_read_and_forgotten_by_span(Backend::Postgres)
 }
+
+/// Recording nothing (a chunk with no job loaded, a round with no listing)
+/// does not take SQLite's write lock: it returns at once while another
+/// connection holds it (it used to open an empty IMMEDIATE transaction,
+/// and so waited for the lock, up to the busy timeout).
+#[test]
+fn sqlite_recording_nothing_takes_no_write_lock() -> TestResult {
+    let f = fresh(Backend::Sqlite);
+    let mut s = open_init(&f.url)?;
+    let Db::Lite(holder) = Db::open(&f) else {
+        unreachable!("a SQLite store")
+    };
+    holder.execute_batch("BEGIN IMMEDIATE")?;
+    let t0 = std::time::Instant::now();
+    s.record_signatures(&[])?;
+    s.record_top_listings(&[], &[])?;
+    let took = t0.elapsed();
+    holder.execute_batch("ROLLBACK")?;
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "recording nothing waited {took:?} for the write lock"
+    );
+    Ok(())
+}

@@ -769,6 +769,10 @@ impl SqliteStore {
         sql: &str,
         rows: impl Iterator<Item = [T; 3]>,
     ) -> Result<(), Error> {
+        let mut rows = rows.peekable();
+        if rows.peek().is_none() {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -1060,9 +1064,6 @@ impl Store for SqliteStore {
                 }
             }
             tx.commit().map_err(db(what))?;
-        }
-        if listings.is_empty() {
-            return Ok(());
         }
         self.upsert_rows(
             "writing tko_scan_listing",
