@@ -1345,7 +1345,8 @@ impl Discovery {
             return None;
         }
         let (mut units, mut errors) = (Vec::new(), Vec::new());
-        // Where the root being walked stood: what comes after it.
+        // The root being walked and its directory handed on last: the
+        // round's span of that root starts after it.
         let (current, after) = (self.units.current, self.units.tops.last_handed());
         let mut edges: Vec<(usize, Edge)> = Vec::new();
         // Each root of the round is held open until it is walked: a round
@@ -1358,7 +1359,8 @@ impl Discovery {
                     if let Unit::Top(_, g, root) = &u {
                         if edges.last().map(|e| e.0) != Some(*g) {
                             roots += usize::from(root.is_some());
-                            // A root met before this one ended here.
+                            // Only the round's first root can have begun
+                            // in an earlier round.
                             let after = if edges.is_empty() && *g == current {
                                 after.clone()
                             } else {
@@ -1381,6 +1383,8 @@ impl Discovery {
                 break;
             }
         }
+        // The round's last root ends in it unless it is still being
+        // walked with names left.
         if let Some((g, edge)) = edges.last_mut() {
             edge.to_end = *g != self.units.current || self.units.tops.exhausted();
         }
