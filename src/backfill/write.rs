@@ -39,9 +39,10 @@ fn loadable(ready: &[Ready]) -> impl Iterator<Item = &Ready> {
 }
 
 /// The store's part of one chunk (nothing in a dry run): records the
-/// listings the walk took (and forgets those of directories gone), the jobs that could not be read as failed,
-/// loads the loadable ones and records the signatures of those now in the
-/// warehouse. `Err` when the store failed as a whole.
+/// listings the walk took (and forgets those of directories gone), the
+/// jobs that could not be read as failed, loads the loadable ones and
+/// records the signatures of those now in the warehouse. `Err` when the
+/// store failed as a whole.
 fn store_chunk(
     store: &mut dyn Store,
     chunk: &Chunk,
