@@ -161,7 +161,7 @@ fn recorded_listings_are_read_a_round_at_a_time() {
 /// path, held once, and under 192 bytes besides (its record, its slots in
 /// two tables, its top-level directory's name): no second copy of the
 /// path for the tag, no allocation of its own (it was 447 bytes besides
-/// the path, 88 now). Measured between
+/// the path; some 80–90 now). Measured between
 /// 16,384 and 32,768 jobs with 250-byte directory names, each alone in a
 /// top-level directory with a short name (a walk holds those names while
 /// it walks their root, and a round's jobs while it is in flight).

@@ -7,8 +7,8 @@
 //! it), with a 32-byte record per job in blocks of records, and two hash
 //! tables of record numbers, one by identity and one by tag (SipHash with
 //! a random key, so hostile names cannot make them slow). A run of
-//! `tko parse` grew 360 bytes a job with 272-byte paths, where a path and
-//! a tag allocated apart and two maps of them took 719
+//! `tko parse` grew 350–360 bytes a job with 272-byte paths, where a path
+//! and a tag allocated apart and two maps of them took 719
 //! (`memory::a_job_found_costs_its_path_once`).
 
 use hashbrown::HashTable;
