@@ -4,8 +4,11 @@
 //! memory. Peak RSS of real `tko` processes is read with `/usr/bin/time -f
 //! %M`.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
+use support::{fresh, Backend, Db};
 use tko::gen::{generate, GenOptions};
 
 /// Peak RSS in KiB of `tko parse --json` over `root`.
@@ -193,4 +196,58 @@ fn a_job_found_costs_its_path_once() {
         "each job found took {per_job} bytes ({SMALL} jobs took {a} KiB, {} took {b} KiB) for a {path_len}-byte path",
         2 * SMALL
     );
+}
+
+/// A lab that removed a year of results leaves the next backfill with a
+/// great many recorded listings of directories that are gone: they are
+/// read as a stream, not all at once, and at most 32,768 are forgotten a
+/// round (the others by the runs after). Over 300,000 such listings of a
+/// root with three jobs, a backfill peaks within 16 MiB of one without
+/// them (holding them all took some 90 MB more), forgets exactly 32,768,
+/// and the next runs forget the rest.
+#[test]
+fn a_great_many_gone_listings_are_not_held_at_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("results");
+    for t in 0..3 {
+        let job = root.join(format!("{t}-a")).join("h");
+        std::fs::create_dir_all(&job).expect("mkdir");
+        std::fs::write(job.join("status.log"), "").expect("status.log");
+    }
+    let root = std::fs::canonicalize(&root).expect("canonical root");
+    let f = fresh(Backend::Postgres);
+    let rss = || {
+        max_rss_kib(
+            &["backfill", "--quiet", "--level", "2", "--db", &f.url],
+            &root,
+        )
+    };
+    rss();
+    let without = rss();
+    const GONE: i64 = 300_000;
+    let mut db = Db::open(&f);
+    let root_text = root.to_str().expect("a UTF-8 temp path");
+    assert!(!root_text.contains('\''), "{root_text}");
+    db.exec(&format!(
+        "INSERT INTO tko_scan_listing (path, stamp, subdirs) \
+         SELECT convert_to('{root_text}/gone-' || lpad(i::text, 7, '0'), 'UTF8'), \
+                decode(repeat('00', 48), 'hex'), ''::bytea \
+         FROM generate_series(1, {GONE}) AS i"
+    ));
+    // (The jobs' own directories' listings are recorded once settled.)
+    let gone = |db: &mut Db| {
+        db.int("SELECT count(*) FROM tko_scan_listing WHERE position('/gone-'::bytea IN path) > 0")
+    };
+    assert_eq!(gone(&mut db), GONE);
+    let with = rss();
+    assert!(
+        with < without + 16 * 1024,
+        "with {GONE} listings gone a backfill took {with} KiB, without {without} KiB"
+    );
+    const PER_ROUND: i64 = 32_768;
+    assert_eq!(gone(&mut db), GONE - PER_ROUND);
+    for _ in 0..(GONE / PER_ROUND) {
+        rss();
+    }
+    assert_eq!(gone(&mut db), 0);
 }

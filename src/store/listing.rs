@@ -12,6 +12,11 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+/// How many listings of directories gone a round forgets at most: after
+/// a lab removed a year of results, the rest are forgotten by the next
+/// runs, and a run holds a few MB of them, not all.
+pub(crate) const GONE_PER_ROUND: usize = 1 << 15;
+
 /// The rows of one [`TopSpan`]: paths strictly between `low` and `high`
 /// (byte order, which both backends give `BLOB`/`bytea`), of which those
 /// with no `/` after the first `prefix` bytes (the root and its `/`) are
@@ -52,13 +57,18 @@ impl<'a> Span<'a> {
     /// directories, or a directory gone (a direct child of the root that
     /// is not one of them). A row not written by [`row`] is left out (its
     /// directory is listed again).
+    /// At most [`GONE_PER_ROUND`] gone directories are taken (rows are
+    /// read as a stream, so the others cost no memory).
     pub(crate) fn add(&self, out: &mut Recorded, path: &[u8], stamp: &[u8], names: &[u8]) {
         let path_of = |p: &[u8]| Path::new(OsStr::from_bytes(p)).to_path_buf();
         if self.tops.contains(path) {
             if let Some(l) = Listing::from_bytes(stamp, names) {
                 out.listings.insert(path_of(path), l);
             }
-        } else if path.len() > self.prefix && !path[self.prefix..].contains(&b'/') {
+        } else if out.gone.len() < GONE_PER_ROUND
+            && path.len() > self.prefix
+            && !path[self.prefix..].contains(&b'/')
+        {
             out.gone.push(path_of(path));
         }
     }

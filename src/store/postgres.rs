@@ -24,6 +24,7 @@ use crate::model::{Kernel, Timestamp};
 use crate::query::filter::glob_to_like;
 use crate::table::{build_rows, clean, JobRow, KernelRow, PatchRow, RowCounts, TreeIds};
 use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Transaction};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -1257,16 +1258,19 @@ impl Store for PgStore {
             let span = super::listing::Span::of(span);
             // Where a child's name starts (1-based): no slash after it.
             let start = i32::try_from(span.prefix + 1).unwrap_or(i32::MAX);
-            let rows = self
+            // Streamed: a span may hold a great many rows of directories
+            // gone (see `listing::GONE_PER_ROUND`).
+            let params: [&(dyn postgres::types::ToSql + Sync); 3] = [&span.low, &span.high, &start];
+            let mut rows = self
                 .client
-                .query(
+                .query_raw(
                     "SELECT path, stamp, subdirs FROM tko_scan_listing \
                      WHERE path > $1 AND path < $2 \
                        AND position('\\x2f'::bytea IN substring(path FROM $3)) = 0",
-                    &[&span.low, &span.high, &start],
+                    params,
                 )
                 .map_err(db("reading tko_scan_listing"))?;
-            for r in rows {
+            while let Some(r) = rows.next().map_err(db("reading tko_scan_listing"))? {
                 span.add(&mut out, r.get(0), r.get(1), r.get(2));
             }
         }
