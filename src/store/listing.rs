@@ -56,9 +56,9 @@ impl<'a> Span<'a> {
     /// Adds a stored row of this span to `out`: the listing of one of its
     /// directories, or a directory gone (a direct child of the root that
     /// is not one of them). A row not written by [`row`] is left out (its
-    /// directory is listed again).
-    /// At most [`GONE_PER_ROUND`] gone directories are taken (rows are
-    /// read as a stream, so the others cost no memory).
+    /// directory is listed again), and so is a directory gone once `out`
+    /// holds [`GONE_PER_ROUND`] of them (rows are read as a stream, so
+    /// the others cost no memory).
     pub(crate) fn add(&self, out: &mut Recorded, path: &[u8], stamp: &[u8], names: &[u8]) {
         let path_of = |p: &[u8]| Path::new(OsStr::from_bytes(p)).to_path_buf();
         if self.tops.contains(path) {
