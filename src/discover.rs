@@ -19,6 +19,7 @@
 
 mod handed;
 mod listing;
+mod spill;
 
 pub use listing::{DirStamp, Listing, Listings, Recorded, SETTLED};
 
@@ -1454,10 +1455,10 @@ impl Discovery {
     /// (an error naming both).
     fn admit(&mut self, f: Found, round: &mut Round) {
         if let Some(first) = self.handed.with_id(f.id) {
-            if *first != *f.dir.path && self.reported.insert(f.dir.path.clone()) {
+            if first != f.dir.path && self.reported.insert(f.dir.path.clone()) {
                 round.notices.push(Notice::SameDirectory {
                     path: f.dir.path,
-                    first: first.to_path_buf(),
+                    first,
                 });
             }
             return;
@@ -1467,7 +1468,7 @@ impl Discovery {
                 return;
             }
             round.errors.push(Error::TagCollision {
-                first: first.to_path_buf(),
+                first,
                 second: f.dir.path,
                 tag: f.dir.tag,
             });
