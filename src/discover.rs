@@ -1873,6 +1873,39 @@ mod tests {
         Ok(())
     }
 
+    /// Past a block of paths, the first path of a tag or a directory met
+    /// again is read back from the file they went to.
+    #[test]
+    fn a_collision_names_a_first_path_read_back_from_the_file() -> io::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let r = tmp.path();
+        let first = 2000;
+        for j in 0..first {
+            file(
+                r,
+                &format!("{j:04}-a/host{j:04}-{}/status.log", "x".repeat(40)),
+                b"",
+            )?;
+        }
+        file(
+            r,
+            "zz-b/host0007-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx/status.log",
+            b"",
+        )?;
+        let early = r.join(format!("0007-a/host0007-{}", "x".repeat(40)));
+        let paths = [r.to_path_buf(), early.clone()];
+        let (jobs, errors, notices) = discover_all(&paths, Level::Fixed(1), 100);
+        assert_eq!(jobs.len(), first);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let text = errors[0].to_string();
+        assert!(matches!(errors[0], Error::TagCollision { .. }), "{text}");
+        assert!(text.contains(&early.display().to_string()), "{text}");
+        assert!(text.contains("zz-b"), "{text}");
+        // The job given again by its own path is the one found first.
+        assert_eq!(notices.len(), 0, "{notices:?}");
+        Ok(())
+    }
+
     #[test]
     fn job_directory_without_status_log_is_not_a_root() -> io::Result<()> {
         let tmp = tempfile::tempdir()?;

@@ -92,7 +92,8 @@ impl Handed {
         let hash = self.keys.hash_one(tag.as_bytes());
         let at = self.by_tag.find(hash, |&i| {
             let r = self.record(i);
-            r.tag_hash == hash && entry(&self.text, r.at).is_none_or(|e| e.tag() == tag.as_bytes())
+            r.tag_hash == hash
+                && Entry::at(&self.text, r.at).is_none_or(|e| e.tag() == tag.as_bytes())
         })?;
         Some(self.path(*at))
     }
@@ -139,7 +140,7 @@ impl Handed {
     /// The path of record `i`, or where it could not be read back, words
     /// saying so (it is only ever shown).
     fn path(&self, i: u32) -> PathBuf {
-        match entry(&self.text, self.record(i).at) {
+        match Entry::at(&self.text, self.record(i).at) {
             Some(e) => PathBuf::from(std::ffi::OsStr::from_bytes(e.path())),
             None => PathBuf::from(
                 "(a directory found earlier in this run, whose path could not be read back)",
@@ -161,6 +162,25 @@ struct Entry {
 }
 
 impl Entry {
+    /// The entry that starts at `at` in `text`; `None` if the file fails
+    /// to give it back.
+    fn at(text: &Text, at: u64) -> Option<Entry> {
+        let header = text.read(at, HEADER)?;
+        let word = |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().expect("4 bytes"));
+        let (path_len, tag_len) = (word(0) as usize, word(4));
+        let apart = if tag_len & TAG_APART != 0 {
+            (tag_len & !TAG_APART) as usize
+        } else {
+            0
+        };
+        let bytes = text.read(at + HEADER as u64, path_len + apart)?;
+        Some(Entry {
+            bytes,
+            path_len,
+            tag_len,
+        })
+    }
+
     fn path(&self) -> &[u8] {
         &self.bytes[..self.path_len]
     }
@@ -173,25 +193,6 @@ impl Entry {
             &self.bytes[self.path_len - tag_len..self.path_len]
         }
     }
-}
-
-/// The entry that starts at `at` in `text`; `None` if the file fails to
-/// give it back.
-fn entry(text: &Text, at: u64) -> Option<Entry> {
-    let header = text.read(at, HEADER)?;
-    let word = |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().expect("4 bytes"));
-    let (path_len, tag_len) = (word(0) as usize, word(4));
-    let apart = if tag_len & TAG_APART != 0 {
-        (tag_len & !TAG_APART) as usize
-    } else {
-        0
-    };
-    let bytes = text.read(at + HEADER as u64, path_len + apart)?;
-    Some(Entry {
-        bytes,
-        path_len,
-        tag_len,
-    })
 }
 
 /// A length, which a path's bytes keep far below 2^31.
