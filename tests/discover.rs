@@ -5,7 +5,8 @@
 //! with one tag an error naming both; the level detected for the
 //! scheduler's layout; a job directory without a status log never taken
 //! for a results root; a job 300 directories deep; `.machines` naming `.`;
-//! a path longer than the kernel allows.
+//! a path longer than the kernel allows; a temporary directory that
+//! cannot take the paths of the jobs found.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -35,6 +36,15 @@ impl Run {
 
 /// Runs `tko args` in `cwd`; kills it and fails after `TIMEOUT`.
 fn tko(args: &[&str], cwd: &Path) -> Result<Run, Box<dyn std::error::Error>> {
+    tko_with(args, cwd, &[])
+}
+
+/// [`tko`] with `env` set.
+fn tko_with(
+    args: &[&str],
+    cwd: &Path,
+    env: &[(&str, &Path)],
+) -> Result<Run, Box<dyn std::error::Error>> {
     const TIMEOUT: Duration = Duration::from_secs(60);
     let out = tempfile::tempdir()?;
     let (o, e) = (out.path().join("out"), out.path().join("err"));
@@ -42,6 +52,7 @@ fn tko(args: &[&str], cwd: &Path) -> Result<Run, Box<dyn std::error::Error>> {
         .args(args)
         .current_dir(cwd)
         .env_remove("TKO_DB")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&o)?)
         .stderr(std::fs::File::create(&e)?)
@@ -321,5 +332,58 @@ fn path_longer_than_the_kernel_allows_is_reported() -> TestResult {
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.stderr.contains("File name too long"), "{}", run.stderr);
     assert_eq!(run.tags(), ["9-i/group0/d/keyval-sibling"]);
+    Ok(())
+}
+
+/// The paths of the jobs found go to a file in `$TMPDIR`; where it cannot
+/// be made (here: no such directory; a full or read-only one alike) they
+/// stay in memory, and the run is the same: every job, and a collision
+/// past the first 64 KiB of paths naming the first path.
+#[test]
+fn a_temporary_directory_that_cannot_be_written_changes_nothing() -> TestResult {
+    let t = tempfile::tempdir()?;
+    let r = t.path().join("results");
+    let long = "x".repeat(60);
+    const JOBS: usize = 1500;
+    for j in 0..JOBS {
+        job(&r.join(format!("{j:04}-a/h{j:04}-{long}")))?;
+    }
+    job(&r.join(format!("zz-b/h0007-{long}")))?;
+    let (first, second) = (
+        r.join(format!("0007-a/h0007-{long}")),
+        r.join(format!("zz-b/h0007-{long}")),
+    );
+    let writable = t.path().join("tmp");
+    std::fs::create_dir(&writable)?;
+    let missing = t.path().join("no-such-dir");
+    let mut tags = Vec::new();
+    for tmpdir in [&writable, &missing] {
+        let run = tko_with(
+            &["parse", "--json", "--level", "1", s(&r)],
+            &r,
+            &[("TMPDIR", tmpdir)],
+        )?;
+        assert_eq!(
+            run.code,
+            Some(1),
+            "TMPDIR={}: {}",
+            tmpdir.display(),
+            run.stderr
+        );
+        let line = run
+            .stderr
+            .lines()
+            .find(|l| l.contains("already taken"))
+            .ok_or("no collision reported")?;
+        assert!(
+            line.contains(s(&first)) && line.contains(s(&second)),
+            "{line}"
+        );
+        assert_eq!(run.tags().len(), JOBS);
+        tags.push(run.tags());
+    }
+    assert_eq!(tags[0], tags[1]);
+    // Nothing was left in the writable one (the file had no name).
+    assert_eq!(std::fs::read_dir(&writable)?.count(), 0);
     Ok(())
 }
