@@ -107,6 +107,20 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temp path")
 }
 
+/// `run` reported a tag collision on one line naming `first` and `second`.
+fn collision_names(run: &Run, first: &Path, second: &Path) -> TestResult {
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("already taken"))
+        .ok_or("no collision reported")?;
+    assert!(
+        line.contains(s(first)) && line.contains(s(second)),
+        "{line}"
+    );
+    Ok(())
+}
+
 #[test]
 fn parse_gives_each_job_once_however_paths_overlap() -> TestResult {
     let (_t, r) = tree()?;
@@ -173,15 +187,7 @@ fn two_directories_with_one_tag_are_an_error_naming_both() -> TestResult {
     let run = tko(&["parse", "--json", "--level", "1", s(&r)], &r)?;
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert_eq!(run.tags(), ["host1"]);
-    let line = run
-        .stderr
-        .lines()
-        .find(|l| l.contains("already taken"))
-        .ok_or("no collision reported")?;
-    assert!(
-        line.contains(s(&first)) && line.contains(s(&second)),
-        "{line}"
-    );
+    collision_names(&run, &first, &second)?;
 
     // `load`: the first is loaded, the second refused, exit 1.
     let db = t.path().join("tko.db");
@@ -370,15 +376,7 @@ fn a_temporary_directory_that_cannot_be_written_changes_nothing() -> TestResult 
             tmpdir.display(),
             run.stderr
         );
-        let line = run
-            .stderr
-            .lines()
-            .find(|l| l.contains("already taken"))
-            .ok_or("no collision reported")?;
-        assert!(
-            line.contains(s(&first)) && line.contains(s(&second)),
-            "{line}"
-        );
+        collision_names(&run, &first, &second)?;
         assert_eq!(run.tags().len(), JOBS);
         tags.push(run.tags());
     }
